@@ -1,0 +1,7 @@
+//! Fusebox core: the pure breaker state machine ([`machine`]) and, later, the lock-free hot
+//! path, the ractor breaker actors and the registry that carry out its effects.
+//!
+//! Architecture invariant: nothing in [`machine`] knows of NATS, tokio, ractor, threads or
+//! the wall clock; the tidy test in `tests/` enforces it.
+
+pub mod machine;

@@ -1,0 +1,486 @@
+//! The recovery cycle shared by the fleet decider and the local overlay:
+//! closed -> open -> half-open -> (ramping ->) closed, with the trip rules, open durations
+//! (backoff and seeded jitter) and probe grants. It judges evidence it is handed; deciding
+//! *which* evidence belongs to the current phase (causality) is its callers' job.
+
+use super::config::{Backoff, Cycle};
+use super::domain::{Evidence, FleetState, Grant, OutcomeCounts, TripRule};
+use super::names::NodeId;
+use super::rng::SeededRng;
+use super::units::Millis;
+use super::window::{Bad, BurnSeries, EvidenceWindow, NodeTable};
+
+/// Where the cycle is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Calls flow.
+    Closed,
+    /// A share of calls flows.
+    Ramping {
+        /// Stage index.
+        stage: usize,
+        /// When the stage ends, on this node's clock.
+        stage_ends: Millis,
+    },
+    /// Calls are rejected until `until`.
+    Open {
+        /// End of the open period, on this node's clock.
+        until: Millis,
+        /// Its length.
+        duration_ms: u64,
+    },
+    /// Granted probes flow.
+    HalfOpen {
+        /// When the round gives up, on this node's clock.
+        deadline: Millis,
+        /// Probe slots, sorted by node; granted probes sum to at most the budget.
+        slots: Vec<ProbeSlot>,
+        /// Probe successes so far.
+        successes: u32,
+    },
+}
+
+/// One node's probes in a half-open round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSlot {
+    /// The node.
+    pub node: NodeId,
+    /// Probes granted.
+    pub granted: u32,
+    /// Probe results received.
+    pub settled: u32,
+}
+
+/// A change of phase (or of grants) the caller must announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A rule fired: now open.
+    Tripped {
+        /// Which.
+        rule: TripRule,
+        /// On what.
+        evidence: Evidence,
+    },
+    /// The open period elapsed: now half-open.
+    OpenElapsed,
+    /// Health checks passed: now half-open, or closed if they close directly.
+    HealthPassed {
+        /// Successes in a row.
+        successes: u32,
+    },
+    /// More probes were granted in the current round (same phase).
+    ProbesGranted,
+    /// Enough probes succeeded: now ramping or closed.
+    ProbesSucceeded {
+        /// Successes in the round.
+        successes: u32,
+    },
+    /// A probe failed: open again, one backoff level up.
+    ProbeFailed {
+        /// Failures reported.
+        failures: u32,
+    },
+    /// The round timed out: open again at the same level.
+    HalfOpenTimedOut,
+    /// The ramp moved on (same phase), possibly to fully closed.
+    RampAdvanced,
+}
+
+impl Verdict {
+    /// Whether the verdict starts a new phase (fresh window, new attribution boundary).
+    pub fn starts_phase(&self) -> bool {
+        !matches!(self, Self::ProbesGranted | Self::RampAdvanced)
+    }
+}
+
+/// The cycle's state and evidence.
+#[derive(Debug, Clone)]
+pub struct Judge {
+    cycle: Cycle,
+    phase: Phase,
+    window: EvidenceWindow,
+    burn: Option<BurnSeries>,
+    /// Each node's latest reported failure streak in this phase.
+    streaks: NodeTable<u64>,
+    /// Calls each node saw rejected in this phase: who wants probes.
+    demand: NodeTable<u64>,
+    /// A node that always counts as demanding (the local overlay's own node).
+    self_demand: Option<NodeId>,
+    backoff_level: u32,
+    rng: SeededRng,
+    /// Probe results beyond a node's grant, or from nodes without one: ignored.
+    excess_probe_results: u64,
+}
+
+impl Judge {
+    /// A closed cycle.
+    pub fn new(cycle: Cycle, max_nodes: u32, seed: u64, self_demand: Option<NodeId>) -> Self {
+        Self {
+            window: EvidenceWindow::new(&cycle.rules.window, max_nodes),
+            burn: cycle.rules.burn_rate.as_ref().map(BurnSeries::new),
+            streaks: NodeTable::new(max_nodes),
+            demand: NodeTable::new(max_nodes),
+            cycle,
+            phase: Phase::Closed,
+            self_demand,
+            backoff_level: 0,
+            rng: SeededRng::new(seed),
+            excess_probe_results: 0,
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Failed rounds since the breaker last closed.
+    pub fn backoff_level(&self) -> u32 {
+        self.backoff_level
+    }
+
+    /// Probe results that were beyond a grant and so ignored.
+    pub fn excess_probe_results(&self) -> u64 {
+        self.excess_probe_results
+    }
+
+    /// Per-node entries evicted from the bounded tables.
+    pub fn evictions(&self) -> u64 {
+        self.streaks.evictions() + self.demand.evictions()
+    }
+
+    /// The phase as a fleet state.
+    pub fn fleet_state(&self) -> FleetState {
+        match &self.phase {
+            Phase::Closed => FleetState::Closed,
+            Phase::Ramping { stage, .. } => FleetState::Ramping {
+                stage: u8::try_from(*stage).unwrap_or(u8::MAX),
+                admit_per_mille: self.ramp_per_mille(*stage),
+            },
+            Phase::Open { duration_ms, .. } => FleetState::Open { duration_ms: *duration_ms },
+            Phase::HalfOpen { slots, .. } => FleetState::HalfOpen {
+                budget: self.cycle.probing.budget,
+                grants: slots.iter().map(|s| Grant { node: s.node.clone(), probes: s.granted }).collect(),
+            },
+        }
+    }
+
+    fn ramp_per_mille(&self, stage: usize) -> u16 {
+        self.cycle.probing.ramp.as_ref().and_then(|(stages, _)| stages.get(stage).copied()).unwrap_or(1000)
+    }
+
+    /// The probes granted to `node` in the current round (0 outside half-open).
+    pub fn grant_for(&self, node: &NodeId) -> u32 {
+        match &self.phase {
+            Phase::HalfOpen { slots, .. } => slots.iter().find(|s| &s.node == node).map_or(0, |s| s.granted),
+            _ => 0,
+        }
+    }
+
+    /// The earliest time at which [`Judge::tick`] may change something.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        match &self.phase {
+            Phase::Closed => None,
+            Phase::Ramping { stage_ends, .. } => Some(*stage_ends),
+            Phase::Open { until, .. } => Some(*until),
+            Phase::HalfOpen { deadline, .. } => Some(*deadline),
+        }
+    }
+
+    fn clear_evidence(&mut self) {
+        self.window.clear();
+        if let Some(burn) = &mut self.burn {
+            burn.clear();
+        }
+        self.streaks.clear();
+        self.demand.clear();
+    }
+
+    /// Back to closed with fresh evidence and backoff level 0 (a manual reset).
+    pub fn reset(&mut self) {
+        self.clear_evidence();
+        self.phase = Phase::Closed;
+        self.backoff_level = 0;
+    }
+
+    /// Takes over a state decided elsewhere (a decider taking over from another, or
+    /// resuming after a rebase). Open periods restart in full on this node's clock: the
+    /// elapsed part was measured on another clock, which is never trusted.
+    pub fn restore(&mut self, now: Millis, state: &FleetState, backoff_level: u32) {
+        self.clear_evidence();
+        self.backoff_level = backoff_level;
+        self.phase = match state {
+            FleetState::Ramping { stage, .. } => {
+                Phase::Ramping { stage: usize::from(*stage), stage_ends: now.plus(self.ramp_stage_ms()) }
+            }
+            FleetState::Open { duration_ms } => {
+                Phase::Open { until: now.plus(*duration_ms), duration_ms: *duration_ms }
+            }
+            FleetState::HalfOpen { grants, .. } => {
+                // Grants already handed out stay spent: the budget is per round.
+                let mut budget_left = self.cycle.probing.budget;
+                let slots = grants
+                    .iter()
+                    .map(|g| {
+                        let granted = g.probes.min(budget_left);
+                        budget_left -= granted;
+                        ProbeSlot { node: g.node.clone(), granted, settled: 0 }
+                    })
+                    .collect();
+                Phase::HalfOpen { deadline: now.plus(self.cycle.probing.max_wait_ms), slots, successes: 0 }
+            }
+            _ => Phase::Closed,
+        };
+    }
+
+    fn ramp_stage_ms(&self) -> u64 {
+        self.cycle.probing.ramp.as_ref().map_or(0, |(_, ms)| *ms)
+    }
+
+    fn open_duration(&mut self) -> u64 {
+        match self.cycle.backoff {
+            Backoff::Fixed(ms) => ms,
+            Backoff::Exponential { initial_ms, max_ms, multiplier, jitter } => {
+                let growth = multiplier.saturating_pow(self.backoff_level);
+                let base = initial_ms.saturating_mul(growth).min(max_ms);
+                let extra = self.rng.below(jitter.of(base).saturating_add(1));
+                base.saturating_add(extra).min(max_ms)
+            }
+        }
+    }
+
+    fn open(&mut self, now: Millis) {
+        self.clear_evidence();
+        let duration_ms = self.open_duration();
+        self.phase = Phase::Open { until: now.plus(duration_ms), duration_ms };
+    }
+
+    fn close(&mut self, now: Millis) {
+        self.clear_evidence();
+        if self.cycle.probing.ramp.is_some() {
+            self.phase = Phase::Ramping { stage: 0, stage_ends: now.plus(self.ramp_stage_ms()) };
+        } else {
+            self.phase = Phase::Closed;
+            self.backoff_level = 0;
+        }
+    }
+
+    fn half_open(&mut self, now: Millis) {
+        let mut wanting: Vec<(NodeId, u64)> = self.demand.iter().map(|(n, d)| (n.clone(), *d)).collect();
+        if let Some(me) = &self.self_demand {
+            match wanting.iter_mut().find(|(n, _)| n == me) {
+                Some(entry) => entry.1 = u64::MAX,
+                None => wanting.push((me.clone(), u64::MAX)),
+            }
+        }
+        self.clear_evidence();
+        // Most demand first, then by node id: deterministic.
+        wanting.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut slots: Vec<ProbeSlot> =
+            wanting.iter().map(|(node, _)| ProbeSlot { node: node.clone(), granted: 0, settled: 0 }).collect();
+        let mut left = self.cycle.probing.budget;
+        // Round-robin, one probe at a time, never more than a node's demand.
+        while left > 0 {
+            let mut gave = false;
+            for (slot, (_, want)) in slots.iter_mut().zip(&wanting) {
+                if left > 0 && u64::from(slot.granted) < *want {
+                    slot.granted += 1;
+                    left -= 1;
+                    gave = true;
+                }
+            }
+            if !gave {
+                break;
+            }
+        }
+        slots.retain(|s| s.granted > 0);
+        slots.sort_by(|a, b| a.node.cmp(&b.node));
+        self.phase = Phase::HalfOpen { deadline: now.plus(self.cycle.probing.max_wait_ms), slots, successes: 0 };
+    }
+
+    /// Judges one node's outcomes, already attributed to the current phase.
+    pub fn ingest(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) -> Option<Verdict> {
+        match &self.phase {
+            Phase::Closed | Phase::Ramping { .. } => {
+                self.record_evidence(now, node, counts, streak);
+                let (rule, evidence) = self.evaluate(now)?;
+                if matches!(self.phase, Phase::Ramping { .. }) {
+                    // Recovery failed on the way back: escalate as a failed round would.
+                    self.backoff_level = self.backoff_level.saturating_add(1);
+                }
+                self.open(now);
+                Some(Verdict::Tripped { rule, evidence })
+            }
+            Phase::Open { .. } => {
+                if counts.rejected > 0 {
+                    let d = self.demand.entry(now, node, || 0);
+                    *d = d.saturating_add(counts.rejected);
+                }
+                None
+            }
+            Phase::HalfOpen { .. } => self.ingest_probes(now, node, counts),
+        }
+    }
+
+    fn record_evidence(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) {
+        self.window.record(now, node, counts);
+        if let Some(burn) = &mut self.burn {
+            burn.record(now, counts);
+        }
+        if self.cycle.rules.consecutive_failures.is_some() && (streak > 0 || self.streaks.get(node).is_some()) {
+            *self.streaks.entry(now, node, || 0) = streak;
+        }
+    }
+
+    fn ingest_probes(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts) -> Option<Verdict> {
+        let slow_is_failure = self.cycle.rules.slow_call_rate.is_some();
+        let (mut bad, mut good) = (counts.failure, counts.success);
+        if slow_is_failure {
+            bad = bad.saturating_add(counts.slow);
+        } else {
+            good = good.saturating_add(counts.slow);
+        }
+        let threshold = self.cycle.probing.success_threshold;
+        let budget = self.cycle.probing.budget;
+        let Phase::HalfOpen { slots, successes, .. } = &mut self.phase else {
+            return None;
+        };
+        let granted_total: u32 = slots.iter().map(|s| s.granted).sum();
+        let (mut failures, mut excess) = (0u32, 0u64);
+        match slots.iter_mut().find(|s| &s.node == node) {
+            Some(slot) => {
+                let room = u64::from(slot.granted - slot.settled);
+                // Failures first: with more results than grants, safety wins.
+                let take_bad = bad.min(room);
+                let take_good = good.min(room - take_bad);
+                excess = bad.saturating_add(good) - take_bad - take_good;
+                slot.settled += u32::try_from(take_bad + take_good).unwrap_or(u32::MAX);
+                failures = u32::try_from(take_bad).unwrap_or(u32::MAX);
+                *successes = successes.saturating_add(u32::try_from(take_good).unwrap_or(u32::MAX));
+            }
+            None => excess = excess.saturating_add(bad.saturating_add(good)),
+        }
+        self.excess_probe_results = self.excess_probe_results.saturating_add(excess);
+        if failures > 0 {
+            self.backoff_level = self.backoff_level.saturating_add(1);
+            self.open(now);
+            return Some(Verdict::ProbeFailed { failures });
+        }
+        if *successes >= threshold {
+            let successes = *successes;
+            self.close(now);
+            return Some(Verdict::ProbesSucceeded { successes });
+        }
+        let left = budget.saturating_sub(granted_total);
+        if counts.rejected > 0 && left > 0 {
+            let extra = u32::try_from(counts.rejected.min(u64::from(left))).unwrap_or(left);
+            match slots.binary_search_by(|s| s.node.cmp(node)) {
+                Ok(i) => slots[i].granted += extra,
+                Err(i) => slots.insert(i, ProbeSlot { node: node.clone(), granted: extra, settled: 0 }),
+            }
+            return Some(Verdict::ProbesGranted);
+        }
+        None
+    }
+
+    /// The first trip rule that fires on the current evidence, without acting on it.
+    pub fn evaluate(&self, now: Millis) -> Option<(TripRule, Evidence)> {
+        let rules = &self.cycle.rules;
+        let totals = self.window.totals(now);
+        let mut evidence = Evidence {
+            decisive: totals.decisive,
+            failed: totals.failed,
+            slow: totals.slow,
+            nodes: 0,
+            streak: self.streaks.iter().map(|(_, s)| *s).max().unwrap_or(0),
+        };
+        if let Some(limit) = rules.consecutive_failures {
+            let nodes = self.streaks.iter().filter(|(_, s)| **s >= limit).count();
+            evidence.nodes = u32::try_from(nodes).unwrap_or(u32::MAX);
+            if evidence.nodes >= rules.quorum {
+                return Some((TripRule::ConsecutiveFailures, evidence));
+            }
+        }
+        let enough = totals.decisive >= rules.minimum_calls;
+        if let Some(rate) = rules.failure_rate {
+            if enough && rate.reached(totals.failed, totals.decisive) {
+                evidence.nodes = self.window.bad_nodes(now, Bad::Failed);
+                if evidence.nodes >= rules.quorum {
+                    return Some((TripRule::FailureRate, evidence));
+                }
+            }
+        }
+        if let Some(rate) = rules.slow_call_rate {
+            if enough && rate.reached(totals.slow, totals.decisive) {
+                evidence.nodes = self.window.bad_nodes(now, Bad::Slow);
+                if evidence.nodes >= rules.quorum {
+                    return Some((TripRule::SlowCallRate, evidence));
+                }
+            }
+        }
+        if let Some((decisive, failed)) = self.burn.as_ref().and_then(|b| b.firing(now, rules.minimum_calls)) {
+            evidence.nodes = self.window.bad_nodes(now, Bad::Failed);
+            if evidence.nodes >= rules.quorum {
+                return Some((TripRule::BurnRate, Evidence { decisive, failed, ..evidence }));
+            }
+        }
+        None
+    }
+
+    /// Records evidence and evaluates the rules without acting on them (metrics-only):
+    /// a rule that fires is returned and the evidence forgotten, so it fires once per
+    /// window's worth of bad outcomes rather than on every report.
+    pub fn shadow(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) -> Option<TripRule> {
+        self.record_evidence(now, node, counts, streak);
+        let (rule, _) = self.evaluate(now)?;
+        self.clear_evidence();
+        Some(rule)
+    }
+
+    /// Moves on by time alone: open period over, round timed out, ramp stage over.
+    pub fn tick(&mut self, now: Millis) -> Option<Verdict> {
+        match &self.phase {
+            Phase::Closed => None,
+            Phase::Open { until, .. } => (now >= *until).then(|| {
+                self.half_open(now);
+                Verdict::OpenElapsed
+            }),
+            Phase::HalfOpen { deadline, .. } => (now >= *deadline).then(|| {
+                self.open(now);
+                Verdict::HalfOpenTimedOut
+            }),
+            Phase::Ramping { stage, stage_ends } => {
+                if now < *stage_ends {
+                    return None;
+                }
+                let next = stage + 1;
+                let stages = self.cycle.probing.ramp.as_ref().map_or(0, |(s, _)| s.len());
+                if next < stages {
+                    self.phase = Phase::Ramping { stage: next, stage_ends: now.plus(self.ramp_stage_ms()) };
+                } else {
+                    self.phase = Phase::Closed;
+                    self.backoff_level = 0;
+                }
+                Some(Verdict::RampAdvanced)
+            }
+        }
+    }
+
+    /// Health checks passed while open: half-open now, or closed if they close directly.
+    pub fn health_passed(&mut self, now: Millis, closes_directly: bool, successes: u32) -> Option<Verdict> {
+        if !matches!(self.phase, Phase::Open { .. }) {
+            return None;
+        }
+        if closes_directly {
+            self.close(now);
+        } else {
+            self.half_open(now);
+        }
+        Some(Verdict::HealthPassed { successes })
+    }
+
+    /// The window's size in entries, for boundedness checks.
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
+}

@@ -1,0 +1,428 @@
+//! The decider role: held by the node whose lease term covers the breaker. It attributes
+//! fleet reports to phases by causality, runs the fleet cycle, and turns verdicts into
+//! decisions stamped with `(term, seq)` and its vector clock. At most one decision write is
+//! in flight; a newer one waits (only the newest waiting one is kept: decisions are whole
+//! states, so the newest subsumes the rest).
+
+use super::config::{HealthChecks, ValidConfig};
+use super::cycle::{Judge, Phase, Verdict};
+use super::domain::{Command, Decision, FleetState, Reason, Report, WIRE_VERSION};
+use super::names::{BreakerName, NodeId};
+use super::units::{DecisionId, Millis, Term};
+use super::vclock::VectorClock;
+use super::window::NodeTable;
+
+/// How often a failed decision write is tried before the decider steps down.
+pub const MAX_WRITE_ATTEMPTS: u32 = 5;
+/// First retry delay of a failed write; it doubles per attempt.
+pub const WRITE_RETRY_BASE_MS: u64 = 50;
+/// How often a decider rebases on a newer state within one term before stepping down.
+pub const MAX_REBASES: u32 = 8;
+
+/// Why a decider stopped deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDownReason {
+    /// The lease was lost or released.
+    LeaseLost,
+    /// A decision, report or CAS failure showed a newer term: another decider exists.
+    Deposed {
+        /// The newer term seen.
+        newer: Term,
+    },
+    /// Decision writes kept failing.
+    WritesFailing,
+    /// Too many rebases in one term: the state keeps moving under this decider.
+    Unstable,
+    /// Graceful shutdown.
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+struct HealthState {
+    policy: HealthChecks,
+    next_at: Millis,
+    interval_ms: u64,
+    in_flight: Option<u64>,
+    successes: u32,
+    attempts: u64,
+}
+
+#[derive(Debug, Clone)]
+struct PendingWrite {
+    decision: Decision,
+    attempts: u32,
+    /// `Some` while waiting to retry after a failure.
+    retry_at: Option<Millis>,
+}
+
+/// What the decider wants the machine to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeciderOut {
+    /// Write this decision (CAS-fenced by the transport).
+    Write(Decision),
+    /// Run a health check.
+    HealthCheck(u64),
+    /// A metrics-only breaker would have tripped.
+    WouldTrip(super::domain::TripRule),
+    /// Stop deciding.
+    StepDown(StepDownReason),
+}
+
+/// Where a report went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFate {
+    /// Counted towards the current phase.
+    Counted,
+    /// From before the current phase: dropped.
+    Stale,
+    /// Already seen.
+    Duplicate,
+    /// Ignored under a manual state.
+    Manual,
+    /// The lease is suspended (its renewal is overdue): not judged.
+    NotDeciding,
+}
+
+/// The decider's state for one breaker and one term.
+#[derive(Debug, Clone)]
+pub struct Decider {
+    breaker: BreakerName,
+    me: NodeId,
+    term: Term,
+    valid_until: Millis,
+    seq: u64,
+    phase: DecisionId,
+    judge: Judge,
+    manual: Option<FleetState>,
+    clock: VectorClock,
+    pending: Option<PendingWrite>,
+    queued: Option<Decision>,
+    rebases: u32,
+    seen: NodeTable<(u64, u64)>,
+    health: Option<HealthState>,
+}
+
+impl Decider {
+    /// Takes the lease at `term`, valid until `valid_until`, restating `base` (the newest
+    /// decision this node knows) under the new term. Returns the decider and the restating
+    /// decision to write.
+    pub fn take_over(
+        breaker: BreakerName,
+        me: NodeId,
+        config: &ValidConfig,
+        now: Millis,
+        term: Term,
+        valid_until: Millis,
+        base: Option<&Decision>,
+    ) -> (Self, Vec<DeciderOut>) {
+        let mut decider = Self {
+            judge: Judge::new(config.fleet.clone(), config.max_nodes, config.seed ^ term.0, None),
+            breaker,
+            clock: VectorClock::new(term),
+            me,
+            term,
+            valid_until,
+            seq: 0,
+            phase: DecisionId::NONE,
+            manual: None,
+            pending: None,
+            queued: None,
+            rebases: 0,
+            seen: NodeTable::new(config.max_nodes),
+            health: config.health_check.clone().map(|policy| HealthState {
+                next_at: now,
+                interval_ms: policy.initial_interval_ms,
+                policy,
+                in_flight: None,
+                successes: 0,
+                attempts: 0,
+            }),
+        };
+        let out = decider.restate(now, base);
+        (decider, out)
+    }
+
+    fn restate(&mut self, now: Millis, base: Option<&Decision>) -> Vec<DeciderOut> {
+        let reason = match base {
+            Some(d) => {
+                if d.state.is_manual() {
+                    self.manual = Some(d.state.clone());
+                    self.judge.reset();
+                } else {
+                    self.manual = None;
+                    self.judge.restore(now, &d.state, d.backoff_level);
+                }
+                self.phase = d.phase;
+                Reason::TermStarted { previous: d.id }
+            }
+            None => Reason::Initial,
+        };
+        self.arm_health(now);
+        let new_phase = base.is_none();
+        self.decide(reason, new_phase)
+    }
+
+    /// The lease term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// Whether the lease is still good on this node's clock.
+    pub fn is_valid(&self, now: Millis) -> bool {
+        now < self.valid_until
+    }
+
+    /// A renewal sent at `sent_at` succeeded.
+    pub fn renewed(&mut self, valid_until: Millis) {
+        self.valid_until = self.valid_until.max(valid_until);
+    }
+
+    /// The fleet cycle (for inspection).
+    pub fn judge(&self) -> &Judge {
+        &self.judge
+    }
+
+    /// The id of the newest decision made (written or not).
+    pub fn last_decided(&self) -> DecisionId {
+        DecisionId { term: self.term, seq: self.seq }
+    }
+
+    fn decide(&mut self, reason: Reason, new_phase: bool) -> Vec<DeciderOut> {
+        self.seq += 1;
+        let id = DecisionId { term: self.term, seq: self.seq };
+        if new_phase {
+            self.phase = id;
+        }
+        self.clock.tick(&self.me);
+        let decision = Decision {
+            version: WIRE_VERSION,
+            breaker: self.breaker.clone(),
+            id,
+            phase: self.phase,
+            state: self.manual.clone().unwrap_or_else(|| self.judge.fleet_state()),
+            backoff_level: self.judge.backoff_level(),
+            reason,
+            decider: self.me.clone(),
+            clock: self.clock.clone(),
+        };
+        assert!(decision.phase <= decision.id, "a phase starts at or before its decisions");
+        if self.pending.is_some() {
+            self.queued = Some(decision);
+            return Vec::new();
+        }
+        self.pending = Some(PendingWrite { decision: decision.clone(), attempts: 1, retry_at: None });
+        vec![DeciderOut::Write(decision)]
+    }
+
+    fn after_verdict(&mut self, now: Millis, verdict: &Verdict) -> Vec<DeciderOut> {
+        let new_phase = verdict.starts_phase();
+        self.arm_health(now);
+        let reason = match *verdict {
+            Verdict::Tripped { rule, evidence } => Reason::Tripped { rule, evidence },
+            Verdict::OpenElapsed => Reason::OpenElapsed,
+            Verdict::HealthPassed { successes } => Reason::HealthCheckPassed { successes },
+            Verdict::ProbesGranted => Reason::ProbesGranted,
+            Verdict::ProbesSucceeded { successes } => Reason::ProbesSucceeded { successes },
+            Verdict::ProbeFailed { failures } => Reason::ProbeFailed { failures },
+            Verdict::HalfOpenTimedOut => Reason::HalfOpenTimedOut,
+            Verdict::RampAdvanced => Reason::RampAdvanced,
+        };
+        self.decide(reason, new_phase)
+    }
+
+    fn arm_health(&mut self, now: Millis) {
+        if let Some(h) = &mut self.health {
+            h.in_flight = None;
+            h.successes = 0;
+            h.interval_ms = h.policy.initial_interval_ms;
+            h.next_at = now.plus(h.interval_ms);
+        }
+    }
+
+    /// Judges a report; a report of a newer term makes the decider step down.
+    pub fn ingest(&mut self, now: Millis, report: &Report) -> (ReportFate, Vec<DeciderOut>) {
+        if report.applied.term > self.term {
+            return (
+                ReportFate::Stale,
+                vec![DeciderOut::StepDown(StepDownReason::Deposed { newer: report.applied.term })],
+            );
+        }
+        if !self.is_valid(now) {
+            // Suspended (renewal overdue): no verdicts, and no evidence half-taken either.
+            return (ReportFate::NotDeciding, Vec::new());
+        }
+        let last = self.seen.entry(now, &report.node, || (0, 0));
+        if report.incarnation < last.0 || (report.incarnation == last.0 && report.seq <= last.1) {
+            return (ReportFate::Duplicate, Vec::new());
+        }
+        *last = (report.incarnation, report.seq);
+        if report.clock.term() == self.term {
+            self.clock.merge(&report.clock);
+        }
+        if report.applied < self.phase {
+            return (ReportFate::Stale, Vec::new());
+        }
+        match &self.manual {
+            None => {}
+            Some(FleetState::MetricsOnly) => {
+                let rule = self.judge.shadow(now, &report.node, &report.counts, report.longest_failure_streak);
+                return (ReportFate::Counted, rule.map(DeciderOut::WouldTrip).into_iter().collect());
+            }
+            Some(_) => return (ReportFate::Manual, Vec::new()),
+        }
+        let out = match self.judge.ingest(now, &report.node, &report.counts, report.longest_failure_streak) {
+            Some(verdict) => self.after_verdict(now, &verdict),
+            None => Vec::new(),
+        };
+        (ReportFate::Counted, out)
+    }
+
+    /// Moves on by time: open periods, round timeouts, ramps, health checks, write retries.
+    pub fn tick(&mut self, now: Millis) -> Vec<DeciderOut> {
+        let mut out = Vec::new();
+        if let Some(p) = &mut self.pending {
+            if p.retry_at.is_some_and(|at| now >= at) {
+                p.retry_at = None;
+                out.push(DeciderOut::Write(p.decision.clone()));
+            }
+        }
+        if !self.is_valid(now) || self.manual.is_some() {
+            return out;
+        }
+        if let Some(verdict) = self.judge.tick(now) {
+            out.extend(self.after_verdict(now, &verdict));
+        }
+        if let (Some(h), Phase::Open { .. }) = (&mut self.health, self.judge.phase()) {
+            if h.in_flight.is_none() && now >= h.next_at {
+                h.attempts += 1;
+                h.in_flight = Some(h.attempts);
+                out.push(DeciderOut::HealthCheck(h.attempts));
+            }
+        }
+        out
+    }
+
+    /// The result of health check `attempt`.
+    pub fn health_result(&mut self, now: Millis, attempt: u64, healthy: bool) -> Vec<DeciderOut> {
+        let Some(h) = &mut self.health else {
+            return Vec::new();
+        };
+        if h.in_flight != Some(attempt) {
+            return Vec::new();
+        }
+        h.in_flight = None;
+        if healthy {
+            h.successes += 1;
+            h.interval_ms = h.policy.initial_interval_ms;
+        } else {
+            h.successes = 0;
+            h.interval_ms = h.interval_ms.saturating_mul(2).min(h.policy.max_interval_ms);
+        }
+        h.next_at = now.plus(h.interval_ms);
+        let (successes, required, closes) = (h.successes, h.policy.successes_required, h.policy.closes_directly);
+        if successes < required || !self.is_valid(now) || self.manual.is_some() {
+            return Vec::new();
+        }
+        match self.judge.health_passed(now, closes, successes) {
+            Some(verdict) => self.after_verdict(now, &verdict),
+            None => Vec::new(),
+        }
+    }
+
+    /// The earliest time `tick` may have work.
+    pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
+        let retry = self.pending.as_ref().and_then(|p| p.retry_at);
+        if !self.is_valid(now) {
+            return retry;
+        }
+        let health = match (&self.health, self.judge.phase()) {
+            (Some(h), Phase::Open { .. }) if h.in_flight.is_none() => Some(h.next_at),
+            _ => None,
+        };
+        let judge = if self.manual.is_some() { None } else { self.judge.next_deadline() };
+        [retry, health, judge, Some(self.valid_until)].into_iter().flatten().min()
+    }
+
+    /// An operator's command (already checked to be for this breaker).
+    pub fn command(&mut self, now: Millis, command: &Command) -> Vec<DeciderOut> {
+        if !self.is_valid(now) {
+            return Vec::new();
+        }
+        self.judge.reset();
+        self.manual = command.kind.target();
+        self.arm_health(now);
+        let reason =
+            Reason::Manual { command: command.kind, actor: command.actor.clone(), reason: command.reason.clone() };
+        self.decide(reason, true)
+    }
+
+    /// The transport confirmed decision `id`.
+    pub fn written(&mut self, id: DecisionId) -> Vec<DeciderOut> {
+        if self.pending.as_ref().is_none_or(|p| p.decision.id != id) {
+            return Vec::new();
+        }
+        self.pending = None;
+        match self.queued.take() {
+            Some(next) => {
+                self.pending = Some(PendingWrite { decision: next.clone(), attempts: 1, retry_at: None });
+                vec![DeciderOut::Write(next)]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The write of `id` failed for a transport reason (not a CAS conflict).
+    pub fn write_failed(&mut self, now: Millis, id: DecisionId) -> Vec<DeciderOut> {
+        let Some(p) = &mut self.pending else {
+            return Vec::new();
+        };
+        if p.decision.id != id {
+            return Vec::new();
+        }
+        if p.attempts >= MAX_WRITE_ATTEMPTS {
+            return vec![DeciderOut::StepDown(StepDownReason::WritesFailing)];
+        }
+        let delay = WRITE_RETRY_BASE_MS.saturating_mul(1 << p.attempts.min(16));
+        p.attempts += 1;
+        p.retry_at = Some(now.plus(delay));
+        Vec::new()
+    }
+
+    /// The CAS write of `id` lost: `current` is what the bucket holds now.
+    pub fn write_rejected(&mut self, now: Millis, id: DecisionId, current: Option<&Decision>) -> Vec<DeciderOut> {
+        if self.pending.as_ref().is_none_or(|p| p.decision.id != id) {
+            return Vec::new();
+        }
+        if let Some(current) = current {
+            if current.id.term > self.term {
+                return vec![DeciderOut::StepDown(StepDownReason::Deposed { newer: current.id.term })];
+            }
+            if current.id == id {
+                // The write landed; only its acknowledgement was lost.
+                return self.written(id);
+            }
+        }
+        self.rebases += 1;
+        if self.rebases > MAX_REBASES {
+            return vec![DeciderOut::StepDown(StepDownReason::Unstable)];
+        }
+        if let (Some(current), Some(p)) = (current, &self.pending) {
+            if current.id.term == self.term {
+                // This term's own earlier decision: the write raced a stale revision.
+                // The transport has read the current one; write the same decision again.
+                return vec![DeciderOut::Write(p.decision.clone())];
+            }
+        }
+        let Some(lost) = self.pending.take() else {
+            return Vec::new();
+        };
+        self.queued = None;
+        match current {
+            // An older term's decision landed after this decider read the bucket: take
+            // its state as the truth and restate it under this term.
+            Some(current) => self.restate(now, Some(current)),
+            // The key is gone (purged): write the same state again.
+            None => self.decide(lost.decision.reason, false),
+        }
+    }
+}

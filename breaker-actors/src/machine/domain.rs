@@ -1,0 +1,359 @@
+//! Domain types that cross between nodes: outcome counts, reports, decisions and manual
+//! commands. They are serde types with a version field; the codecs that put them on the
+//! wire (postcard, JSON) live in `transport-nats`, not here.
+
+use serde::{Deserialize, Serialize};
+
+use super::names::{BreakerName, NodeId};
+use super::units::DecisionId;
+use super::vclock::VectorClock;
+
+/// The version of reports, decisions and commands this code writes and reads.
+pub const WIRE_VERSION: u16 = 1;
+/// The longest free text (a command's actor or reason) a decision carries, in bytes.
+pub const MAX_TEXT_LEN: usize = 256;
+
+/// Outcomes of calls, by class. Every counter saturates instead of wrapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OutcomeCounts {
+    /// Calls that succeeded in time.
+    pub success: u64,
+    /// Calls that failed (whatever their duration).
+    pub failure: u64,
+    /// Calls that succeeded but took at least the slow-call threshold.
+    pub slow: u64,
+    /// Calls whose error the classifier excludes: neutral.
+    pub ignored: u64,
+    /// Calls the breaker rejected: the demand the breaker held back.
+    pub rejected: u64,
+}
+
+impl OutcomeCounts {
+    /// Calls that count towards rates: success, failure and slow.
+    pub fn decisive(&self) -> u64 {
+        self.success.saturating_add(self.failure).saturating_add(self.slow)
+    }
+
+    /// Whether nothing at all was recorded.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Adds `other` into `self`, saturating.
+    pub fn add(&mut self, other: &Self) {
+        self.success = self.success.saturating_add(other.success);
+        self.failure = self.failure.saturating_add(other.failure);
+        self.slow = self.slow.saturating_add(other.slow);
+        self.ignored = self.ignored.saturating_add(other.ignored);
+        self.rejected = self.rejected.saturating_add(other.rejected);
+    }
+
+    /// Every call, of every class.
+    pub fn total(&self) -> u64 {
+        self.decisive().saturating_add(self.ignored).saturating_add(self.rejected)
+    }
+}
+
+/// What the hot path recorded under one snapshot generation since the last drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalOutcomes {
+    /// The snapshot generation the calls were admitted under.
+    pub generation: u64,
+    /// The outcomes.
+    pub counts: OutcomeCounts,
+    /// The longest run of consecutive failures reached since the last drain, counting a
+    /// run carried over from before it.
+    pub longest_failure_streak: u64,
+}
+
+/// One node's outcomes for one breaker over one flush: the unit of fleet evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`WIRE_VERSION`].
+    pub version: u16,
+    /// The breaker.
+    pub breaker: BreakerName,
+    /// The reporting node.
+    pub node: NodeId,
+    /// The node's incarnation (new at every process start).
+    pub incarnation: u64,
+    /// Position among this incarnation's reports for this breaker, from 1.
+    pub seq: u64,
+    /// The decision the node had applied while these calls ran: the decider counts the
+    /// report only towards that decision's phase.
+    pub applied: DecisionId,
+    /// The node's clock after ticking for this report.
+    pub clock: VectorClock,
+    /// The outcomes.
+    pub counts: OutcomeCounts,
+    /// Longest failure streak seen in the flush.
+    pub longest_failure_streak: u64,
+    /// Whether the node's local overlay was open.
+    pub local_open: bool,
+}
+
+/// A node's probe allowance within a half-open round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The node.
+    pub node: NodeId,
+    /// Probes it may have decided in this round, in total.
+    pub probes: u32,
+}
+
+/// The fleet state a decision sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum FleetState {
+    /// Calls flow; the trip rules watch.
+    Closed,
+    /// Back from half-open: a share of calls flows while the rules watch.
+    Ramping {
+        /// Stage index from 0.
+        stage: u8,
+        /// Calls admitted per thousand.
+        admit_per_mille: u16,
+    },
+    /// Calls are rejected.
+    Open {
+        /// How long the decider keeps it open, on its own clock.
+        duration_ms: u64,
+    },
+    /// Only granted probes flow.
+    HalfOpen {
+        /// Probes for the whole round.
+        budget: u32,
+        /// Who may probe, sorted by node; the sum never exceeds `budget`.
+        grants: Vec<Grant>,
+    },
+    /// Manual: every call rejected.
+    ForcedOpen,
+    /// Manual: every call permitted, outcomes recorded, never trips.
+    ForcedClosed,
+    /// Manual: every call permitted, nothing recorded.
+    Disabled,
+    /// Manual: every call permitted; rules evaluated and reported, never enforced.
+    MetricsOnly,
+}
+
+impl FleetState {
+    /// Its label.
+    pub fn label(&self) -> StateLabel {
+        match self {
+            Self::Closed => StateLabel::Closed,
+            Self::Ramping { .. } => StateLabel::Ramping,
+            Self::Open { .. } => StateLabel::Open,
+            Self::HalfOpen { .. } => StateLabel::HalfOpen,
+            Self::ForcedOpen => StateLabel::ForcedOpen,
+            Self::ForcedClosed => StateLabel::ForcedClosed,
+            Self::Disabled => StateLabel::Disabled,
+            Self::MetricsOnly => StateLabel::MetricsOnly,
+        }
+    }
+
+    /// Whether an operator set it.
+    pub fn is_manual(&self) -> bool {
+        self.label().is_manual()
+    }
+
+    /// The probes granted to `node` in a half-open round (0 otherwise).
+    pub fn grant_for(&self, node: &NodeId) -> u32 {
+        match self {
+            Self::HalfOpen { grants, .. } => grants.iter().find(|g| &g.node == node).map_or(0, |g| g.probes),
+            _ => 0,
+        }
+    }
+}
+
+/// A state without its data, for events, metrics and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateLabel {
+    /// See [`FleetState::Closed`].
+    Closed,
+    /// See [`FleetState::Ramping`].
+    Ramping,
+    /// See [`FleetState::Open`].
+    Open,
+    /// See [`FleetState::HalfOpen`].
+    HalfOpen,
+    /// See [`FleetState::ForcedOpen`].
+    ForcedOpen,
+    /// See [`FleetState::ForcedClosed`].
+    ForcedClosed,
+    /// See [`FleetState::Disabled`].
+    Disabled,
+    /// See [`FleetState::MetricsOnly`].
+    MetricsOnly,
+}
+
+impl StateLabel {
+    /// Whether an operator set it.
+    pub fn is_manual(self) -> bool {
+        matches!(self, Self::ForcedOpen | Self::ForcedClosed | Self::Disabled | Self::MetricsOnly)
+    }
+
+    /// The name used in tables and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Ramping => "ramping",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+            Self::ForcedOpen => "forced-open",
+            Self::ForcedClosed => "forced-closed",
+            Self::Disabled => "disabled",
+            Self::MetricsOnly => "metrics-only",
+        }
+    }
+}
+
+/// The trip rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripRule {
+    /// Failure rate over the window.
+    FailureRate,
+    /// Slow-call rate over the window.
+    SlowCallRate,
+    /// Consecutive failures on a node.
+    ConsecutiveFailures,
+    /// Error-budget burn rate.
+    BurnRate,
+}
+
+/// What a trip was based on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Decisive calls in the window.
+    pub decisive: u64,
+    /// Failed calls in the window.
+    pub failed: u64,
+    /// Slow calls in the window.
+    pub slow: u64,
+    /// Distinct nodes that contributed bad outcomes (or long streaks).
+    pub nodes: u32,
+    /// Longest failure streak of any node.
+    pub streak: u64,
+}
+
+/// The manual commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// Reject every call until reset.
+    ForceOpen,
+    /// Permit every call until reset, recording outcomes.
+    ForceClosed,
+    /// Permit every call, record nothing.
+    Disable,
+    /// Permit every call, evaluate rules without enforcing them.
+    MetricsOnly,
+    /// Back to automatic, closed, with fresh windows.
+    Reset,
+}
+
+impl CommandKind {
+    /// The manual state it sets (`None` for reset).
+    pub fn target(self) -> Option<FleetState> {
+        match self {
+            Self::ForceOpen => Some(FleetState::ForcedOpen),
+            Self::ForceClosed => Some(FleetState::ForcedClosed),
+            Self::Disable => Some(FleetState::Disabled),
+            Self::MetricsOnly => Some(FleetState::MetricsOnly),
+            Self::Reset => None,
+        }
+    }
+}
+
+/// An operator's command, consumed by the decider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// [`WIRE_VERSION`].
+    pub version: u16,
+    /// The breaker.
+    pub breaker: BreakerName,
+    /// What to do.
+    pub kind: CommandKind,
+    /// Who asked (at most [`MAX_TEXT_LEN`] bytes).
+    pub actor: String,
+    /// Why (at most [`MAX_TEXT_LEN`] bytes).
+    pub reason: String,
+}
+
+/// Why a decision was made: the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Reason {
+    /// The first decision ever made for the breaker.
+    Initial,
+    /// A new decider took over and restated the state under its term.
+    TermStarted {
+        /// The decision it restated (`NONE` if it knew of none).
+        previous: DecisionId,
+    },
+    /// A trip rule fired.
+    Tripped {
+        /// Which.
+        rule: TripRule,
+        /// On what.
+        evidence: Evidence,
+    },
+    /// The open period elapsed.
+    OpenElapsed,
+    /// Active health checks succeeded.
+    HealthCheckPassed {
+        /// Successes in a row.
+        successes: u32,
+    },
+    /// More probes granted in the same round, to nodes that showed demand.
+    ProbesGranted,
+    /// The probes succeeded.
+    ProbesSucceeded {
+        /// Successes in the round.
+        successes: u32,
+    },
+    /// A probe failed.
+    ProbeFailed {
+        /// Failures in the round.
+        failures: u32,
+    },
+    /// The round did not settle within its maximum wait.
+    HalfOpenTimedOut,
+    /// The ramp moved to its next stage.
+    RampAdvanced,
+    /// An operator's command.
+    Manual {
+        /// The command.
+        command: CommandKind,
+        /// Who.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A fleet decision, written by the decider (fenced by its term) to the state bucket and
+/// applied by every node whose last applied decision is older.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// [`WIRE_VERSION`].
+    pub version: u16,
+    /// The breaker.
+    pub breaker: BreakerName,
+    /// `(term, seq)`: its identity and order.
+    pub id: DecisionId,
+    /// The decision that entered the current state (itself, for a transition): reports are
+    /// counted towards a phase only if their node had applied at least this decision.
+    pub phase: DecisionId,
+    /// The state.
+    pub state: FleetState,
+    /// Failed half-open rounds since the breaker last closed.
+    pub backoff_level: u32,
+    /// Why.
+    pub reason: Reason,
+    /// The decider.
+    pub decider: NodeId,
+    /// The decider's clock: which reports this decision had seen.
+    pub clock: VectorClock,
+}

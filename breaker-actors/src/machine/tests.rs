@@ -1,0 +1,1 @@
+//! Table-driven example tests of the machine (filled below).

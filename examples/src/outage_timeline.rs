@@ -1,0 +1,2 @@
+//! The scripted-outage timeline (filled in below).
+fn main() {}

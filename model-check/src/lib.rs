@@ -1,0 +1,1 @@
+//! Fusebox verification: the deterministic fleet harness over the real `step`.

