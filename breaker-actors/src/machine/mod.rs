@@ -458,6 +458,7 @@ pub struct Machine {
     wake: Option<Millis>,
     decider: Option<Decider>,
     suspended_announced: bool,
+    last_decided: DecisionId,
     stats: Stats,
 }
 
@@ -508,6 +509,7 @@ impl Machine {
             wake: None,
             decider: None,
             suspended_announced: false,
+            last_decided: DecisionId::NONE,
             stats: Stats::default(),
         }
     }
@@ -905,8 +907,12 @@ impl Machine {
         for o in out {
             match o {
                 DeciderOut::Write(decision) => {
-                    self.stats.decisions_made += 1;
-                    fx.push(Effect::Event(Event::Decided { id: decision.id, state: decision.state.label() }));
+                    // Retries rewrite the same decision: announce each decision once.
+                    if decision.id > self.last_decided {
+                        self.last_decided = decision.id;
+                        self.stats.decisions_made += 1;
+                        fx.push(Effect::Event(Event::Decided { id: decision.id, state: decision.state.label() }));
+                    }
                     fx.push(Effect::WriteDecision(decision));
                 }
                 DeciderOut::HealthCheck(attempt) => fx.push(Effect::RunHealthCheck { attempt }),

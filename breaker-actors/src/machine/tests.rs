@@ -1,1 +1,994 @@
-//! Table-driven example tests of the machine (filled below).
+//! Table-driven example tests of the machine: one scripted [`Case`] per policy and
+//! transition, all run through [`check`]. A case drives one machine (node `n0`, which may
+//! hold the lease) with local outcomes, peers' reports, time, lease and transport inputs,
+//! and asserts on what it applied, decided and emitted along the way.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+const ME: &str = "n0";
+
+fn node(name: &str) -> NodeId {
+    NodeId::new(name).unwrap()
+}
+
+/// One thing that happens in a case.
+#[derive(Clone)]
+enum Act {
+    /// Move the clock to this ms (absolute) and tick.
+    At(u64),
+    /// Gain the lease at this term (ttl 10 s, sent now).
+    Lead(u64),
+    /// A peer's report: (node, success, failure, slow, rejected, streak), attributed to
+    /// the decision this node has applied.
+    Report(&'static str, u64, u64, u64, u64, u64),
+    /// A peer's report attributed to a decision from before the current phase.
+    StaleReport(&'static str, u64, u64),
+    /// The same peer report again (a redelivery).
+    Redeliver,
+    /// Local outcomes under the current generation: (success, failure, slow, rejected, streak).
+    Local(u64, u64, u64, u64, u64),
+    /// Local outcomes under a superseded generation.
+    StaleLocal(u64),
+    /// An operator command.
+    Command(CommandKind),
+    /// Answer the last health check.
+    Health(bool),
+    /// A decision of another decider at this term and seq with this state.
+    Foreign(u64, u64, FleetState),
+    /// Stop acknowledging writes (writes then fail with a transport error).
+    FailWrites,
+    /// The next write loses its CAS to a decision of another term in this state.
+    LoseCas(u64, FleetState),
+    /// Raw input.
+    Raw(Input),
+    /// Assert.
+    Expect(Expect),
+}
+
+#[derive(Clone, Debug)]
+enum Expect {
+    /// The applied fleet state.
+    Fleet(StateLabel),
+    /// The effective state.
+    Effective(StateLabel),
+    /// The hot-path admission.
+    Admission(Admission),
+    /// Decisions written so far.
+    Decisions(usize),
+    /// The last written decision's reason, by Debug prefix.
+    Reason(&'static str),
+    /// Some effect since the start whose Debug output contains this.
+    Emitted(&'static str),
+    /// No effect since the start contains this.
+    NotEmitted(&'static str),
+    /// Whether this node decides.
+    Deciding(bool),
+    /// The probes granted to a node in the applied decision.
+    Grant(&'static str, u32),
+    /// A counter from `Stats`, by name.
+    Stat(&'static str, u64),
+}
+
+struct Case {
+    name: &'static str,
+    config: BreakerConfig,
+    script: Vec<Act>,
+}
+
+struct Rig {
+    m: Machine,
+    now: u64,
+    written: Vec<Decision>,
+    log: Vec<Effect>,
+    peer_seq: u64,
+    last_peer_report: Option<Report>,
+    acks: bool,
+    lose_cas: Option<Decision>,
+    last_health: Option<u64>,
+}
+
+impl Rig {
+    fn new(config: &BreakerConfig) -> Self {
+        let params = NodeParams {
+            breaker: BreakerName::new("b").unwrap(),
+            node: node(ME),
+            incarnation: 1,
+            lease_margin_ms: 100,
+        };
+        let mut rig = Self {
+            m: Machine::new(params, config).unwrap(),
+            now: 0,
+            written: Vec::new(),
+            log: Vec::new(),
+            peer_seq: 0,
+            last_peer_report: None,
+            acks: true,
+            lose_cas: None,
+            last_health: None,
+        };
+        rig.input(Input::NoDecisionYet);
+        rig
+    }
+
+    /// Feeds an input and plays the transport: writes are acknowledged and watched back,
+    /// own reports are delivered back to the decider, health checks remembered.
+    fn input(&mut self, input: Input) {
+        let mut queue = std::collections::VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            let effects = self.m.step(Millis(self.now), input);
+            for e in &effects {
+                match e {
+                    Effect::WriteDecision(d) => {
+                        if let Some(winner) = self.lose_cas.take() {
+                            queue.push_back(Input::DecisionRejected { id: d.id, current: Some(winner) });
+                        } else if self.acks {
+                            self.written.push(d.clone());
+                            queue.push_back(Input::DecisionWritten { id: d.id });
+                            queue.push_back(Input::DecisionObserved(d.clone()));
+                        } else {
+                            queue.push_back(Input::DecisionWriteFailed { id: d.id });
+                        }
+                    }
+                    Effect::PublishReport(r) => queue.push_back(Input::Report(r.clone())),
+                    Effect::RunHealthCheck { attempt } => self.last_health = Some(*attempt),
+                    _ => {}
+                }
+            }
+            self.log.extend(effects);
+        }
+    }
+
+    fn clock_for(&self, peer: &NodeId) -> VectorClock {
+        let mut clock = self.m.applied().map_or_else(|| VectorClock::new(Term(0)), |d| d.clock.clone());
+        for _ in 0..self.peer_seq {
+            clock.tick(peer);
+        }
+        clock
+    }
+
+    fn peer_report(&mut self, peer: &str, counts: OutcomeCounts, streak: u64, applied: DecisionId) -> Report {
+        self.peer_seq += 1;
+        let peer = node(peer);
+        Report {
+            version: WIRE_VERSION,
+            breaker: BreakerName::new("b").unwrap(),
+            clock: self.clock_for(&peer),
+            node: peer,
+            incarnation: 1,
+            seq: self.peer_seq,
+            applied,
+            counts,
+            longest_failure_streak: streak,
+            local_open: false,
+        }
+    }
+
+    fn act(&mut self, act: &Act, case: &str) {
+        match act.clone() {
+            Act::At(ms) => {
+                self.now = ms;
+                self.input(Input::Tick);
+            }
+            Act::Lead(term) => {
+                let sent_at = Millis(self.now);
+                self.input(Input::LeaseGained { term: Term(term), sent_at, ttl_ms: 10_000 });
+            }
+            Act::Report(peer, success, failure, slow, rejected, streak) => {
+                let counts = OutcomeCounts { success, failure, slow, rejected, ignored: 0 };
+                let r = self.peer_report(peer, counts, streak, self.m.applied_id());
+                self.last_peer_report = Some(r.clone());
+                self.input(Input::Report(r));
+            }
+            Act::StaleReport(peer, success, failure) => {
+                let counts = OutcomeCounts { success, failure, ..OutcomeCounts::default() };
+                let phase = self.m.applied().map_or(DecisionId::NONE, |d| d.phase);
+                let older = self.written.iter().rev().find(|d| d.id < phase).map_or(DecisionId::NONE, |d| d.id);
+                let r = self.peer_report(peer, counts, 0, older);
+                self.input(Input::Report(r));
+            }
+            Act::Redeliver => {
+                let r = self.last_peer_report.clone().expect("a report to redeliver");
+                self.input(Input::Report(r));
+            }
+            Act::Local(success, failure, slow, rejected, streak) => {
+                let counts = OutcomeCounts { success, failure, slow, rejected, ignored: 0 };
+                let generation = self.m.snapshot().generation;
+                self.input(Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak: streak }));
+            }
+            Act::StaleLocal(failure) => {
+                let counts = OutcomeCounts { failure, ..OutcomeCounts::default() };
+                let generation = self.m.snapshot().generation - 1;
+                self.input(Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak: 0 }));
+            }
+            Act::Command(kind) => self.input(Input::Command(Command {
+                version: WIRE_VERSION,
+                breaker: BreakerName::new("b").unwrap(),
+                kind,
+                actor: "ops@example".into(),
+                reason: format!("case {case}"),
+            })),
+            Act::Health(healthy) => {
+                let attempt = self.last_health.expect("a health check was requested");
+                self.input(Input::HealthCheckResult { attempt, healthy });
+            }
+            Act::Foreign(term, seq, state) => {
+                let d = foreign(term, seq, state);
+                self.input(Input::DecisionObserved(d));
+            }
+            Act::FailWrites => self.acks = false,
+            Act::LoseCas(term, state) => self.lose_cas = Some(foreign(term, 1, state)),
+            Act::Raw(input) => self.input(input),
+            Act::Expect(expect) => self.expect(&expect, case),
+        }
+    }
+
+    fn expect(&self, expect: &Expect, case: &str) {
+        let snapshot = self.m.snapshot();
+        let fleet = self.m.applied().map_or(StateLabel::Closed, |d| d.state.label());
+        let ok = match expect {
+            Expect::Fleet(label) => fleet == *label,
+            Expect::Effective(label) => snapshot.state == *label,
+            Expect::Admission(a) => snapshot.admission == *a,
+            Expect::Decisions(n) => self.written.len() == *n,
+            Expect::Reason(prefix) => {
+                self.written.last().is_some_and(|d| format!("{:?}", d.reason).starts_with(prefix))
+            }
+            Expect::Emitted(text) => self.log.iter().any(|e| format!("{e:?}").contains(text)),
+            Expect::NotEmitted(text) => !self.log.iter().any(|e| format!("{e:?}").contains(text)),
+            Expect::Deciding(d) => self.m.is_deciding() == *d,
+            Expect::Grant(n, probes) => self.m.applied().is_some_and(|d| d.state.grant_for(&node(n)) == *probes),
+            Expect::Stat(name, value) => stat(&self.m.stats(), name) == *value,
+        };
+        assert!(
+            ok,
+            "case `{case}` at {} ms: expected {expect:?}\n  fleet {fleet:?}, snapshot {snapshot:?}\n  stats {:?}\n  decisions:\n{}",
+            self.now,
+            self.m.stats(),
+            self.written
+                .iter()
+                .map(|d| format!("    {} {:?} {:?}", d.id, d.state, d.reason))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+}
+
+fn foreign(term: u64, seq: u64, state: FleetState) -> Decision {
+    let id = DecisionId::new(term, seq);
+    Decision {
+        version: WIRE_VERSION,
+        breaker: BreakerName::new("b").unwrap(),
+        id,
+        phase: id,
+        state,
+        backoff_level: 0,
+        reason: Reason::Initial,
+        decider: node("n9"),
+        clock: VectorClock::new(Term(term)),
+    }
+}
+
+fn stat(stats: &Stats, name: &str) -> u64 {
+    match name {
+        "stale_outcomes" => stats.stale_outcomes,
+        "stale_reports" => stats.stale_reports,
+        "duplicate_reports" => stats.duplicate_reports,
+        "stale_decisions" => stats.stale_decisions,
+        "refused_inputs" => stats.refused_inputs,
+        "reports_not_judged" => stats.reports_not_judged,
+        "reports_counted" => stats.reports_counted,
+        "commands_not_deciding" => stats.commands_not_deciding,
+        "decisions_made" => stats.decisions_made,
+        other => panic!("no stat {other}"),
+    }
+}
+
+/// Runs one case.
+fn check(case: &Case) {
+    let mut rig = Rig::new(&case.config);
+    for act in &case.script {
+        rig.act(act, case.name);
+    }
+}
+
+/// A config small enough to script: count window of 10, minimum 10, 50 % failure rate,
+/// open 1 s, 2 probes needed of a budget of 3, half-open waits 5 s, no overlay.
+fn base() -> BreakerConfig {
+    BreakerConfig {
+        trip: TripPolicy { window: WindowConfig::Count { calls: 10 }, minimum_calls: 10, ..TripPolicy::default() },
+        open: OpenPolicy::Fixed { duration_ms: 1_000 },
+        half_open: HalfOpenPolicy { probe_budget: 3, success_threshold: 2, max_wait_ms: 5_000, ramp: None },
+        local: None,
+        ..BreakerConfig::default()
+    }
+}
+
+use Act::{At, Expect as E, Lead, Local, Report as R};
+use Expect::{
+    Admission as Adm, Deciding, Decisions, Effective, Emitted, Fleet, Grant, NotEmitted, Reason as Why, Stat,
+};
+use StateLabel::{Closed, ForcedOpen, HalfOpen, Open, Ramping};
+
+/// Trip and open: leader n0, five failures of ten from a peer.
+fn tripped() -> Vec<Act> {
+    vec![Lead(1), R("n1", 5, 5, 0, 0, 0), E(Fleet(Open))]
+}
+
+fn cases() -> Vec<Case> {
+    let burn = BurnRateRule { objective: 0.9, long_window_ms: 400, short_window_ms: 100, factor: 5.0 };
+    vec![
+        Case {
+            name: "first decider writes the initial closed decision",
+            config: base(),
+            script: vec![
+                E(Deciding(false)),
+                Lead(1),
+                E(Deciding(true)),
+                E(Decisions(1)),
+                E(Why("Initial")),
+                E(Fleet(Closed)),
+            ],
+        },
+        Case {
+            name: "failure rate trips at exactly the threshold (>=)",
+            config: BreakerConfig {
+                trip: TripPolicy {
+                    window: WindowConfig::Count { calls: 20 },
+                    minimum_calls: 10,
+                    ..TripPolicy::default()
+                },
+                ..base()
+            },
+            script: vec![
+                Lead(1),
+                R("n1", 6, 4, 0, 0, 0),
+                E(Fleet(Closed)),
+                R("n2", 0, 2, 0, 0, 0),
+                E(Fleet(Open)),
+                E(Why("Tripped { rule: FailureRate, evidence: Evidence { decisive: 12, failed: 6")),
+            ],
+        },
+        Case {
+            name: "below the minimum number of calls no rate applies",
+            config: BreakerConfig {
+                trip: TripPolicy {
+                    window: WindowConfig::Count { calls: 20 },
+                    minimum_calls: 20,
+                    ..TripPolicy::default()
+                },
+                ..base()
+            },
+            script: vec![Lead(1), R("n1", 0, 19, 0, 0, 0), E(Fleet(Closed)), R("n1", 1, 0, 0, 0, 0), E(Fleet(Open))],
+        },
+        Case {
+            name: "count window forgets reports pushed out by newer ones",
+            config: base(),
+            script: vec![
+                Lead(1),
+                R("n1", 0, 4, 0, 0, 0),
+                R("n1", 10, 0, 0, 0, 0),
+                R("n1", 0, 4, 0, 0, 0),
+                E(Fleet(Closed)),
+            ],
+        },
+        Case {
+            name: "time window lets old failures expire",
+            config: BreakerConfig {
+                trip: TripPolicy {
+                    window: WindowConfig::Time { duration_ms: 1_000, buckets: 10 },
+                    minimum_calls: 4,
+                    ..TripPolicy::default()
+                },
+                ..base()
+            },
+            script: vec![
+                Lead(1),
+                R("n1", 2, 1, 0, 0, 0),
+                At(1_500),
+                R("n1", 2, 1, 0, 0, 0),
+                E(Fleet(Closed)),
+                R("n1", 0, 2, 0, 0, 0),
+                E(Fleet(Open)),
+            ],
+        },
+        Case {
+            name: "slow-call rate trips; slow calls are not failures",
+            config: BreakerConfig {
+                slow_call_threshold_ms: Some(200),
+                trip: TripPolicy { failure_rate: Some(0.5), slow_call_rate: Some(0.6), ..base().trip },
+                ..base()
+            },
+            script: vec![
+                Lead(1),
+                R("n1", 5, 0, 5, 0, 0),
+                E(Fleet(Closed)),
+                R("n1", 0, 0, 3, 0, 0),
+                E(Fleet(Open)),
+                E(Why("Tripped { rule: SlowCallRate")),
+            ],
+        },
+        Case {
+            name: "consecutive failures trip per node, below the minimum calls",
+            config: BreakerConfig { trip: TripPolicy { consecutive_failures: Some(5), ..base().trip }, ..base() },
+            script: vec![
+                Lead(1),
+                R("n1", 0, 4, 0, 0, 4),
+                E(Fleet(Closed)),
+                R("n1", 0, 1, 0, 0, 5),
+                E(Fleet(Open)),
+                E(Why("Tripped { rule: ConsecutiveFailures")),
+            ],
+        },
+        Case {
+            name: "burn rate needs the long and the short window burning",
+            config: BreakerConfig {
+                trip: TripPolicy { failure_rate: None, burn_rate: Some(burn), minimum_calls: 10, ..base().trip },
+                ..base()
+            },
+            script: vec![
+                Lead(1),
+                R("n1", 10, 0, 0, 0, 0),
+                E(Fleet(Closed)),
+                At(300),
+                R("n1", 5, 10, 0, 0, 0),
+                E(Fleet(Closed)),
+                At(310),
+                R("n1", 0, 5, 0, 0, 0),
+                E(Fleet(Open)),
+                E(Why("Tripped { rule: BurnRate")),
+            ],
+        },
+        Case {
+            name: "quorum: one sick node cannot open the fleet, two can",
+            config: BreakerConfig { quorum: 2, ..base() },
+            script: vec![
+                Lead(1),
+                R("n1", 0, 10, 0, 0, 0),
+                E(Fleet(Closed)),
+                R("n2", 0, 1, 0, 0, 0),
+                E(Fleet(Open)),
+                E(Why("Tripped { rule: FailureRate, evidence: Evidence { decisive: 11, failed: 11, slow: 0, nodes: 2")),
+            ],
+        },
+        Case {
+            name: "open ends exactly at its duration, then grants probes to nodes that showed demand",
+            config: base(),
+            script: [
+                tripped(),
+                vec![
+                    R("n2", 0, 0, 0, 4, 0),
+                    R("n3", 0, 0, 0, 1, 0),
+                    At(999),
+                    E(Fleet(Open)),
+                    At(1_000),
+                    E(Fleet(HalfOpen)),
+                    E(Why("OpenElapsed")),
+                    E(Grant("n2", 2)),
+                    E(Grant("n3", 1)),
+                    E(Grant("n1", 0)),
+                    E(Adm(Admission::Probe { grant: 0 })),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "half-open closes on enough probe successes",
+            config: base(),
+            script: [
+                tripped(),
+                vec![
+                    R("n2", 0, 0, 0, 4, 0),
+                    At(1_000),
+                    R("n2", 1, 0, 0, 0, 0),
+                    E(Fleet(HalfOpen)),
+                    R("n2", 1, 0, 0, 0, 0),
+                    E(Fleet(Closed)),
+                    E(Why("ProbesSucceeded { successes: 2 }")),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "a probe failure reopens one backoff level up",
+            config: BreakerConfig {
+                open: OpenPolicy::Exponential { initial_ms: 1_000, max_ms: 10_000, multiplier: 2, jitter: 0.0 },
+                ..base()
+            },
+            script: [
+                tripped(),
+                vec![
+                    R("n2", 0, 0, 0, 4, 0),
+                    At(1_000),
+                    R("n2", 0, 1, 0, 0, 0),
+                    E(Fleet(Open)),
+                    E(Why("ProbeFailed")),
+                    E(Emitted("Open { duration_ms: 2000 }")),
+                    E(Emitted("backoff_level: 1")),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "probe results beyond a node's grant are not counted",
+            config: base(),
+            script: [
+                tripped(),
+                vec![R("n2", 0, 0, 0, 1, 0), At(1_000), E(Grant("n2", 1)), R("n2", 5, 0, 0, 0, 0), E(Fleet(HalfOpen))],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "late demand in half-open gets the rest of the budget",
+            config: base(),
+            script: [
+                tripped(),
+                vec![
+                    R("n2", 0, 0, 0, 1, 0),
+                    At(1_000),
+                    E(Grant("n2", 1)),
+                    R("n3", 0, 0, 0, 9, 0),
+                    E(Why("ProbesGranted")),
+                    E(Grant("n3", 2)),
+                    E(Fleet(HalfOpen)),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "half-open waits at most its max wait, then reopens",
+            config: base(),
+            script: [
+                tripped(),
+                vec![
+                    At(1_000),
+                    E(Fleet(HalfOpen)),
+                    At(5_999),
+                    E(Fleet(HalfOpen)),
+                    At(6_000),
+                    E(Fleet(Open)),
+                    E(Why("HalfOpenTimedOut")),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "progressive ramp admits a share per stage, then closes",
+            config: BreakerConfig {
+                half_open: HalfOpenPolicy {
+                    ramp: Some(RampPolicy { stages_percent: vec![25, 50], stage_ms: 500 }),
+                    ..base().half_open
+                },
+                ..base()
+            },
+            script: [
+                tripped(),
+                vec![
+                    R("n2", 0, 0, 0, 4, 0),
+                    At(1_000),
+                    R("n2", 2, 0, 0, 0, 0),
+                    E(Fleet(Ramping)),
+                    E(Adm(Admission::Fraction { per_mille: 250 })),
+                    At(1_500),
+                    E(Adm(Admission::Fraction { per_mille: 500 })),
+                    At(2_000),
+                    E(Fleet(Closed)),
+                    E(Adm(Admission::Allow)),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "force-open wins over evidence until reset",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Command(CommandKind::ForceOpen),
+                E(Fleet(ForcedOpen)),
+                E(Adm(Admission::Reject)),
+                R("n1", 10, 0, 0, 0, 0),
+                At(9_000),
+                E(Fleet(ForcedOpen)),
+                E(Why("Manual { command: ForceOpen, actor: \"ops@example\"")),
+                Act::Command(CommandKind::Reset),
+                E(Fleet(Closed)),
+            ],
+        },
+        Case {
+            name: "force-closed never trips",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Command(CommandKind::ForceClosed),
+                R("n1", 0, 10, 0, 0, 0),
+                E(Fleet(StateLabel::ForcedClosed)),
+                E(Adm(Admission::Allow)),
+                E(Stat("reports_not_judged", 1)),
+            ],
+        },
+        Case {
+            name: "disabled permits everything and records nothing",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Command(CommandKind::Disable),
+                E(Fleet(StateLabel::Disabled)),
+                E(Adm(Admission::Allow)),
+                E(Emitted("record: false")),
+            ],
+        },
+        Case {
+            name: "metrics-only reports what would trip but permits",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Command(CommandKind::MetricsOnly),
+                R("n1", 0, 10, 0, 0, 0),
+                E(Emitted("WouldTrip { rule: FailureRate }")),
+                E(Fleet(StateLabel::MetricsOnly)),
+                E(Adm(Admission::Allow)),
+            ],
+        },
+        Case {
+            name: "commands reach only a deciding node",
+            config: base(),
+            script: vec![Act::Command(CommandKind::ForceOpen), E(Fleet(Closed)), E(Stat("commands_not_deciding", 1))],
+        },
+        Case {
+            name: "health checks while open start half-open early",
+            config: BreakerConfig {
+                health_check: Some(HealthCheckPolicy {
+                    initial_interval_ms: 100,
+                    max_interval_ms: 400,
+                    successes_required: 2,
+                    closes_directly: false,
+                }),
+                open: OpenPolicy::Fixed { duration_ms: 60_000 },
+                ..base()
+            },
+            script: [
+                tripped(),
+                vec![
+                    At(100),
+                    E(Emitted("RunHealthCheck { attempt: 1 }")),
+                    Act::Health(false),
+                    At(200),
+                    E(NotEmitted("RunHealthCheck { attempt: 2 }")),
+                    At(300),
+                    Act::Health(true),
+                    At(400),
+                    Act::Health(true),
+                    E(Fleet(HalfOpen)),
+                    E(Why("HealthCheckPassed { successes: 2 }")),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "health checks may close directly",
+            config: BreakerConfig {
+                health_check: Some(HealthCheckPolicy {
+                    initial_interval_ms: 100,
+                    max_interval_ms: 400,
+                    successes_required: 1,
+                    closes_directly: true,
+                }),
+                open: OpenPolicy::Fixed { duration_ms: 60_000 },
+                ..base()
+            },
+            script: [tripped(), vec![At(100), Act::Health(true), E(Fleet(Closed))]].concat(),
+        },
+        Case {
+            name: "local overlay trips alone, most restrictive wins, fleet stays closed",
+            config: BreakerConfig {
+                local: Some(LocalOverlayPolicy {
+                    trip: TripPolicy {
+                        window: WindowConfig::Count { calls: 4 },
+                        minimum_calls: 4,
+                        ..TripPolicy::default()
+                    },
+                    ..LocalOverlayPolicy::default()
+                }),
+                quorum: 2,
+                ..base()
+            },
+            script: vec![
+                Lead(1),
+                Local(0, 4, 0, 0, 4),
+                E(Fleet(Closed)),
+                E(Effective(Open)),
+                E(Emitted("local_open: true")),
+                E(Fleet(Closed)),
+            ],
+        },
+        Case {
+            name: "an open fleet decision that saw the local trip folds the overlay",
+            config: BreakerConfig {
+                local: Some(LocalOverlayPolicy {
+                    trip: TripPolicy {
+                        window: WindowConfig::Count { calls: 4 },
+                        minimum_calls: 4,
+                        ..TripPolicy::default()
+                    },
+                    ..LocalOverlayPolicy::default()
+                }),
+                trip: TripPolicy {
+                    window: WindowConfig::Count { calls: 4 },
+                    minimum_calls: 4,
+                    ..TripPolicy::default()
+                },
+                ..base()
+            },
+            script: vec![
+                Lead(1),
+                Local(0, 4, 0, 0, 4),
+                E(Fleet(Open)),
+                E(Emitted("LocalFolded")),
+                E(Effective(Open)),
+                At(1_000),
+                E(Fleet(HalfOpen)),
+                E(Effective(HalfOpen)),
+            ],
+        },
+        Case {
+            name: "a concurrent fleet decision does not fold the overlay",
+            config: BreakerConfig {
+                local: Some(LocalOverlayPolicy {
+                    trip: TripPolicy {
+                        window: WindowConfig::Count { calls: 4 },
+                        minimum_calls: 4,
+                        ..TripPolicy::default()
+                    },
+                    ..LocalOverlayPolicy::default()
+                }),
+                ..base()
+            },
+            script: vec![
+                Local(0, 4, 0, 0, 4),
+                E(Effective(Open)),
+                Act::Foreign(5, 1, FleetState::Open { duration_ms: 100 }),
+                E(NotEmitted("LocalFolded")),
+                At(150),
+                Act::Foreign(5, 2, FleetState::Closed),
+                E(Fleet(Closed)),
+                E(Effective(Open)),
+            ],
+        },
+        Case {
+            name: "outage: last-known keeps the fleet state",
+            config: base(),
+            script: [
+                tripped(),
+                vec![
+                    Act::Raw(Input::ConnectionLost),
+                    At(10_000),
+                    E(Emitted("OutagePolicyApplied { policy: LastKnown }")),
+                    E(Effective(Open)),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "outage: fail-open permits after the grace period only",
+            config: BreakerConfig { outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 500 }, ..base() },
+            script: [
+                tripped(),
+                vec![
+                    Act::Raw(Input::ConnectionLost),
+                    At(499),
+                    E(Effective(Open)),
+                    At(500),
+                    E(Effective(Closed)),
+                    Act::Raw(Input::ConnectionRestored),
+                    E(Emitted("Resync")),
+                    E(Effective(Open)),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "outage: fail-closed rejects",
+            config: BreakerConfig {
+                outage: OutageConfig { policy: OutagePolicy::FailClosed, grace_ms: 500 },
+                ..base()
+            },
+            script: vec![Act::Raw(Input::ConnectionLost), At(500), E(Effective(Open)), E(Adm(Admission::Reject))],
+        },
+        Case {
+            name: "outage: local-only ignores the fleet",
+            config: BreakerConfig {
+                outage: OutageConfig { policy: OutagePolicy::LocalOnly, grace_ms: 500 },
+                local: Some(LocalOverlayPolicy::default()),
+                ..base()
+            },
+            script: [tripped(), vec![Act::Raw(Input::ConnectionLost), At(500), E(Effective(Closed))]].concat(),
+        },
+        Case {
+            name: "reports from before the phase began are stale",
+            config: base(),
+            script: [
+                tripped(),
+                vec![
+                    At(1_000),
+                    R("n2", 0, 0, 0, 3, 0),
+                    Act::StaleReport("n2", 0, 9),
+                    E(Stat("stale_reports", 1)),
+                    E(Fleet(HalfOpen)),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "redelivered reports are counted once",
+            config: BreakerConfig {
+                trip: TripPolicy {
+                    window: WindowConfig::Count { calls: 20 },
+                    minimum_calls: 20,
+                    ..TripPolicy::default()
+                },
+                ..base()
+            },
+            script: vec![
+                Lead(1),
+                R("n1", 0, 10, 0, 0, 0),
+                Act::Redeliver,
+                E(Stat("duplicate_reports", 1)),
+                E(Fleet(Closed)),
+            ],
+        },
+        Case {
+            name: "outcomes of a superseded generation are dropped",
+            config: base(),
+            script: [tripped(), vec![Act::StaleLocal(7), E(Stat("stale_outcomes", 7))]].concat(),
+        },
+        Case {
+            name: "older decisions are ignored; a newer term deposes the decider",
+            config: base(),
+            script: vec![
+                Lead(3),
+                E(Deciding(true)),
+                Act::Foreign(2, 9, FleetState::ForcedOpen),
+                E(Fleet(Closed)),
+                E(Stat("stale_decisions", 1)),
+                Act::Foreign(4, 1, FleetState::Open { duration_ms: 5 }),
+                E(Deciding(false)),
+                E(Emitted("Deposed")),
+                E(Fleet(Open)),
+            ],
+        },
+        Case {
+            name: "the decider stops deciding at sent_at + ttl - margin",
+            config: base(),
+            script: vec![
+                Lead(1),
+                At(9_899),
+                E(Deciding(true)),
+                At(9_900),
+                E(Deciding(false)),
+                E(Emitted("LeaseSuspended")),
+                R("n1", 0, 10, 0, 0, 0),
+                E(Fleet(Closed)),
+                E(Stat("reports_not_judged", 1)),
+                Act::Raw(Input::LeaseRenewed { term: Term(1), sent_at: Millis(9_900), ttl_ms: 10_000 }),
+                E(Deciding(true)),
+            ],
+        },
+        Case {
+            name: "losing the CAS to an older term rebases and restates under this term",
+            config: base(),
+            script: vec![
+                Act::LoseCas(1, FleetState::Open { duration_ms: 1_000 }),
+                Lead(2),
+                E(Fleet(Open)),
+                E(Why("TermStarted { previous: DecisionId { term: Term(1), seq: 1 } }")),
+                E(Deciding(true)),
+            ],
+        },
+        Case {
+            name: "losing the CAS to a newer term steps down",
+            config: base(),
+            script: vec![
+                Act::LoseCas(7, FleetState::Closed),
+                Lead(2),
+                E(Deciding(false)),
+                E(Emitted("Deposed { newer: Term(7) }")),
+            ],
+        },
+        Case {
+            name: "failing writes are retried with backoff, then the decider steps down",
+            config: base(),
+            script: vec![
+                Act::FailWrites,
+                Lead(1),
+                At(100),
+                At(300),
+                At(700),
+                E(Deciding(true)),
+                At(1_499),
+                E(Deciding(true)),
+                At(1_500),
+                E(Deciding(false)),
+                E(Emitted("WritesFailing")),
+                E(Stat("decisions_made", 1)),
+            ],
+        },
+        Case {
+            name: "malformed inputs are refused and counted",
+            config: base(),
+            script: vec![
+                Act::Raw(Input::DecisionObserved(Decision {
+                    breaker: BreakerName::new("other").unwrap(),
+                    ..foreign(1, 1, FleetState::Closed)
+                })),
+                Act::Raw(Input::DecisionObserved(Decision { version: 99, ..foreign(1, 1, FleetState::Closed) })),
+                Act::Raw(Input::DecisionObserved(Decision {
+                    phase: DecisionId::new(1, 2),
+                    ..foreign(1, 1, FleetState::Closed)
+                })),
+                Act::Raw(Input::DecisionObserved(foreign(
+                    1,
+                    1,
+                    FleetState::HalfOpen { budget: 1, grants: vec![super::Grant { node: node("a"), probes: 2 }] },
+                ))),
+                E(Stat("refused_inputs", 4)),
+                E(Fleet(Closed)),
+            ],
+        },
+        Case {
+            name: "graceful shutdown steps down",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Raw(Input::Shutdown),
+                E(Deciding(false)),
+                E(Emitted("StepDown { term: Term(1), reason: Shutdown }")),
+            ],
+        },
+    ]
+}
+
+#[test]
+fn every_case() {
+    for case in cases() {
+        check(&case);
+    }
+}
+
+#[test]
+fn the_check_helper_can_fail() {
+    let wrong = Case { name: "wrong on purpose", config: base(), script: vec![Lead(1), E(Fleet(Open))] };
+    assert!(std::panic::catch_unwind(|| check(&wrong)).is_err());
+}
+
+#[test]
+fn exponential_backoff_caps_and_jitter_follows_the_seed() {
+    let durations = |seed: u64| -> Vec<u64> {
+        let config = BreakerConfig {
+            open: OpenPolicy::Exponential { initial_ms: 100, max_ms: 1_000, multiplier: 2, jitter: 0.5 },
+            seed,
+            ..base()
+        };
+        let mut rig = Rig::new(&config);
+        for act in tripped() {
+            rig.act(&act, "backoff");
+        }
+        for _ in 0..5 {
+            rig.act(&R("n2", 0, 0, 0, 3, 0), "backoff");
+            let FleetState::Open { duration_ms } = rig.m.applied().unwrap().state else { panic!("not open") };
+            rig.act(&At(rig.now + duration_ms), "backoff");
+            rig.act(&R("n2", 0, 1, 0, 0, 0), "backoff");
+        }
+        rig.written
+            .iter()
+            .filter_map(|d| if let FleetState::Open { duration_ms } = d.state { Some(duration_ms) } else { None })
+            .collect()
+    };
+    let a = durations(1);
+    assert_eq!(a, durations(1), "same seed, same durations");
+    assert_ne!(a, durations(2), "jitter depends on the seed");
+    let bases = [100, 200, 400, 800, 1_000, 1_000];
+    for (d, b) in a.iter().zip(bases) {
+        assert!(*d >= b && *d <= (b + b / 2).min(1_000), "{a:?}");
+    }
+}
