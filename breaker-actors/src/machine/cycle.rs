@@ -479,6 +479,12 @@ impl Judge {
         Some(Verdict::HealthPassed { successes })
     }
 
+    /// The evidence in the window at `now`: `(decisive, failed, slow)`.
+    pub fn window_totals(&self, now: Millis) -> (u64, u64, u64) {
+        let t = self.window.totals(now);
+        (t.decisive, t.failed, t.slow)
+    }
+
     /// The window's size in entries, for boundedness checks.
     pub fn window_len(&self) -> usize {
         self.window.len()

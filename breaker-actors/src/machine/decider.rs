@@ -1,8 +1,10 @@
 //! The decider role: held by the node whose lease term covers the breaker. It attributes
 //! fleet reports to phases by causality, runs the fleet cycle, and turns verdicts into
 //! decisions stamped with `(term, seq)` and its vector clock. At most one decision write is
-//! in flight; a newer one waits (only the newest waiting one is kept: decisions are whole
-//! states, so the newest subsumes the rest).
+//! in flight; newer ones wait in a bounded queue. Decisions are whole states, so a waiting
+//! decision is replaced by a newer one of the same phase; a decision that starts a phase
+//! always waits its turn, so the written history never skips a transition (no closed ->
+//! half-open without the open between).
 
 use super::config::{HealthChecks, ValidConfig};
 use super::cycle::{Judge, Phase, Verdict};
@@ -18,6 +20,8 @@ pub const MAX_WRITE_ATTEMPTS: u32 = 5;
 pub const WRITE_RETRY_BASE_MS: u64 = 50;
 /// How often a decider rebases on a newer state within one term before stepping down.
 pub const MAX_REBASES: u32 = 8;
+/// Decisions waiting behind the one in flight before the decider steps down.
+pub const MAX_QUEUED: usize = 8;
 
 /// Why a decider stopped deciding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +35,8 @@ pub enum StepDownReason {
     },
     /// Decision writes kept failing.
     WritesFailing,
-    /// Too many rebases in one term: the state keeps moving under this decider.
+    /// Too many rebases in one term, or more decisions waiting than writes can land: the
+    /// state keeps moving faster than this decider can record it.
     Unstable,
     /// Graceful shutdown.
     Shutdown,
@@ -58,6 +63,8 @@ struct PendingWrite {
 /// What the decider wants the machine to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeciderOut {
+    /// A decision was made (announced once, when made).
+    Decided(DecisionId, super::domain::StateLabel),
     /// Write this decision (CAS-fenced by the transport).
     Write(Decision),
     /// Run a health check.
@@ -96,7 +103,7 @@ pub struct Decider {
     manual: Option<FleetState>,
     clock: VectorClock,
     pending: Option<PendingWrite>,
-    queued: Option<Decision>,
+    queued: std::collections::VecDeque<Decision>,
     rebases: u32,
     seen: NodeTable<(u64, u64)>,
     health: Option<HealthState>,
@@ -126,7 +133,7 @@ impl Decider {
             phase: DecisionId::NONE,
             manual: None,
             pending: None,
-            queued: None,
+            queued: std::collections::VecDeque::new(),
             rebases: 0,
             seen: NodeTable::new(config.max_nodes),
             health: config.health_check.clone().map(|policy| HealthState {
@@ -182,6 +189,11 @@ impl Decider {
         &self.judge
     }
 
+    /// The phase reports are attributed against: the newest decision that began one.
+    pub fn phase(&self) -> DecisionId {
+        self.phase
+    }
+
     /// The id of the newest decision made (written or not).
     pub fn last_decided(&self) -> DecisionId {
         DecisionId { term: self.term, seq: self.seq }
@@ -206,12 +218,19 @@ impl Decider {
             clock: self.clock.clone(),
         };
         assert!(decision.phase <= decision.id, "a phase starts at or before its decisions");
-        if self.pending.is_some() {
-            self.queued = Some(decision);
-            return Vec::new();
+        let mut out = vec![DeciderOut::Decided(id, decision.state.label())];
+        if self.pending.is_none() {
+            self.pending = Some(PendingWrite { decision: decision.clone(), attempts: 1, retry_at: None });
+            out.push(DeciderOut::Write(decision));
+            return out;
         }
-        self.pending = Some(PendingWrite { decision: decision.clone(), attempts: 1, retry_at: None });
-        vec![DeciderOut::Write(decision)]
+        let queued = self.queued.len();
+        match self.queued.back_mut() {
+            Some(last) if last.phase == decision.phase => *last = decision,
+            _ if queued >= MAX_QUEUED => out.push(DeciderOut::StepDown(StepDownReason::Unstable)),
+            _ => self.queued.push_back(decision),
+        }
+        out
     }
 
     fn after_verdict(&mut self, now: Millis, verdict: &Verdict) -> Vec<DeciderOut> {
@@ -362,7 +381,7 @@ impl Decider {
             return Vec::new();
         }
         self.pending = None;
-        match self.queued.take() {
+        match self.queued.pop_front() {
             Some(next) => {
                 self.pending = Some(PendingWrite { decision: next.clone(), attempts: 1, retry_at: None });
                 vec![DeciderOut::Write(next)]
@@ -416,7 +435,7 @@ impl Decider {
         let Some(lost) = self.pending.take() else {
             return Vec::new();
         };
-        self.queued = None;
+        self.queued.clear();
         match current {
             // An older term's decision landed after this decider read the bucket: take
             // its state as the truth and restate it under this term.

@@ -34,7 +34,7 @@ pub use config::{
     OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
 };
 pub use cycle::{Judge, Phase, ProbeSlot, Verdict};
-pub use decider::{MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
+pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
 pub use domain::{
     Command, CommandKind, Decision, Evidence, FleetState, Grant, LocalOutcomes, MAX_TEXT_LEN, OutcomeCounts, Reason,
     Report, StateLabel, TripRule, WIRE_VERSION,
@@ -458,7 +458,6 @@ pub struct Machine {
     wake: Option<Millis>,
     decider: Option<Decider>,
     suspended_announced: bool,
-    last_decided: DecisionId,
     stats: Stats,
 }
 
@@ -509,7 +508,6 @@ impl Machine {
             wake: None,
             decider: None,
             suspended_announced: false,
-            last_decided: DecisionId::NONE,
             stats: Stats::default(),
         }
     }
@@ -552,6 +550,11 @@ impl Machine {
     /// Whether this node decides right now (holds a lease still good by its clock).
     pub fn is_deciding(&self) -> bool {
         self.decider.as_ref().is_some_and(|d| d.is_valid(self.now))
+    }
+
+    /// The phase this node's decider attributes reports against, when deciding.
+    pub fn decider_phase(&self) -> Option<DecisionId> {
+        self.decider.as_ref().map(Decider::phase)
     }
 
     /// The fleet cycle, when deciding.
@@ -858,8 +861,9 @@ impl Machine {
             }
             self.step_down(StepDownReason::LeaseLost, fx);
         }
-        if self.applied_id().term > term {
-            // A newer term has already decided: this grant is stale.
+        if self.applied_id().term >= term {
+            // Terms are unique acquiring revisions: a decision of this term or a newer one
+            // already exists, so this grant is stale.
             fx.push(Effect::StepDown { term, reason: StepDownReason::Deposed { newer: self.applied_id().term } });
             return Self::ignore(&mut self.stats, fx, Ignored::StaleLease { term });
         }
@@ -906,15 +910,11 @@ impl Machine {
     fn decider_out(&mut self, out: Vec<DeciderOut>, fx: &mut Vec<Effect>) {
         for o in out {
             match o {
-                DeciderOut::Write(decision) => {
-                    // Retries rewrite the same decision: announce each decision once.
-                    if decision.id > self.last_decided {
-                        self.last_decided = decision.id;
-                        self.stats.decisions_made += 1;
-                        fx.push(Effect::Event(Event::Decided { id: decision.id, state: decision.state.label() }));
-                    }
-                    fx.push(Effect::WriteDecision(decision));
+                DeciderOut::Decided(id, state) => {
+                    self.stats.decisions_made += 1;
+                    fx.push(Effect::Event(Event::Decided { id, state }));
                 }
+                DeciderOut::Write(decision) => fx.push(Effect::WriteDecision(decision)),
                 DeciderOut::HealthCheck(attempt) => fx.push(Effect::RunHealthCheck { attempt }),
                 DeciderOut::WouldTrip(rule) => fx.push(Effect::Event(Event::WouldTrip { rule })),
                 DeciderOut::StepDown(reason) => self.step_down(reason, fx),

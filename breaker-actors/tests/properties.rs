@@ -1,0 +1,670 @@
+//! Property tests of the pure machine: random input sequences (local outcomes, peers'
+//! reports fresh, stale and redelivered, lease gains and losses, write acks, failures and
+//! CAS losses, other deciders' decisions, commands, health checks, outages, huge counts)
+//! drive one machine; each property inspects the recorded trace. Every property runs at
+//! least 1,000 cases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, VecDeque};
+
+use breaker_actors::machine::{
+    Admission, BreakerConfig, BreakerName, CLOCK_CAP, Causality, Command, CommandKind, Decision, DecisionId, Effect,
+    Event, FleetState, HalfOpenPolicy, HealthCheckPolicy, Input, LocalOutcomes, LocalOverlayPolicy, MAX_WINDOW_REPORTS,
+    Machine, Millis, NodeId, NodeParams, OpenPolicy, OutageConfig, OutagePolicy, OutcomeCounts, RampPolicy, Reason,
+    Report, Snapshot, StateLabel, Stats, Term, TripPolicy, VectorClock, WIRE_VERSION, WindowConfig,
+};
+use proptest::prelude::*;
+
+/// Cases per property: at least 1,000; `FUSEBOX_PROPTEST_CASES` raises it for long runs.
+fn cases() -> u32 {
+    std::env::var("FUSEBOX_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000).max(1_000)
+}
+
+/// A fixed seed keeps the suite reproducible in CI; `FUSEBOX_PROPTEST_SEED` explores others.
+fn settings() -> ProptestConfig {
+    let seed = std::env::var("FUSEBOX_PROPTEST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x00F0_5EB0);
+    ProptestConfig {
+        cases: cases(),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        ..ProptestConfig::default()
+    }
+}
+
+fn node(i: u8) -> NodeId {
+    NodeId::new(&format!("n{i}")).unwrap()
+}
+
+fn breaker() -> BreakerName {
+    BreakerName::new("b").unwrap()
+}
+
+/// Which decision a peer's report claims to have been produced under.
+#[derive(Debug, Clone, Copy)]
+enum Attribution {
+    /// The decision this node has applied.
+    Current,
+    /// The decision before the current phase began (stale).
+    BeforePhase,
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Advance(u64),
+    Local { counts: OutcomeCounts, streak: u64, stale: bool },
+    Peer { peer: u8, counts: OutcomeCounts, streak: u64, attribution: Attribution },
+    Redeliver,
+    GainLease { term_step: u64, stale: bool },
+    Renew,
+    LoseLease,
+    AckWrite,
+    FailWrite,
+    LoseCas { newer: bool },
+    Foreign { term_step: u64, seq: u64, state: u8 },
+    Command(CommandKind),
+    Health(bool),
+    Outage(bool),
+    Shutdown,
+}
+
+fn counts(big: bool) -> impl Strategy<Value = OutcomeCounts> {
+    let n = if big { (u64::MAX / 4..=u64::MAX).boxed() } else { (0u64..12).boxed() };
+    (n.clone(), n.clone(), n.clone(), n.clone(), n).prop_map(|(success, failure, slow, ignored, rejected)| {
+        OutcomeCounts { success, failure, slow, ignored, rejected }
+    })
+}
+
+fn kind() -> impl Strategy<Value = CommandKind> {
+    prop_oneof![
+        Just(CommandKind::ForceOpen),
+        Just(CommandKind::ForceClosed),
+        Just(CommandKind::Disable),
+        Just(CommandKind::MetricsOnly),
+        Just(CommandKind::Reset),
+    ]
+}
+
+fn event() -> impl Strategy<Value = Ev> {
+    prop_oneof![
+        6 => (0u64..1_500).prop_map(Ev::Advance),
+        5 => (counts(false), 0u64..8, prop::bool::weighted(0.1)).prop_map(|(counts, streak, stale)| Ev::Local { counts, streak, stale }),
+        1 => (counts(true), any::<u64>()).prop_map(|(counts, streak)| Ev::Local { counts, streak, stale: false }),
+        8 => (1u8..5, counts(false), 0u64..8, prop::bool::weighted(0.2)).prop_map(|(peer, counts, streak, stale)| Ev::Peer {
+            peer, counts, streak, attribution: if stale { Attribution::BeforePhase } else { Attribution::Current },
+        }),
+        1 => (1u8..5, counts(true)).prop_map(|(peer, counts)| Ev::Peer { peer, counts, streak: u64::MAX, attribution: Attribution::Current }),
+        1 => Just(Ev::Redeliver),
+        2 => (0u64..3, prop::bool::weighted(0.2)).prop_map(|(term_step, stale)| Ev::GainLease { term_step, stale }),
+        2 => Just(Ev::Renew),
+        1 => Just(Ev::LoseLease),
+        6 => Just(Ev::AckWrite),
+        1 => Just(Ev::FailWrite),
+        1 => any::<bool>().prop_map(|newer| Ev::LoseCas { newer }),
+        1 => (0u64..3, 1u64..4, 0u8..6).prop_map(|(term_step, seq, state)| Ev::Foreign { term_step, seq, state }),
+        1 => kind().prop_map(Ev::Command),
+        1 => any::<bool>().prop_map(Ev::Health),
+        1 => any::<bool>().prop_map(Ev::Outage),
+        1 => Just(Ev::Shutdown),
+    ]
+}
+
+fn config() -> impl Strategy<Value = BreakerConfig> {
+    (
+        (any::<bool>(), 4u32..30, 1u32..3, any::<bool>(), prop::option::of(2u32..6)),
+        (any::<bool>(), 1u32..5, any::<bool>(), any::<bool>(), any::<bool>()),
+        (0u8..4, any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (time_window, calls, quorum, exponential, consecutive),
+                (local, budget, ramp, health, health_closes),
+                (outage, seed),
+            )| {
+                let window = if time_window {
+                    WindowConfig::Time { duration_ms: u64::from(calls) * 100, buckets: 5 }
+                } else {
+                    WindowConfig::Count { calls }
+                };
+                BreakerConfig {
+                    trip: TripPolicy {
+                        window,
+                        minimum_calls: calls / 2,
+                        consecutive_failures: consecutive,
+                        ..TripPolicy::default()
+                    },
+                    quorum,
+                    max_nodes: 8,
+                    open: if exponential {
+                        OpenPolicy::Exponential { initial_ms: 300, max_ms: 5_000, multiplier: 2, jitter: 0.5 }
+                    } else {
+                        OpenPolicy::Fixed { duration_ms: 700 }
+                    },
+                    half_open: HalfOpenPolicy {
+                        probe_budget: budget,
+                        success_threshold: budget.div_ceil(2),
+                        max_wait_ms: 2_000,
+                        ramp: ramp.then(|| RampPolicy { stages_percent: vec![20, 60], stage_ms: 400 }),
+                    },
+                    health_check: health.then_some(HealthCheckPolicy {
+                        initial_interval_ms: 200,
+                        max_interval_ms: 800,
+                        successes_required: 2,
+                        closes_directly: health_closes,
+                    }),
+                    local: local.then(|| LocalOverlayPolicy {
+                        trip: TripPolicy {
+                            window: WindowConfig::Count { calls: 6 },
+                            minimum_calls: 3,
+                            ..TripPolicy::default()
+                        },
+                        open: OpenPolicy::Fixed { duration_ms: 500 },
+                        ..LocalOverlayPolicy::default()
+                    }),
+                    outage: OutageConfig {
+                        policy: [
+                            OutagePolicy::LastKnown,
+                            OutagePolicy::LocalOnly,
+                            OutagePolicy::FailOpen,
+                            OutagePolicy::FailClosed,
+                        ][usize::from(outage)],
+                        grace_ms: 300,
+                    },
+                    seed,
+                    ..BreakerConfig::default()
+                }
+            },
+        )
+        .prop_filter("overlay needed by local-only", |c| c.validate().is_ok())
+}
+
+/// One step of a run, as observed from outside.
+#[derive(Debug, Clone)]
+struct StepRecord {
+    now: u64,
+    input: Input,
+    effects: Vec<Effect>,
+    snapshot: Snapshot,
+    applied: Option<Decision>,
+    /// The decider's phase before the step, if deciding.
+    phase_before: Option<DecisionId>,
+    /// The fleet window's totals before and after the step.
+    window_before: Option<(u64, u64, u64)>,
+    window_after: Option<(u64, u64, u64)>,
+    stats_before: Stats,
+    stats: Stats,
+    window_len: usize,
+    clock_len: usize,
+}
+
+struct Driver {
+    m: Machine,
+    now: u64,
+    max_term: u64,
+    bucket: Option<Decision>,
+    in_flight: VecDeque<Decision>,
+    health: Option<u64>,
+    last_peer: Option<Report>,
+    peer_seq: BTreeMap<u8, u64>,
+    trace: Vec<StepRecord>,
+}
+
+impl Driver {
+    fn new(config: &BreakerConfig) -> Self {
+        let params = NodeParams { breaker: breaker(), node: node(0), incarnation: 1, lease_margin_ms: 100 };
+        Self {
+            m: Machine::new(params, config).unwrap(),
+            now: 0,
+            max_term: 0,
+            bucket: None,
+            in_flight: VecDeque::new(),
+            health: None,
+            last_peer: None,
+            peer_seq: BTreeMap::new(),
+            trace: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, input: Input) {
+        let phase_before = self.m.decider_phase();
+        let now = Millis(self.now);
+        let window_before = self.m.fleet_judge().map(|j| j.window_totals(now));
+        let stats_before = self.m.stats();
+        let effects = self.m.step(now, input.clone());
+        let mut follow_ups = Vec::new();
+        for e in &effects {
+            match e {
+                Effect::WriteDecision(d) => self.in_flight.push_back(d.clone()),
+                Effect::RunHealthCheck { attempt } => self.health = Some(*attempt),
+                // The outcome feed brings this node's own reports back to its decider.
+                Effect::PublishReport(r) => follow_ups.push(Input::Report(r.clone())),
+                Effect::Resync => {
+                    follow_ups.push(self.bucket.clone().map_or(Input::NoDecisionYet, Input::DecisionObserved));
+                }
+                _ => {}
+            }
+        }
+        self.trace.push(StepRecord {
+            now: self.now,
+            input,
+            snapshot: self.m.snapshot(),
+            applied: self.m.applied().cloned(),
+            phase_before,
+            window_before,
+            window_after: self.m.fleet_judge().map(|j| j.window_totals(now)),
+            stats_before,
+            stats: self.m.stats(),
+            window_len: self.m.fleet_judge().map_or(0, breaker_actors::machine::Judge::window_len),
+            clock_len: self.m.clock().len(),
+            effects,
+        });
+        for input in follow_ups {
+            self.step(input);
+        }
+    }
+
+    fn foreign(term: u64, seq: u64, state: FleetState) -> Decision {
+        let id = DecisionId::new(term, seq);
+        Decision {
+            version: WIRE_VERSION,
+            breaker: breaker(),
+            id,
+            phase: id,
+            state,
+            backoff_level: 0,
+            reason: Reason::Initial,
+            decider: node(9),
+            clock: VectorClock::new(Term(term)),
+        }
+    }
+
+    fn apply(&mut self, ev: &Ev) {
+        match ev.clone() {
+            Ev::Advance(ms) => {
+                self.now += ms;
+                self.step(Input::Tick);
+            }
+            Ev::Local { counts, streak, stale } => {
+                let generation = self.m.snapshot().generation - u64::from(stale);
+                self.step(Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak: streak }));
+            }
+            Ev::Peer { peer, counts, streak, attribution } => {
+                let applied = match attribution {
+                    Attribution::Current => self.m.applied_id(),
+                    Attribution::BeforePhase => {
+                        let phase = self.m.decider_phase().unwrap_or(DecisionId::NONE);
+                        if phase.seq > 1 {
+                            DecisionId { term: phase.term, seq: phase.seq - 1 }
+                        } else {
+                            DecisionId::NONE
+                        }
+                    }
+                };
+                let seq = self.peer_seq.entry(peer).or_default();
+                *seq += 1;
+                let mut clock = self.m.applied().map_or_else(|| VectorClock::new(Term(0)), |d| d.clock.clone());
+                clock.tick(&node(peer));
+                let report = Report {
+                    version: WIRE_VERSION,
+                    breaker: breaker(),
+                    node: node(peer),
+                    incarnation: 1,
+                    seq: *seq,
+                    applied,
+                    clock,
+                    counts,
+                    longest_failure_streak: streak,
+                    local_open: false,
+                };
+                self.last_peer = Some(report.clone());
+                self.step(Input::Report(report));
+            }
+            Ev::Redeliver => {
+                if let Some(r) = self.last_peer.clone() {
+                    self.step(Input::Report(r));
+                }
+            }
+            Ev::GainLease { term_step, stale } => {
+                let term = if stale { self.max_term.saturating_sub(term_step) } else { self.max_term + 1 + term_step };
+                self.max_term = self.max_term.max(term);
+                self.step(Input::LeaseGained { term: Term(term), sent_at: Millis(self.now), ttl_ms: 3_000 });
+            }
+            Ev::Renew => {
+                if let Some(term) = self.m.decider_term() {
+                    self.step(Input::LeaseRenewed { term, sent_at: Millis(self.now), ttl_ms: 3_000 });
+                }
+            }
+            Ev::LoseLease => {
+                if let Some(term) = self.m.decider_term() {
+                    self.step(Input::LeaseLost { term });
+                }
+            }
+            Ev::AckWrite => {
+                if let Some(d) = self.in_flight.pop_front() {
+                    if self.bucket.as_ref().is_none_or(|b| b.id < d.id) {
+                        self.bucket = Some(d.clone());
+                    }
+                    self.step(Input::DecisionWritten { id: d.id });
+                    self.step(Input::DecisionObserved(d));
+                }
+            }
+            Ev::FailWrite => {
+                if let Some(d) = self.in_flight.pop_front() {
+                    self.step(Input::DecisionWriteFailed { id: d.id });
+                }
+            }
+            Ev::LoseCas { newer } => {
+                if let Some(d) = self.in_flight.pop_front() {
+                    let current = if newer {
+                        self.max_term += 1;
+                        Some(Self::foreign(self.max_term, 1, FleetState::Closed))
+                    } else {
+                        self.bucket.clone()
+                    };
+                    self.step(Input::DecisionRejected { id: d.id, current });
+                }
+            }
+            Ev::Foreign { term_step, seq, state } => {
+                let term = self.max_term.saturating_sub(1) + term_step;
+                self.max_term = self.max_term.max(term);
+                let state = match state {
+                    0 => FleetState::Closed,
+                    1 => FleetState::Open { duration_ms: 500 },
+                    2 => FleetState::HalfOpen {
+                        budget: 2,
+                        grants: vec![breaker_actors::machine::Grant { node: node(0), probes: 1 }],
+                    },
+                    3 => FleetState::ForcedOpen,
+                    4 => FleetState::Disabled,
+                    _ => FleetState::Ramping { stage: 0, admit_per_mille: 200 },
+                };
+                let d = Self::foreign(term, seq, state);
+                self.step(Input::DecisionObserved(d));
+            }
+            Ev::Command(kind) => self.step(Input::Command(Command {
+                version: WIRE_VERSION,
+                breaker: breaker(),
+                kind,
+                actor: "prop".into(),
+                reason: "random".into(),
+            })),
+            Ev::Health(healthy) => {
+                if let Some(attempt) = self.health.take() {
+                    self.step(Input::HealthCheckResult { attempt, healthy });
+                }
+            }
+            Ev::Outage(lost) => self.step(if lost { Input::ConnectionLost } else { Input::ConnectionRestored }),
+            Ev::Shutdown => self.step(Input::Shutdown),
+        }
+    }
+}
+
+fn run(config: &BreakerConfig, events: &[Ev]) -> Vec<StepRecord> {
+    let mut d = Driver::new(config);
+    d.step(Input::NoDecisionYet);
+    for ev in events {
+        d.apply(ev);
+    }
+    d.trace
+}
+
+/// Every decision this machine made, with the time it was made.
+fn decided(trace: &[StepRecord]) -> Vec<(u64, Decision)> {
+    let mut seen = BTreeMap::new();
+    for s in trace {
+        for e in &s.effects {
+            if let Effect::WriteDecision(d) = e {
+                seen.entry(d.id).or_insert((s.now, d.clone()));
+            }
+        }
+    }
+    // A queued decision is written later than it was made: take its Decided event's time.
+    for s in trace {
+        for e in &s.effects {
+            if let Effect::Event(Event::Decided { id, .. }) = e {
+                if let Some(entry) = seen.get_mut(id) {
+                    entry.0 = entry.0.min(s.now);
+                }
+            }
+        }
+    }
+    seen.into_values().collect()
+}
+
+fn scenario() -> impl Strategy<Value = (BreakerConfig, Vec<Ev>)> {
+    (config(), prop::collection::vec(event(), 1..80))
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// Never closed -> half-open directly: no transition a decider makes (per term), no
+    /// transition of the local overlay.
+    #[test]
+    fn never_closed_to_half_open((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        let decisions = decided(&trace);
+        for pair in decisions.windows(2) {
+            let (a, b) = (&pair[0].1, &pair[1].1);
+            // A restatement (new term, or a rebase after a lost CAS) copies a state that
+            // exists; only the other decisions are transitions.
+            let transition = !matches!(b.reason, Reason::TermStarted { .. });
+            if a.id.term == b.id.term && transition {
+                prop_assert!(
+                    !(a.state.label() == StateLabel::Closed && b.state.label() == StateLabel::HalfOpen),
+                    "{} {:?} -> {} {:?}", a.id, a.state, b.id, b.state
+                );
+            }
+        }
+        for s in &trace {
+            for e in &s.effects {
+                if let Effect::Event(Event::LocalTransition { from, to }) = e {
+                    prop_assert!(!(*from == StateLabel::Closed && *to == StateLabel::HalfOpen));
+                }
+            }
+        }
+    }
+
+    /// Probes granted in a half-open round never exceed the fleet budget, and a node's grant
+    /// never shrinks within the round (grants are totals).
+    #[test]
+    fn probes_within_budget((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        let mut per_phase: BTreeMap<DecisionId, BTreeMap<NodeId, u32>> = BTreeMap::new();
+        for (_, d) in decided(&trace) {
+            if let FleetState::HalfOpen { budget, grants } = &d.state {
+                prop_assert_eq!(*budget, config.half_open.probe_budget);
+                let total: u32 = grants.iter().map(|g| g.probes).sum();
+                prop_assert!(total <= *budget, "{} grants {total} > budget {budget}", d.id);
+                let round = per_phase.entry(d.phase).or_default();
+                for g in grants {
+                    let before = round.insert(g.node.clone(), g.probes).unwrap_or(0);
+                    prop_assert!(g.probes >= before, "grant of {} shrank in {}", g.node, d.phase);
+                }
+            }
+        }
+        let local_budget = config.local.as_ref().map_or(0, |l| l.half_open.probe_budget);
+        for s in &trace {
+            if let Admission::Probe { grant } = s.snapshot.admission {
+                prop_assert!(grant <= config.half_open.probe_budget.max(local_budget).max(2));
+            }
+        }
+    }
+
+    /// Applied `(term, seq)` strictly increases: no decision is applied twice, none older.
+    #[test]
+    fn applied_ids_strictly_increase((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        let mut last = DecisionId::NONE;
+        for s in &trace {
+            for e in &s.effects {
+                if let Effect::Event(Event::Applied { id, .. }) = e {
+                    prop_assert!(*id > last, "applied {id} after {last}");
+                    last = *id;
+                }
+            }
+        }
+    }
+
+    /// A decision of a term older than the applied one is never applied.
+    #[test]
+    fn stale_term_never_applied((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        let mut applied_term = Term(0);
+        for s in &trace {
+            if let Input::DecisionObserved(d) = &s.input {
+                let applied = s.effects.iter().any(|e| matches!(e, Effect::Event(Event::Applied { .. })));
+                if d.id.term < applied_term {
+                    prop_assert!(!applied, "applied {} under term {:?}", d.id, applied_term);
+                }
+            }
+            if let Some(d) = &s.applied {
+                applied_term = applied_term.max(d.id.term);
+            }
+        }
+    }
+
+    /// Manual states win: while one is applied the hot path obeys it whatever the overlay or
+    /// outage say, and a decider makes no automatic decision under it.
+    #[test]
+    fn forced_states_win((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        for s in &trace {
+            let Some(d) = &s.applied else { continue };
+            let expected = match d.state {
+                FleetState::ForcedOpen => Some(Admission::Reject),
+                FleetState::ForcedClosed | FleetState::Disabled | FleetState::MetricsOnly => Some(Admission::Allow),
+                _ => None,
+            };
+            if let Some(admission) = expected {
+                prop_assert_eq!(s.snapshot.admission, admission);
+                prop_assert_eq!(s.snapshot.state, d.state.label());
+                prop_assert_eq!(s.snapshot.record, d.state.label() != StateLabel::Disabled);
+            }
+        }
+        let decisions = decided(&trace);
+        for pair in decisions.windows(2) {
+            let (a, b) = (&pair[0].1, &pair[1].1);
+            if a.id.term == b.id.term && a.state.is_manual() {
+                prop_assert!(
+                    matches!(b.reason, Reason::Manual { .. } | Reason::TermStarted { .. } | Reason::Initial),
+                    "automatic {:?} after manual {:?}", b.reason, a.state
+                );
+            }
+        }
+    }
+
+    /// The decider keeps the breaker open at least its open duration on its own clock
+    /// (only health checks or an operator end it early).
+    #[test]
+    fn open_lasts_its_duration((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        let mut opened: Option<(Term, u64, u64)> = None;
+        for (at, d) in decided(&trace) {
+            if matches!(d.reason, Reason::OpenElapsed) {
+                let (term, since, duration) = opened.expect("open elapsed without an open");
+                prop_assert_eq!(term, d.id.term);
+                prop_assert!(at >= since + duration, "open at {since} for {duration} ended at {at}");
+            }
+            opened = match d.state {
+                FleetState::Open { duration_ms } => Some((d.id.term, at, duration_ms)),
+                _ => None,
+            };
+        }
+    }
+
+    /// A report attributed to a decision before the current phase moves nothing: not the
+    /// window, not the state.
+    #[test]
+    fn stale_reports_never_move_the_window((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        for s in &trace {
+            let (Input::Report(r), Some(phase)) = (&s.input, s.phase_before) else { continue };
+            if r.applied < phase && r.applied.term <= phase.term {
+                prop_assert_eq!(s.window_before, s.window_after);
+                prop_assert_eq!(s.stats.decisions_made, s.stats_before.decisions_made);
+                prop_assert!(!s.effects.iter().any(|e| matches!(e, Effect::WriteDecision(_))));
+            }
+        }
+    }
+
+    /// The same inputs give the same outputs.
+    #[test]
+    fn deterministic((config, events) in scenario()) {
+        let a = run(&config, &events);
+        let b = run(&config, &events);
+        prop_assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            prop_assert_eq!(&x.effects, &y.effects);
+        }
+    }
+
+    /// Counters saturate instead of wrapping, never go down, and everything stays bounded.
+    #[test]
+    fn counts_saturate_and_stay_bounded((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        for s in &trace {
+            let (a, b) = (s.stats_before.recorded, s.stats.recorded);
+            prop_assert!(b.success >= a.success && b.failure >= a.failure && b.slow >= a.slow);
+            prop_assert!(b.ignored >= a.ignored && b.rejected >= a.rejected);
+            prop_assert!(s.stats.stale_outcomes >= s.stats_before.stale_outcomes);
+            if let Some((decisive, failed, slow)) = s.window_after {
+                prop_assert!(failed <= decisive && slow <= decisive);
+            }
+            prop_assert!(s.window_len <= MAX_WINDOW_REPORTS);
+            prop_assert!(s.clock_len <= CLOCK_CAP);
+        }
+    }
+}
+
+fn clock() -> impl Strategy<Value = VectorClock> {
+    (0u64..2, prop::collection::vec((0u16..200, 1u64..5), 0..150)).prop_map(|(term, ticks)| {
+        let mut c = VectorClock::new(Term(term));
+        for (n, times) in ticks {
+            let id = NodeId::new(&format!("n{n:03}")).unwrap();
+            for _ in 0..times {
+                c.tick(&id);
+            }
+        }
+        c
+    })
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// Merge is a semilattice join under the cap: commutative, associative, idempotent,
+    /// bounded; the join dominates both sides when they fit in the cap, and otherwise keeps
+    /// the smallest node ids at their maxima (never claiming more than was seen).
+    #[test]
+    fn vector_clock_merge_is_a_bounded_join(a in clock(), b in clock(), c in clock()) {
+        prop_assert_eq!(a.joined(&b), b.joined(&a));
+        prop_assert_eq!(a.joined(&b).joined(&c), a.joined(&b.joined(&c)));
+        prop_assert_eq!(a.joined(&a), a.clone());
+        let j = a.joined(&b);
+        prop_assert!(j.len() <= CLOCK_CAP && j.is_well_formed());
+        if a.term() != b.term() {
+            let newer = if a.term() > b.term() { &a } else { &b };
+            prop_assert_eq!(&j, newer);
+            return Ok(());
+        }
+        let mut union: Vec<&NodeId> = a.entries().chain(b.entries()).map(|(n, _)| n).collect();
+        union.sort();
+        union.dedup();
+        if union.len() <= CLOCK_CAP {
+            prop_assert!(j.dominates(&a) && j.dominates(&b));
+        } else {
+            // Over the cap the join keeps the smallest ids, each at the maximum of both.
+            let kept: Vec<&NodeId> = j.entries().map(|(n, _)| n).collect();
+            prop_assert_eq!(&kept[..], &union[..CLOCK_CAP]);
+            for (n, count) in j.entries() {
+                prop_assert_eq!(count, a.get(n).max(b.get(n)));
+            }
+        }
+        let reverse = match a.compare(&b) {
+            Causality::Before => Causality::After,
+            Causality::After => Causality::Before,
+            other => other,
+        };
+        prop_assert_eq!(b.compare(&a), reverse);
+    }
+}
