@@ -188,8 +188,8 @@ struct StepRecord {
     /// The decider's phase before the step, if deciding.
     phase_before: Option<DecisionId>,
     /// The fleet window's totals before and after the step.
-    window_before: Option<(u64, u64, u64)>,
-    window_after: Option<(u64, u64, u64)>,
+    window_before: Option<(u128, u128, u128)>,
+    window_after: Option<(u128, u128, u128)>,
     stats_before: Stats,
     stats: Stats,
     window_len: usize,
@@ -200,8 +200,14 @@ struct Driver {
     m: Machine,
     now: u64,
     max_term: u64,
-    bucket: Option<Decision>,
-    in_flight: VecDeque<Decision>,
+    /// The state bucket: `(revision, decision)`.
+    bucket: Option<(u64, Decision)>,
+    /// The revision of the last bucket value this node's transport read: its CAS base.
+    seen_rev: u64,
+    /// Writes in flight with the revision they expect.
+    in_flight: VecDeque<(Decision, u64)>,
+    /// Every value that landed in the bucket, in order: what nodes could have applied.
+    landed: Vec<Decision>,
     health: Option<u64>,
     last_peer: Option<Report>,
     peer_seq: BTreeMap<u8, u64>,
@@ -216,7 +222,9 @@ impl Driver {
             now: 0,
             max_term: 0,
             bucket: None,
+            seen_rev: 0,
             in_flight: VecDeque::new(),
+            landed: Vec::new(),
             health: None,
             last_peer: None,
             peer_seq: BTreeMap::new(),
@@ -233,13 +241,11 @@ impl Driver {
         let mut follow_ups = Vec::new();
         for e in &effects {
             match e {
-                Effect::WriteDecision(d) => self.in_flight.push_back(d.clone()),
+                Effect::WriteDecision(d) => self.in_flight.push_back((d.clone(), self.seen_rev)),
                 Effect::RunHealthCheck { attempt } => self.health = Some(*attempt),
                 // The outcome feed brings this node's own reports back to its decider.
                 Effect::PublishReport(r) => follow_ups.push(Input::Report(r.clone())),
-                Effect::Resync => {
-                    follow_ups.push(self.bucket.clone().map_or(Input::NoDecisionYet, Input::DecisionObserved));
-                }
+                Effect::Resync => follow_ups.push(self.read_bucket()),
                 _ => {}
             }
         }
@@ -260,6 +266,23 @@ impl Driver {
         for input in follow_ups {
             self.step(input);
         }
+    }
+
+    /// Another writer's decision lands in the bucket (this node has not read it yet).
+    fn land(&mut self, d: Decision) {
+        self.landed.push(d.clone());
+        let rev = self.bucket.as_ref().map_or(0, |(r, _)| *r);
+        self.bucket = Some((rev + 1, d));
+    }
+
+    /// A CAS failure makes the transport read the bucket: returns the value it read.
+    fn read_current(&mut self) -> Option<Decision> {
+        self.seen_rev = self.bucket.as_ref().map_or(0, |(r, _)| *r);
+        self.bucket.as_ref().map(|(_, d)| d.clone())
+    }
+
+    fn read_bucket(&mut self) -> Input {
+        self.read_current().map_or(Input::NoDecisionYet, Input::DecisionObserved)
     }
 
     fn foreign(term: u64, seq: u64, state: FleetState) -> Decision {
@@ -339,27 +362,33 @@ impl Driver {
                 }
             }
             Ev::AckWrite => {
-                if let Some(d) = self.in_flight.pop_front() {
-                    if self.bucket.as_ref().is_none_or(|b| b.id < d.id) {
-                        self.bucket = Some(d.clone());
+                if let Some((d, expected)) = self.in_flight.pop_front() {
+                    let rev = self.bucket.as_ref().map_or(0, |(r, _)| *r);
+                    if rev == expected {
+                        self.landed.push(d.clone());
+                        self.bucket = Some((rev + 1, d.clone()));
+                        self.seen_rev = rev + 1;
+                        self.step(Input::DecisionWritten { id: d.id });
+                        self.step(Input::DecisionObserved(d));
+                    } else {
+                        let current = self.read_current();
+                        self.step(Input::DecisionRejected { id: d.id, current });
                     }
-                    self.step(Input::DecisionWritten { id: d.id });
-                    self.step(Input::DecisionObserved(d));
                 }
             }
             Ev::FailWrite => {
-                if let Some(d) = self.in_flight.pop_front() {
+                if let Some((d, _)) = self.in_flight.pop_front() {
                     self.step(Input::DecisionWriteFailed { id: d.id });
                 }
             }
             Ev::LoseCas { newer } => {
-                if let Some(d) = self.in_flight.pop_front() {
-                    let current = if newer {
+                if let Some((d, _)) = self.in_flight.pop_front() {
+                    if newer {
+                        // Another decider of a newer term wrote first.
                         self.max_term += 1;
-                        Some(Self::foreign(self.max_term, 1, FleetState::Closed))
-                    } else {
-                        self.bucket.clone()
-                    };
+                        self.land(Self::foreign(self.max_term, 1, FleetState::Closed));
+                    }
+                    let current = self.read_current();
                     self.step(Input::DecisionRejected { id: d.id, current });
                 }
             }
@@ -378,6 +407,10 @@ impl Driver {
                     _ => FleetState::Ramping { stage: 0, admit_per_mille: 200 },
                 };
                 let d = Self::foreign(term, seq, state);
+                if self.bucket.as_ref().is_none_or(|(_, b)| b.id < d.id) {
+                    self.land(d.clone());
+                    self.seen_rev = self.bucket.as_ref().map_or(0, |(r, _)| *r);
+                }
                 self.step(Input::DecisionObserved(d));
             }
             Ev::Command(kind) => self.step(Input::Command(Command {
@@ -399,12 +432,16 @@ impl Driver {
 }
 
 fn run(config: &BreakerConfig, events: &[Ev]) -> Vec<StepRecord> {
+    drive(config, events).trace
+}
+
+fn drive(config: &BreakerConfig, events: &[Ev]) -> Driver {
     let mut d = Driver::new(config);
     d.step(Input::NoDecisionYet);
     for ev in events {
         d.apply(ev);
     }
-    d.trace
+    d
 }
 
 /// Every decision this machine made, with the time it was made.
@@ -468,20 +505,27 @@ proptest! {
     /// never shrinks within the round (grants are totals).
     #[test]
     fn probes_within_budget((config, events) in scenario()) {
-        let trace = run(&config, &events);
-        let mut per_phase: BTreeMap<DecisionId, BTreeMap<NodeId, u32>> = BTreeMap::new();
-        for (_, d) in decided(&trace) {
+        let driver = drive(&config, &events);
+        for (_, d) in decided(&driver.trace) {
             if let FleetState::HalfOpen { budget, grants } = &d.state {
                 prop_assert_eq!(*budget, config.half_open.probe_budget);
                 let total: u32 = grants.iter().map(|g| g.probes).sum();
                 prop_assert!(total <= *budget, "{} grants {total} > budget {budget}", d.id);
+            }
+        }
+        // Grants are totals for the round: no landed decision takes back what an earlier
+        // landed one of the same round gave.
+        let mut per_phase: BTreeMap<DecisionId, BTreeMap<NodeId, u32>> = BTreeMap::new();
+        for d in &driver.landed {
+            if let FleetState::HalfOpen { grants, .. } = &d.state {
                 let round = per_phase.entry(d.phase).or_default();
                 for g in grants {
                     let before = round.insert(g.node.clone(), g.probes).unwrap_or(0);
-                    prop_assert!(g.probes >= before, "grant of {} shrank in {}", g.node, d.phase);
+                    prop_assert!(g.probes >= before, "grant of {} shrank in {} at {}", g.node, d.phase, d.id);
                 }
             }
         }
+        let trace = driver.trace;
         let local_budget = config.local.as_ref().map_or(0, |l| l.half_open.probe_budget);
         for s in &trace {
             if let Admission::Probe { grant } = s.snapshot.admission {

@@ -317,8 +317,10 @@ impl Ppm {
     pub const WHOLE: u64 = 1_000_000;
 
     /// Whether `part / total >= self`, exactly, in integers. False when `total` is 0.
-    pub fn reached(self, part: u64, total: u64) -> bool {
-        total > 0 && u128::from(part) * u128::from(Self::WHOLE) >= u128::from(self.0) * u128::from(total)
+    pub fn reached(self, part: u128, total: u128) -> bool {
+        // `part * 1e6` and `ppm * total` cannot both overflow u128 for sums of u64 counts;
+        // saturating keeps the comparison right at the extreme either way.
+        total > 0 && part.saturating_mul(u128::from(Self::WHOLE)) >= u128::from(self.0).saturating_mul(total)
     }
 
     /// `value * self`, rounded down.
@@ -841,7 +843,7 @@ mod tests {
         assert!(!half.reached(49, 100));
         assert!(!half.reached(0, 0));
         assert!(Ppm(1).reached(1, 1_000_000));
-        assert!(half.reached(u64::MAX, u64::MAX), "no overflow at the top");
+        assert!(half.reached(u128::from(u64::MAX), u128::from(u64::MAX)), "no overflow at the top");
         let burn = BurnRateRule { objective: 0.999, long_window_ms: 3_600_000, short_window_ms: 300_000, factor: 14.4 };
         let c = compile_burn("b", &burn).unwrap();
         assert_eq!(c.threshold, Ppm(14_400));

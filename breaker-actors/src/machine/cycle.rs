@@ -10,6 +10,11 @@ use super::rng::SeededRng;
 use super::units::Millis;
 use super::window::{Bad, BurnSeries, EvidenceWindow, NodeTable};
 
+/// Evidence is reported in `u64`; window sums are exact `u128`.
+fn saturate(wide: u128) -> u64 {
+    u64::try_from(wide).unwrap_or(u64::MAX)
+}
+
 /// Where the cycle is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -388,9 +393,9 @@ impl Judge {
         let rules = &self.cycle.rules;
         let totals = self.window.totals(now);
         let mut evidence = Evidence {
-            decisive: totals.decisive,
-            failed: totals.failed,
-            slow: totals.slow,
+            decisive: saturate(totals.decisive),
+            failed: saturate(totals.failed),
+            slow: saturate(totals.slow),
             nodes: 0,
             streak: self.streaks.iter().map(|(_, s)| *s).max().unwrap_or(0),
         };
@@ -401,7 +406,7 @@ impl Judge {
                 return Some((TripRule::ConsecutiveFailures, evidence));
             }
         }
-        let enough = totals.decisive >= rules.minimum_calls;
+        let enough = totals.decisive >= u128::from(rules.minimum_calls);
         if let Some(rate) = rules.failure_rate {
             if enough && rate.reached(totals.failed, totals.decisive) {
                 evidence.nodes = self.window.bad_nodes(now, Bad::Failed);
@@ -421,7 +426,10 @@ impl Judge {
         if let Some((decisive, failed)) = self.burn.as_ref().and_then(|b| b.firing(now, rules.minimum_calls)) {
             evidence.nodes = self.window.bad_nodes(now, Bad::Failed);
             if evidence.nodes >= rules.quorum {
-                return Some((TripRule::BurnRate, Evidence { decisive, failed, ..evidence }));
+                return Some((
+                    TripRule::BurnRate,
+                    Evidence { decisive: saturate(decisive), failed: saturate(failed), ..evidence },
+                ));
             }
         }
         None
@@ -480,7 +488,7 @@ impl Judge {
     }
 
     /// The evidence in the window at `now`: `(decisive, failed, slow)`.
-    pub fn window_totals(&self, now: Millis) -> (u64, u64, u64) {
+    pub fn window_totals(&self, now: Millis) -> (u128, u128, u128) {
         let t = self.window.totals(now);
         (t.decisive, t.failed, t.slow)
     }

@@ -458,6 +458,8 @@ pub struct Machine {
     wake: Option<Millis>,
     decider: Option<Decider>,
     suspended_announced: bool,
+    /// The newest term this node has stopped leading.
+    retired_term: Term,
     stats: Stats,
 }
 
@@ -508,6 +510,7 @@ impl Machine {
             wake: None,
             decider: None,
             suspended_announced: false,
+            retired_term: Term(0),
             stats: Stats::default(),
         }
     }
@@ -861,6 +864,10 @@ impl Machine {
             }
             self.step_down(StepDownReason::LeaseLost, fx);
         }
+        if term <= self.retired_term {
+            // Never lead a term twice: decisions of the earlier tenure may still be in flight.
+            return Self::ignore(&mut self.stats, fx, Ignored::StaleLease { term });
+        }
         if self.applied_id().term >= term {
             // Terms are unique acquiring revisions: a decision of this term or a newer one
             // already exists, so this grant is stale.
@@ -902,6 +909,7 @@ impl Machine {
     fn step_down(&mut self, reason: StepDownReason, fx: &mut Vec<Effect>) {
         if let Some(d) = self.decider.take() {
             let term = d.term();
+            self.retired_term = self.retired_term.max(term);
             fx.push(Effect::StepDown { term, reason });
             fx.push(Effect::Event(Event::SteppedDown { term, reason }));
         }

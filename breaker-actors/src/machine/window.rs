@@ -13,29 +13,34 @@ use super::units::Millis;
 /// The most reports a count window holds, whatever its size in calls.
 pub const MAX_WINDOW_REPORTS: usize = 4096;
 
-/// Decisive totals over a window.
+/// Decisive totals over a window, exact: `u128` sums of at most a few thousand `u64`
+/// reports cannot overflow, so eviction subtracts exactly what was added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Totals {
     /// Successes, failures and slow calls.
-    pub decisive: u64,
+    pub decisive: u128,
     /// Failures.
-    pub failed: u64,
+    pub failed: u128,
     /// Slow successes.
-    pub slow: u64,
+    pub slow: u128,
 }
 
 impl Totals {
-    fn add(&mut self, counts: &OutcomeCounts) {
-        self.decisive = self.decisive.saturating_add(counts.decisive());
-        self.failed = self.failed.saturating_add(counts.failure);
-        self.slow = self.slow.saturating_add(counts.slow);
+    fn of(counts: &OutcomeCounts) -> Self {
+        let (success, failed, slow) = (u128::from(counts.success), u128::from(counts.failure), u128::from(counts.slow));
+        Self { decisive: success + failed + slow, failed, slow }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.decisive = self.decisive.saturating_add(other.decisive);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.slow = self.slow.saturating_add(other.slow);
     }
 
     fn sub(&mut self, other: &Self) {
-        // Only what was added is ever subtracted; saturation keeps a bug from wrapping.
-        self.decisive = self.decisive.saturating_sub(other.decisive);
-        self.failed = self.failed.saturating_sub(other.failed);
-        self.slow = self.slow.saturating_sub(other.slow);
+        self.decisive -= other.decisive;
+        self.failed -= other.failed;
+        self.slow -= other.slow;
     }
 }
 
@@ -119,18 +124,17 @@ impl EvidenceWindow {
 
     /// Adds one report's decisive outcomes.
     pub fn record(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts) {
-        if counts.decisive() == 0 {
+        if Totals::of(counts).decisive == 0 {
             return;
         }
         match &mut self.0 {
             Kind::Count { calls, entries, totals } => {
-                let mut entry = CountEntry { node: node.clone(), totals: Totals::default() };
-                entry.totals.add(counts);
-                totals.add(counts);
+                let entry = CountEntry { node: node.clone(), totals: Totals::of(counts) };
+                totals.add(&entry.totals);
                 entries.push_back(entry);
                 while let Some(front) = entries.front() {
                     let rest = totals.decisive.saturating_sub(front.totals.decisive);
-                    if rest < *calls && entries.len() <= MAX_WINDOW_REPORTS {
+                    if rest < u128::from(*calls) && entries.len() <= MAX_WINDOW_REPORTS {
                         break;
                     }
                     totals.sub(&front.totals);
@@ -144,7 +148,7 @@ impl EvidenceWindow {
                 if bucket.epoch != epoch {
                     *bucket = Bucket { epoch, ..Bucket::default() };
                 }
-                bucket.totals.add(counts);
+                bucket.totals.add(&Totals::of(counts));
                 if counts.failure > 0 {
                     insert_sorted(&mut bucket.failed_nodes, node, *node_cap);
                 }
@@ -168,9 +172,7 @@ impl EvidenceWindow {
             Kind::Time { bucket_ms, ring, .. } => {
                 let mut sum = Totals::default();
                 for b in Self::live_buckets(*bucket_ms, ring, now) {
-                    sum.decisive = sum.decisive.saturating_add(b.totals.decisive);
-                    sum.failed = sum.failed.saturating_add(b.totals.failed);
-                    sum.slow = sum.slow.saturating_add(b.totals.slow);
+                    sum.add(&b.totals);
                 }
                 sum
             }
@@ -214,7 +216,7 @@ impl EvidenceWindow {
 pub struct BurnSeries {
     rule: BurnRate,
     /// `(epoch, decisive, errors)`, indexed by epoch modulo length.
-    ring: Vec<(u64, u64, u64)>,
+    ring: Vec<(u64, u128, u128)>,
 }
 
 impl BurnSeries {
@@ -230,7 +232,7 @@ impl BurnSeries {
 
     /// Adds outcomes at `now`; failures are the errors that burn the budget.
     pub fn record(&mut self, now: Millis, counts: &OutcomeCounts) {
-        if counts.decisive() == 0 {
+        if Totals::of(counts).decisive == 0 {
             return;
         }
         let epoch = now.0 / self.rule.bucket_ms;
@@ -239,11 +241,12 @@ impl BurnSeries {
         if slot.0 != epoch {
             *slot = (epoch, 0, 0);
         }
-        slot.1 = slot.1.saturating_add(counts.decisive());
-        slot.2 = slot.2.saturating_add(counts.failure);
+        let wide = Totals::of(counts);
+        slot.1 = slot.1.saturating_add(wide.decisive);
+        slot.2 = slot.2.saturating_add(wide.failed);
     }
 
-    fn sum(&self, now: Millis, buckets: u64) -> (u64, u64) {
+    fn sum(&self, now: Millis, buckets: u64) -> (u128, u128) {
         let current = now.0 / self.rule.bucket_ms;
         self.ring
             .iter()
@@ -253,12 +256,14 @@ impl BurnSeries {
 
     /// Whether both windows burn at least the threshold, with at least `minimum` decisive
     /// calls in the long window. Returns the long window's `(decisive, errors)` when firing.
-    pub fn firing(&self, now: Millis, minimum: u64) -> Option<(u64, u64)> {
+    pub fn firing(&self, now: Millis, minimum: u64) -> Option<(u128, u128)> {
         let (long_d, long_e) = self.sum(now, self.rule.long_buckets);
         let (short_d, short_e) = self.sum(now, self.rule.short_buckets);
         let threshold: Ppm = self.rule.threshold;
-        (long_d >= minimum.max(1) && threshold.reached(long_e, long_d) && threshold.reached(short_e, short_d))
-            .then_some((long_d, long_e))
+        (long_d >= u128::from(minimum.max(1))
+            && threshold.reached(long_e, long_d)
+            && threshold.reached(short_e, short_d))
+        .then_some((long_d, long_e))
     }
 }
 
