@@ -5,3 +5,8 @@
 //! the wall clock; the tidy test in `tests/` enforces it.
 
 pub mod machine;
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -18,6 +18,43 @@
 //! generation that has since changed are dropped as stale; a local trip concurrent with a
 //! fleet decision keeps the node open until an open fleet decision that has seen the trip
 //! (its clock covers the report that carried it) takes over.
+//!
+//! ```
+//! use breaker_actors::machine::{
+//!     Admission, BreakerConfig, BreakerName, Effect, Input, LocalOutcomes, Machine, Millis, NodeId, NodeParams,
+//!     OutcomeCounts, Term,
+//! };
+//!
+//! let params = NodeParams {
+//!     breaker: BreakerName::new("payments-api").unwrap(),
+//!     node: NodeId::new("node-1").unwrap(),
+//!     incarnation: 1,
+//!     lease_margin_ms: 250,
+//! };
+//! let mut m = Machine::new(params, &BreakerConfig::default()).unwrap();
+//! m.step(Millis(0), Input::NoDecisionYet);
+//! // This node wins the lease: it restates the (empty) state under its term.
+//! let fx = m.step(Millis(0), Input::LeaseGained { term: Term(7), sent_at: Millis(0), ttl_ms: 5_000 });
+//! let Some(Effect::WriteDecision(first)) = fx.into_iter().find(|e| matches!(e, Effect::WriteDecision(_))) else {
+//!     panic!("a new decider writes a decision first")
+//! };
+//! m.step(Millis(1), Input::DecisionWritten { id: first.id });
+//! m.step(Millis(1), Input::DecisionObserved(first));
+//! // 100 calls, 60 failed: the default rule (50 % of at least 100 calls) trips.
+//! let counts = OutcomeCounts { success: 40, failure: 60, ..OutcomeCounts::default() };
+//! let generation = m.snapshot().generation;
+//! let fx = m.step(Millis(10), Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak: 3 }));
+//! // The report goes out on the feed; the decider hears it back and decides.
+//! let Some(Effect::PublishReport(report)) = fx.into_iter().find(|e| matches!(e, Effect::PublishReport(_))) else {
+//!     panic!("outcomes are reported")
+//! };
+//! let fx = m.step(Millis(12), Input::Report(report));
+//! let Some(Effect::WriteDecision(open)) = fx.into_iter().find(|e| matches!(e, Effect::WriteDecision(_))) else {
+//!     panic!("the decider trips the fleet")
+//! };
+//! m.step(Millis(13), Input::DecisionObserved(open));
+//! assert_eq!(m.snapshot().admission, Admission::Reject);
+//! ```
 
 mod config;
 mod cycle;
