@@ -528,9 +528,29 @@ proptest! {
         let trace = driver.trace;
         let local_budget = config.local.as_ref().map_or(0, |l| l.half_open.probe_budget);
         for s in &trace {
-            if let Admission::Probe { grant } = s.snapshot.admission {
+            if let Admission::Probe { grant, .. } = s.snapshot.admission {
                 prop_assert!(grant <= config.half_open.probe_budget.max(local_budget).max(2));
             }
+        }
+    }
+
+    /// A fleet half-open round is one probe round on the hot path, whatever else changes
+    /// (overlay, outage): its grant can never be re-armed, and never exceeds the fleet's.
+    #[test]
+    fn fleet_probe_rounds_are_never_rearmed((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        let me = node(0);
+        let mut rounds: BTreeMap<DecisionId, u64> = BTreeMap::new();
+        for s in &trace {
+            let (Admission::Probe { grant, round }, Some(d)) = (s.snapshot.admission, &s.applied) else { continue };
+            if !matches!(d.state, FleetState::HalfOpen { .. }) {
+                continue;
+            }
+            if !s.snapshot.outage {
+                prop_assert!(grant <= d.state.grant_for(&me));
+            }
+            let first = *rounds.entry(d.phase).or_insert(round);
+            prop_assert_eq!(first, round, "fleet round {} re-armed", d.phase);
         }
     }
 

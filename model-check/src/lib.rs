@@ -1,1 +1,7 @@
-//! Fusebox verification: the deterministic fleet harness over the real `step`.
+//! Fusebox verification: the deterministic fleet harness over the real `step`
+//! ([`fleet`]); proptest suites, the fault-injecting simulator and the exhaustive model
+//! build on it.
+
+pub mod fleet;
+
+pub use fleet::{Fleet, FleetError, FleetSpec, FleetStats, Lease, NodeCounters};

@@ -165,10 +165,14 @@ pub enum Admission {
         /// Calls per thousand.
         per_mille: u16,
     },
-    /// At most `grant` probes in this snapshot generation, in total.
+    /// At most `grant` probes in probe round `round`, in total. A round outlives snapshot
+    /// generations (an overlay or outage change inside a fleet round keeps it): the hot path
+    /// resets its probe count only when `round` changes.
     Probe {
-        /// Probes allowed.
+        /// Probes allowed in the round.
         grant: u32,
+        /// The probe round.
+        round: u64,
     },
     /// No call.
     Reject,
@@ -191,7 +195,7 @@ impl Admission {
             (Self::Fraction { per_mille: a }, Self::Fraction { per_mille: b }) => {
                 Self::Fraction { per_mille: a.min(b) }
             }
-            (Self::Probe { grant: a }, Self::Probe { grant: b }) => Self::Probe { grant: a.min(b) },
+            (Self::Probe { grant: a, round }, Self::Probe { grant: b, .. }) => Self::Probe { grant: a.min(b), round },
             (a, b) if a.rank() >= b.rank() => a,
             (_, b) => b,
         }
@@ -209,8 +213,9 @@ impl Admission {
 }
 
 /// What the hot path enforces. A new `generation` starts whenever the fleet phase, the
-/// overlay phase or the outage mode changes; outcomes are tagged with it, and a probe grant
-/// is a total for the generation.
+/// overlay phase or the outage mode changes; outcomes are tagged with it (the machine still
+/// takes outcomes of a recent generation whose fleet or overlay phase is unchanged). A probe
+/// grant is a total for its probe round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
     /// Generation, from 1.
@@ -468,6 +473,18 @@ impl Overlay {
     }
 }
 
+/// Generations whose outcomes are still attributed (the current one and the ones before).
+const TRACKED_GENERATIONS: usize = 8;
+
+/// Whose probe allowance a probe round counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeRoundKey {
+    /// The fleet's half-open round that began at this decision.
+    Fleet(DecisionId),
+    /// The overlay's half-open phase with this serial.
+    Local(u64),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct GenerationKey {
     fleet_phase: DecisionId,
@@ -491,6 +508,10 @@ pub struct Machine {
     outage_active: bool,
     generation: u64,
     generation_key: GenerationKey,
+    /// `(generation, key)` of the last few generations, newest last.
+    recent_generations: std::collections::VecDeque<(u64, GenerationKey)>,
+    probe_round: u64,
+    probe_round_key: Option<ProbeRoundKey>,
     snapshot: Snapshot,
     wake: Option<Millis>,
     decider: Option<Decider>,
@@ -543,6 +564,9 @@ impl Machine {
             outage_active: false,
             generation: 1,
             generation_key,
+            recent_generations: std::collections::VecDeque::from([(1, generation_key)]),
+            probe_round: 0,
+            probe_round_key: None,
             snapshot,
             wake: None,
             decider: None,
@@ -767,16 +791,23 @@ impl Machine {
     }
 
     fn local_outcomes(&mut self, now: Millis, outcomes: &LocalOutcomes, fx: &mut Vec<Effect>) {
-        if outcomes.generation != self.generation {
+        // Outcomes belong to the phases their generation was in: the fleet's part counts if
+        // the fleet phase is still the same, the overlay's part if the overlay phase is.
+        let key = self.recent_generations.iter().find(|(g, _)| *g == outcomes.generation).map(|(_, k)| *k);
+        let fleet_current = key.is_some_and(|k| k.fleet_phase == self.generation_key.fleet_phase);
+        let local_current = key.is_some_and(|k| k.local_serial == self.generation_key.local_serial);
+        if !fleet_current {
             let calls = outcomes.counts.total();
-            return Self::ignore(&mut self.stats, fx, Ignored::StaleOutcomes { calls });
+            Self::ignore(&mut self.stats, fx, Ignored::StaleOutcomes { calls });
+            if !local_current {
+                return;
+            }
         }
         if outcomes.counts.is_empty() && outcomes.longest_failure_streak == 0 {
             return;
         }
-        self.stats.recorded.add(&outcomes.counts);
         let manual = self.applied.as_ref().is_some_and(|d| d.state.is_manual());
-        if let (Some(overlay), false) = (&mut self.overlay, manual) {
+        if let (Some(overlay), false, true) = (&mut self.overlay, manual, local_current) {
             let before = overlay.label();
             let me = self.params.node.clone();
             if let Some(verdict) = overlay.judge.ingest(now, &me, &outcomes.counts, outcomes.longest_failure_streak) {
@@ -793,6 +824,10 @@ impl Machine {
                 }
             }
         }
+        if !fleet_current {
+            return;
+        }
+        self.stats.recorded.add(&outcomes.counts);
         self.report_seq += 1;
         self.clock.tick(&self.params.node);
         let local_open = self.overlay.as_ref().is_some_and(|o| o.label() == StateLabel::Open);
@@ -1007,7 +1042,7 @@ impl Machine {
             }
             Some(FleetState::Open { duration_ms }) => (Admission::Reject, Some(self.applied_at.plus(*duration_ms))),
             Some(state @ FleetState::HalfOpen { .. }) => {
-                (Admission::Probe { grant: state.grant_for(&self.params.node) }, None)
+                (Admission::Probe { grant: state.grant_for(&self.params.node), round: 0 }, None)
             }
             Some(FleetState::ForcedOpen) => (Admission::Reject, None),
         }
@@ -1026,25 +1061,38 @@ impl Machine {
                 _ => (Admission::Allow, None),
             },
             Phase::Open { until, .. } => (Admission::Reject, Some(*until)),
-            Phase::HalfOpen { .. } => (Admission::Probe { grant: overlay.judge.grant_for(&self.params.node) }, None),
+            Phase::HalfOpen { .. } => {
+                (Admission::Probe { grant: overlay.judge.grant_for(&self.params.node), round: 0 }, None)
+            }
         }
     }
 
-    fn effective(&self) -> (Admission, StateLabel, bool, Option<Millis>) {
+    /// The effective admission, its state, whether to record, the retry hint, and whose
+    /// probe round a probe admission counts against (the fleet's whenever the fleet probes).
+    fn effective(&self) -> (Admission, StateLabel, bool, Option<Millis>, Option<ProbeRoundKey>) {
         let fleet_label = self.applied.as_ref().map_or(StateLabel::Closed, |d| d.state.label());
         if fleet_label.is_manual() {
             let (admission, _) = self.fleet_admission();
-            return (admission, fleet_label, fleet_label != StateLabel::Disabled, None);
+            return (admission, fleet_label, fleet_label != StateLabel::Disabled, None, None);
         }
         let (fleet, fleet_retry) = self.fleet_admission();
         let (local, local_retry) = self.local_admission();
+        // While the fleet is half-open every probe counts against its round, whatever the
+        // overlay or the outage policy admit; so a fleet round is one hot-path round from
+        // start to end and its grant can never be re-armed.
+        let round = if matches!(fleet, Admission::Probe { .. }) {
+            ProbeRoundKey::Fleet(self.generation_key.fleet_phase)
+        } else {
+            ProbeRoundKey::Local(self.generation_key.local_serial)
+        };
         let (admission, retry_at) = match (self.outage_active, self.config.outage.policy) {
             (true, OutagePolicy::FailOpen) => (Admission::Allow, None),
             (true, OutagePolicy::FailClosed) => (Admission::Reject, None),
             (true, OutagePolicy::LocalOnly) => (local, local_retry),
             _ => (fleet.tighter(local), fleet_retry.max(local_retry)),
         };
-        (admission, admission.label(), true, retry_at)
+        let round = matches!(admission, Admission::Probe { .. }).then_some(round);
+        (admission, admission.label(), true, retry_at, round)
     }
 
     fn refresh_snapshot(&mut self, _now: Millis, fx: &mut Vec<Effect>) {
@@ -1056,8 +1104,19 @@ impl Machine {
         if key != self.generation_key {
             self.generation_key = key;
             self.generation += 1;
+            if self.recent_generations.len() >= TRACKED_GENERATIONS {
+                self.recent_generations.pop_front();
+            }
+            self.recent_generations.push_back((self.generation, key));
         }
-        let (admission, state, record, retry_at) = self.effective();
+        let (mut admission, state, record, retry_at, round_key) = self.effective();
+        if let (Admission::Probe { round, .. }, Some(key)) = (&mut admission, round_key) {
+            if self.probe_round_key != Some(key) {
+                self.probe_round_key = Some(key);
+                self.probe_round += 1;
+            }
+            *round = self.probe_round;
+        }
         let snapshot = Snapshot {
             generation: self.generation,
             admission,

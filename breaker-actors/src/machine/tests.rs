@@ -468,7 +468,7 @@ fn cases() -> Vec<Case> {
                     E(Grant("n2", 2)),
                     E(Grant("n3", 1)),
                     E(Grant("n1", 0)),
-                    E(Adm(Admission::Probe { grant: 0 })),
+                    E(Adm(Admission::Probe { grant: 0, round: 1 })),
                 ],
             ]
             .concat(),
@@ -753,6 +753,38 @@ fn cases() -> Vec<Case> {
                 Act::Foreign(5, 2, FleetState::Closed),
                 E(Fleet(Closed)),
                 E(Effective(Open)),
+            ],
+        },
+        Case {
+            name: "an outage flip inside a fleet round keeps the probe round (the grant is not re-armed)",
+            config: BreakerConfig { outage: OutageConfig { policy: OutagePolicy::LastKnown, grace_ms: 100 }, ..base() },
+            script: vec![
+                Act::Foreign(
+                    1,
+                    1,
+                    FleetState::HalfOpen { budget: 1, grants: vec![super::Grant { node: node(ME), probes: 1 }] },
+                ),
+                E(Adm(Admission::Probe { grant: 1, round: 1 })),
+                Act::Raw(Input::ConnectionLost),
+                At(200),
+                E(Emitted("OutagePolicyApplied")),
+                E(Adm(Admission::Probe { grant: 1, round: 1 })),
+                At(300),
+                Act::Raw(Input::ConnectionRestored),
+                E(Adm(Admission::Probe { grant: 1, round: 1 })),
+            ],
+        },
+        Case {
+            name: "outcomes of an older generation still count while the fleet phase is the same",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Raw(Input::ConnectionLost),
+                At(10_000),
+                E(Emitted("OutagePolicyApplied")),
+                Act::StaleLocal(7),
+                E(Stat("stale_outcomes", 0)),
+                E(Emitted("failure: 7")),
             ],
         },
         Case {

@@ -1,0 +1,920 @@
+//! The deterministic fleet harness: N nodes, each running the real [`Machine`], over a
+//! simulated NATS (an outcome stream whose consumer follows the lease holder, a state
+//! bucket with CAS and a watch, a lease key with a TTL on the server clock) and a scripted
+//! dependency. It owns how every [`Effect`] is carried out, with the semantics the real
+//! transport will have, so that behaviour seen here is behaviour of the machine.
+//!
+//! # One step
+//!
+//! [`Fleet::step`] advances simulated time by `flush_ms`, then:
+//! 1. prunes the outcome stream (`max_age` [`REPORT_MAX_AGE_MS`]);
+//! 2. runs the lease store: a holder renews every `ttl / 3`; a lease past its expiry is
+//!    gone; while none is held, the live node with the lowest index that holds no lease
+//!    acquires it (term = the lease store's revision counter, strictly increasing);
+//! 3. ticks every live machine ([`Effect::WakeAt`] is ignored: every node is ticked every
+//!    step, so deadlines are observed with a resolution of `flush_ms`);
+//! 4. delivers everything in flight (see below);
+//! 5. runs each live node's hot path (`calls_per_flush` calls under its latest snapshot)
+//!    and drains it into the machine (one flush);
+//! 6. delivers everything in flight again: the reports just published reach the decider,
+//!    and the decisions they cause reach every node, within this same step.
+//!
+//! # Delivery
+//!
+//! Every message between a simulated process and the simulated server is a `Packet`
+//! that goes through `Fleet::send`, the one place network faults (delay, loss,
+//! duplication, partitions) will hook in. Today the network is perfect and has no latency:
+//! a packet is due at the time it is sent, and a pump delivers due packets in send order
+//! until nothing is left. Reports thus reach the decider in publish order within the step
+//! they were published in, and a decision reaches every live node within the step it was
+//! written in (propagation is 0 ms of sim time).
+//!
+//! # Choices (where the real transport leaves room)
+//!
+//! - The outcome stream keeps every report for [`REPORT_MAX_AGE_MS`] (at most
+//!   [`REPORT_MAX_MSGS`]), whoever consumes it. Its one consumer belongs to the lease
+//!   holder's current term: created when the lease is acquired, starting at the oldest
+//!   report still kept (the replay of the recent window), dropped when that node steps
+//!   down or dies. Reports published while no one holds the lease are therefore replayed
+//!   to the next holder if they are recent enough.
+//! - On [`Effect::StepDown`] with [`StepDownReason::Shutdown`] the lease is deleted
+//!   (graceful hand-over within one step). On any other reason the node's transport stops
+//!   renewing and the lease is left to expire by its TTL: the node gave up because its view
+//!   of the fleet is doubtful (deposed, writes failing, unstable), so it does not touch the
+//!   lease key again.
+//! - A write is judged by the server whether or not its sender is still alive; replies and
+//!   watch updates addressed to an incarnation that is gone are dropped.
+//! - Lease operations are synchronous round trips (not packets yet): a renewal of a lease
+//!   the store no longer gives this node answers [`Input::LeaseLost`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use breaker_actors::machine::{
+    Admission, BreakerConfig, BreakerName, ConfigError, Decision, DecisionId, Effect, Event, FleetState, Input,
+    LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng, Snapshot,
+    StateLabel, StepDownReason, Term, ValidConfig,
+};
+
+/// How long the simulated outcome stream keeps a report (the `JetStream` `max_age`), in sim ms.
+pub const REPORT_MAX_AGE_MS: u64 = 3_000;
+/// The most reports the simulated outcome stream keeps (the `JetStream` `max_msgs`).
+pub const REPORT_MAX_MSGS: usize = 16_384;
+/// Deliveries one pump makes at most: a livelock between machines would otherwise hang
+/// the harness. Hitting it is counted in [`FleetStats::pump_overflows`].
+pub const MAX_DELIVERIES_PER_PUMP: u64 = 1_000_000;
+/// A dependency failing at least this many calls per thousand fails health checks.
+pub const UNHEALTHY_PER_MILLE: u16 = 500;
+
+/// What to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSpec {
+    /// Number of nodes, named `n1..nN` (index `i` is `n{i+1}`).
+    pub nodes: usize,
+    /// The breaker's name.
+    pub breaker: String,
+    /// The breaker's configuration, shared by every node.
+    pub config: BreakerConfig,
+    /// Lease time-to-live on the lease store's clock.
+    pub lease_ttl_ms: u64,
+    /// Each node's safety margin before its lease's expiry (see [`NodeParams`]).
+    pub lease_margin_ms: u64,
+    /// The flush interval, and the step of simulated time.
+    pub flush_ms: u64,
+    /// Calls each live node makes per flush.
+    pub calls_per_flush: u32,
+    /// Seed of the dependency's failures.
+    pub seed: u64,
+    /// The dependency's health: from each `(from_ms, failure_per_mille)` on, a call fails
+    /// with that probability; healthy (0) before the first entry. `from_ms` must not
+    /// decrease.
+    pub dependency: Vec<(u64, u16)>,
+}
+
+/// A spec or a request the harness cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetError {
+    /// A field of [`FleetSpec`] is out of range.
+    Spec {
+        /// Which field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The breaker name is not valid.
+    Name(NameError),
+    /// The breaker config is not valid.
+    Config(ConfigError),
+    /// A node index beyond the fleet.
+    NoSuchNode {
+        /// The index asked for.
+        index: usize,
+        /// The fleet's size.
+        nodes: usize,
+    },
+}
+
+impl fmt::Display for FleetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Spec { field, problem } => write!(f, "invalid fleet spec: {field}: {problem}"),
+            Self::Name(e) => write!(f, "invalid breaker name: {e}"),
+            Self::Config(e) => write!(f, "{e}"),
+            Self::NoSuchNode { index, nodes } => write!(f, "no node at index {index} in a fleet of {nodes}"),
+        }
+    }
+}
+
+impl std::error::Error for FleetError {}
+
+/// What one node's hot path saw, over all its incarnations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeCounters {
+    /// Admitted calls that succeeded.
+    pub ok: u64,
+    /// Admitted calls that failed.
+    pub failed: u64,
+    /// Admitted calls that were slow (the simulated dependency has no latency yet: 0).
+    pub slow: u64,
+    /// Calls the breaker rejected.
+    pub rejected: u64,
+    /// Calls admitted as probes (under [`Admission::Probe`]).
+    pub probes_admitted: u64,
+}
+
+impl NodeCounters {
+    /// Calls that reached the dependency.
+    pub fn admitted(&self) -> u64 {
+        self.ok + self.failed + self.slow
+    }
+}
+
+/// The lease key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder's index.
+    pub holder: usize,
+    /// The holder's incarnation.
+    pub incarnation: u64,
+    /// The term (the revision that created the key).
+    pub term: Term,
+    /// When the key expires, on the server clock (sim time).
+    pub expires_at: u64,
+}
+
+/// Counters of the harness itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetStats {
+    /// Packets delivered.
+    pub delivered: u64,
+    /// Packets addressed to an incarnation that was gone by delivery.
+    pub dropped_dead: u64,
+    /// Decision writes that lost their CAS.
+    pub cas_conflicts: u64,
+    /// Reports removed from the stream by age or count.
+    pub reports_pruned: u64,
+    /// Reports the stream dropped before its consumer got them.
+    pub reports_missed: u64,
+    /// Leases acquired.
+    pub leases_acquired: u64,
+    /// Pumps stopped by [`MAX_DELIVERIES_PER_PUMP`].
+    pub pump_overflows: u64,
+}
+
+/// A message in flight between a simulated process and the simulated server.
+#[derive(Debug, Clone)]
+enum Packet {
+    /// A report published on the outcome stream (the report names its node).
+    Publish {
+        /// The report.
+        report: Report,
+    },
+    /// A CAS write to the state bucket: succeeds iff the bucket is at `expected`.
+    Write {
+        /// The writer's index.
+        from: usize,
+        /// The writer's incarnation.
+        incarnation: u64,
+        /// The revision the writer last observed (0: the key must be absent).
+        expected: u64,
+        /// The decision.
+        decision: Decision,
+    },
+    /// An input for one incarnation of a node's machine.
+    Deliver {
+        /// The node's index.
+        to: usize,
+        /// The incarnation it is for.
+        incarnation: u64,
+        /// The input.
+        input: Input,
+        /// The state-bucket revision the input carries (a read, a watch update, a write
+        /// reply): the transport remembers it for its next CAS.
+        revision: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct StreamEntry {
+    seq: u64,
+    at: u64,
+    report: Report,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Consumer {
+    node: usize,
+    incarnation: u64,
+    term: Term,
+    next_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HeldLease {
+    term: Term,
+    renewed_at: u64,
+}
+
+/// The simulated hot path of one node: what `Breaker::try_acquire` and the permits do.
+#[derive(Debug, Clone)]
+struct HotPath {
+    snapshot: Snapshot,
+    /// Probes admitted in the snapshot's probe round.
+    probes_issued: u32,
+    /// Running sum of `per_mille` for fractional admission.
+    fraction_acc: u32,
+    /// The current run of consecutive failures.
+    streak: u64,
+    /// The longest run since the last drain, counting the run carried into it.
+    longest: u64,
+    /// Outcomes not yet drained, by the generation they were admitted under.
+    pending: BTreeMap<u64, OutcomeCounts>,
+}
+
+impl HotPath {
+    fn new(snapshot: Snapshot) -> Self {
+        Self { snapshot, probes_issued: 0, fraction_acc: 0, streak: 0, longest: 0, pending: BTreeMap::new() }
+    }
+
+    fn install(&mut self, snapshot: Snapshot) {
+        // A grant is a total for its probe round, which can outlive snapshot generations.
+        let round = |s: &Snapshot| match s.admission {
+            Admission::Probe { round, .. } => Some(round),
+            _ => None,
+        };
+        if round(&snapshot) != round(&self.snapshot) {
+            self.probes_issued = 0;
+        }
+        self.snapshot = snapshot;
+    }
+
+    /// Whether the next call is admitted, and whether as a probe.
+    fn admit(&mut self) -> Option<bool> {
+        match self.snapshot.admission {
+            Admission::Allow => Some(false),
+            Admission::Reject => None,
+            Admission::Probe { grant, .. } => (self.probes_issued < grant).then(|| {
+                self.probes_issued += 1;
+                true
+            }),
+            Admission::Fraction { per_mille } => {
+                self.fraction_acc += u32::from(per_mille);
+                (self.fraction_acc >= 1000).then(|| {
+                    self.fraction_acc -= 1000;
+                    false
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    id: NodeId,
+    incarnation: u64,
+    /// `None` while the node is down.
+    machine: Option<Machine>,
+    hot: HotPath,
+    /// The revision of the last state-bucket value this process's transport observed.
+    observed_rev: u64,
+    /// The lease this process's transport believes it holds and renews.
+    lease: Option<HeldLease>,
+    counters: NodeCounters,
+}
+
+/// A fleet of simulated nodes; see the module documentation.
+#[derive(Debug)]
+pub struct Fleet {
+    spec: FleetSpec,
+    breaker: BreakerName,
+    config: ValidConfig,
+    now: u64,
+    nodes: Vec<Node>,
+    rng: SeededRng,
+    /// Packets in flight, by `(due time, send order)`.
+    in_flight: BTreeMap<(u64, u64), Packet>,
+    sent: u64,
+    stream: VecDeque<StreamEntry>,
+    stream_next_seq: u64,
+    consumer: Option<Consumer>,
+    history: Vec<(u64, Decision)>,
+    lease: Option<Lease>,
+    /// The lease store's revision counter (every create, update and delete bumps it).
+    lease_rev: u64,
+    events: Vec<(u64, usize, Event)>,
+    probes_by_phase: BTreeMap<DecisionId, u64>,
+    admitted_by_fleet_state: BTreeMap<StateLabel, u64>,
+    stats: FleetStats,
+    trace: u64,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+fn spec_error<T>(field: &'static str, problem: impl Into<String>) -> Result<T, FleetError> {
+    Err(FleetError::Spec { field, problem: problem.into() })
+}
+
+impl Fleet {
+    /// A fleet at time 0, every node up and bootstrapped (the bucket is empty).
+    pub fn new(spec: FleetSpec) -> Result<Self, FleetError> {
+        let breaker = BreakerName::new(&spec.breaker).map_err(FleetError::Name)?;
+        let config = spec.config.validate().map_err(FleetError::Config)?;
+        if spec.nodes == 0 {
+            return spec_error("nodes", "a fleet needs at least one node");
+        }
+        if u64::try_from(spec.nodes).unwrap_or(u64::MAX) > u64::from(config.max_nodes) {
+            return spec_error("nodes", format!("{} is more than config.max_nodes ({})", spec.nodes, config.max_nodes));
+        }
+        if spec.flush_ms == 0 {
+            return spec_error("flush_ms", "must be greater than 0: time would not move");
+        }
+        if spec.lease_margin_ms >= spec.lease_ttl_ms {
+            return spec_error("lease_margin_ms", "must be less than lease_ttl_ms: no lease would ever be valid");
+        }
+        if spec.dependency.iter().any(|&(_, p)| p > 1000) {
+            return spec_error("dependency", "a failure rate is more than 1000 per mille");
+        }
+        if spec.dependency.windows(2).any(|w| w[0].0 > w[1].0) {
+            return spec_error("dependency", "entries must be in order of their start time");
+        }
+        let mut nodes = Vec::with_capacity(spec.nodes);
+        for i in 0..spec.nodes {
+            let id = NodeId::new(&format!("n{}", i + 1)).map_err(FleetError::Name)?;
+            let machine = Self::fresh_machine(&spec, &breaker, &config, id.clone(), 1);
+            nodes.push(Node {
+                id,
+                incarnation: 1,
+                hot: HotPath::new(machine.snapshot()),
+                machine: Some(machine),
+                observed_rev: 0,
+                lease: None,
+                counters: NodeCounters::default(),
+            });
+        }
+        let mut fleet = Self {
+            rng: SeededRng::new(spec.seed),
+            spec,
+            breaker,
+            config,
+            now: 0,
+            nodes,
+            in_flight: BTreeMap::new(),
+            sent: 0,
+            stream: VecDeque::new(),
+            stream_next_seq: 1,
+            consumer: None,
+            history: Vec::new(),
+            lease: None,
+            lease_rev: 0,
+            events: Vec::new(),
+            probes_by_phase: BTreeMap::new(),
+            admitted_by_fleet_state: BTreeMap::new(),
+            stats: FleetStats::default(),
+            trace: FNV_OFFSET,
+        };
+        for i in 0..fleet.nodes.len() {
+            fleet.bootstrap(i);
+        }
+        Ok(fleet)
+    }
+
+    fn fresh_machine(
+        spec: &FleetSpec,
+        breaker: &BreakerName,
+        config: &ValidConfig,
+        node: NodeId,
+        incarnation: u64,
+    ) -> Machine {
+        let params = NodeParams { breaker: breaker.clone(), node, incarnation, lease_margin_ms: spec.lease_margin_ms };
+        Machine::with_valid(params, config.clone())
+    }
+
+    // ----- accessors -------------------------------------------------------------------
+
+    /// The spec this fleet runs.
+    pub fn spec(&self) -> &FleetSpec {
+        &self.spec
+    }
+
+    /// Simulated time, in ms.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Number of nodes, up or down.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the fleet has no nodes (never: a spec needs one).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s id (`n{i+1}`).
+    pub fn node_id(&self, i: usize) -> Option<&NodeId> {
+        self.nodes.get(i).map(|n| &n.id)
+    }
+
+    /// Whether node `i` is up.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.machine.is_some())
+    }
+
+    /// Node `i`'s current incarnation.
+    pub fn incarnation(&self, i: usize) -> Option<u64> {
+        self.nodes.get(i).map(|n| n.incarnation)
+    }
+
+    /// The snapshot node `i`'s hot path enforces (`None` while it is down).
+    pub fn snapshot(&self, i: usize) -> Option<Snapshot> {
+        self.nodes.get(i).filter(|n| n.machine.is_some()).map(|n| n.hot.snapshot)
+    }
+
+    /// Node `i`'s machine (`None` while it is down).
+    pub fn machine(&self, i: usize) -> Option<&Machine> {
+        self.nodes.get(i).and_then(|n| n.machine.as_ref())
+    }
+
+    /// Node `i`'s hot-path counters, over all its incarnations.
+    pub fn counters(&self, i: usize) -> Option<NodeCounters> {
+        self.nodes.get(i).map(|n| n.counters)
+    }
+
+    /// The sum of every node's counters.
+    pub fn total_counters(&self) -> NodeCounters {
+        self.nodes.iter().fold(NodeCounters::default(), |mut sum, n| {
+            sum.ok += n.counters.ok;
+            sum.failed += n.counters.failed;
+            sum.slow += n.counters.slow;
+            sum.rejected += n.counters.rejected;
+            sum.probes_admitted += n.counters.probes_admitted;
+            sum
+        })
+    }
+
+    /// The index of the node holding an unexpired lease, per the lease store.
+    pub fn decider(&self) -> Option<usize> {
+        self.lease().map(|l| l.holder)
+    }
+
+    /// The unexpired lease, per the lease store.
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease.filter(|l| l.expires_at > self.now)
+    }
+
+    /// Every value the state bucket held, oldest first, with its revision.
+    pub fn history(&self) -> &[(u64, Decision)] {
+        &self.history
+    }
+
+    /// The bucket's current value.
+    pub fn current_decision(&self) -> Option<&Decision> {
+        self.history.last().map(|(_, d)| d)
+    }
+
+    /// Every [`Effect::Event`] so far: `(time, node index, event)`.
+    pub fn events(&self) -> &[(u64, usize, Event)] {
+        &self.events
+    }
+
+    /// Probes admitted fleet-wide in each fleet half-open phase, keyed by the phase id of
+    /// the half-open decision the admitting node had applied.
+    pub fn probes_by_phase(&self) -> &BTreeMap<DecisionId, u64> {
+        &self.probes_by_phase
+    }
+
+    /// Calls admitted fleet-wide, by the fleet state the admitting node had applied.
+    pub fn admitted_by_fleet_state(&self) -> &BTreeMap<StateLabel, u64> {
+        &self.admitted_by_fleet_state
+    }
+
+    /// The harness's own counters.
+    pub fn stats(&self) -> FleetStats {
+        self.stats
+    }
+
+    /// The dependency's failure rate at `at_ms`, per mille.
+    pub fn failure_per_mille(&self, at_ms: u64) -> u16 {
+        self.spec.dependency.iter().take_while(|(from, _)| *from <= at_ms).last().map_or(0, |(_, p)| *p)
+    }
+
+    /// A stable hash of everything the nodes did: `(time, node, effect)` for every effect
+    /// carried out, and the faults injected. Equal specs and fault schedules give equal
+    /// hashes.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    // ----- driving ---------------------------------------------------------------------
+
+    /// One flush interval; see the module documentation for the order of things.
+    pub fn step(&mut self) {
+        self.now += self.spec.flush_ms;
+        self.prune_stream();
+        self.run_leases();
+        for i in 0..self.nodes.len() {
+            self.feed(i, Input::Tick);
+        }
+        self.pump();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].machine.is_some() {
+                self.run_calls(i);
+                self.drain(i);
+            }
+        }
+        self.pump();
+    }
+
+    /// Steps until simulated time reaches `at_ms`.
+    pub fn run_until(&mut self, at_ms: u64) {
+        while self.now < at_ms {
+            self.step();
+        }
+    }
+
+    /// Node `i` crashes: no more ticks, calls or renewals; its machine is dropped and its
+    /// lease expires by TTL. Killing a node that is down does nothing.
+    pub fn kill(&mut self, i: usize) -> Result<(), FleetError> {
+        self.check_index(i)?;
+        if self.nodes[i].machine.is_none() {
+            return Ok(());
+        }
+        self.trace_line(i, "kill");
+        let node = &mut self.nodes[i];
+        node.machine = None;
+        node.lease = None;
+        node.hot.pending.clear();
+        if self.consumer.is_some_and(|c| c.node == i) {
+            self.consumer = None;
+        }
+        Ok(())
+    }
+
+    /// Node `i` starts afresh (killed first if up): a new incarnation and a new machine,
+    /// bootstrapped from the state bucket before it admits any call.
+    pub fn restart(&mut self, i: usize) -> Result<(), FleetError> {
+        self.kill(i)?;
+        self.trace_line(i, "restart");
+        let incarnation = self.nodes[i].incarnation + 1;
+        let machine =
+            Self::fresh_machine(&self.spec, &self.breaker, &self.config, self.nodes[i].id.clone(), incarnation);
+        let node = &mut self.nodes[i];
+        node.incarnation = incarnation;
+        node.hot = HotPath::new(machine.snapshot());
+        node.machine = Some(machine);
+        node.observed_rev = 0;
+        self.bootstrap(i);
+        Ok(())
+    }
+
+    /// Node `i` shuts down gracefully: its machine steps down (a decider releases the
+    /// lease), then the node stops.
+    pub fn shutdown(&mut self, i: usize) -> Result<(), FleetError> {
+        self.check_index(i)?;
+        self.trace_line(i, "shutdown");
+        self.feed(i, Input::Shutdown);
+        self.pump();
+        self.kill(i)
+    }
+
+    fn check_index(&self, i: usize) -> Result<(), FleetError> {
+        if i < self.nodes.len() { Ok(()) } else { Err(FleetError::NoSuchNode { index: i, nodes: self.nodes.len() }) }
+    }
+
+    // ----- the pieces of a step ---------------------------------------------------------
+
+    /// Reads the bucket's current value straight into the machine: a node admits no call
+    /// before it knows the fleet state.
+    fn bootstrap(&mut self, i: usize) {
+        let (rev, input) = self.current_read();
+        self.nodes[i].observed_rev = rev;
+        self.feed(i, input);
+    }
+
+    fn current_read(&self) -> (u64, Input) {
+        match self.history.last() {
+            Some((rev, d)) => (*rev, Input::DecisionObserved(d.clone())),
+            None => (0, Input::NoDecisionYet),
+        }
+    }
+
+    fn prune_stream(&mut self) {
+        while let Some(front) = self.stream.front() {
+            if front.at + REPORT_MAX_AGE_MS > self.now && self.stream.len() <= REPORT_MAX_MSGS {
+                break;
+            }
+            self.stream.pop_front();
+            self.stats.reports_pruned += 1;
+        }
+    }
+
+    fn run_leases(&mut self) {
+        let ttl = self.spec.lease_ttl_ms;
+        if self.lease.is_some_and(|l| l.expires_at <= self.now) {
+            self.lease = None;
+        }
+        for i in 0..self.nodes.len() {
+            let Some(held) = self.nodes[i].lease else {
+                continue;
+            };
+            if self.now < held.renewed_at + ttl / 3 {
+                continue;
+            }
+            let incarnation = self.nodes[i].incarnation;
+            let ours = self.lease.is_some_and(|l| l.holder == i && l.incarnation == incarnation && l.term == held.term);
+            if ours {
+                self.lease_rev += 1;
+                if let Some(l) = &mut self.lease {
+                    l.expires_at = self.now + ttl;
+                }
+                self.nodes[i].lease = Some(HeldLease { term: held.term, renewed_at: self.now });
+                self.feed(i, Input::LeaseRenewed { term: held.term, sent_at: Millis(self.now), ttl_ms: ttl });
+            } else {
+                self.nodes[i].lease = None;
+                self.feed(i, Input::LeaseLost { term: held.term });
+            }
+        }
+        if self.lease.is_some() {
+            return;
+        }
+        let candidate =
+            (0..self.nodes.len()).find(|&i| self.nodes[i].machine.is_some() && self.nodes[i].lease.is_none());
+        if let Some(i) = candidate {
+            self.lease_rev += 1;
+            let term = Term(self.lease_rev);
+            let incarnation = self.nodes[i].incarnation;
+            self.lease = Some(Lease { holder: i, incarnation, term, expires_at: self.now + ttl });
+            self.nodes[i].lease = Some(HeldLease { term, renewed_at: self.now });
+            self.stats.leases_acquired += 1;
+            // The consumer exists before the machine hears of the lease, so that a
+            // step-down it answers with also removes it.
+            let next_seq = self.stream.front().map_or(self.stream_next_seq, |e| e.seq);
+            self.consumer = Some(Consumer { node: i, incarnation, term, next_seq });
+            self.trace_line(i, &format!("lease {}", term.0));
+            self.feed(i, Input::LeaseGained { term, sent_at: Millis(self.now), ttl_ms: ttl });
+        }
+    }
+
+    fn run_calls(&mut self, i: usize) {
+        let per_mille = self.failure_per_mille(self.now);
+        let fleet_phase = self.nodes[i]
+            .machine
+            .as_ref()
+            .and_then(|m| m.applied())
+            .filter(|d| matches!(d.state, FleetState::HalfOpen { .. }))
+            .map(|d| d.phase);
+        for _ in 0..self.spec.calls_per_flush {
+            let node = &mut self.nodes[i];
+            let snapshot = node.hot.snapshot;
+            let record = snapshot.record;
+            let Some(probe) = node.hot.admit() else {
+                node.counters.rejected += 1;
+                if record {
+                    let counts = node.hot.pending.entry(snapshot.generation).or_default();
+                    counts.rejected += 1;
+                }
+                continue;
+            };
+            let failed = self.rng.below(1000) < u64::from(per_mille);
+            let node = &mut self.nodes[i];
+            *self.admitted_by_fleet_state.entry(snapshot.fleet).or_default() += 1;
+            if probe {
+                node.counters.probes_admitted += 1;
+                if let Some(phase) = fleet_phase {
+                    *self.probes_by_phase.entry(phase).or_default() += 1;
+                }
+            }
+            if failed {
+                node.counters.failed += 1;
+                node.hot.streak += 1;
+                node.hot.longest = node.hot.longest.max(node.hot.streak);
+            } else {
+                node.counters.ok += 1;
+                node.hot.streak = 0;
+            }
+            if record {
+                let counts = node.hot.pending.entry(snapshot.generation).or_default();
+                if failed {
+                    counts.failure += 1;
+                } else {
+                    counts.success += 1;
+                }
+            }
+        }
+    }
+
+    /// The flush: every generation's outcomes go to the machine with the generation they
+    /// were admitted under (a superseded one is the machine's to drop).
+    fn drain(&mut self, i: usize) {
+        let hot = &mut self.nodes[i].hot;
+        let pending = std::mem::take(&mut hot.pending);
+        let longest_failure_streak = hot.longest;
+        hot.longest = hot.streak;
+        for (generation, counts) in pending {
+            if !counts.is_empty() {
+                self.feed(i, Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak }));
+            }
+        }
+    }
+
+    // ----- the network and the server ---------------------------------------------------
+
+    /// Puts `packet` in flight. Network faults hook in here: a delay is a later due time,
+    /// a loss is not inserting, a duplicate is inserting twice, a partition is a loss
+    /// decided by the endpoints.
+    fn send(&mut self, packet: Packet) {
+        self.sent += 1;
+        self.in_flight.insert((self.now, self.sent), packet);
+    }
+
+    fn pump(&mut self) {
+        let mut budget = MAX_DELIVERIES_PER_PUMP;
+        loop {
+            if budget == 0 {
+                self.stats.pump_overflows += 1;
+                return;
+            }
+            budget -= 1;
+            let due = self.in_flight.first_key_value().is_some_and(|((at, _), _)| *at <= self.now);
+            if due {
+                if let Some((_, packet)) = self.in_flight.pop_first() {
+                    self.stats.delivered += 1;
+                    self.deliver(packet);
+                }
+                continue;
+            }
+            if !self.feed_consumer() {
+                return;
+            }
+        }
+    }
+
+    /// Hands the consumer's next report to the lease holder. False when there is none.
+    fn feed_consumer(&mut self) -> bool {
+        let Some(consumer) = self.consumer else {
+            return false;
+        };
+        let Some(entry) = self.stream.iter().find(|e| e.seq >= consumer.next_seq) else {
+            return false;
+        };
+        if entry.seq > consumer.next_seq {
+            self.stats.reports_missed += entry.seq - consumer.next_seq;
+        }
+        let (seq, report) = (entry.seq, entry.report.clone());
+        self.consumer = Some(Consumer { next_seq: seq + 1, ..consumer });
+        let node = &self.nodes[consumer.node];
+        if node.machine.is_none() || node.incarnation != consumer.incarnation {
+            self.consumer = None;
+            return true;
+        }
+        self.feed(consumer.node, Input::Report(report));
+        true
+    }
+
+    fn deliver(&mut self, packet: Packet) {
+        match packet {
+            Packet::Publish { report } => {
+                self.stream.push_back(StreamEntry { seq: self.stream_next_seq, at: self.now, report });
+                self.stream_next_seq += 1;
+                self.prune_stream();
+            }
+            Packet::Write { from, incarnation, expected, decision } => {
+                self.write(from, incarnation, expected, decision);
+            }
+            Packet::Deliver { to, incarnation, input, revision } => {
+                let node = &mut self.nodes[to];
+                if node.machine.is_none() || node.incarnation != incarnation {
+                    self.stats.dropped_dead += 1;
+                    return;
+                }
+                if let Some(rev) = revision {
+                    node.observed_rev = node.observed_rev.max(rev);
+                }
+                self.feed(to, input);
+            }
+        }
+    }
+
+    fn write(&mut self, from: usize, incarnation: u64, expected: u64, decision: Decision) {
+        let current_rev = self.history.last().map_or(0, |(rev, _)| *rev);
+        if expected != current_rev {
+            self.stats.cas_conflicts += 1;
+            let current = self.history.last().map(|(_, d)| d.clone());
+            let input = Input::DecisionRejected { id: decision.id, current };
+            self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(current_rev) });
+            return;
+        }
+        let rev = current_rev + 1;
+        let input = Input::DecisionWritten { id: decision.id };
+        self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(rev) });
+        for to in 0..self.nodes.len() {
+            if self.nodes[to].machine.is_some() {
+                let incarnation = self.nodes[to].incarnation;
+                let input = Input::DecisionObserved(decision.clone());
+                self.send(Packet::Deliver { to, incarnation, input, revision: Some(rev) });
+            }
+        }
+        self.history.push((rev, decision));
+    }
+
+    // ----- machines and their effects ---------------------------------------------------
+
+    fn feed(&mut self, i: usize, input: Input) {
+        let now = Millis(self.now);
+        let Some(machine) = self.nodes[i].machine.as_mut() else {
+            return;
+        };
+        let effects = machine.step(now, input);
+        for effect in effects {
+            self.carry_out(i, effect);
+        }
+    }
+
+    fn carry_out(&mut self, i: usize, effect: Effect) {
+        self.trace_line(i, &format!("{effect:?}"));
+        let incarnation = self.nodes[i].incarnation;
+        match effect {
+            Effect::Snapshot(snapshot) => self.nodes[i].hot.install(snapshot),
+            Effect::PublishReport(report) => self.send(Packet::Publish { report }),
+            Effect::WriteDecision(decision) => {
+                let expected = self.nodes[i].observed_rev;
+                self.send(Packet::Write { from: i, incarnation, expected, decision });
+            }
+            Effect::StepDown { term, reason } => self.stepped_down(i, term, reason),
+            Effect::Resync => {
+                let (rev, input) = self.current_read();
+                self.send(Packet::Deliver { to: i, incarnation, input, revision: Some(rev) });
+            }
+            Effect::RunHealthCheck { attempt } => {
+                let healthy = self.failure_per_mille(self.now) < UNHEALTHY_PER_MILLE;
+                let input = Input::HealthCheckResult { attempt, healthy };
+                self.send(Packet::Deliver { to: i, incarnation, input, revision: None });
+            }
+            // Every node is ticked every step.
+            Effect::WakeAt(_) => {}
+            Effect::Event(event) => self.events.push((self.now, i, event)),
+        }
+    }
+
+    fn stepped_down(&mut self, i: usize, term: Term, reason: StepDownReason) {
+        if self.nodes[i].lease.is_some_and(|l| l.term == term) {
+            self.nodes[i].lease = None;
+        }
+        if self.consumer.is_some_and(|c| c.node == i && c.term == term) {
+            self.consumer = None;
+        }
+        let incarnation = self.nodes[i].incarnation;
+        let held = self.lease.is_some_and(|l| l.holder == i && l.incarnation == incarnation && l.term == term);
+        if reason == StepDownReason::Shutdown && held {
+            self.lease_rev += 1;
+            self.lease = None;
+        }
+    }
+
+    fn trace_line(&mut self, i: usize, what: &str) {
+        let line = format!("{}|{}|{}\n", self.now, i, what);
+        self.trace = fnv1a(self.trace, line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fnv1a;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a(super::FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(super::FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(super::FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}
