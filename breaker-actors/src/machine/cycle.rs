@@ -4,7 +4,7 @@
 //! *which* evidence belongs to the current phase (causality) is its callers' job.
 
 use super::config::{Backoff, Cycle};
-use super::domain::{Evidence, FleetState, Grant, OutcomeCounts, TripRule};
+use super::domain::{Evidence, FleetState, Grant, OutcomeCounts, Reason, TripRule};
 use super::names::NodeId;
 use super::rng::SeededRng;
 use super::units::Millis;
@@ -54,48 +54,6 @@ pub struct ProbeSlot {
     pub granted: u32,
     /// Probe results received.
     pub settled: u32,
-}
-
-/// A change of phase (or of grants) the caller must announce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// A rule fired: now open.
-    Tripped {
-        /// Which.
-        rule: TripRule,
-        /// On what.
-        evidence: Evidence,
-    },
-    /// The open period elapsed: now half-open.
-    OpenElapsed,
-    /// Health checks passed: now half-open, or closed if they close directly.
-    HealthPassed {
-        /// Successes in a row.
-        successes: u32,
-    },
-    /// More probes were granted in the current round (same phase).
-    ProbesGranted,
-    /// Enough probes succeeded: now ramping or closed.
-    ProbesSucceeded {
-        /// Successes in the round.
-        successes: u32,
-    },
-    /// A probe failed: open again, one backoff level up.
-    ProbeFailed {
-        /// Failures reported.
-        failures: u32,
-    },
-    /// The round timed out: open again at the same level.
-    HalfOpenTimedOut,
-    /// The ramp moved on (same phase), possibly to fully closed.
-    RampAdvanced,
-}
-
-impl Verdict {
-    /// Whether the verdict starts a new phase (fresh window, new attribution boundary).
-    pub fn starts_phase(&self) -> bool {
-        !matches!(self, Self::ProbesGranted | Self::RampAdvanced)
-    }
 }
 
 /// The cycle's state and evidence.
@@ -304,7 +262,7 @@ impl Judge {
     }
 
     /// Judges one node's outcomes, already attributed to the current phase.
-    pub fn ingest(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) -> Option<Verdict> {
+    pub fn ingest(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) -> Option<Reason> {
         match &self.phase {
             Phase::Closed | Phase::Ramping { .. } => {
                 self.record_evidence(now, node, counts, streak);
@@ -314,7 +272,7 @@ impl Judge {
                     self.backoff_level = self.backoff_level.saturating_add(1);
                 }
                 self.open(now);
-                Some(Verdict::Tripped { rule, evidence })
+                Some(Reason::Tripped { rule, evidence })
             }
             Phase::Open { .. } => {
                 if counts.rejected > 0 {
@@ -337,7 +295,7 @@ impl Judge {
         }
     }
 
-    fn ingest_probes(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts) -> Option<Verdict> {
+    fn ingest_probes(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts) -> Option<Reason> {
         let slow_is_failure = self.cycle.rules.slow_call_rate.is_some();
         let (mut bad, mut good) = (counts.failure, counts.success);
         if slow_is_failure {
@@ -369,12 +327,12 @@ impl Judge {
         if failures > 0 {
             self.backoff_level = self.backoff_level.saturating_add(1);
             self.open(now);
-            return Some(Verdict::ProbeFailed { failures });
+            return Some(Reason::ProbeFailed { failures });
         }
         if *successes >= threshold {
             let successes = *successes;
             self.close(now);
-            return Some(Verdict::ProbesSucceeded { successes });
+            return Some(Reason::ProbesSucceeded { successes });
         }
         let left = budget.saturating_sub(granted_total);
         if counts.rejected > 0 && left > 0 {
@@ -383,7 +341,7 @@ impl Judge {
                 Ok(i) => slots[i].granted += extra,
                 Err(i) => slots.insert(i, ProbeSlot { node: node.clone(), granted: extra, settled: 0 }),
             }
-            return Some(Verdict::ProbesGranted);
+            return Some(Reason::ProbesGranted);
         }
         None
     }
@@ -446,16 +404,16 @@ impl Judge {
     }
 
     /// Moves on by time alone: open period over, round timed out, ramp stage over.
-    pub fn tick(&mut self, now: Millis) -> Option<Verdict> {
+    pub fn tick(&mut self, now: Millis) -> Option<Reason> {
         match &self.phase {
             Phase::Closed => None,
             Phase::Open { until, .. } => (now >= *until).then(|| {
                 self.half_open(now);
-                Verdict::OpenElapsed
+                Reason::OpenElapsed
             }),
             Phase::HalfOpen { deadline, .. } => (now >= *deadline).then(|| {
                 self.open(now);
-                Verdict::HalfOpenTimedOut
+                Reason::HalfOpenTimedOut
             }),
             Phase::Ramping { stage, stage_ends } => {
                 if now < *stage_ends {
@@ -469,13 +427,13 @@ impl Judge {
                     self.phase = Phase::Closed;
                     self.backoff_level = 0;
                 }
-                Some(Verdict::RampAdvanced)
+                Some(Reason::RampAdvanced)
             }
         }
     }
 
     /// Health checks passed while open: half-open now, or closed if they close directly.
-    pub fn health_passed(&mut self, now: Millis, closes_directly: bool, successes: u32) -> Option<Verdict> {
+    pub fn health_passed(&mut self, now: Millis, closes_directly: bool, successes: u32) -> Option<Reason> {
         if !matches!(self.phase, Phase::Open { .. }) {
             return None;
         }
@@ -484,7 +442,7 @@ impl Judge {
         } else {
             self.half_open(now);
         }
-        Some(Verdict::HealthPassed { successes })
+        Some(Reason::HealthCheckPassed { successes })
     }
 
     /// The evidence in the window at `now`: `(decisive, failed, slow)`.

@@ -7,7 +7,7 @@
 //! half-open without the open between).
 
 use super::config::{HealthChecks, ValidConfig};
-use super::cycle::{Judge, Phase, Verdict};
+use super::cycle::{Judge, Phase};
 use super::domain::{Command, Decision, FleetState, Reason, Report, WIRE_VERSION};
 use super::names::{BreakerName, NodeId};
 use super::units::{DecisionId, Millis, Term};
@@ -233,19 +233,9 @@ impl Decider {
         out
     }
 
-    fn after_verdict(&mut self, now: Millis, verdict: &Verdict) -> Vec<DeciderOut> {
-        let new_phase = verdict.starts_phase();
+    fn after_verdict(&mut self, now: Millis, reason: Reason) -> Vec<DeciderOut> {
+        let new_phase = reason.starts_phase();
         self.arm_health(now);
-        let reason = match *verdict {
-            Verdict::Tripped { rule, evidence } => Reason::Tripped { rule, evidence },
-            Verdict::OpenElapsed => Reason::OpenElapsed,
-            Verdict::HealthPassed { successes } => Reason::HealthCheckPassed { successes },
-            Verdict::ProbesGranted => Reason::ProbesGranted,
-            Verdict::ProbesSucceeded { successes } => Reason::ProbesSucceeded { successes },
-            Verdict::ProbeFailed { failures } => Reason::ProbeFailed { failures },
-            Verdict::HalfOpenTimedOut => Reason::HalfOpenTimedOut,
-            Verdict::RampAdvanced => Reason::RampAdvanced,
-        };
         self.decide(reason, new_phase)
     }
 
@@ -290,7 +280,7 @@ impl Decider {
             Some(_) => return (ReportFate::Manual, Vec::new()),
         }
         let out = match self.judge.ingest(now, &report.node, &report.counts, report.longest_failure_streak) {
-            Some(verdict) => self.after_verdict(now, &verdict),
+            Some(verdict) => self.after_verdict(now, verdict),
             None => Vec::new(),
         };
         (ReportFate::Counted, out)
@@ -309,7 +299,7 @@ impl Decider {
             return out;
         }
         if let Some(verdict) = self.judge.tick(now) {
-            out.extend(self.after_verdict(now, &verdict));
+            out.extend(self.after_verdict(now, verdict));
         }
         if let (Some(h), Phase::Open { .. }) = (&mut self.health, self.judge.phase()) {
             if h.in_flight.is_none() && now >= h.next_at {
@@ -343,7 +333,7 @@ impl Decider {
             return Vec::new();
         }
         match self.judge.health_passed(now, closes, successes) {
-            Some(verdict) => self.after_verdict(now, &verdict),
+            Some(verdict) => self.after_verdict(now, verdict),
             None => Vec::new(),
         }
     }

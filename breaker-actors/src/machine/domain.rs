@@ -333,6 +333,15 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// Whether a decision for this reason starts a new phase (fresh window, new attribution
+    /// boundary). More probes and ramp stages stay in their phase; a restatement keeps the
+    /// phase it restates.
+    pub fn starts_phase(&self) -> bool {
+        !matches!(self, Self::ProbesGranted | Self::RampAdvanced | Self::TermStarted { .. })
+    }
+}
+
 /// A fleet decision, written by the decider (fenced by its term) to the state bucket and
 /// applied by every node whose last applied decision is older.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

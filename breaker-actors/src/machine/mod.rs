@@ -70,7 +70,7 @@ pub use config::{
     BreakerConfig, BurnRateRule, ConfigError, HalfOpenPolicy, HealthCheckPolicy, LocalOverlayPolicy, OpenPolicy,
     OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
 };
-pub use cycle::{Judge, Phase, ProbeSlot, Verdict};
+pub use cycle::{Judge, Phase, ProbeSlot};
 pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
 pub use domain::{
     Command, CommandKind, Decision, Evidence, FleetState, Grant, LocalOutcomes, MAX_TEXT_LEN, OutcomeCounts, Reason,
@@ -814,7 +814,7 @@ impl Machine {
                 if verdict.starts_phase() {
                     overlay.serial += 1;
                 }
-                if matches!(verdict, Verdict::Tripped { .. }) {
+                if matches!(verdict, Reason::Tripped { .. }) {
                     // The report below carries the trip: it is this clock position.
                     overlay.trip_stamp = Some((self.clock.term(), self.clock.get(&me).saturating_add(1)));
                 }
