@@ -1,0 +1,374 @@
+//! The `BreakerActor`: one per breaker per node. It owns the breaker's [`Machine`] and
+//! shares its [`HotPath`] with the service; every flush tick it drains the hot path into
+//! the machine and ticks it; it feeds the machine what the transport left in the breaker's
+//! [`Inbox`]; and it carries out every [`Effect`] without awaiting I/O in its handler
+//! (operations run in spawned tasks whose results come back through the inbox).
+//!
+//! Its mailbox stays bounded whatever the traffic: one flush tick is outstanding at a time
+//! (each tick schedules the next), at most one wake-up timer, at most one inbox doorbell
+//! (see `transport`), and control messages from the registry.
+//!
+//! A restarted actor (after a panic) starts a fresh machine on the same hot path and the
+//! same inbox. Its snapshot generations and probe rounds are offset past the ones the hot
+//! path has seen, so that calls admitted under the old machine's snapshots can never be
+//! attributed to the new machine's generations (they are fed as stale), and a new probe
+//! round always resets the hot path's probe count.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::hot::HotPath;
+use crate::machine::{
+    Admission, BreakerName, DecisionId, Effect, Event, Input, LocalOutcomes, Machine, Millis, NodeParams,
+    OutcomeCounts, Snapshot, Term, ValidConfig,
+};
+use crate::observe::{CallStats, state_code};
+use crate::registry::{LeaseCmd, Shared};
+use crate::transport::{ConnState, Inbox, LeaseShard, Revision, Subscription, WriteOutcome};
+
+/// Deliveries fed to the machine per doorbell; the rest wait for the next ring, so that
+/// flush ticks interleave with a long replay.
+const INBOX_BATCH: usize = 64;
+/// Report publications in flight per breaker; beyond it a report is dropped and counted
+/// (the decider tolerates lost reports; an unbounded backlog would not be tolerable).
+const MAX_PUBLISHES_IN_FLIGHT: usize = 32;
+/// Attempts of a resync read after the connection returns.
+const RESYNC_ATTEMPTS: u32 = 5;
+
+/// What a breaker actor is told.
+pub(crate) enum BreakerMsg {
+    /// Drain the hot path and tick the machine (self-scheduled).
+    Flush,
+    /// A wake-up the machine asked for.
+    Wake,
+    /// The inbox has something.
+    Inbox,
+    /// Step down gracefully (the registry is shutting down).
+    Shutdown(RpcReplyPort<()>),
+    /// A copy of the machine (tests, debugging).
+    Inspect(RpcReplyPort<Box<Machine>>),
+    /// Test hook: panic (supervision tests).
+    Panic,
+}
+
+pub(crate) struct ActorArgs {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) name: BreakerName,
+    pub(crate) config: ValidConfig,
+    pub(crate) hot: Arc<HotPath>,
+    pub(crate) inbox: Inbox,
+    pub(crate) shard: LeaseShard,
+    pub(crate) incarnation: u64,
+    pub(crate) bootstrapped: Arc<watch::Sender<bool>>,
+    /// The newest decision announced on this node, across restarts: each is announced once.
+    pub(crate) announced: Arc<Mutex<DecisionId>>,
+    pub(crate) restarted: bool,
+}
+
+type WakeTimer = JoinHandle<Result<(), ractor::MessagingErr<BreakerMsg>>>;
+
+pub(crate) struct BreakerActor;
+
+pub(crate) struct ActorState {
+    args: ActorArgs,
+    machine: Machine,
+    /// The newest decision-bucket revision fed to the machine: the next CAS expects it.
+    last_read: Revision,
+    consumer: Option<(Term, Subscription)>,
+    _watch: Subscription,
+    _conn_task: Subscription,
+    conn: watch::Receiver<ConnState>,
+    conn_seen: ConnState,
+    lost_fed: bool,
+    offset: u64,
+    wake: Option<(Millis, WakeTimer)>,
+    bootstrapped: bool,
+    publishes: Arc<Semaphore>,
+    calls: CallStats,
+}
+
+impl Actor for BreakerActor {
+    type Msg = BreakerMsg;
+    type State = ActorState;
+    type Arguments = ActorArgs;
+
+    async fn pre_start(&self, myself: ActorRef<BreakerMsg>, args: ActorArgs) -> Result<ActorState, ActorProcessingErr> {
+        let shared = args.shared.clone();
+        let params = NodeParams {
+            breaker: args.name.clone(),
+            node: shared.node.clone(),
+            incarnation: args.incarnation,
+            lease_margin_ms: u64::try_from(shared.settings.lease_margin.as_millis()).unwrap_or(u64::MAX),
+        };
+        let machine = Machine::with_valid(params, args.config.clone());
+        let offset = if args.restarted { args.hot.snapshot().generation } else { 0 };
+        let watch = shared.transport.watch_decision(&args.name, args.inbox.clone());
+        let conn = shared.transport.connection();
+        let conn_task = {
+            let mut rx = conn.clone();
+            let inbox = args.inbox.clone();
+            Subscription::from_task(tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    inbox.ring();
+                }
+            }))
+        };
+        let conn_seen = ConnState { connected: true, losses: conn.borrow().losses };
+        let me = myself.clone();
+        args.inbox.set_bell(Arc::new(move || {
+            // A dead actor's bell goes unanswered until its successor sets a new one.
+            let _ = me.cast(BreakerMsg::Inbox);
+        }));
+        myself.send_after(shared.settings.flush, || BreakerMsg::Flush);
+        Ok(ActorState {
+            calls: CallStats::new(args.name.clone()),
+            args,
+            machine,
+            last_read: 0,
+            consumer: None,
+            _watch: watch,
+            _conn_task: conn_task,
+            conn,
+            conn_seen,
+            lost_fed: false,
+            offset,
+            wake: None,
+            bootstrapped: false,
+            publishes: Arc::new(Semaphore::new(MAX_PUBLISHES_IN_FLIGHT)),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<BreakerMsg>,
+        message: BreakerMsg,
+        state: &mut ActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            BreakerMsg::Flush => {
+                state.flush(&myself);
+                myself.send_after(state.args.shared.settings.flush, || BreakerMsg::Flush);
+            }
+            BreakerMsg::Wake => {
+                state.wake = None;
+                state.feed(&myself, Input::Tick);
+            }
+            BreakerMsg::Inbox => state.read_inbox(&myself),
+            BreakerMsg::Shutdown(reply) => {
+                state.feed(&myself, Input::Shutdown);
+                state.consumer = None;
+                let _ = reply.send(());
+            }
+            BreakerMsg::Inspect(reply) => {
+                let _ = reply.send(Box::new(state.machine.clone()));
+            }
+            BreakerMsg::Panic => panic!("breaker {}: panic injected by a test hook", state.args.name),
+        }
+        Ok(())
+    }
+}
+
+impl ActorState {
+    fn flush(&mut self, myself: &ActorRef<BreakerMsg>) {
+        let now = self.args.shared.now();
+        self.args.shared.clock.advance_to(now.0);
+        let drained = self.args.hot.drain();
+        for outcomes in drained.outcomes {
+            self.calls.record(&outcomes.counts);
+            // Generations at or below the offset are the previous machine's: stale here.
+            let generation = outcomes.generation.saturating_sub(self.offset);
+            self.feed(myself, Input::LocalOutcomes(LocalOutcomes { generation, ..outcomes }));
+        }
+        if drained.stale_calls > 0 {
+            let counts = OutcomeCounts { ignored: drained.stale_calls, ..OutcomeCounts::default() };
+            // Generation 0 is never a machine's: the machine counts these as stale.
+            self.feed(myself, Input::LocalOutcomes(LocalOutcomes { generation: 0, counts, longest_failure_streak: 0 }));
+        }
+        self.feed(myself, Input::Tick);
+        self.calls.maybe_summarise(self.args.hot.snapshot().state);
+    }
+
+    fn read_inbox(&mut self, myself: &ActorRef<BreakerMsg>) {
+        let inbox = self.args.inbox.clone();
+        inbox.disarm();
+        self.sync_connection(myself);
+        if let Some(read) = inbox.take_decision() {
+            self.last_read = self.last_read.max(read.revision);
+            let input = match read.decision {
+                Some(d) => Input::DecisionObserved(d),
+                None => Input::NoDecisionYet,
+            };
+            self.feed(myself, input);
+        }
+        // Lease news wait until the machine knows the fleet state: a decider that takes
+        // over before bootstrapping would restate nothing and lose a CAS for it.
+        if let Some(news) = inbox.take_lease(self.machine.is_bootstrapped()) {
+            self.feed(myself, news);
+        }
+        let (batch, more) = inbox.pop_batch(INBOX_BATCH);
+        for delivery in batch {
+            if let Some(revision) = delivery.revision {
+                self.last_read = self.last_read.max(revision);
+            }
+            self.feed(myself, delivery.input);
+        }
+        if more || (self.machine.is_bootstrapped() && inbox.has_lease_news()) {
+            inbox.ring();
+        }
+    }
+
+    /// Feeds connection changes; a loss and a return that happened between two looks are
+    /// fed as both, so the machine resyncs.
+    fn sync_connection(&mut self, myself: &ActorRef<BreakerMsg>) {
+        let now = *self.conn.borrow_and_update();
+        if now == self.conn_seen {
+            return;
+        }
+        if !self.lost_fed && (now.losses > self.conn_seen.losses || !now.connected) {
+            self.lost_fed = true;
+            self.feed(myself, Input::ConnectionLost);
+        }
+        if now.connected && self.lost_fed {
+            self.lost_fed = false;
+            self.feed(myself, Input::ConnectionRestored);
+        }
+        self.conn_seen = now;
+    }
+
+    fn feed(&mut self, myself: &ActorRef<BreakerMsg>, input: Input) {
+        let now = self.args.shared.now();
+        let effects = self.machine.step(now, input);
+        for effect in effects {
+            self.carry_out(myself, effect);
+        }
+        if !self.bootstrapped && self.machine.is_bootstrapped() {
+            self.bootstrapped = true;
+            // A restarted machine's first snapshot may equal its initial one and never be
+            // emitted: install it, so the hot path stops answering from the old machine.
+            self.install(self.machine.snapshot());
+            self.args.bootstrapped.send_replace(true);
+        }
+    }
+
+    fn install(&self, snapshot: Snapshot) {
+        let mut s = snapshot;
+        s.generation += self.offset;
+        if let Admission::Probe { round, .. } = &mut s.admission {
+            *round += self.offset;
+        }
+        self.args.hot.install(&s);
+        metrics::gauge!("fusebox_state", "breaker" => self.args.name.as_str().to_owned()).set(state_code(s.state));
+    }
+
+    fn carry_out(&mut self, myself: &ActorRef<BreakerMsg>, effect: Effect) {
+        let shared = self.args.shared.clone();
+        match effect {
+            Effect::Snapshot(snapshot) => self.install(snapshot),
+            Effect::PublishReport(report) => match self.publishes.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let publish = shared.transport.publish_report(report);
+                    let name = self.args.name.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = publish.await {
+                            tracing::debug!(breaker = name.as_str(), error = %e, "report not published");
+                            metrics::counter!("fusebox_reports_lost_total", "breaker" => name.as_str().to_owned())
+                                .increment(1);
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    metrics::counter!("fusebox_reports_lost_total", "breaker" => self.args.name.as_str().to_owned())
+                        .increment(1);
+                }
+            },
+            Effect::WriteDecision(decision) => {
+                let id = decision.id;
+                let write = shared.transport.write_decision(decision, self.last_read);
+                let inbox = self.args.inbox.clone();
+                tokio::spawn(async move {
+                    let (input, revision) = match write.await {
+                        WriteOutcome::Written { revision } => (Input::DecisionWritten { id }, Some(revision)),
+                        WriteOutcome::Rejected { current, revision } => {
+                            (Input::DecisionRejected { id, current }, Some(revision))
+                        }
+                        WriteOutcome::Failed(_) => (Input::DecisionWriteFailed { id }, None),
+                    };
+                    let _ = inbox.push(input, revision).await;
+                });
+            }
+            Effect::StepDown { term, reason } => {
+                if self.consumer.as_ref().is_some_and(|(t, _)| *t == term) {
+                    self.consumer = None;
+                }
+                let _ = shared.leases.send(LeaseCmd::SteppedDown { shard: self.args.shard, term, reason });
+            }
+            Effect::Resync => {
+                let (transport, name, inbox) =
+                    (shared.transport.clone(), self.args.name.clone(), self.args.inbox.clone());
+                tokio::spawn(async move {
+                    for attempt in 0..RESYNC_ATTEMPTS {
+                        match transport.read_decision(&name).await {
+                            Ok(read) => return inbox.offer_decision(read),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50) * 2u32.pow(attempt)).await,
+                        }
+                    }
+                    // The decision watch offers the current value on reconnection anyway.
+                    tracing::warn!(breaker = name.as_str(), "resync read failed");
+                });
+            }
+            Effect::RunHealthCheck { attempt } => {
+                let (check, name, inbox) = (shared.health.clone(), self.args.name.clone(), self.args.inbox.clone());
+                let timeout = shared.settings.health_timeout;
+                tokio::spawn(async move {
+                    let healthy = match check {
+                        Some(check) => tokio::time::timeout(timeout, check(name)).await.unwrap_or(false),
+                        None => false,
+                    };
+                    let _ = inbox.push(Input::HealthCheckResult { attempt, healthy }, None).await;
+                });
+            }
+            Effect::WakeAt(at) => self.schedule_wake(myself, at),
+            Effect::Event(event) => self.event(event),
+        }
+    }
+
+    fn schedule_wake(&mut self, myself: &ActorRef<BreakerMsg>, at: Millis) {
+        let flush = self.args.shared.settings.flush;
+        let delay = Duration::from_millis(at.since(self.args.shared.now()));
+        if delay >= flush {
+            // The next flush tick comes first.
+            return;
+        }
+        if let Some((when, timer)) = &self.wake {
+            if *when <= at {
+                return;
+            }
+            timer.abort();
+        }
+        self.wake = Some((at, myself.send_after(delay, || BreakerMsg::Wake)));
+    }
+
+    fn event(&mut self, event: Event) {
+        match &event {
+            Event::LeaseGained { term } => {
+                let subscription = self.args.shared.transport.consume_reports(&self.args.name, self.args.inbox.clone());
+                self.consumer = Some((*term, subscription));
+            }
+            Event::Applied { id, .. } => {
+                let mut announced = self.args.announced.lock().unwrap_or_else(PoisonError::into_inner);
+                if *id <= *announced {
+                    // A restarted machine re-applies what its predecessor announced.
+                    return;
+                }
+                *announced = *id;
+            }
+            _ => {}
+        }
+        self.args.shared.observer.emit(&self.args.name, event);
+    }
+}

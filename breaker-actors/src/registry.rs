@@ -1,0 +1,992 @@
+//! The [`Registry`]: one per node. It spawns a breaker actor per breaker name and hands out
+//! [`Breaker`] handles (get-or-create, typed errors), supervises the actors (a panicking
+//! one is restarted with its state recovered from the decision bucket), runs the node's
+//! lease manager, and shuts everything down gracefully.
+//!
+//! # Lease shards
+//!
+//! Deciding is spread over a fixed number of lease keys: breaker `name` belongs to shard
+//! `fnv1a64(name) % shards` ([`lease_shard`]), FNV-1a 64-bit over the name's UTF-8 bytes
+//! (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`; test vectors:
+//! `""` → `0xcbf29ce484222325`, `"a"` → `0xaf63dc4c8601ec8c`, `"foobar"` →
+//! `0x85944171f73967e8`). Every node of a fleet must use the same number of shards.
+//!
+//! The lease manager competes for the shards of the breakers this node has, renews a held
+//! shard every `ttl / 3` (a renewal's `sent_at` is when it was sent, on the machine's
+//! timeline), and fans `LeaseGained` / `LeaseRenewed` / `LeaseLost` out to the shard's
+//! breakers. The holder of a shard also adopts every breaker of that shard found in the
+//! fleet's config bucket, so that no breaker is left without a decider because its own
+//! nodes lost the race for the shard to a node that never registered it.
+//!
+//! When a breaker's machine steps down for any reason, the manager releases the shard's
+//! lease (delete with the expected revision: harmless if the key has moved on) and tells
+//! the shard's other breakers it is lost: one term covers the whole shard, and a machine
+//! never leads a term twice, so the shard needs a new term before that breaker can be
+//! decided again. After a step-down other than for shutdown, the manager waits one retry
+//! interval before competing again, so that a node whose writes fail does not grab the
+//! shard straight back. (The fleet harness in `model-check` leaves the key to expire
+//! instead; releasing only shortens the gap, and terms fence whichever decider is stale.)
+//! A restarted actor never rejoins the term its predecessor led (its decisions may still
+//! be in flight): the manager releases and re-acquires the shard for a new term.
+
+// `shard` and `shared` are both words of the domain, not typos of each other.
+#![allow(clippy::similar_names)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::actor::{ActorArgs, BreakerActor, BreakerMsg};
+use crate::hot::{Breaker, CoarseClock, HotPath, HotSettings};
+use crate::machine::{
+    BreakerConfig, BreakerName, ConfigError, DecisionId, Input, Millis, NameError, NodeId, StepDownReason, Term,
+    ValidConfig,
+};
+use crate::observe::{BreakerEvent, Observer};
+use crate::transport::memory::MemoryBroker;
+use crate::transport::{
+    BoxFuture, ConfigOutcome, INBOX_CAPACITY, Inbox, LeaseShard, Revision, Transport, TransportError,
+};
+
+/// A user health check: `true` if the dependency behind the breaker answers well. Run by
+/// the decider alone, while the breaker is open and the config asks for health checks.
+pub type HealthCheckFn = Arc<dyn Fn(BreakerName) -> BoxFuture<bool> + Send + Sync>;
+
+/// Restarts of one breaker actor after which the registry gives up on it (its hot path
+/// keeps the last snapshot).
+pub const MAX_RESTARTS: u32 = 16;
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// FNV-1a, 64 bits.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(FNV_PRIME))
+}
+
+/// The lease shard of breaker `name` among `shards` (see the module documentation).
+pub fn lease_shard(name: &BreakerName, shards: u32) -> LeaseShard {
+    let shard = fnv1a64(name.as_str().as_bytes()) % u64::from(shards.max(1));
+    LeaseShard(u32::try_from(shard).unwrap_or(0))
+}
+
+/// What the registry refused, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryError {
+    /// The registry was shut down.
+    ShutDown,
+    /// A breaker name or node id is not valid.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        error: NameError,
+    },
+    /// The breaker config is not valid (the error names the field).
+    InvalidConfig(ConfigError),
+    /// The breaker exists (on this node or in the fleet) with a different config.
+    ConfigConflict {
+        /// The breaker.
+        breaker: BreakerName,
+        /// The config it has.
+        existing: Box<BreakerConfig>,
+    },
+    /// The breaker did not learn the fleet's state in time; it keeps trying (a later get
+    /// may succeed).
+    BootstrapTimeout {
+        /// The breaker.
+        breaker: BreakerName,
+        /// How long the get waited.
+        waited: Duration,
+    },
+    /// A registry setting is out of range.
+    InvalidSetting {
+        /// Which.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The transport failed.
+    Transport(TransportError),
+    /// An actor could not be spawned.
+    Spawn(String),
+    /// No breaker by that name on this node.
+    NoSuchBreaker(BreakerName),
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ShutDown => f.write_str("the registry was shut down"),
+            Self::InvalidName { name, error } => write!(f, "invalid name {name:?}: {error}"),
+            Self::InvalidConfig(e) => e.fmt(f),
+            Self::ConfigConflict { breaker, .. } => {
+                write!(f, "breaker {breaker} already exists with a different config")
+            }
+            Self::BootstrapTimeout { breaker, waited } => {
+                write!(f, "breaker {breaker} did not learn the fleet state within {} ms", waited.as_millis())
+            }
+            Self::InvalidSetting { field, problem } => write!(f, "invalid registry setting {field}: {problem}"),
+            Self::Transport(e) => e.fmt(f),
+            Self::Spawn(e) => write!(f, "could not spawn a breaker actor: {e}"),
+            Self::NoSuchBreaker(b) => write!(f, "no breaker {b} on this node"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// Registry settings (see [`RegistryBuilder`] for their defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) flush: Duration,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) lease_margin: Duration,
+    pub(crate) shards: u32,
+    pub(crate) bootstrap_timeout: Duration,
+    pub(crate) health_timeout: Duration,
+}
+
+/// What the lease manager is told.
+#[derive(Debug)]
+pub(crate) enum LeaseCmd {
+    /// A breaker of `shard` exists on this node (again, after a restart, if `restarted`).
+    Join { shard: LeaseShard, name: BreakerName, inbox: Inbox, restarted: bool },
+    /// A breaker's machine stopped deciding `term`.
+    SteppedDown { shard: LeaseShard, term: Term, reason: StepDownReason },
+    /// Release every held lease, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Entry {
+    config: BreakerConfig,
+    valid: ValidConfig,
+    hot: Arc<HotPath>,
+    inbox: Inbox,
+    shard: LeaseShard,
+    actor: ActorRef<BreakerMsg>,
+    bootstrapped: Arc<watch::Sender<bool>>,
+    announced: Arc<Mutex<DecisionId>>,
+    restarts: u32,
+}
+
+/// What the registry, its actors, its supervisor and its lease manager share.
+pub(crate) struct Shared {
+    pub(crate) node: NodeId,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) settings: Settings,
+    origin: Instant,
+    pub(crate) clock: CoarseClock,
+    pub(crate) observer: Observer,
+    /// Unbounded by type, bounded by design: one `Join` per breaker actor start, one
+    /// `SteppedDown` per term a breaker leaves, one `Shutdown`.
+    pub(crate) leases: mpsc::UnboundedSender<LeaseCmd>,
+    pub(crate) health: Option<HealthCheckFn>,
+    incarnation: u64,
+    entries: Mutex<HashMap<BreakerName, Entry>>,
+    register: tokio::sync::Mutex<()>,
+    supervisor: OnceLock<ActorRef<()>>,
+    manager: Mutex<Option<JoinHandle<()>>>,
+    shut_down: AtomicBool,
+}
+
+impl Shared {
+    /// Milliseconds since the registry started, on tokio's monotonic clock: the timeline of
+    /// every machine and of the coarse clock.
+    pub(crate) fn now(&self) -> Millis {
+        Millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<BreakerName, Entry>> {
+        // Entries are replaced whole: a poisoned lock still holds a consistent map.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Builds a [`Registry`].
+pub struct RegistryBuilder {
+    node: Option<String>,
+    transport: Option<Arc<dyn Transport>>,
+    flush: Duration,
+    lease_ttl: Duration,
+    lease_margin: Duration,
+    shards: u32,
+    bootstrap_timeout: Duration,
+    health: Option<HealthCheckFn>,
+    health_timeout: Duration,
+    incarnation: Option<u64>,
+}
+
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("node", &self.node)
+            .field("flush", &self.flush)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("lease_margin", &self.lease_margin)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RegistryBuilder {
+    fn default() -> Self {
+        Self {
+            node: None,
+            transport: None,
+            flush: Duration::from_millis(5),
+            lease_ttl: Duration::from_secs(10),
+            lease_margin: Duration::from_secs(2),
+            shards: 16,
+            bootstrap_timeout: Duration::from_secs(5),
+            health: None,
+            health_timeout: Duration::from_secs(2),
+            incarnation: None,
+        }
+    }
+}
+
+impl RegistryBuilder {
+    /// This node's id (default: the transport's node, or `local`).
+    #[must_use]
+    pub fn node_id(mut self, node: &str) -> Self {
+        self.node = Some(node.to_owned());
+        self
+    }
+
+    /// The transport (default: a fresh in-process broker of which this node is the only
+    /// member).
+    #[must_use]
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// How often each actor drains its hot path and ticks its machine (default 5 ms).
+    #[must_use]
+    pub fn flush_interval(mut self, flush: Duration) -> Self {
+        self.flush = flush;
+        self
+    }
+
+    /// Lease time-to-live (default 10 s). Renewals go out every third of it. A lease shorter
+    /// than the broker's failover time flips leadership on every broker failover.
+    #[must_use]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long before its lease would expire by its own clock a decider stops deciding
+    /// (default 2 s): allowance for delivery delay and clock drift.
+    #[must_use]
+    pub fn lease_margin(mut self, margin: Duration) -> Self {
+        self.lease_margin = margin;
+        self
+    }
+
+    /// Number of lease shards (default 16); the same on every node of a fleet.
+    #[must_use]
+    pub fn lease_shards(mut self, shards: u32) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    /// How long [`Registry::breaker`] waits for a new breaker to learn the fleet state
+    /// (default 5 s).
+    #[must_use]
+    pub fn bootstrap_timeout(mut self, timeout: Duration) -> Self {
+        self.bootstrap_timeout = timeout;
+        self
+    }
+
+    /// The active health check run by deciders while a breaker is open (for breakers whose
+    /// config enables health checks). Without one, every health check fails.
+    #[must_use]
+    pub fn health_check(mut self, check: HealthCheckFn) -> Self {
+        self.health = Some(check);
+        self
+    }
+
+    /// How long a health check may take before it counts as failed (default 2 s).
+    #[must_use]
+    pub fn health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
+        self
+    }
+
+    /// This process's incarnation (default: wall-clock milliseconds at start, so that a
+    /// restarted node's reports are never mistaken for duplicates of its old ones).
+    #[must_use]
+    pub fn incarnation(mut self, incarnation: u64) -> Self {
+        self.incarnation = Some(incarnation);
+        self
+    }
+
+    fn settings(&self) -> Result<Settings, RegistryError> {
+        let bad = |field, problem: &str| Err(RegistryError::InvalidSetting { field, problem: problem.to_owned() });
+        if self.flush.is_zero() {
+            return bad("flush_interval", "must be greater than 0");
+        }
+        if self.lease_ttl < Duration::from_millis(3) {
+            return bad("lease_ttl", "must be at least 3 ms (renewals go out every third of it)");
+        }
+        if self.lease_margin >= self.lease_ttl {
+            return bad("lease_margin", "must be less than lease_ttl: no lease would ever be valid");
+        }
+        if self.shards == 0 {
+            return bad("lease_shards", "must be at least 1");
+        }
+        if self.bootstrap_timeout.is_zero() {
+            return bad("bootstrap_timeout", "must be greater than 0");
+        }
+        Ok(Settings {
+            flush: self.flush,
+            lease_ttl: self.lease_ttl,
+            lease_margin: self.lease_margin,
+            shards: self.shards,
+            bootstrap_timeout: self.bootstrap_timeout,
+            health_timeout: self.health_timeout,
+        })
+    }
+
+    /// Starts the registry: its supervisor and its lease manager.
+    pub async fn start(self) -> Result<Registry, RegistryError> {
+        let settings = self.settings()?;
+        let (node, transport): (NodeId, Arc<dyn Transport>) = match (&self.node, self.transport) {
+            (node, Some(t)) => {
+                let node = match node {
+                    Some(n) => NodeId::new(n).map_err(|error| RegistryError::InvalidName { name: n.clone(), error })?,
+                    None => t.node().clone(),
+                };
+                if &node != t.node() {
+                    return Err(RegistryError::InvalidSetting {
+                        field: "node_id",
+                        problem: format!("{node} differs from the transport's node {}", t.node()),
+                    });
+                }
+                (node, t)
+            }
+            (node, None) => {
+                let name = node.clone().unwrap_or_else(|| "local".to_owned());
+                let node = NodeId::new(&name).map_err(|error| RegistryError::InvalidName { name, error })?;
+                let transport: Arc<dyn Transport> = MemoryBroker::new().transport(node.clone());
+                (node, transport)
+            }
+        };
+        let incarnation = self.incarnation.unwrap_or_else(|| {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            // Room for restarts of each actor within the incarnation (see `spawn_actor`).
+            ms.saturating_mul(u64::from(MAX_RESTARTS) + 1)
+        });
+        let (leases_tx, leases_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            observer: Observer::new(node.clone()),
+            node,
+            transport,
+            settings,
+            origin: Instant::now(),
+            clock: CoarseClock::new(),
+            leases: leases_tx,
+            health: self.health,
+            incarnation,
+            entries: Mutex::new(HashMap::new()),
+            register: tokio::sync::Mutex::new(()),
+            supervisor: OnceLock::new(),
+            manager: Mutex::new(None),
+            shut_down: AtomicBool::new(false),
+        });
+        let (supervisor, _) = Actor::spawn(None, Supervisor, Arc::downgrade(&shared))
+            .await
+            .map_err(|e| RegistryError::Spawn(e.to_string()))?;
+        let _ = shared.supervisor.set(supervisor);
+        let manager = LeaseManager::new(&shared);
+        let task = tokio::spawn(manager.run(leases_rx));
+        *lock(&shared.manager) = Some(task);
+        Ok(Registry { shared })
+    }
+}
+
+/// One node's breakers: see the module documentation. Cheap to clone (all clones are the
+/// same registry).
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("node", &self.shared.node).finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// The embedded default: the in-process transport, a single node (`local`) that is its
+    /// own lease holder, default settings.
+    pub async fn local() -> Result<Self, RegistryError> {
+        Self::builder().start().await
+    }
+
+    /// A registry to configure.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// This node.
+    pub fn node(&self) -> &NodeId {
+        &self.shared.node
+    }
+
+    /// The lease shard of `name` in this registry.
+    pub fn shard_of(&self, name: &BreakerName) -> LeaseShard {
+        lease_shard(name, self.shared.settings.shards)
+    }
+
+    fn check_open(&self) -> Result<(), RegistryError> {
+        if self.shared.is_shut_down() { Err(RegistryError::ShutDown) } else { Ok(()) }
+    }
+
+    /// The breaker `name`, created with `config` if this node does not have it yet. A get
+    /// with another config than the breaker has (here or fleet-wide) is a
+    /// [`RegistryError::ConfigConflict`]. Returns once the breaker knows the fleet state (a
+    /// node joining while the breaker is open is open before its first call).
+    pub async fn breaker(&self, name: &str, config: BreakerConfig) -> Result<Breaker, RegistryError> {
+        self.check_open()?;
+        let name =
+            BreakerName::new(name).map_err(|error| RegistryError::InvalidName { name: name.to_owned(), error })?;
+        let valid = config.validate().map_err(RegistryError::InvalidConfig)?;
+        let (hot, mut ready) = {
+            let _one_at_a_time = self.shared.register.lock().await;
+            self.check_open()?;
+            let existing = self
+                .shared
+                .entries()
+                .get(&name)
+                .map(|e| (e.config == config, e.config.clone(), e.hot.clone(), e.bootstrapped.subscribe()));
+            match existing {
+                Some((true, _, hot, ready)) => (hot, ready),
+                Some((false, existing, _, _)) => {
+                    return Err(RegistryError::ConfigConflict { breaker: name, existing: Box::new(existing) });
+                }
+                None => {
+                    match self.shared.transport.register_config(&name, &config).await {
+                        Ok(ConfigOutcome::Registered | ConfigOutcome::Same) => {}
+                        Ok(ConfigOutcome::Conflict { existing }) => {
+                            return Err(RegistryError::ConfigConflict { breaker: name, existing });
+                        }
+                        Err(e) => return Err(RegistryError::Transport(e)),
+                    }
+                    create(&self.shared, name.clone(), config, valid).await?
+                }
+            }
+        };
+        let waited = self.shared.settings.bootstrap_timeout;
+        match tokio::time::timeout(waited, ready.wait_for(|b| *b)).await {
+            Ok(Ok(_)) => Ok(Breaker::new(hot)),
+            Ok(Err(_)) => Err(RegistryError::ShutDown),
+            Err(_) => Err(RegistryError::BootstrapTimeout { breaker: name, waited }),
+        }
+    }
+
+    /// Every breaker event of this node (see [`BreakerEvent`]).
+    pub fn subscribe(&self) -> Result<broadcast::Receiver<BreakerEvent>, RegistryError> {
+        self.check_open()?;
+        Ok(self.shared.observer.subscribe())
+    }
+
+    /// The names of the breakers this node has (its own and those it adopted as decider).
+    pub fn breaker_names(&self) -> Result<Vec<BreakerName>, RegistryError> {
+        self.check_open()?;
+        let mut names: Vec<BreakerName> = self.shared.entries().keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Steps down from every lease (releasing it, so another node takes over without
+    /// waiting for the TTL), stops the actors and closes the hot paths: later acquires are
+    /// rejected with `RejectReason::ShutDown`.
+    pub async fn shutdown(&self) -> Result<(), RegistryError> {
+        if self.shared.shut_down.swap(true, Ordering::SeqCst) {
+            return Err(RegistryError::ShutDown);
+        }
+        let _no_new_breakers = self.shared.register.lock().await;
+        let actors: Vec<ActorRef<BreakerMsg>> = self.shared.entries().values().map(|e| e.actor.clone()).collect();
+        for actor in &actors {
+            // An actor that does not answer in time is stopped all the same below.
+            let _ = actor.call(BreakerMsg::Shutdown, Some(Duration::from_secs(1))).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.shared.leases.send(LeaseCmd::Shutdown(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        }
+        self.stop_everything(false).await;
+        Ok(())
+    }
+
+    async fn stop_everything(&self, kill: bool) {
+        let entries: Vec<(ActorRef<BreakerMsg>, Arc<HotPath>, Inbox)> =
+            self.shared.entries().values().map(|e| (e.actor.clone(), e.hot.clone(), e.inbox.clone())).collect();
+        for (actor, hot, inbox) in entries {
+            if kill {
+                actor.kill();
+            } else {
+                let _ = actor.stop_and_wait(None, Some(Duration::from_secs(1))).await;
+            }
+            inbox.close();
+            hot.close();
+        }
+        if let Some(supervisor) = self.shared.supervisor.get() {
+            supervisor.stop(None);
+        }
+        if let Some(task) = lock(&self.shared.manager).take() {
+            if kill {
+                task.abort();
+            }
+        }
+    }
+
+    /// Test hook: the node dies without stepping down. Its actors are killed, its lease
+    /// manager is aborted without releasing anything, its hot paths close; the fleet
+    /// finds out by the lease's TTL.
+    #[doc(hidden)]
+    pub async fn crash(&self) {
+        self.shared.shut_down.store(true, Ordering::SeqCst);
+        self.stop_everything(true).await;
+    }
+
+    /// Test hook: makes the actor of `name` panic (the supervisor restarts it).
+    #[doc(hidden)]
+    pub fn inject_panic(&self, name: &BreakerName) -> Result<(), RegistryError> {
+        self.check_open()?;
+        let actor = self.shared.entries().get(name).map(|e| e.actor.clone());
+        let actor = actor.ok_or_else(|| RegistryError::NoSuchBreaker(name.clone()))?;
+        actor.cast(BreakerMsg::Panic).map_err(|e| RegistryError::Spawn(e.to_string()))
+    }
+
+    /// Test hook: how often the actor of `name` was restarted.
+    #[doc(hidden)]
+    pub fn restarts(&self, name: &BreakerName) -> Option<u32> {
+        self.shared.entries().get(name).map(|e| e.restarts)
+    }
+
+    /// Test hook: the machine of `name` (a copy, taken by its actor).
+    #[doc(hidden)]
+    pub async fn machine(&self, name: &BreakerName) -> Option<crate::machine::Machine> {
+        let actor = self.shared.entries().get(name).map(|e| e.actor.clone())?;
+        match actor.call(BreakerMsg::Inspect, Some(Duration::from_secs(1))).await {
+            Ok(ractor::rpc::CallResult::Success(m)) => Some(*m),
+            _ => None,
+        }
+    }
+}
+
+/// Creates the entry and spawns the actor of a breaker new to this node.
+async fn create(
+    shared: &Arc<Shared>,
+    name: BreakerName,
+    config: BreakerConfig,
+    valid: ValidConfig,
+) -> Result<(Arc<HotPath>, watch::Receiver<bool>), RegistryError> {
+    let hot = Arc::new(HotPath::new(name.clone(), HotSettings::from_config(&valid), shared.clock.clone()));
+    let inbox = Inbox::new(INBOX_CAPACITY);
+    let shard = lease_shard(&name, shared.settings.shards);
+    let bootstrapped = Arc::new(watch::Sender::new(false));
+    let announced = Arc::new(Mutex::new(DecisionId::NONE));
+    let args = ActorArgs {
+        shared: shared.clone(),
+        name: name.clone(),
+        config: valid.clone(),
+        hot: hot.clone(),
+        inbox: inbox.clone(),
+        shard,
+        incarnation: shared.incarnation,
+        bootstrapped: bootstrapped.clone(),
+        announced: announced.clone(),
+        restarted: false,
+    };
+    let actor = spawn_actor(shared, args).await?;
+    let ready = bootstrapped.subscribe();
+    shared.entries().insert(
+        name.clone(),
+        Entry {
+            config,
+            valid,
+            hot: hot.clone(),
+            inbox: inbox.clone(),
+            shard,
+            actor,
+            bootstrapped,
+            announced,
+            restarts: 0,
+        },
+    );
+    let _ = shared.leases.send(LeaseCmd::Join { shard, name, inbox, restarted: false });
+    Ok((hot, ready))
+}
+
+async fn spawn_actor(shared: &Shared, args: ActorArgs) -> Result<ActorRef<BreakerMsg>, RegistryError> {
+    let supervisor = shared.supervisor.get().ok_or(RegistryError::ShutDown)?.get_cell();
+    let (actor, _) = BreakerActor::spawn_linked(None, BreakerActor, args, supervisor)
+        .await
+        .map_err(|e| RegistryError::Spawn(e.to_string()))?;
+    Ok(actor)
+}
+
+/// The supervisor: restarts breaker actors that fail.
+struct Supervisor;
+
+impl Supervisor {
+    async fn restart(shared: &Arc<Shared>, failed: &ActorCell, why: &str) {
+        if shared.is_shut_down() {
+            return;
+        }
+        let found = shared.entries().iter_mut().find(|(_, e)| e.actor.get_id() == failed.get_id()).map(|(n, e)| {
+            e.restarts += 1;
+            let args = ActorArgs {
+                shared: shared.clone(),
+                name: n.clone(),
+                config: e.valid.clone(),
+                hot: e.hot.clone(),
+                inbox: e.inbox.clone(),
+                shard: e.shard,
+                incarnation: shared.incarnation + u64::from(e.restarts),
+                bootstrapped: e.bootstrapped.clone(),
+                announced: e.announced.clone(),
+                restarted: true,
+            };
+            (n.clone(), e.restarts, args)
+        });
+        let Some((name, restarts, args)) = found else {
+            return;
+        };
+        metrics::counter!("fusebox_actor_restarts_total", "breaker" => name.as_str().to_owned()).increment(1);
+        if restarts > MAX_RESTARTS {
+            tracing::error!(breaker = name.as_str(), restarts, why, "breaker actor keeps failing: not restarted");
+            return;
+        }
+        tracing::warn!(breaker = name.as_str(), restarts, why, "breaker actor failed: restarting");
+        let (shard, inbox) = (args.shard, args.inbox.clone());
+        match spawn_actor(shared, args).await {
+            Ok(actor) => {
+                if let Some(e) = shared.entries().get_mut(&name) {
+                    e.actor = actor;
+                }
+                let _ = shared.leases.send(LeaseCmd::Join { shard, name, inbox, restarted: true });
+            }
+            Err(e) => tracing::error!(breaker = name.as_str(), error = %e, "could not restart breaker actor"),
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = ();
+    type State = Weak<Shared>;
+    type Arguments = Weak<Shared>;
+
+    async fn pre_start(&self, _: ActorRef<()>, shared: Weak<Shared>) -> Result<Weak<Shared>, ActorProcessingErr> {
+        Ok(shared)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        shared: &mut Weak<Shared>,
+    ) -> Result<(), ActorProcessingErr> {
+        let failed = match event {
+            SupervisionEvent::ActorFailed(cell, err) => Some((cell, err.to_string())),
+            _ => None,
+        };
+        if let (Some((cell, why)), Some(shared)) = (failed, shared.upgrade()) {
+            Self::restart(&shared, &cell, &why).await;
+        }
+        Ok(())
+    }
+}
+
+struct Held {
+    term: Term,
+    revision: Revision,
+    sent_at: Millis,
+    next_renew: Instant,
+}
+
+#[derive(Default)]
+struct ShardState {
+    members: BTreeMap<BreakerName, Inbox>,
+    held: Option<Held>,
+    next_attempt: Option<Instant>,
+}
+
+/// The node's lease manager: a task that competes for, renews and releases lease shards.
+struct LeaseManager {
+    shared: Weak<Shared>,
+    transport: Arc<dyn Transport>,
+    origin_now: Arc<dyn Fn() -> Millis + Send + Sync>,
+    ttl: Duration,
+    shards_total: u32,
+    shards: BTreeMap<LeaseShard, ShardState>,
+    released: Arc<Notify>,
+}
+
+impl LeaseManager {
+    fn new(shared: &Arc<Shared>) -> Self {
+        let weak = Arc::downgrade(shared);
+        let origin = shared.origin;
+        Self {
+            shared: weak,
+            transport: shared.transport.clone(),
+            origin_now: Arc::new(move || Millis(u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))),
+            ttl: shared.settings.lease_ttl,
+            shards_total: shared.settings.shards,
+            shards: BTreeMap::new(),
+            released: Arc::new(Notify::new()),
+        }
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn retry(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<LeaseCmd>) {
+        let _watch = self.transport.watch_leases(self.released.clone());
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    // The registry is gone without a shutdown: nothing to release to.
+                    None => return,
+                    Some(LeaseCmd::Shutdown(done)) => {
+                        self.release_all().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.command(command).await,
+                },
+                () = self.released.notified() => {
+                    let now = Instant::now();
+                    for s in self.shards.values_mut().filter(|s| s.held.is_none()) {
+                        s.next_attempt = Some(s.next_attempt.map_or(now, |at| at.min(now)));
+                    }
+                }
+                () = sleep_until(deadline) => {}
+            }
+            self.run_due().await;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.shards
+            .values()
+            .filter_map(|s| match &s.held {
+                Some(h) => Some(h.next_renew),
+                None if !s.members.is_empty() => s.next_attempt,
+                None => None,
+            })
+            .min()
+    }
+
+    fn tell(shard: &ShardState, news: &Input) {
+        for inbox in shard.members.values() {
+            inbox.offer_lease(news.clone());
+        }
+    }
+
+    async fn command(&mut self, command: LeaseCmd) {
+        match command {
+            LeaseCmd::Join { shard, name, inbox, restarted } => {
+                let s = self.shards.entry(shard).or_default();
+                s.members.insert(name, inbox.clone());
+                match &s.held {
+                    Some(_) if restarted => self.reelect(shard, false).await,
+                    Some(h) => {
+                        inbox.offer_lease(Input::LeaseGained {
+                            term: h.term,
+                            sent_at: h.sent_at,
+                            ttl_ms: self.ttl_ms(),
+                        });
+                    }
+                    None => s.next_attempt = Some(s.next_attempt.unwrap_or_else(Instant::now)),
+                }
+            }
+            LeaseCmd::SteppedDown { shard, term, reason } => {
+                if self.shards.get(&shard).and_then(|s| s.held.as_ref()).is_some_and(|h| h.term == term) {
+                    self.reelect(shard, reason != StepDownReason::Shutdown).await;
+                }
+            }
+            LeaseCmd::Shutdown(_) => {}
+        }
+    }
+
+    /// Releases `shard` and tells its breakers; competes again at once, or after one
+    /// retry interval if `back_off`.
+    async fn reelect(&mut self, shard: LeaseShard, back_off: bool) {
+        let retry = self.retry();
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        let Some(held) = s.held.take() else {
+            return;
+        };
+        let _ = self.transport.release_lease(shard, held.revision).await;
+        Self::tell(s, &Input::LeaseLost { term: held.term });
+        let now = Instant::now();
+        s.next_attempt = Some(if back_off { now + retry } else { now });
+        tracing::info!(shard = shard.0, term = held.term.0, back_off, "lease released");
+    }
+
+    async fn release_all(&mut self) {
+        let shards: Vec<LeaseShard> = self.shards.iter().filter(|(_, s)| s.held.is_some()).map(|(k, _)| *k).collect();
+        for shard in shards {
+            if let Some(held) = self.shards.get_mut(&shard).and_then(|s| s.held.take()) {
+                let released = self.transport.release_lease(shard, held.revision).await;
+                tracing::info!(shard = shard.0, term = held.term.0, ?released, "lease released at shutdown");
+            }
+        }
+    }
+
+    async fn run_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<LeaseShard> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| match &s.held {
+                Some(h) => h.next_renew <= now,
+                None => !s.members.is_empty() && s.next_attempt.is_some_and(|at| at <= now),
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for shard in due {
+            if self.shards.get(&shard).is_some_and(|s| s.held.is_some()) {
+                self.renew(shard).await;
+            } else {
+                self.acquire(shard).await;
+            }
+        }
+    }
+
+    async fn acquire(&mut self, shard: LeaseShard) {
+        let sent_at = (self.origin_now)();
+        let result = self.transport.acquire_lease(shard, self.ttl).await;
+        let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        let now = Instant::now();
+        match result {
+            Ok(Some(revision)) => {
+                let term = Term(revision);
+                tracing::info!(shard = shard.0, term = term.0, "lease acquired");
+                s.held = Some(Held { term, revision, sent_at, next_renew: now + retry });
+                s.next_attempt = None;
+                Self::tell(s, &Input::LeaseGained { term, sent_at, ttl_ms });
+                self.adopt(shard).await;
+            }
+            Ok(None) | Err(_) => s.next_attempt = Some(now + retry),
+        }
+    }
+
+    async fn renew(&mut self, shard: LeaseShard) {
+        let sent_at = (self.origin_now)();
+        let Some(revision) = self.shards.get(&shard).and_then(|s| s.held.as_ref()).map(|h| h.revision) else {
+            return;
+        };
+        let result = self.transport.renew_lease(shard, revision, self.ttl).await;
+        let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        let now = Instant::now();
+        match (result, &mut s.held) {
+            (Ok(Some(new_revision)), Some(h)) => {
+                h.revision = new_revision;
+                h.sent_at = sent_at;
+                h.next_renew = now + retry;
+                let news = Input::LeaseRenewed { term: h.term, sent_at, ttl_ms };
+                Self::tell(s, &news);
+                self.adopt(shard).await;
+            }
+            (Ok(None), Some(h)) => {
+                let term = h.term;
+                tracing::warn!(shard = shard.0, term = term.0, "lease lost");
+                s.held = None;
+                s.next_attempt = Some(now);
+                Self::tell(s, &Input::LeaseLost { term });
+            }
+            // Transport trouble: try again soon; the machines suspend themselves if the
+            // lease runs out on their clocks meanwhile.
+            (Err(_), Some(h)) => h.next_renew = now + (retry / 4).max(Duration::from_millis(1)),
+            (_, None) => {}
+        }
+    }
+
+    /// Spawns actors for the breakers of `shard` that the fleet has and this node lacks.
+    async fn adopt(&mut self, shard: LeaseShard) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if shared.is_shut_down() {
+            return;
+        }
+        let Ok(configs) = self.transport.configs().await else {
+            return;
+        };
+        for (name, config) in configs {
+            if lease_shard(&name, self.shards_total) != shard || shared.entries().contains_key(&name) {
+                continue;
+            }
+            let Ok(valid) = config.validate() else {
+                tracing::warn!(breaker = name.as_str(), "the fleet's config for this breaker is not valid here");
+                continue;
+            };
+            let _one_at_a_time = shared.register.lock().await;
+            if shared.is_shut_down() || shared.entries().contains_key(&name) {
+                continue;
+            }
+            match create(&shared, name.clone(), config, valid).await {
+                Ok(_) => tracing::info!(breaker = name.as_str(), shard = shard.0, "adopted as decider"),
+                Err(e) => tracing::warn!(breaker = name.as_str(), error = %e, "could not adopt"),
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}

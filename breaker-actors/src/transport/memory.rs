@@ -1,0 +1,542 @@
+//! The in-process transport: one simulated broker ([`MemoryBroker`]) shared by any number
+//! of nodes in one process, each connected through its own [`MemoryTransport`], with the
+//! semantics the NATS transport has:
+//! - a per-breaker report log with limits retention (`max_age`, `max_count`), consumed from
+//!   the oldest retained report (the replay of a new decider);
+//! - a decision bucket with bucket-wide revisions, CAS writes, a bounded history and
+//!   watchers that see the current value then changes;
+//! - lease keys with create / CAS update / delete-with-expected-revision and TTL expiry on
+//!   tokio time (so `tokio::time::pause()` drives it); terms are revisions of the lease
+//!   bucket; expiry is noticed lazily and announced to no one (like a bucket `max_age`),
+//!   a delete is announced to lease watchers;
+//! - a config bucket holding one config per breaker;
+//! - faults: [`MemoryBroker::disconnect`] makes every operation of a node fail and its
+//!   subscriptions go quiet until [`MemoryBroker::reconnect`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::{
+    BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseShard, Revision, Subscription, Transport,
+    TransportError, WriteOutcome,
+};
+use crate::machine::{BreakerConfig, BreakerName, Decision, Input, NodeId, Report};
+
+/// Limits of the simulated broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySettings {
+    /// How long a report is kept (the stream's `max_age`).
+    pub report_max_age: Duration,
+    /// The most reports kept per breaker (`max_msgs_per_subject`).
+    pub report_max_count: usize,
+    /// Decisions kept per breaker in the bucket's history.
+    pub history: usize,
+    /// Reports handed to a consumer per pull.
+    pub pull_batch: usize,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self { report_max_age: Duration::from_secs(3), report_max_count: 16_384, history: 64, pull_batch: 64 }
+    }
+}
+
+#[derive(Debug)]
+struct ReportLog {
+    entries: VecDeque<(u64, Instant, Report)>,
+    next_seq: u64,
+    /// The last sequence published: consumers wait on its changes.
+    published: watch::Sender<u64>,
+    pruned: u64,
+}
+
+impl ReportLog {
+    fn new() -> Self {
+        Self { entries: VecDeque::new(), next_seq: 1, published: watch::Sender::new(0), pruned: 0 }
+    }
+
+    fn prune(&mut self, settings: &MemorySettings, now: Instant) {
+        while let Some((_, at, _)) = self.entries.front() {
+            let too_old = now.saturating_duration_since(*at) >= settings.report_max_age;
+            if !too_old && self.entries.len() <= settings.report_max_count {
+                break;
+            }
+            self.entries.pop_front();
+            self.pruned += 1;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct KvKey {
+    history: VecDeque<(Revision, Decision)>,
+    watch: watch::Sender<DecisionRead>,
+}
+
+impl KvKey {
+    fn new() -> Self {
+        Self { history: VecDeque::new(), watch: watch::Sender::new(DecisionRead { decision: None, revision: 0 }) }
+    }
+
+    fn current(&self) -> DecisionRead {
+        match self.history.back() {
+            Some((revision, d)) => DecisionRead { decision: Some(d.clone()), revision: *revision },
+            None => DecisionRead { decision: None, revision: 0 },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeaseEntry {
+    holder: NodeId,
+    revision: Revision,
+    expires_at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct BrokerState {
+    logs: HashMap<BreakerName, ReportLog>,
+    kv: HashMap<BreakerName, KvKey>,
+    kv_rev: Revision,
+    leases: BTreeMap<LeaseShard, LeaseEntry>,
+    lease_rev: Revision,
+    lease_watchers: Vec<Arc<Notify>>,
+    configs: BTreeMap<BreakerName, BreakerConfig>,
+    nodes: HashMap<NodeId, watch::Sender<ConnState>>,
+}
+
+impl BrokerState {
+    fn log(&mut self, breaker: &BreakerName) -> &mut ReportLog {
+        self.logs.entry(breaker.clone()).or_insert_with(ReportLog::new)
+    }
+
+    fn key(&mut self, breaker: &BreakerName) -> &mut KvKey {
+        self.kv.entry(breaker.clone()).or_insert_with(KvKey::new)
+    }
+
+    fn expire_leases(&mut self, now: Instant) {
+        self.leases.retain(|_, l| l.expires_at > now);
+    }
+}
+
+#[derive(Debug, Default)]
+struct BrokerInner {
+    settings: MemorySettings,
+    state: Mutex<BrokerState>,
+}
+
+/// The simulated broker: clone it to share it between nodes.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBroker(Arc<BrokerInner>);
+
+/// A lease as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    /// Who holds it.
+    pub holder: NodeId,
+    /// Its current revision (the term is the revision that created it).
+    pub revision: Revision,
+}
+
+impl MemoryBroker {
+    /// A broker with default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A broker with these limits.
+    pub fn with_settings(settings: MemorySettings) -> Self {
+        Self(Arc::new(BrokerInner { settings, state: Mutex::default() }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, BrokerState> {
+        // Every critical section leaves the state consistent before anything can panic.
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Connects `node` (connected at once); a node that connected before gets its old
+    /// connection state back (it stays cut off if it was).
+    pub fn transport(&self, node: NodeId) -> Arc<MemoryTransport> {
+        let conn = self
+            .state()
+            .nodes
+            .entry(node.clone())
+            .or_insert_with(|| watch::Sender::new(ConnState { connected: true, losses: 0 }))
+            .subscribe();
+        Arc::new(MemoryTransport { broker: self.clone(), node, conn })
+    }
+
+    /// Cuts `node` off: its operations fail, its subscriptions go quiet, its actors hear
+    /// `ConnectionLost`.
+    pub fn disconnect(&self, node: &NodeId) {
+        if let Some(c) = self.state().nodes.get(node) {
+            c.send_modify(|s| {
+                if s.connected {
+                    s.connected = false;
+                    s.losses += 1;
+                }
+            });
+        }
+    }
+
+    /// Lets `node` back in.
+    pub fn reconnect(&self, node: &NodeId) {
+        if let Some(c) = self.state().nodes.get(node) {
+            c.send_modify(|s| s.connected = true);
+        }
+    }
+
+    /// The decision `breaker` has now.
+    pub fn decision(&self, breaker: &BreakerName) -> Option<Decision> {
+        self.state().kv.get(breaker).and_then(|k| k.current().decision)
+    }
+
+    /// The last decisions of `breaker` (at most `MemorySettings::history`), oldest first.
+    pub fn history(&self, breaker: &BreakerName) -> Vec<(Revision, Decision)> {
+        self.state().kv.get(breaker).map(|k| k.history.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The unexpired lease of `shard`.
+    pub fn lease(&self, shard: LeaseShard) -> Option<LeaseView> {
+        let mut state = self.state();
+        state.expire_leases(Instant::now());
+        state.leases.get(&shard).map(|l| LeaseView { holder: l.holder.clone(), revision: l.revision })
+    }
+
+    /// Reports of `breaker` retained now.
+    pub fn retained_reports(&self, breaker: &BreakerName) -> usize {
+        let settings = self.0.settings;
+        let mut state = self.state();
+        let log = state.log(breaker);
+        log.prune(&settings, Instant::now());
+        log.entries.len()
+    }
+}
+
+/// One node's connection to a [`MemoryBroker`].
+#[derive(Debug)]
+pub struct MemoryTransport {
+    broker: MemoryBroker,
+    node: NodeId,
+    conn: watch::Receiver<ConnState>,
+}
+
+impl MemoryTransport {
+    /// The broker it is connected to.
+    pub fn broker(&self) -> &MemoryBroker {
+        &self.broker
+    }
+
+    fn check(&self) -> Result<(), TransportError> {
+        if self.conn.borrow().connected { Ok(()) } else { Err(TransportError::Disconnected) }
+    }
+}
+
+/// Waits until `conn` says connected. `false` if the broker is gone.
+async fn until_connected(conn: &mut watch::Receiver<ConnState>) -> bool {
+    conn.wait_for(|c| c.connected).await.is_ok()
+}
+
+fn ready<T: Send + 'static>(value: T) -> BoxFuture<T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl Transport for MemoryTransport {
+    fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    fn connection(&self) -> watch::Receiver<ConnState> {
+        self.conn.clone()
+    }
+
+    fn publish_report(&self, report: Report) -> BoxFuture<Result<(), TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        let settings = self.broker.0.settings;
+        let mut state = self.broker.state();
+        let log = state.log(&report.breaker);
+        let now = Instant::now();
+        let seq = log.next_seq;
+        log.next_seq += 1;
+        log.entries.push_back((seq, now, report));
+        log.prune(&settings, now);
+        log.published.send_replace(seq);
+        ready(Ok(()))
+    }
+
+    fn consume_reports(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+        let broker = self.broker.clone();
+        let breaker = breaker.clone();
+        let mut conn = self.conn.clone();
+        let mut published = broker.state().log(&breaker).published.subscribe();
+        let task = tokio::spawn(async move {
+            let settings = broker.0.settings;
+            // Start at the oldest report retained: the replay of the recent window.
+            let mut next = 0;
+            loop {
+                if !until_connected(&mut conn).await {
+                    return;
+                }
+                published.borrow_and_update();
+                let batch: Vec<(u64, Report)> = {
+                    let mut state = broker.state();
+                    let log = state.log(&breaker);
+                    log.prune(&settings, Instant::now());
+                    log.entries
+                        .iter()
+                        .filter(|(seq, _, _)| *seq >= next)
+                        .take(settings.pull_batch)
+                        .map(|(seq, _, r)| (*seq, r.clone()))
+                        .collect()
+                };
+                if batch.is_empty() {
+                    tokio::select! {
+                        changed = published.changed() => if changed.is_err() { return },
+                        changed = conn.changed() => if changed.is_err() { return },
+                    }
+                    continue;
+                }
+                for (seq, report) in batch {
+                    if !conn.borrow().connected {
+                        break;
+                    }
+                    if inbox.push(Input::Report(report), None).await.is_err() {
+                        return;
+                    }
+                    next = seq + 1;
+                }
+            }
+        });
+        Subscription::from_task(task)
+    }
+
+    fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+        let mut rx = self.broker.state().key(breaker).watch.subscribe();
+        let mut conn = self.conn.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if !until_connected(&mut conn).await {
+                    return;
+                }
+                let read = rx.borrow_and_update().clone();
+                inbox.offer_decision(read);
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    changed = conn.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+        Subscription::from_task(task)
+    }
+
+    fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome> {
+        if let Err(e) = self.check() {
+            return ready(WriteOutcome::Failed(e));
+        }
+        let history = self.broker.0.settings.history.max(1);
+        let mut state = self.broker.state();
+        let revision = state.kv_rev + 1;
+        let key = state.key(&decision.breaker);
+        let current = key.current();
+        if current.revision != expected {
+            return ready(WriteOutcome::Rejected { current: current.decision, revision: current.revision });
+        }
+        if key.history.len() >= history {
+            key.history.pop_front();
+        }
+        key.history.push_back((revision, decision.clone()));
+        key.watch.send_replace(DecisionRead { decision: Some(decision), revision });
+        state.kv_rev = revision;
+        ready(WriteOutcome::Written { revision })
+    }
+
+    fn read_decision(&self, breaker: &BreakerName) -> BoxFuture<Result<DecisionRead, TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        ready(Ok(self.broker.state().key(breaker).current()))
+    }
+
+    fn register_config(
+        &self,
+        breaker: &BreakerName,
+        config: &BreakerConfig,
+    ) -> BoxFuture<Result<ConfigOutcome, TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        let mut state = self.broker.state();
+        let outcome = match state.configs.get(breaker) {
+            None => {
+                state.configs.insert(breaker.clone(), config.clone());
+                ConfigOutcome::Registered
+            }
+            Some(existing) if existing == config => ConfigOutcome::Same,
+            Some(existing) => ConfigOutcome::Conflict { existing: Box::new(existing.clone()) },
+        };
+        ready(Ok(outcome))
+    }
+
+    fn configs(&self) -> BoxFuture<Result<Vec<(BreakerName, BreakerConfig)>, TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        let state = self.broker.state();
+        ready(Ok(state.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+    }
+
+    fn acquire_lease(&self, shard: LeaseShard, ttl: Duration) -> BoxFuture<Result<Option<Revision>, TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        let now = Instant::now();
+        let mut state = self.broker.state();
+        state.expire_leases(now);
+        if state.leases.contains_key(&shard) {
+            return ready(Ok(None));
+        }
+        state.lease_rev += 1;
+        let revision = state.lease_rev;
+        state.leases.insert(shard, LeaseEntry { holder: self.node.clone(), revision, expires_at: now + ttl });
+        ready(Ok(Some(revision)))
+    }
+
+    fn renew_lease(
+        &self,
+        shard: LeaseShard,
+        revision: Revision,
+        ttl: Duration,
+    ) -> BoxFuture<Result<Option<Revision>, TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        let now = Instant::now();
+        let mut state = self.broker.state();
+        state.expire_leases(now);
+        let next = state.lease_rev + 1;
+        let Some(lease) = state.leases.get_mut(&shard).filter(|l| l.revision == revision && l.holder == self.node)
+        else {
+            return ready(Ok(None));
+        };
+        lease.revision = next;
+        lease.expires_at = now + ttl;
+        state.lease_rev = next;
+        ready(Ok(Some(next)))
+    }
+
+    fn release_lease(&self, shard: LeaseShard, revision: Revision) -> BoxFuture<Result<bool, TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        let mut state = self.broker.state();
+        state.expire_leases(Instant::now());
+        if state.leases.get(&shard).is_none_or(|l| l.revision != revision) {
+            return ready(Ok(false));
+        }
+        state.leases.remove(&shard);
+        state.lease_rev += 1;
+        state.lease_watchers.retain(|n| Arc::strong_count(n) > 1);
+        for n in &state.lease_watchers {
+            n.notify_one();
+        }
+        ready(Ok(true))
+    }
+
+    fn watch_leases(&self, notify: Arc<Notify>) -> Subscription {
+        self.broker.state().lease_watchers.push(notify);
+        Subscription::none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::machine::{DecisionId, FleetState, Reason, Term, VectorClock, WIRE_VERSION};
+
+    fn node(n: &str) -> NodeId {
+        NodeId::new(n).unwrap()
+    }
+
+    fn decision(term: u64, seq: u64) -> Decision {
+        Decision {
+            version: WIRE_VERSION,
+            breaker: BreakerName::new("b").unwrap(),
+            id: DecisionId::new(term, seq),
+            phase: DecisionId::new(term, seq),
+            state: FleetState::Closed,
+            backoff_level: 0,
+            reason: Reason::Initial,
+            decider: node("n1"),
+            clock: VectorClock::new(Term(term)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_create_renew_expire_release() {
+        let broker = MemoryBroker::new();
+        let (a, b) = (broker.transport(node("a")), broker.transport(node("b")));
+        let ttl = Duration::from_millis(100);
+        let shard = LeaseShard(0);
+        let term = a.acquire_lease(shard, ttl).await.unwrap().unwrap();
+        assert_eq!(b.acquire_lease(shard, ttl).await.unwrap(), None);
+        assert_eq!(b.renew_lease(shard, term, ttl).await.unwrap(), None, "only the holder renews");
+        let rev = a.renew_lease(shard, term, ttl).await.unwrap().unwrap();
+        assert!(rev > term);
+        assert_eq!(a.renew_lease(shard, term, ttl).await.unwrap(), None, "CAS on the latest revision");
+        tokio::time::advance(Duration::from_millis(101)).await;
+        let b_term = b.acquire_lease(shard, ttl).await.unwrap().unwrap();
+        assert!(b_term > rev, "terms are revisions: they only grow");
+        assert!(!a.release_lease(shard, rev).await.unwrap());
+        assert!(b.release_lease(shard, b_term).await.unwrap());
+        assert_eq!(broker.lease(shard), None);
+    }
+
+    #[tokio::test]
+    async fn decisions_are_cas_fenced() {
+        let broker = MemoryBroker::new();
+        let a = broker.transport(node("a"));
+        assert_eq!(a.write_decision(decision(1, 1), 0).await, WriteOutcome::Written { revision: 1 });
+        assert_eq!(
+            a.write_decision(decision(1, 2), 0).await,
+            WriteOutcome::Rejected { current: Some(decision(1, 1)), revision: 1 }
+        );
+        assert_eq!(a.write_decision(decision(1, 2), 1).await, WriteOutcome::Written { revision: 2 });
+        assert_eq!(broker.history(&decision(1, 1).breaker).len(), 2);
+        broker.disconnect(&node("a"));
+        assert_eq!(a.write_decision(decision(1, 3), 2).await, WriteOutcome::Failed(TransportError::Disconnected));
+        broker.reconnect(&node("a"));
+        assert_eq!(a.read_decision(&decision(1, 1).breaker).await.unwrap().revision, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_are_retained_by_age_and_count() {
+        let broker = MemoryBroker::with_settings(MemorySettings { report_max_count: 3, ..MemorySettings::default() });
+        let a = broker.transport(node("a"));
+        let breaker = BreakerName::new("b").unwrap();
+        let report = Report {
+            version: WIRE_VERSION,
+            breaker: breaker.clone(),
+            node: node("a"),
+            incarnation: 1,
+            seq: 1,
+            applied: DecisionId::NONE,
+            clock: VectorClock::new(Term(0)),
+            counts: crate::machine::OutcomeCounts::default(),
+            longest_failure_streak: 0,
+            local_open: false,
+        };
+        for _ in 0..5 {
+            a.publish_report(report.clone()).await.unwrap();
+        }
+        assert_eq!(broker.retained_reports(&breaker), 3);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(broker.retained_reports(&breaker), 0);
+    }
+}

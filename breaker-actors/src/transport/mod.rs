@@ -1,0 +1,442 @@
+//! The [`Transport`] trait: everything a node's breaker actors need from the outside world
+//! (the outcome feed, the decision bucket, the lease store, the config bucket, the
+//! connection state), and the [`Inbox`] through which a transport hands results and
+//! deliveries back to one breaker's actor. [`memory`] is the in-process implementation;
+//! `transport-nats` provides the NATS one.
+//!
+//! # Bounded feeds
+//!
+//! ractor mailboxes are unbounded, so nothing a transport produces is ever cast to an actor
+//! directly. A transport writes into the breaker's [`Inbox`]:
+//! - reports and operation results go into a bounded queue ([`Inbox::push`] waits for room,
+//!   which is the backpressure of a pull consumer: the report log keeps what is not pulled);
+//! - decisions go into one slot that keeps only the newest ([`Inbox::offer_decision`]):
+//!   decisions are whole states and a node applies only newer ones, so a watch may coalesce;
+//! - lease news go into one slot with a merge rule that never loses a grant.
+//!
+//! Then the inbox rings a doorbell: one message is cast to the actor only if none is
+//! pending, so each actor's mailbox holds at most one inbox message, one flush tick and one
+//! wake-up, whatever the traffic.
+
+pub mod memory;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::machine::{BreakerConfig, BreakerName, Decision, Input, NodeId, Report};
+
+/// A revision of a key in a KV bucket (0: the key has no value).
+pub type Revision = u64;
+
+/// A boxed, sendable future: the trait stays object-safe without `async-trait`.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why a transport operation did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// The node is cut off from the broker.
+    Disconnected,
+    /// The transport was closed.
+    Closed,
+    /// Anything else the backend reported.
+    Backend(String),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Disconnected => f.write_str("disconnected from the broker"),
+            Self::Closed => f.write_str("transport closed"),
+            Self::Backend(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// The result of a CAS write to the decision bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Written at `revision`.
+    Written {
+        /// The new revision.
+        revision: Revision,
+    },
+    /// The key was not at the expected revision; it holds `current` at `revision`.
+    Rejected {
+        /// What the bucket holds (`None`: no value).
+        current: Option<Decision>,
+        /// Its revision.
+        revision: Revision,
+    },
+    /// The write did not happen (or its fate is unknown).
+    Failed(TransportError),
+}
+
+/// A read of a breaker's decision: the value (`None`: none exists) and its revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRead {
+    /// The decision.
+    pub decision: Option<Decision>,
+    /// Its revision (0 when there is none).
+    pub revision: Revision,
+}
+
+/// The result of publishing a breaker's config to the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigOutcome {
+    /// This node published it first.
+    Registered,
+    /// The fleet already has the same config.
+    Same,
+    /// The fleet has a different config.
+    Conflict {
+        /// The fleet's config.
+        existing: Box<BreakerConfig>,
+    },
+}
+
+/// One lease key: breakers hash to a fixed number of them (see `registry::lease_shard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeaseShard(pub u32);
+
+impl fmt::Display for LeaseShard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shard-{}", self.0)
+    }
+}
+
+/// The node's connection to the broker. `losses` counts every loss, so that a loss and a
+/// return seen together are not mistaken for no change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnState {
+    /// Whether the broker is reachable.
+    pub connected: bool,
+    /// Connections lost so far.
+    pub losses: u64,
+}
+
+/// A running subscription (a consumer or a watch): dropping it stops it.
+#[derive(Debug)]
+pub struct Subscription(Option<JoinHandle<()>>);
+
+impl Subscription {
+    /// A subscription backed by a task: dropping the subscription aborts the task.
+    pub fn from_task(task: JoinHandle<()>) -> Self {
+        Self(Some(task))
+    }
+
+    /// A subscription with nothing behind it.
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Everything a node's breaker actors need from the outside world. One value per node; it
+/// is shared by every actor of the node.
+///
+/// Deliveries and results that arrive later go into the breaker's [`Inbox`] (see the
+/// module documentation for why this keeps every feed bounded). Operations return boxed
+/// futures that the actor spawns, never awaits in its handler.
+pub trait Transport: Send + Sync + 'static {
+    /// This node.
+    fn node(&self) -> &NodeId;
+
+    /// The connection state, current value then changes.
+    fn connection(&self) -> watch::Receiver<ConnState>;
+
+    /// Publishes a report on the breaker's outcome feed.
+    fn publish_report(&self, report: Report) -> BoxFuture<Result<(), TransportError>>;
+
+    /// Starts consuming `breaker`'s reports as its decider: first every report still
+    /// retained (the recent window), then new ones, in order, as [`Input::Report`] into
+    /// `inbox` ([`Inbox::push`]: at most the inbox's capacity is ever pulled ahead). Stops
+    /// when the subscription is dropped. While disconnected nothing is delivered.
+    fn consume_reports(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription;
+
+    /// Watches `breaker`'s decision with history: the current value (or its absence) and
+    /// then every change, into `inbox`'s decision slot ([`Inbox::offer_decision`]). After a
+    /// reconnection it offers the current value again.
+    fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription;
+
+    /// Writes `decision` if the key is at `expected` (0: the key must have no value).
+    ///
+    /// The actor passes the revision of the newest value it has fed to its machine, not the
+    /// newest the transport has seen: a decider must never overwrite a decision its machine
+    /// has not judged (a watch may be ahead of the machine by the inbox).
+    fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome>;
+
+    /// Reads `breaker`'s current decision (resync after an outage).
+    fn read_decision(&self, breaker: &BreakerName) -> BoxFuture<Result<DecisionRead, TransportError>>;
+
+    /// Publishes `breaker`'s config to the fleet, or says what the fleet has.
+    fn register_config(
+        &self,
+        breaker: &BreakerName,
+        config: &BreakerConfig,
+    ) -> BoxFuture<Result<ConfigOutcome, TransportError>>;
+
+    /// Every breaker config the fleet has published.
+    fn configs(&self) -> BoxFuture<Result<Vec<(BreakerName, BreakerConfig)>, TransportError>>;
+
+    /// Creates the lease key of `shard` for this node with `ttl`: `Some(revision)` (the
+    /// term) if it was absent or expired, `None` if someone holds it.
+    fn acquire_lease(&self, shard: LeaseShard, ttl: Duration) -> BoxFuture<Result<Option<Revision>, TransportError>>;
+
+    /// Renews the lease held at `revision` (CAS): `Some(new revision)`, or `None` if the
+    /// key has moved on (expired, taken, deleted).
+    fn renew_lease(
+        &self,
+        shard: LeaseShard,
+        revision: Revision,
+        ttl: Duration,
+    ) -> BoxFuture<Result<Option<Revision>, TransportError>>;
+
+    /// Deletes the lease key if it is still at `revision`: `true` if it was.
+    fn release_lease(&self, shard: LeaseShard, revision: Revision) -> BoxFuture<Result<bool, TransportError>>;
+
+    /// Notifies `notify` whenever a lease key is released, so that standbys compete at once
+    /// instead of at their next retry (expiry may go unannounced: standbys retry anyway).
+    fn watch_leases(&self, notify: Arc<Notify>) -> Subscription;
+}
+
+/// A delivery into an inbox: an input and the decision-bucket revision it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The input for the machine.
+    pub input: Input,
+    /// The bucket revision the input reflects (a write reply, a rejected write's current
+    /// value): the actor's next CAS expects the newest one fed.
+    pub revision: Option<Revision>,
+}
+
+/// Reports and results queued per breaker before the producers wait.
+pub const INBOX_CAPACITY: usize = 256;
+
+type Bell = Arc<dyn Fn() + Send + Sync>;
+
+struct InboxShared {
+    queue: Mutex<VecDeque<Delivery>>,
+    space: Semaphore,
+    decision: Mutex<Option<DecisionRead>>,
+    lease: Mutex<Option<Input>>,
+    armed: AtomicBool,
+    bell: Mutex<Option<Bell>>,
+}
+
+/// One breaker's bounded inbox on one node. It outlives actor restarts: a restarted actor
+/// takes over what its predecessor left unread.
+#[derive(Clone)]
+pub struct Inbox(Arc<InboxShared>);
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox").field("queued", &lock(&self.0.queue).len()).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a plain field update: a poisoned lock holds valid data.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Merges lease news so the slot never loses what the machine must hear: a renewal of a
+/// grant not yet fed stays a grant (with the newer send time); a newer grant supersedes a
+/// loss (the machine steps down from the old term when it takes the new one).
+fn merge_lease(old: Option<Input>, new: Input) -> Input {
+    match (old, new) {
+        (Some(Input::LeaseGained { term: gained, .. }), Input::LeaseRenewed { term, sent_at, ttl_ms })
+            if gained == term =>
+        {
+            Input::LeaseGained { term, sent_at, ttl_ms }
+        }
+        (_, new) => new,
+    }
+}
+
+impl Inbox {
+    /// An empty inbox holding at most `capacity` queued deliveries.
+    pub fn new(capacity: usize) -> Self {
+        Self(Arc::new(InboxShared {
+            queue: Mutex::new(VecDeque::with_capacity(capacity.min(64))),
+            space: Semaphore::new(capacity.max(1)),
+            decision: Mutex::new(None),
+            lease: Mutex::new(None),
+            armed: AtomicBool::new(false),
+            bell: Mutex::new(None),
+        }))
+    }
+
+    /// Queues `input`, waiting while the queue is full. `Err` once the inbox is closed.
+    pub async fn push(&self, input: Input, revision: Option<Revision>) -> Result<(), TransportError> {
+        let permit = self.0.space.acquire().await.map_err(|_| TransportError::Closed)?;
+        permit.forget();
+        lock(&self.0.queue).push_back(Delivery { input, revision });
+        self.ring();
+        Ok(())
+    }
+
+    /// Offers a read of the decision: kept if newer than the one waiting.
+    pub fn offer_decision(&self, read: DecisionRead) {
+        {
+            let mut slot = lock(&self.0.decision);
+            if slot.as_ref().is_some_and(|old| old.revision > read.revision) {
+                return;
+            }
+            *slot = Some(read);
+        }
+        self.ring();
+    }
+
+    /// Offers lease news (`LeaseGained`, `LeaseRenewed` or `LeaseLost`).
+    pub(crate) fn offer_lease(&self, news: Input) {
+        {
+            let mut slot = lock(&self.0.lease);
+            let merged = merge_lease(slot.take(), news);
+            *slot = Some(merged);
+        }
+        self.ring();
+    }
+
+    /// Whether the inbox was closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.space.is_closed()
+    }
+
+    /// Closes the inbox: waiting and later producers get `Err`.
+    pub(crate) fn close(&self) {
+        self.0.space.close();
+        *lock(&self.0.bell) = None;
+    }
+
+    /// Sets who is told when something arrives (the actor), and rings once for whatever
+    /// is already waiting.
+    pub(crate) fn set_bell(&self, bell: Bell) {
+        *lock(&self.0.bell) = Some(bell);
+        self.0.armed.store(false, Ordering::SeqCst);
+        self.ring();
+    }
+
+    /// Rings the bell unless a ring is already pending.
+    pub(crate) fn ring(&self) {
+        if self.0.armed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let bell = lock(&self.0.bell).clone();
+        if let Some(bell) = bell {
+            bell();
+        } else {
+            // Nobody to tell yet: the next `set_bell` rings.
+            self.0.armed.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The actor took the ring: later arrivals ring again. Call before taking anything.
+    pub(crate) fn disarm(&self) {
+        self.0.armed.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_decision(&self) -> Option<DecisionRead> {
+        lock(&self.0.decision).take()
+    }
+
+    /// Takes the lease news if `ready` (a machine not yet bootstrapped leaves it waiting).
+    pub(crate) fn take_lease(&self, ready: bool) -> Option<Input> {
+        if ready { lock(&self.0.lease).take() } else { None }
+    }
+
+    pub(crate) fn has_lease_news(&self) -> bool {
+        lock(&self.0.lease).is_some()
+    }
+
+    /// Takes at most `max` queued deliveries; `true` if more remain.
+    pub(crate) fn pop_batch(&self, max: usize) -> (Vec<Delivery>, bool) {
+        let mut queue = lock(&self.0.queue);
+        let n = queue.len().min(max);
+        let batch: Vec<Delivery> = queue.drain(..n).collect();
+        let more = !queue.is_empty();
+        drop(queue);
+        self.0.space.add_permits(batch.len());
+        (batch, more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::machine::{Millis, Term};
+
+    #[tokio::test]
+    async fn the_bell_rings_once_until_disarmed() {
+        let inbox = Inbox::new(4);
+        let rings = Arc::new(AtomicUsize::new(0));
+        let r = rings.clone();
+        inbox.set_bell(Arc::new(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        }));
+        for _ in 0..3 {
+            inbox.push(Input::Tick, None).await.unwrap();
+        }
+        assert_eq!(rings.load(Ordering::SeqCst), 1);
+        inbox.disarm();
+        let (batch, more) = inbox.pop_batch(2);
+        assert_eq!((batch.len(), more), (2, true));
+        inbox.push(Input::Tick, None).await.unwrap();
+        assert_eq!(rings.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_producers_wait() {
+        let inbox = Inbox::new(2);
+        inbox.push(Input::Tick, None).await.unwrap();
+        inbox.push(Input::Tick, None).await.unwrap();
+        let third = tokio::time::timeout(Duration::from_millis(10), inbox.push(Input::Tick, None)).await;
+        assert!(third.is_err(), "the third push waits for room");
+        let _ = inbox.pop_batch(1);
+        inbox.push(Input::Tick, None).await.unwrap();
+        inbox.close();
+        assert_eq!(inbox.push(Input::Tick, None).await, Err(TransportError::Closed));
+    }
+
+    #[test]
+    fn lease_news_never_lose_a_grant() {
+        let gained = Input::LeaseGained { term: Term(3), sent_at: Millis(1), ttl_ms: 100 };
+        let renewed = Input::LeaseRenewed { term: Term(3), sent_at: Millis(40), ttl_ms: 100 };
+        assert_eq!(
+            merge_lease(Some(gained), renewed.clone()),
+            Input::LeaseGained { term: Term(3), sent_at: Millis(40), ttl_ms: 100 }
+        );
+        let lost = Input::LeaseLost { term: Term(3) };
+        assert_eq!(merge_lease(Some(renewed), lost.clone()), lost);
+        let newer = Input::LeaseGained { term: Term(9), sent_at: Millis(50), ttl_ms: 100 };
+        assert_eq!(merge_lease(Some(lost), newer.clone()), newer);
+    }
+
+    #[test]
+    fn the_decision_slot_keeps_the_newest() {
+        let inbox = Inbox::new(1);
+        inbox.offer_decision(DecisionRead { decision: None, revision: 5 });
+        inbox.offer_decision(DecisionRead { decision: None, revision: 3 });
+        assert_eq!(inbox.take_decision().map(|r| r.revision), Some(5));
+        assert_eq!(inbox.take_decision(), None);
+    }
+}

@@ -1,0 +1,390 @@
+//! The runtime end to end over the in-process transport: registries (nodes) sharing one
+//! simulated broker, breaker actors, leases, supervision, shutdown and outages.
+//!
+//! Every test runs on paused tokio time (the runtime skips ahead whenever every task
+//! waits), so seconds of breaker time take milliseconds, and waits are polls against a
+//! deadline on that clock, never sleeps used as synchronisation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_actors::hot::{Breaker, CallError, RejectReason};
+use breaker_actors::machine::{
+    BreakerConfig, BreakerName, Event, FleetState, HalfOpenPolicy, NameError, NodeId, OpenPolicy, OutageConfig,
+    OutagePolicy, StateLabel, TripPolicy, WindowConfig,
+};
+use breaker_actors::transport::memory::MemoryBroker;
+use breaker_actors::{Registry, RegistryError};
+use tokio::time::Instant;
+
+const TTL: Duration = Duration::from_secs(1);
+
+/// Trips on 5 failures out of 10 calls; open 300 ms; 2 probes in total, both must succeed.
+fn config() -> BreakerConfig {
+    BreakerConfig {
+        trip: TripPolicy {
+            window: WindowConfig::Count { calls: 10 },
+            minimum_calls: 10,
+            failure_rate: Some(0.5),
+            ..TripPolicy::default()
+        },
+        open: OpenPolicy::Fixed { duration_ms: 300 },
+        half_open: HalfOpenPolicy { probe_budget: 2, success_threshold: 2, max_wait_ms: 2_000, ramp: None },
+        local: None,
+        outage: OutageConfig { policy: OutagePolicy::FailClosed, grace_ms: 200 },
+        ..BreakerConfig::default()
+    }
+}
+
+fn name(n: &str) -> BreakerName {
+    BreakerName::new(n).unwrap()
+}
+
+/// Polls `cond` every millisecond of (paused) time until it holds; fails after `within`.
+async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn node(broker: &MemoryBroker, id: &str) -> Registry {
+    Registry::builder()
+        .transport(broker.transport(NodeId::new(id).unwrap()))
+        .lease_ttl(TTL)
+        .lease_margin(Duration::from_millis(200))
+        .lease_shards(4)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn fail(b: &Breaker, calls: usize) {
+    for _ in 0..calls {
+        let _ = b.call(async { Err::<(), _>("boom") }).await;
+    }
+}
+
+/// One call that succeeds if admitted: `Some(is_probe)` if admitted.
+fn succeed(b: &Breaker) -> Option<bool> {
+    let permit = b.try_acquire().ok()?;
+    let probe = permit.is_probe();
+    permit.success();
+    Some(probe)
+}
+
+async fn deciding(reg: &Registry, breaker: &BreakerName) -> bool {
+    reg.machine(breaker).await.is_some_and(|m| m.is_deciding())
+}
+
+async fn wait_deciding(reg: &Registry, breaker: &BreakerName) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !deciding(reg, breaker).await {
+        assert!(Instant::now() < deadline, "{} never became the decider", reg.node());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn local_breaker_trips_rejects_half_opens_and_closes() {
+    let reg = Registry::local().await.unwrap();
+    let mut events = reg.subscribe().unwrap();
+    let b = reg.breaker("payments", config()).await.unwrap();
+    wait_deciding(&reg, b.name()).await;
+    assert_eq!(b.state(), StateLabel::Closed);
+    assert_eq!(b.call(async { Ok::<_, ()>(7) }).await, Ok(7));
+
+    fail(&b, 10).await;
+    eventually("the breaker opens", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+    let opened = Instant::now();
+    match b.call(async { Ok::<_, ()>(()) }).await {
+        Err(CallError::Rejected(r)) => {
+            assert_eq!((r.state, r.reason), (StateLabel::Open, RejectReason::Open));
+            assert!(r.retry_after.is_some_and(|d| d <= Duration::from_millis(300)), "{r}");
+        }
+        other => panic!("an open breaker rejects: {other:?}"),
+    }
+
+    // Keep calling: the rejections are the demand the decider grants probes to.
+    let mut probes = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while b.state() != StateLabel::Closed || probes == 0 {
+        assert!(Instant::now() < deadline, "the breaker never closed again");
+        if succeed(&b) == Some(true) {
+            probes += 1;
+            assert!(opened.elapsed() >= Duration::from_millis(300), "probes only after the open period");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(probes, 2, "two successful probes close it");
+
+    let mut transitions = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Applied { from, to, .. } = e.event {
+            if from != to {
+                transitions.push((from, to));
+            }
+        }
+    }
+    assert_eq!(
+        transitions,
+        [
+            (StateLabel::Closed, StateLabel::Open),
+            (StateLabel::Open, StateLabel::HalfOpen),
+            (StateLabel::HalfOpen, StateLabel::Closed)
+        ]
+    );
+    reg.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_or_create_and_typed_errors() {
+    let reg = Registry::local().await.unwrap();
+    let a = reg.breaker("inventory", config()).await.unwrap();
+    let b = reg.breaker("inventory", config()).await.unwrap();
+    assert!(Arc::ptr_eq(a.hot_path(), b.hot_path()), "the same breaker");
+
+    let other = BreakerConfig { quorum: 2, ..config() };
+    match reg.breaker("inventory", other).await {
+        Err(RegistryError::ConfigConflict { breaker, existing }) => {
+            assert_eq!(breaker.as_str(), "inventory");
+            assert_eq!(*existing, config());
+        }
+        other => panic!("expected a config conflict, got {other:?}"),
+    }
+    match reg.breaker("in.ventory", config()).await {
+        Err(RegistryError::InvalidName { name, error }) => {
+            assert_eq!(name, "in.ventory");
+            assert_eq!(error, NameError::InvalidChar { ch: '.', at: 2 });
+        }
+        other => panic!("expected an invalid name, got {other:?}"),
+    }
+    let bad = BreakerConfig { half_open: HalfOpenPolicy { probe_budget: 0, ..config().half_open }, ..config() };
+    match reg.breaker("orders", bad).await {
+        Err(RegistryError::InvalidConfig(e)) => assert_eq!(e.field, "half_open.probe_budget"),
+        other => panic!("expected an invalid config, got {other:?}"),
+    }
+    assert_eq!(reg.breaker_names().unwrap(), [name("inventory")]);
+    let bad_setting = Registry::builder().lease_margin(Duration::from_secs(20)).start().await;
+    assert!(matches!(bad_setting, Err(RegistryError::InvalidSetting { field: "lease_margin", .. })));
+    reg.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn configs_conflict_fleet_wide() {
+    let broker = MemoryBroker::new();
+    let (n1, n2) = (node(&broker, "n1").await, node(&broker, "n2").await);
+    n1.breaker("search", config()).await.unwrap();
+    let other = BreakerConfig { quorum: 2, ..config() };
+    assert!(matches!(n2.breaker("search", other).await, Err(RegistryError::ConfigConflict { .. })));
+    n2.breaker("search", config()).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_on_one_node_trip_all_three() {
+    let broker = MemoryBroker::new();
+    let mut nodes = Vec::new();
+    let mut breakers = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let reg = node(&broker, id).await;
+        breakers.push(reg.breaker("payments", config()).await.unwrap());
+        nodes.push(reg);
+    }
+    let shard = nodes[0].shard_of(&name("payments"));
+    eventually("a decider holds the lease", TTL, || broker.lease(shard).is_some()).await;
+    eventually("the first decision is out", TTL, || broker.decision(&name("payments")).is_some()).await;
+
+    fail(&breakers[2], 10).await;
+    eventually("all three open", Duration::from_secs(1), || breakers.iter().all(|b| b.state() == StateLabel::Open))
+        .await;
+    for b in &breakers {
+        assert!(matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::Open));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_nodes_share_a_probe_budget_of_two_and_close_together() {
+    let broker = MemoryBroker::new();
+    let mut nodes = Vec::new();
+    let mut breakers = Vec::new();
+    for i in 1..=5 {
+        let reg = node(&broker, &format!("n{i}")).await;
+        breakers.push(reg.breaker("ledger", config()).await.unwrap());
+        nodes.push(reg);
+    }
+    eventually("the first decision is out", TTL, || broker.decision(&name("ledger")).is_some()).await;
+    fail(&breakers[0], 10).await;
+    eventually("all open", Duration::from_secs(1), || breakers.iter().all(|b| b.state() == StateLabel::Open)).await;
+
+    // Every node keeps calling: demand everywhere, probes only where granted.
+    let mut probes = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !breakers.iter().all(|b| b.state() == StateLabel::Closed) {
+        assert!(Instant::now() < deadline, "the fleet never closed");
+        for b in &breakers {
+            if succeed(b) == Some(true) {
+                probes += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let history = broker.history(&name("ledger"));
+    let rounds: std::collections::BTreeSet<_> =
+        history.iter().filter(|(_, d)| matches!(d.state, FleetState::HalfOpen { .. })).map(|(_, d)| d.phase).collect();
+    assert_eq!(rounds.len(), 1, "one half-open round: {history:?}");
+    assert!((1..=2).contains(&probes), "{probes} probes admitted fleet-wide; the budget is 2");
+    assert!(matches!(history.last().map(|(_, d)| &d.state), Some(FleetState::Closed)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_decider_is_replaced_after_the_ttl() {
+    let broker = MemoryBroker::new();
+    let mut nodes = Vec::new();
+    let mut breakers = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let reg = node(&broker, id).await;
+        breakers.push(reg.breaker("payments", config()).await.unwrap());
+        nodes.push(reg);
+    }
+    let shard = nodes[0].shard_of(&name("payments"));
+    eventually("a decider", TTL, || broker.decision(&name("payments")).is_some()).await;
+    let first = broker.lease(shard).unwrap();
+    let dead = nodes.iter().position(|n| n.node() == &first.holder).unwrap();
+    nodes[dead].crash().await;
+    let crashed_at = Instant::now();
+    assert!(matches!(breakers[dead].try_acquire(), Err(r) if r.reason == RejectReason::ShutDown));
+
+    eventually("another node takes the lease", 3 * TTL, || {
+        broker.lease(shard).is_some_and(|l| l.holder != first.holder)
+    })
+    .await;
+    assert!(crashed_at.elapsed() >= Duration::from_millis(999), "not before the TTL: {:?}", crashed_at.elapsed());
+    let alive: Vec<usize> = (0..3).filter(|&i| i != dead).collect();
+    let holder = broker.lease(shard).unwrap().holder;
+    let next = nodes.iter().find(|n| n.node() == &holder).unwrap();
+    wait_deciding(next, &name("payments")).await;
+
+    fail(&breakers[alive[0]], 10).await;
+    eventually("the survivors open", Duration::from_secs(1), || {
+        alive.iter().all(|&i| breakers[i].state() == StateLabel::Open)
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_hands_over_without_waiting_for_the_ttl() {
+    let broker = MemoryBroker::new();
+    let (n1, n2) = (node(&broker, "n1").await, node(&broker, "n2").await);
+    let (b1, b2) = (n1.breaker("payments", config()).await.unwrap(), n2.breaker("payments", config()).await.unwrap());
+    let shard = n1.shard_of(b1.name());
+    eventually("a decider", TTL, || broker.decision(b1.name()).is_some()).await;
+    let holder = broker.lease(shard).unwrap().holder;
+    let (leaving, staying, stay_b) = if &holder == n1.node() { (&n1, &n2, &b2) } else { (&n2, &n1, &b1) };
+
+    leaving.shutdown().await.unwrap();
+    let left_at = Instant::now();
+    eventually("the other node takes over", TTL, || broker.lease(shard).is_some_and(|l| &l.holder == staying.node()))
+        .await;
+    assert!(left_at.elapsed() < TTL / 2, "handed over in {:?}", left_at.elapsed());
+    wait_deciding(staying, stay_b.name()).await;
+    fail(stay_b, 10).await;
+    eventually("the remaining node still decides", Duration::from_secs(1), || stay_b.state() == StateLabel::Open).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_joining_while_open_starts_open() {
+    let broker = MemoryBroker::new();
+    let n1 = node(&broker, "n1").await;
+    let b1 = n1.breaker("payments", config()).await.unwrap();
+    wait_deciding(&n1, b1.name()).await;
+    fail(&b1, 10).await;
+    eventually("open", Duration::from_secs(1), || b1.state() == StateLabel::Open).await;
+
+    let n2 = node(&broker, "n2").await;
+    let b2 = n2.breaker("payments", config()).await.unwrap();
+    assert_eq!(b2.state(), StateLabel::Open);
+    assert!(matches!(b2.try_acquire(), Err(r) if r.reason == RejectReason::Open), "not even one call goes out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_nobody_here_registered_is_adopted_by_the_shard_holder() {
+    let broker = MemoryBroker::new();
+    let n1 = node(&broker, "n1").await;
+    // Same shard (4 shards): n1 holds it through its own breaker first.
+    let own = n1.breaker("alpha", config()).await.unwrap();
+    wait_deciding(&n1, own.name()).await;
+    let shard = n1.shard_of(own.name());
+    let foreign = (0..100).map(|i| format!("beta{i}")).find(|n| n1.shard_of(&name(n)) == shard).unwrap();
+
+    let n2 = node(&broker, "n2").await;
+    let b2 = n2.breaker(&foreign, config()).await.unwrap();
+    eventually("n1 adopts the breaker", 2 * TTL, || n1.breaker_names().unwrap().contains(b2.name())).await;
+    fail(&b2, 10).await;
+    eventually("n1 decides for n2", Duration::from_secs(1), || b2.state() == StateLabel::Open).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_actor_is_restarted_and_the_hot_path_keeps_answering() {
+    let reg = Registry::builder().lease_ttl(TTL).lease_margin(Duration::from_millis(200)).start().await.unwrap();
+    let b = reg.breaker("payments", config()).await.unwrap();
+    wait_deciding(&reg, b.name()).await;
+    fail(&b, 10).await;
+    eventually("open", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+
+    reg.inject_panic(b.name()).unwrap();
+    eventually("restarted", Duration::from_secs(1), || reg.restarts(b.name()) == Some(1)).await;
+    assert!(matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::Open), "answers from the last snapshot");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.state() != StateLabel::Closed {
+        assert!(Instant::now() < deadline, "the restarted breaker never recovered");
+        let _ = succeed(&b);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    fail(&b, 10).await;
+    eventually("it trips again", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn everything_after_shutdown_is_a_typed_error() {
+    let reg = Registry::local().await.unwrap();
+    let b = reg.breaker("payments", config()).await.unwrap();
+    reg.shutdown().await.unwrap();
+    assert_eq!(reg.breaker("payments", config()).await.unwrap_err(), RegistryError::ShutDown);
+    assert_eq!(reg.breaker("other", config()).await.unwrap_err(), RegistryError::ShutDown);
+    assert!(matches!(reg.subscribe(), Err(RegistryError::ShutDown)));
+    assert_eq!(reg.breaker_names(), Err(RegistryError::ShutDown));
+    assert_eq!(reg.shutdown().await, Err(RegistryError::ShutDown));
+    assert!(matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::ShutDown));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_disconnected_node_applies_its_outage_policy_then_resyncs() {
+    let broker = MemoryBroker::new();
+    let (n1, n2) = (node(&broker, "n1").await, node(&broker, "n2").await);
+    let b1 = n1.breaker("payments", config()).await.unwrap();
+    wait_deciding(&n1, b1.name()).await;
+    let b2 = n2.breaker("payments", config()).await.unwrap();
+
+    broker.disconnect(n2.node());
+    let cut_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b2.state(), StateLabel::Closed, "a blip within the grace period changes nothing");
+    eventually("fail-closed after the grace period", Duration::from_secs(1), || b2.state() == StateLabel::Open).await;
+    assert!(cut_at.elapsed() >= Duration::from_millis(200));
+    assert!(b2.hot_path().snapshot().outage);
+
+    // The fleet trips while n2 is away; n2 learns it when it is back.
+    fail(&b1, 10).await;
+    eventually("n1 opens", Duration::from_secs(1), || b1.state() == StateLabel::Open).await;
+    broker.reconnect(n2.node());
+    eventually("n2 resyncs", Duration::from_secs(1), || {
+        let s = b2.hot_path().snapshot();
+        !s.outage && s.fleet == StateLabel::Open
+    })
+    .await;
+    assert_eq!(b2.state(), StateLabel::Open);
+}
