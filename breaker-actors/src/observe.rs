@@ -8,7 +8,8 @@
 //! - `fusebox_calls_total{outcome}`: calls by outcome (`success`, `failure`, `slow`,
 //!   `ignored`, `rejected`), counted when the hot path is drained;
 //! - `fusebox_rejections_total`: calls the breaker turned away;
-//! - `fusebox_transitions_total{from, to}`: fleet decisions applied (once per node each);
+//! - `fusebox_decisions_applied_total`: fleet decisions applied (once per node each);
+//! - `fusebox_transitions_total{from, to}`: those of them that changed the fleet state;
 //! - `fusebox_decisions_total{state}`: decisions made by this node as decider;
 //! - `fusebox_state`: the effective state (0 closed, 1 ramping, 2 half-open, 3 open,
 //!   4 forced-open, 5 forced-closed, 6 disabled, 7 metrics-only);
@@ -103,9 +104,12 @@ impl Observer {
         let node = self.node.as_str();
         match &event {
             Event::Applied { id, from, to, reason } => {
-                tracing::info!(breaker = b, node, %id, from = from.as_str(), to = to.as_str(), ?reason, "breaker transition");
-                counter!("fusebox_transitions_total", "breaker" => b.to_owned(), "from" => from.as_str(), "to" => to.as_str())
-                    .increment(1);
+                tracing::info!(breaker = b, node, %id, from = from.as_str(), to = to.as_str(), ?reason, "decision applied");
+                counter!("fusebox_decisions_applied_total", "breaker" => b.to_owned()).increment(1);
+                if from != to {
+                    counter!("fusebox_transitions_total", "breaker" => b.to_owned(), "from" => from.as_str(), "to" => to.as_str())
+                        .increment(1);
+                }
             }
             Event::EffectiveChanged { from, to } => {
                 tracing::debug!(breaker = b, node, from = from.as_str(), to = to.as_str(), "effective state changed");

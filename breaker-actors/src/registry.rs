@@ -744,6 +744,8 @@ struct LeaseManager {
     shards_total: u32,
     shards: BTreeMap<LeaseShard, ShardState>,
     released: Arc<Notify>,
+    /// Set once the node steps down for shutdown: nothing is acquired any more.
+    stopping: bool,
 }
 
 impl LeaseManager {
@@ -758,6 +760,7 @@ impl LeaseManager {
             shards_total: shared.settings.shards,
             shards: BTreeMap::new(),
             released: Arc::new(Notify::new()),
+            stopping: false,
         }
     }
 
@@ -815,6 +818,7 @@ impl LeaseManager {
 
     async fn command(&mut self, command: LeaseCmd) {
         match command {
+            LeaseCmd::Join { .. } if self.stopping => {}
             LeaseCmd::Join { shard, name, inbox, restarted } => {
                 let s = self.shards.entry(shard).or_default();
                 s.members.insert(name, inbox.clone());
@@ -831,8 +835,12 @@ impl LeaseManager {
                 }
             }
             LeaseCmd::SteppedDown { shard, term, reason } => {
-                if self.shards.get(&shard).and_then(|s| s.held.as_ref()).is_some_and(|h| h.term == term) {
-                    self.reelect(shard, reason != StepDownReason::Shutdown).await;
+                if reason == StepDownReason::Shutdown {
+                    // The node is leaving: hand every shard over now, compete for none.
+                    self.stopping = true;
+                    self.release_all().await;
+                } else if self.shards.get(&shard).and_then(|s| s.held.as_ref()).is_some_and(|h| h.term == term) {
+                    self.reelect(shard, true).await;
                 }
             }
             LeaseCmd::Shutdown(_) => {}
@@ -859,7 +867,12 @@ impl LeaseManager {
     async fn release_all(&mut self) {
         let shards: Vec<LeaseShard> = self.shards.iter().filter(|(_, s)| s.held.is_some()).map(|(k, _)| *k).collect();
         for shard in shards {
-            if let Some(held) = self.shards.get_mut(&shard).and_then(|s| s.held.take()) {
+            let Some(s) = self.shards.get_mut(&shard) else {
+                continue;
+            };
+            if let Some(held) = s.held.take() {
+                // Breakers not yet told to shut down stop deciding before anyone else starts.
+                Self::tell(s, &Input::LeaseLost { term: held.term });
                 let released = self.transport.release_lease(shard, held.revision).await;
                 tracing::info!(shard = shard.0, term = held.term.0, ?released, "lease released at shutdown");
             }
@@ -867,6 +880,9 @@ impl LeaseManager {
     }
 
     async fn run_due(&mut self) {
+        if self.stopping {
+            return;
+        }
         let now = Instant::now();
         let due: Vec<LeaseShard> = self
             .shards

@@ -350,9 +350,17 @@ async fn a_panicking_actor_is_restarted_and_the_hot_path_keeps_answering() {
 
 #[tokio::test(start_paused = true)]
 async fn everything_after_shutdown_is_a_typed_error() {
-    let reg = Registry::local().await.unwrap();
+    let broker = MemoryBroker::new();
+    let reg = node(&broker, "n1").await;
     let b = reg.breaker("payments", config()).await.unwrap();
+    wait_deciding(&reg, b.name()).await;
+    let shard = reg.shard_of(b.name());
     reg.shutdown().await.unwrap();
+    assert_eq!(broker.lease(shard), None, "released");
+    tokio::time::sleep(TTL).await;
+    assert_eq!(broker.lease(shard), None, "and not taken again");
+    let terms: std::collections::BTreeSet<_> = broker.history(b.name()).iter().map(|(_, d)| d.id.term).collect();
+    assert_eq!(terms.len(), 1, "stepping down never starts a new term: {terms:?}");
     assert_eq!(reg.breaker("payments", config()).await.unwrap_err(), RegistryError::ShutDown);
     assert_eq!(reg.breaker("other", config()).await.unwrap_err(), RegistryError::ShutDown);
     assert!(matches!(reg.subscribe(), Err(RegistryError::ShutDown)));
