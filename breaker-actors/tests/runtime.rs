@@ -8,12 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use breaker_actors::hot::{Breaker, CallError, RejectReason};
 use breaker_actors::machine::{
-    BreakerConfig, BreakerName, Event, FleetState, HalfOpenPolicy, NameError, NodeId, OpenPolicy, OutageConfig,
-    OutagePolicy, StateLabel, TripPolicy, WindowConfig,
+    BreakerConfig, BreakerName, Event, FleetState, HalfOpenPolicy, HealthCheckPolicy, NameError, NodeId, OpenPolicy,
+    OutageConfig, OutagePolicy, StateLabel, TripPolicy, WindowConfig,
 };
 use breaker_actors::transport::memory::MemoryBroker;
 use breaker_actors::{Registry, RegistryError};
@@ -334,6 +335,7 @@ async fn a_panicking_actor_is_restarted_and_the_hot_path_keeps_answering() {
     fail(&b, 10).await;
     eventually("open", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
 
+    let mut events = reg.subscribe().unwrap();
     reg.inject_panic(b.name()).unwrap();
     eventually("restarted", Duration::from_secs(1), || reg.restarts(b.name()) == Some(1)).await;
     assert!(matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::Open), "answers from the last snapshot");
@@ -346,6 +348,55 @@ async fn a_panicking_actor_is_restarted_and_the_hot_path_keeps_answering() {
     }
     fail(&b, 10).await;
     eventually("it trips again", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+    let mut applied = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Applied { id, .. } = e.event {
+            applied.push(id);
+        }
+    }
+    assert!(applied.len() >= 3, "{applied:?}");
+    assert!(applied.windows(2).all(|w| w[0] < w[1]), "each decision is announced once per node: {applied:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_checks_close_an_open_breaker_through_the_registry_fn() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let reg = Registry::builder()
+        .health_check(Arc::new(move |_| {
+            let ok = flag.load(Ordering::SeqCst);
+            Box::pin(async move { ok })
+        }))
+        .start()
+        .await
+        .unwrap();
+    let checked = BreakerConfig {
+        open: OpenPolicy::Fixed { duration_ms: 60_000 },
+        health_check: Some(HealthCheckPolicy {
+            initial_interval_ms: 50,
+            max_interval_ms: 100,
+            successes_required: 2,
+            closes_directly: true,
+        }),
+        ..config()
+    };
+    let b = reg.breaker("payments", checked.clone()).await.unwrap();
+    wait_deciding(&reg, b.name()).await;
+    fail(&b, 10).await;
+    eventually("open", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.state(), StateLabel::Open, "failing health checks keep it open");
+    healthy.store(true, Ordering::SeqCst);
+    eventually("two passing checks close it", Duration::from_secs(1), || b.state() == StateLabel::Closed).await;
+
+    // Without a health-check fn every check fails.
+    let bare = Registry::local().await.unwrap();
+    let b = bare.breaker("payments", checked).await.unwrap();
+    wait_deciding(&bare, b.name()).await;
+    fail(&b, 10).await;
+    eventually("open", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.state(), StateLabel::Open);
 }
 
 #[tokio::test(start_paused = true)]
