@@ -159,6 +159,8 @@ impl Actor for BreakerActor {
             }
             BreakerMsg::Inbox => state.read_inbox(&myself),
             BreakerMsg::Shutdown(reply) => {
+                // The last calls are reported before the breaker goes quiet.
+                state.flush(&myself);
                 state.feed(&myself, Input::Shutdown);
                 state.consumer = None;
                 let _ = reply.send(());

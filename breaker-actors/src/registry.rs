@@ -346,8 +346,11 @@ impl RegistryBuilder {
         if self.lease_ttl < Duration::from_millis(3) {
             return bad("lease_ttl", "must be at least 3 ms (renewals go out every third of it)");
         }
-        if self.lease_margin >= self.lease_ttl {
-            return bad("lease_margin", "must be less than lease_ttl: no lease would ever be valid");
+        if self.lease_margin.saturating_mul(3) >= self.lease_ttl.saturating_mul(2) {
+            return bad(
+                "lease_margin",
+                "must be less than two thirds of lease_ttl: a lease must outlast the renewal interval (ttl / 3)",
+            );
         }
         if self.shards == 0 {
             return bad("lease_shards", "must be at least 1");
@@ -389,13 +392,7 @@ impl RegistryBuilder {
                 (node, transport)
             }
         };
-        let incarnation = self.incarnation.unwrap_or_else(|| {
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            // Room for restarts of each actor within the incarnation (see `spawn_actor`).
-            ms.saturating_mul(u64::from(MAX_RESTARTS) + 1)
-        });
+        let incarnation = self.incarnation.unwrap_or_else(fresh_incarnation);
         let (leases_tx, leases_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             observer: Observer::new(node.clone()),
@@ -424,7 +421,26 @@ impl RegistryBuilder {
     }
 }
 
-/// One node's breakers: see the module documentation. Cheap to clone (all clones are the
+/// A new incarnation: wall-clock milliseconds, spaced to leave room for the restarts of each
+/// actor (`incarnation + restarts`), and never the same twice in one process (two
+/// registries started within a millisecond, a node restarted in a test).
+fn fresh_incarnation() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let step = u64::from(MAX_RESTARTS) + 1;
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let wanted = ms.saturating_mul(step);
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(wanted.max(last.saturating_add(step))))
+        .unwrap_or(0);
+    wanted.max(previous.saturating_add(step))
+}
+
+/// One node's breakers: see the module documentation.
+///
+/// Dropping every handle does not stop the node: its breakers keep working (a service may
+/// keep [`Breaker`]s and drop the registry). [`Registry::shutdown`] steps down and stops. Cheap to clone (all clones are the
 /// same registry).
 #[derive(Clone)]
 pub struct Registry {
@@ -526,7 +542,9 @@ impl Registry {
         if self.shared.shut_down.swap(true, Ordering::SeqCst) {
             return Err(RegistryError::ShutDown);
         }
-        let _no_new_breakers = self.shared.register.lock().await;
+        // Let registrations in progress finish (later ones see the flag); the lock is not
+        // kept, because the lease manager may be waiting for it to adopt a breaker.
+        drop(self.shared.register.lock().await);
         let actors: Vec<ActorRef<BreakerMsg>> = self.shared.entries().values().map(|e| e.actor.clone()).collect();
         for actor in &actors {
             // An actor that does not answer in time is stopped all the same below.

@@ -16,6 +16,8 @@ use breaker_actors::machine::{
     BreakerConfig, BreakerName, Event, FleetState, HalfOpenPolicy, HealthCheckPolicy, NameError, NodeId, OpenPolicy,
     OutageConfig, OutagePolicy, StateLabel, TripPolicy, WindowConfig,
 };
+use breaker_actors::machine::{OutcomeCounts, Report, VectorClock, WIRE_VERSION};
+use breaker_actors::transport::Transport;
 use breaker_actors::transport::memory::MemoryBroker;
 use breaker_actors::{Registry, RegistryError};
 use tokio::time::Instant;
@@ -446,4 +448,43 @@ async fn a_disconnected_node_applies_its_outage_policy_then_resyncs() {
     })
     .await;
     assert_eq!(b2.state(), StateLabel::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_report_flood_reaches_the_decider_through_a_bounded_inbox_without_loss() {
+    const FLOOD: u64 = 3_000;
+    let broker = MemoryBroker::new();
+    let reg = node(&broker, "n1").await;
+    let b = reg.breaker("payments", config()).await.unwrap();
+    wait_deciding(&reg, b.name()).await;
+    let applied = broker.decision(b.name()).unwrap().id;
+    let before = reg.machine(b.name()).await.unwrap().stats().reports_counted;
+
+    // A foreign publisher floods the feed much faster than one inbox (256) holds.
+    let publisher = broker.transport(NodeId::new("flood").unwrap());
+    for seq in 1..=FLOOD {
+        let report = Report {
+            version: WIRE_VERSION,
+            breaker: b.name().clone(),
+            node: NodeId::new("flood").unwrap(),
+            incarnation: 1,
+            seq,
+            applied,
+            clock: VectorClock::new(applied.term),
+            counts: OutcomeCounts { success: 1, ..OutcomeCounts::default() },
+            longest_failure_streak: 0,
+            local_open: false,
+        };
+        publisher.publish_report(report).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let counted = reg.machine(b.name()).await.unwrap().stats().reports_counted - before;
+        if counted == FLOOD {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{counted} of {FLOOD} reports counted");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(b.state(), StateLabel::Closed);
 }
