@@ -214,3 +214,94 @@ impl CallStats {
         self.last_log = Some(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    use super::*;
+    use crate::machine::{DecisionId, Reason};
+
+    /// Keeps every counter and gauge by its rendered key.
+    #[derive(Default)]
+    struct Tiny(Mutex<BTreeMap<String, Arc<Cell>>>);
+
+    #[derive(Default)]
+    struct Cell(AtomicU64);
+
+    impl CounterFn for Cell {
+        fn increment(&self, value: u64) {
+            self.0.fetch_add(value, Ordering::SeqCst);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.store(value, Ordering::SeqCst);
+        }
+    }
+
+    impl GaugeFn for Cell {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        fn set(&self, value: f64) {
+            self.0.store(value as u64, Ordering::SeqCst);
+        }
+    }
+
+    impl Tiny {
+        fn cell(&self, key: &Key) -> Arc<Cell> {
+            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            self.0.lock().unwrap().entry(name).or_default().clone()
+        }
+
+        fn get(&self, name: &str) -> Option<u64> {
+            self.0.lock().unwrap().get(name).map(|c| c.0.load(Ordering::SeqCst))
+        }
+    }
+
+    impl Recorder for Tiny {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.cell(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.cell(key))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_counted_and_broadcast() {
+        let recorder = Tiny::default();
+        let breaker = BreakerName::new("db").unwrap();
+        let observer = Observer::new(NodeId::new("n1").unwrap());
+        let mut events = observer.subscribe();
+        metrics::with_local_recorder(&recorder, || {
+            let applied = |from, to| Event::Applied { id: DecisionId::new(1, 1), from, to, reason: Reason::Initial };
+            observer.emit(&breaker, applied(StateLabel::Closed, StateLabel::Closed));
+            observer.emit(&breaker, applied(StateLabel::Closed, StateLabel::Open));
+            observer.emit(&breaker, Event::Ignored(Ignored::StaleOutcomes { calls: 7 }));
+            let mut calls = CallStats::new(breaker.clone());
+            calls.record(&OutcomeCounts { success: 3, rejected: 2, ..OutcomeCounts::default() });
+        });
+        assert_eq!(recorder.get("fusebox_decisions_applied_total{breaker=db}"), Some(2));
+        assert_eq!(recorder.get("fusebox_transitions_total{breaker=db,from=closed,to=open}"), Some(1));
+        assert_eq!(recorder.get("fusebox_transitions_total{breaker=db,from=closed,to=closed}"), None);
+        assert_eq!(recorder.get("fusebox_stale_inputs_total{breaker=db,kind=stale_outcomes}"), Some(7));
+        assert_eq!(recorder.get("fusebox_calls_total{breaker=db,outcome=success}"), Some(3));
+        assert_eq!(recorder.get("fusebox_rejections_total{breaker=db}"), Some(2));
+        let first = events.recv().await.unwrap();
+        assert_eq!((first.breaker.as_str(), first.node.as_str()), ("db", "n1"));
+    }
+}

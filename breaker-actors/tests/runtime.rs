@@ -333,11 +333,13 @@ async fn a_breaker_nobody_here_registered_is_adopted_by_the_shard_holder() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_actor_is_restarted_and_the_hot_path_keeps_answering() {
-    let reg = Registry::builder().lease_ttl(TTL).lease_margin(Duration::from_millis(200)).start().await.unwrap();
+    let broker = MemoryBroker::new();
+    let reg = node(&broker, "n1").await;
     let b = reg.breaker("payments", config()).await.unwrap();
     wait_deciding(&reg, b.name()).await;
     fail(&b, 10).await;
     eventually("open", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+    let term_before = broker.decision(b.name()).unwrap().id.term;
 
     let mut events = reg.subscribe().unwrap();
     reg.inject_panic(b.name()).unwrap();
@@ -360,6 +362,10 @@ async fn a_panicking_actor_is_restarted_and_the_hot_path_keeps_answering() {
     }
     assert!(applied.len() >= 3, "{applied:?}");
     assert!(applied.windows(2).all(|w| w[0] < w[1]), "each decision is announced once per node: {applied:?}");
+    assert!(
+        broker.decision(b.name()).unwrap().id.term > term_before,
+        "the restarted machine leads a new term, never its predecessor's"
+    );
 }
 
 #[tokio::test(start_paused = true)]
