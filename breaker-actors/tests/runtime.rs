@@ -496,3 +496,35 @@ async fn a_report_flood_reaches_the_decider_through_a_bounded_inbox_without_loss
     }
     assert_eq!(b.state(), StateLabel::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_off_decider_is_replaced_and_follows_when_it_is_back() {
+    let broker = MemoryBroker::new();
+    let (n1, n2) = (node(&broker, "n1").await, node(&broker, "n2").await);
+    let b1 = n1.breaker("payments", config()).await.unwrap();
+    wait_deciding(&n1, b1.name()).await;
+    let b2 = n2.breaker("payments", config()).await.unwrap();
+    let shard = n1.shard_of(b1.name());
+    let old_term = broker.lease(shard).unwrap().revision;
+
+    broker.disconnect(n1.node());
+    eventually("n2 takes the lease after the TTL", 3 * TTL, || {
+        broker.lease(shard).is_some_and(|l| &l.holder == n2.node())
+    })
+    .await;
+    wait_deciding(&n2, b2.name()).await;
+    assert!(!deciding(&n1, b1.name()).await, "the cut-off node stopped deciding by its own clock");
+    fail(&b2, 10).await;
+    eventually("n2 opens", Duration::from_secs(1), || b2.state() == StateLabel::Open).await;
+
+    broker.reconnect(n1.node());
+    eventually("n1 follows the new decider", Duration::from_secs(1), || {
+        let s = b1.hot_path().snapshot();
+        !s.outage && s.fleet == StateLabel::Open
+    })
+    .await;
+    let history = broker.history(b1.name());
+    assert!(history.windows(2).all(|w| w[0].1.id < w[1].1.id), "decisions only move forward: {history:?}");
+    assert!(history.last().unwrap().1.id.term.0 > old_term);
+    assert_eq!(broker.lease(shard).unwrap().holder, *n2.node());
+}
