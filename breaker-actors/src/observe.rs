@@ -65,6 +65,7 @@ fn ignored_kind(what: &Ignored) -> &'static str {
         Ignored::DuplicateReport => "duplicate_report",
         Ignored::CommandNotDeciding => "command_not_deciding",
         Ignored::StaleLease { .. } => "stale_lease",
+        Ignored::LeaseBeforeBootstrap { .. } => "lease_before_bootstrap",
     }
 }
 

@@ -416,6 +416,11 @@ impl Decider {
             return vec![DeciderOut::StepDown(StepDownReason::Unstable)];
         }
         if let (Some(current), Some(p)) = (current, &self.pending) {
+            if current.id.term == self.term && current.id > self.last_decided() {
+                // This term holds decisions this tenure never made (an earlier tenure of the
+                // same term on this node): writing would roll the bucket back.
+                return vec![DeciderOut::StepDown(StepDownReason::Unstable)];
+            }
             if current.id.term == self.term {
                 // This term's own earlier decision: the write raced a stale revision.
                 // The transport has read the current one; write the same decision again.

@@ -379,6 +379,11 @@ pub enum Ignored {
         /// The term.
         term: Term,
     },
+    /// A lease gained before the node knew the fleet state.
+    LeaseBeforeBootstrap {
+        /// The term.
+        term: Term,
+    },
 }
 
 /// Inputs refused as malformed or impossible (counted in [`Stats`]).
@@ -744,7 +749,7 @@ impl Machine {
             Ignored::StaleReport => stats.stale_reports += 1,
             Ignored::DuplicateReport => stats.duplicate_reports += 1,
             Ignored::CommandNotDeciding => stats.commands_not_deciding += 1,
-            Ignored::StaleLease { .. } => {}
+            Ignored::StaleLease { .. } | Ignored::LeaseBeforeBootstrap { .. } => {}
         }
         fx.push(Effect::Event(Event::Ignored(what)));
     }
@@ -935,6 +940,11 @@ impl Machine {
                 return Self::ignore(&mut self.stats, fx, Ignored::StaleLease { term });
             }
             self.step_down(StepDownReason::LeaseLost, fx);
+        }
+        if !self.bootstrapped {
+            // Deciding needs the current state: restating a state this node has not read
+            // could roll the bucket back. The shell offers the lease again after bootstrap.
+            return Self::ignore(&mut self.stats, fx, Ignored::LeaseBeforeBootstrap { term });
         }
         if term <= self.retired_term {
             // Never lead a term twice: decisions of the earlier tenure may still be in flight.

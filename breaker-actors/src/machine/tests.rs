@@ -43,6 +43,10 @@ enum Act {
     LoseCas(u64, FleetState),
     /// Raw input.
     Raw(Input),
+    /// Start over with a machine that has not bootstrapped.
+    Fresh,
+    /// The next write loses its CAS to a decision of this term and seq, made by someone else.
+    SameTermWinner(u64, u64),
     /// Assert.
     Expect(Expect),
 }
@@ -87,17 +91,24 @@ struct Rig {
     acks: bool,
     lose_cas: Option<Decision>,
     last_health: Option<u64>,
+    config: BreakerConfig,
 }
 
 impl Rig {
     fn new(config: &BreakerConfig) -> Self {
+        let mut rig = Self::unbooted(config);
+        rig.input(Input::NoDecisionYet);
+        rig
+    }
+
+    fn unbooted(config: &BreakerConfig) -> Self {
         let params = NodeParams {
             breaker: BreakerName::new("b").unwrap(),
             node: node(ME),
             incarnation: 1,
             lease_margin_ms: 100,
         };
-        let mut rig = Self {
+        Self {
             m: Machine::new(params, config).unwrap(),
             now: 0,
             written: Vec::new(),
@@ -107,9 +118,8 @@ impl Rig {
             acks: true,
             lose_cas: None,
             last_health: None,
-        };
-        rig.input(Input::NoDecisionYet);
-        rig
+            config: config.clone(),
+        }
     }
 
     /// Feeds an input and plays the transport: writes are acknowledged and watched back,
@@ -220,6 +230,11 @@ impl Rig {
             Act::FailWrites => self.acks = false,
             Act::LoseCas(term, state) => self.lose_cas = Some(foreign(term, 1, state)),
             Act::Raw(input) => self.input(input),
+            Act::Fresh => {
+                let config = self.config.clone();
+                *self = Self::unbooted(&config);
+            }
+            Act::SameTermWinner(term, seq) => self.lose_cas = Some(foreign(term, seq, FleetState::ForcedOpen)),
             Act::Expect(expect) => self.expect(&expect, case),
         }
     }
@@ -915,6 +930,31 @@ fn cases() -> Vec<Case> {
                 E(Fleet(Open)),
                 E(Why("TermStarted { previous: DecisionId { term: Term(1), seq: 1 } }")),
                 E(Deciding(true)),
+            ],
+        },
+        Case {
+            name: "a lease before bootstrap is refused",
+            config: base(),
+            script: vec![
+                Act::Fresh,
+                Lead(1),
+                E(Deciding(false)),
+                E(Emitted("LeaseBeforeBootstrap")),
+                Act::Raw(Input::NoDecisionYet),
+                Lead(1),
+                E(Deciding(true)),
+            ],
+        },
+        Case {
+            name: "a lost CAS revealing this term's decisions from an earlier tenure steps down",
+            config: base(),
+            script: vec![
+                Act::LoseCas(2, FleetState::ForcedOpen),
+                Act::Raw(Input::DecisionObserved(foreign(1, 1, FleetState::Closed))),
+                Act::SameTermWinner(2, 5),
+                Lead(2),
+                E(Deciding(false)),
+                E(Emitted("Unstable")),
             ],
         },
         Case {
