@@ -46,7 +46,7 @@ pub(super) const SHARDS: usize = 2;
 
 /// Generation slots per shard: the calls of this many generations count side by side.
 #[cfg(not(loom))]
-pub(super) const SLOTS: usize = 4;
+pub(super) const SLOTS: usize = 8;
 #[cfg(loom)]
 pub(super) const SLOTS: usize = 2;
 
