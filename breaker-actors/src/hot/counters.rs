@@ -44,7 +44,9 @@ pub(super) const SHARDS: usize = 16;
 #[cfg(loom)]
 pub(super) const SHARDS: usize = 2;
 
-/// Generation slots per shard: the calls of this many generations count side by side.
+/// Generation slots per shard: the calls of this many generations count side by side. As
+/// many as the machine keeps generations for (`TRACKED_GENERATIONS`): an outcome evicted
+/// to stale is one of a generation the machine no longer takes outcomes for.
 #[cfg(not(loom))]
 pub(super) const SLOTS: usize = 8;
 #[cfg(loom)]
@@ -235,7 +237,7 @@ pub(super) fn shard_index() -> usize {
     0
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;

@@ -28,13 +28,15 @@
 //!   snapshot to see. `snapshot()` reads the full snapshot under a sequence lock that only
 //!   the installer writes.
 //! - **Counters** (`counters`): 16 shards on their own cache lines; a thread is given one
-//!   on first use. Each shard counts the last 4 generations side by side, one cell per
+//!   on first use. Each shard counts the last 8 generations side by side, one cell per
 //!   outcome class and generation slot, each cell a (24-bit generation tag, 40-bit count)
 //!   pair changed by one CAS, so an outcome either lands in its generation's cell or (its
-//!   slot taken over by a generation 4 or more newer) in the shard's stale count. The
-//!   drainer takes counts with a `fetch_and` that keeps the tag, so outcomes that finish
-//!   after a drain, even after later installs, still count under their own generation at
-//!   the next drain. Full cells count further calls as stale instead of wrapping.
+//!   slot taken over by a generation 8 or more newer) in the shard's stale count. Eight is
+//!   the number of generations the machine keeps: an outcome the hot path gives up on is
+//!   one the machine would drop as stale anyway. The drainer takes counts with a
+//!   `fetch_and` that keeps the tag, so outcomes that finish after a drain, even after
+//!   later installs, still count under their own generation at the next drain. Full cells
+//!   count further calls as stale instead of wrapping.
 //! - **Probe allowance** (`probes`): one `AtomicU64` with the round tag, the grant and the
 //!   probes issued; taking a probe is one CAS that checks all three, so a round never
 //!   issues more than its grant, however many installs share the round.
@@ -340,7 +342,11 @@ impl HotPath {
                     }
                 },
             };
-            return Err(self.reject(word, shard, reason));
+            match self.reject(word, shard, reason) {
+                Some(rejected) => return Err(rejected),
+                // Two installs went by since `word` was read: decide under the newest.
+                None => word = self.published.load(),
+            }
         }
     }
 
@@ -359,13 +365,15 @@ impl HotPath {
     // Out of line to keep the admitting path short; in the open state this is the hot path,
     // so not marked cold.
     #[inline(never)]
-    fn reject(&self, word: Word, shard: usize, reason: RejectReason) -> Rejected {
+    fn reject(&self, word: Word, shard: usize, reason: RejectReason) -> Option<Rejected> {
+        // First, so a rejection decided under an out-of-date word is neither counted nor
+        // paired with a newer install's hint.
+        let retry_at = self.published.retry_at(word).ok()?;
         if word.records() {
             self.counters.count(shard, word.gen_tag(), Class::Rejected);
         }
-        let retry_after =
-            self.published.retry_at().map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms())));
-        Rejected { state: word.label(), reason, retry_after, breaker: self.counters.name(shard).clone() }
+        let retry_after = retry_at.map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms())));
+        Some(Rejected { state: word.label(), reason, retry_after, breaker: self.counters.name(shard).clone() })
     }
 
     #[inline]

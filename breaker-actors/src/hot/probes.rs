@@ -110,7 +110,7 @@ impl ProbeAllowance {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::hot::word::Published;

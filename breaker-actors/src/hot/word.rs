@@ -11,9 +11,9 @@
 //! | 2     | shut down (set by `close`, kept by every later install) |
 //! | 3     | record outcomes (clear when disabled) |
 //! | 4-6   | effective state label |
-//! | 7-22  | per-mille of a fraction admission |
+//! | 7-22  | per-mille of a fraction admission; otherwise the install tag |
 //! | 23-46 | generation tag: the generation's low 24 bits |
-//! | 47-63 | probe-round tag: the round's low 17 bits |
+//! | 47-63 | probe-round tag: the round's low 17 bits; with a fraction, the install tag |
 //!
 //! Allow without shut down is the value `0` in bits 0-2, so the closed state costs one load
 //! and one mask test. The probe grant is not in the word but in the probe allowance, next
@@ -22,8 +22,13 @@
 //! The rest of the snapshot sits beside the word on the same cache line (the installer is
 //! its only writer, so the line is read-shared between installs) under a sequence lock: the
 //! installer never waits, a `snapshot()` reader retries if an install overlapped it.
-//! `retry_at` is also read on its own by rejections: a hint, so a value from a neighbouring
-//! install is harmless.
+//!
+//! A rejection needs `retry_at` too, and must not pair one install's state with another's
+//! hint, nor wait for an installer. So each install also writes its hint into one of two
+//! retry slots (by the parity of its install number), tagged with the install number's low
+//! 16 bits, before publishing a word that carries the same tag. A rejecting reader finds
+//! its own install's hint in the slot, or a newer install's tag, which tells it that its
+//! word is at least two installs old: it decides again under the newer word.
 
 use crate::machine::{Admission, Millis, Snapshot, StateLabel};
 use crate::sync::{AtomicU64, Ordering, fence, spin_loop};
@@ -43,6 +48,10 @@ pub(super) const GEN_TAG_BITS: u32 = 24;
 pub(super) const GEN_TAG_MASK: u64 = (1 << GEN_TAG_BITS) - 1;
 /// Where the round tag sits, in the word and in the probe allowance alike.
 pub(super) const ROUND_SHIFT: u32 = 47;
+const TAG16: u64 = 0xFFFF;
+const RETRY_TAG_SHIFT: u32 = 48;
+/// A retry slot's "no hint" (and what hints of 2^48 - 1 ms or later read as).
+const RETRY_NONE: u64 = (1 << RETRY_TAG_SHIFT) - 1;
 
 /// The generation tag of `generation`.
 pub(super) fn gen_tag(generation: u64) -> u64 {
@@ -70,12 +79,14 @@ pub(super) enum Mode {
 pub(super) struct Word(u64);
 
 impl Word {
-    fn encode(snapshot: &Snapshot) -> Self {
+    /// The word of `snapshot`, the `install`th installed.
+    fn encode(snapshot: &Snapshot, install: u64) -> Self {
+        let tag = install & TAG16;
         let (mode, param, round) = match snapshot.admission {
-            Admission::Allow => (0, 0, 0),
-            Admission::Fraction { per_mille } => (MODE_FRACTION, u64::from(per_mille), 0),
-            Admission::Probe { round, .. } => (MODE_PROBE, 0, round),
-            Admission::Reject => (MODE_REJECT, 0, 0),
+            Admission::Allow => (0, tag, 0),
+            Admission::Fraction { per_mille } => (MODE_FRACTION, u64::from(per_mille), tag),
+            Admission::Probe { round, .. } => (MODE_PROBE, tag, round),
+            Admission::Reject => (MODE_REJECT, tag, 0),
         };
         let record = if snapshot.record { RECORD } else { 0 };
         Self(
@@ -117,6 +128,11 @@ impl Word {
     pub(super) fn per_mille(self) -> u16 {
         // Sixteen bits by construction.
         u16::try_from((self.0 >> PARAM_SHIFT) & 0xFFFF).unwrap_or(u16::MAX)
+    }
+
+    /// The low 16 bits of the number of the install that published this word.
+    fn install_tag(self) -> u64 {
+        if self.mode() == Mode::Fraction { (self.0 >> ROUND_SHIFT) & TAG16 } else { (self.0 >> PARAM_SHIFT) & TAG16 }
     }
 
     pub(super) fn gen_tag(self) -> u64 {
@@ -161,8 +177,11 @@ const LOCAL_NONE: u64 = 8;
 const LABELS_RECORD: u64 = 1 << 12;
 const LABELS_OUTAGE: u64 = 1 << 13;
 const LABELS_RETRY: u64 = 1 << 14;
-/// `retry_at` for "none" in the hot-path hint (`Millis(u64::MAX)`, "never", reads as none too).
-const NO_RETRY: u64 = u64::MAX;
+
+/// Retry slot `install mod 2`'s value for `retry_at`.
+fn retry_slot(install: u64, retry_at: Option<Millis>) -> u64 {
+    ((install & TAG16) << RETRY_TAG_SHIFT) | retry_at.map_or(RETRY_NONE, |at| at.0.min(RETRY_NONE))
+}
 
 fn encode_admission(admission: Admission) -> (u64, u64) {
     match admission {
@@ -210,6 +229,8 @@ pub(super) struct Published {
     round: AtomicU64,
     labels: AtomicU64,
     retry_at: AtomicU64,
+    /// The rejections' hints, by install parity.
+    retry: [AtomicU64; 2],
     /// The installer's own memory of the last probe round armed, plus one (0: none).
     last_round: AtomicU64,
 }
@@ -221,14 +242,16 @@ impl Published {
             Admission::Probe { round, .. } => round.wrapping_add(1),
             _ => 0,
         };
+        // The first snapshot is install 0.
         Self {
-            word: AtomicU64::new(Word::encode(snapshot).0),
+            word: AtomicU64::new(Word::encode(snapshot, 0).0),
             version: AtomicU64::new(0),
             generation: AtomicU64::new(snapshot.generation),
             admission: AtomicU64::new(admission),
             round: AtomicU64::new(round),
             labels: AtomicU64::new(encode_labels(snapshot)),
-            retry_at: AtomicU64::new(snapshot.retry_at.map_or(NO_RETRY, |at| at.0)),
+            retry_at: AtomicU64::new(snapshot.retry_at.map_or(0, |at| at.0)),
+            retry: [AtomicU64::new(retry_slot(0, snapshot.retry_at)), AtomicU64::new(retry_slot(1, None))],
             last_round: AtomicU64::new(last_round),
         }
     }
@@ -240,9 +263,21 @@ impl Published {
         Word(self.word.load(Ordering::Acquire))
     }
 
-    /// The retry hint, for a rejection.
-    pub(super) fn retry_at(&self) -> Option<u64> {
-        Some(self.retry_at.load(Ordering::Relaxed)).filter(|&at| at != NO_RETRY)
+    /// The retry hint of `word`'s install, for a rejection; `Err` if `word` is out of date
+    /// (two or more installs old), so the caller decides again under a newer one.
+    pub(super) fn retry_at(&self, word: Word) -> Result<Option<u64>, OutOfDate> {
+        let tag = word.install_tag();
+        // `word` was loaded with Acquire, so this slot holds its install's hint or a newer
+        // install's. Acquire: finding a newer install's tag then guarantees that reloading
+        // the word yields a newer word (that install published one before writing here),
+        // so the caller's retry makes progress.
+        #[expect(clippy::cast_possible_truncation, reason = "only the low bit picks the slot")]
+        let slot = self.retry[tag as usize % 2].load(Ordering::Acquire);
+        if slot >> RETRY_TAG_SHIFT != tag {
+            return Err(OutOfDate);
+        }
+        let at = slot & RETRY_NONE;
+        Ok((at != RETRY_NONE).then_some(at))
     }
 
     /// The newest generation installed. Acquire, and read by the drainer after it took the
@@ -255,6 +290,7 @@ impl Published {
     /// is new (the caller then re-arms the allowance before [`Self::publish`]).
     pub(super) fn begin_install(&self, snapshot: &Snapshot) -> InstallTicket {
         let version = self.version.load(Ordering::Relaxed);
+        let install = version / 2 + 1;
         self.version.store(version.wrapping_add(1), Ordering::Relaxed);
         // Orders the odd version before the field stores below, so a reader that sees any
         // of them also sees the odd version when it checks again.
@@ -264,7 +300,9 @@ impl Published {
         self.admission.store(admission, Ordering::Relaxed);
         self.round.store(round, Ordering::Relaxed);
         self.labels.store(encode_labels(snapshot), Ordering::Relaxed);
-        self.retry_at.store(snapshot.retry_at.map_or(NO_RETRY, |at| at.0), Ordering::Relaxed);
+        self.retry_at.store(snapshot.retry_at.map_or(0, |at| at.0), Ordering::Relaxed);
+        #[expect(clippy::cast_possible_truncation, reason = "only the low bit picks the slot")]
+        self.retry[install as usize % 2].store(retry_slot(install, snapshot.retry_at), Ordering::Release);
         let new_round = match snapshot.admission {
             Admission::Probe { round, .. } => {
                 let key = round.wrapping_add(1);
@@ -272,7 +310,7 @@ impl Published {
             }
             _ => false,
         };
-        InstallTicket { version, new_round, word: Word::encode(snapshot) }
+        InstallTicket { version, new_round, word: Word::encode(snapshot, install) }
     }
 
     /// Publishes the word (Release: after the allowance) and ends the install. A
@@ -320,6 +358,10 @@ impl Published {
     }
 }
 
+/// A word two or more installs older than the newest.
+#[derive(Debug)]
+pub(super) struct OutOfDate;
+
 /// An install in progress: it must end with [`Published::publish`].
 #[must_use]
 pub(super) struct InstallTicket {
@@ -329,7 +371,7 @@ pub(super) struct InstallTicket {
     word: Word,
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
@@ -350,15 +392,16 @@ mod tests {
     #[test]
     fn the_word_carries_admission_state_generation_and_round() {
         let s = snapshot(0x0001_2345_6789, Admission::Probe { grant: 3, round: 0x1_2345 }, StateLabel::HalfOpen);
-        let w = Word::encode(&s);
+        let w = Word::encode(&s, 3);
         assert_eq!(w.mode(), Mode::Probe);
         assert_eq!(w.label(), StateLabel::HalfOpen);
         assert_eq!(w.gen_tag(), gen_tag(0x0001_2345_6789));
         assert_eq!(w.round_bits() >> ROUND_SHIFT, 0x1_2345);
         assert!(w.records() && !w.is_shut() && !w.admits_all());
-        let f = Word::encode(&snapshot(2, Admission::Fraction { per_mille: 999 }, StateLabel::Ramping));
-        assert_eq!((f.mode(), f.per_mille()), (Mode::Fraction, 999));
-        let a = Word::encode(&snapshot(2, Admission::Allow, StateLabel::MetricsOnly));
+        assert_eq!(w.install_tag(), 3);
+        let f = Word::encode(&snapshot(2, Admission::Fraction { per_mille: 999 }, StateLabel::Ramping), 0x1_0004);
+        assert_eq!((f.mode(), f.per_mille(), f.install_tag()), (Mode::Fraction, 999, 4));
+        let a = Word::encode(&snapshot(2, Admission::Allow, StateLabel::MetricsOnly), 0);
         assert!(a.admits_all());
         assert_eq!(a.label(), StateLabel::MetricsOnly);
     }
@@ -384,9 +427,16 @@ mod tests {
         assert!(ticket.new_round);
         p.publish(&ticket);
         assert_eq!(p.snapshot(), s);
-        assert_eq!(p.retry_at(), None, "\"never\" reads as no hint");
+        let first = p.load();
+        assert_eq!(p.retry_at(first).unwrap(), None, "\"never\" reads as no hint");
         let again = p.begin_install(&s);
         assert!(!again.new_round, "the same round again is not new");
         p.publish(&again);
+        assert!(p.retry_at(first).is_ok(), "one install old: its hint is still there");
+        s.retry_at = Some(Millis(12));
+        let third = p.begin_install(&s);
+        p.publish(&third);
+        assert!(p.retry_at(first).is_err(), "a word two installs old is out of date");
+        assert_eq!(p.retry_at(p.load()).unwrap(), Some(12));
     }
 }
