@@ -102,6 +102,7 @@ impl CoarseClock {
     }
 
     /// Milliseconds on the machine's timeline.
+    #[inline]
     pub fn now_ms(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -170,6 +171,7 @@ struct Streaks {
 }
 
 impl Streaks {
+    #[inline]
     fn failure(&self) {
         let run = self.current.fetch_add(1, Ordering::Relaxed) + 1;
         if self.longest.load(Ordering::Relaxed) < run {
@@ -177,6 +179,7 @@ impl Streaks {
         }
     }
 
+    #[inline]
     fn success(&self) {
         // Read first: a healthy breaker's successes must not write a shared line.
         if self.current.load(Ordering::Relaxed) != 0 {
@@ -412,21 +415,25 @@ pub struct Permit<'a> {
 
 impl Permit<'_> {
     /// Whether this call is a half-open probe.
+    #[inline]
     pub fn is_probe(&self) -> bool {
         self.probe
     }
 
     /// The call succeeded.
+    #[inline]
     pub fn success(self) {
         self.record(Outcome::Success);
     }
 
     /// The call failed.
+    #[inline]
     pub fn failure(self) {
         self.record(Outcome::Failure);
     }
 
     /// The call ended in an excluded error: neutral.
+    #[inline]
     pub fn ignore(self) {
         self.record(Outcome::Ignored);
     }
@@ -440,6 +447,7 @@ impl Permit<'_> {
         }
     }
 
+    #[inline]
     fn is_slow(&self) -> bool {
         match (self.started, self.hot.settings.slow_call_threshold_ms) {
             (Some(start), Some(threshold)) => self.hot.clock.now_ms().saturating_sub(start) >= threshold,
@@ -529,6 +537,7 @@ impl Breaker {
     }
 
     /// Admits a call or says why not; a rejection is counted as demand.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         self.hot.try_acquire()
     }

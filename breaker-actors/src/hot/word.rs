@@ -104,6 +104,7 @@ impl Word {
         self.0 & (MODE_MASK | SHUT) == 0
     }
 
+    #[inline]
     pub(super) fn mode(self) -> Mode {
         match self.0 & MODE_MASK {
             0 => Mode::Allow,
@@ -113,18 +114,22 @@ impl Word {
         }
     }
 
+    #[inline]
     pub(super) fn is_shut(self) -> bool {
         self.0 & SHUT != 0
     }
 
+    #[inline]
     pub(super) fn records(self) -> bool {
         self.0 & RECORD != 0
     }
 
+    #[inline]
     pub(super) fn label(self) -> StateLabel {
         label_of((self.0 >> LABEL_SHIFT) & 0b111)
     }
 
+    #[inline]
     pub(super) fn per_mille(self) -> u16 {
         // Sixteen bits by construction.
         u16::try_from((self.0 >> PARAM_SHIFT) & 0xFFFF).unwrap_or(u16::MAX)
@@ -135,11 +140,13 @@ impl Word {
         if self.mode() == Mode::Fraction { (self.0 >> ROUND_SHIFT) & TAG16 } else { (self.0 >> PARAM_SHIFT) & TAG16 }
     }
 
+    #[inline]
     pub(super) fn gen_tag(self) -> u64 {
         (self.0 >> GEN_SHIFT) & GEN_TAG_MASK
     }
 
     /// The round tag, left in place (bits 47-63) to compare with the allowance's.
+    #[inline]
     pub(super) fn round_bits(self) -> u64 {
         self.0 & (u64::MAX << ROUND_SHIFT)
     }
