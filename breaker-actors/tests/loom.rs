@@ -317,3 +317,20 @@ fn a_new_round_resets_the_allowance_and_each_round_keeps_its_grant() {
         assert_eq!(rejected, 2 - admitted, "every refused call counted once as demand");
     });
 }
+
+/// `close` racing an install: the install never reopens a closed hot path.
+#[test]
+fn close_survives_a_racing_install() {
+    model("close_survives_a_racing_install", None, || {
+        let hot = hot();
+        let closer = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || hot.close())
+        };
+        hot.install(&snap(2, Admission::Allow));
+        closer.join().unwrap();
+        let rejected = hot.try_acquire_on(0).map(drop).unwrap_err();
+        assert_eq!(rejected.reason, RejectReason::ShutDown);
+        assert_eq!(hot.snapshot().generation, 2);
+    });
+}

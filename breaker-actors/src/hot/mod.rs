@@ -40,20 +40,33 @@
 //! - **Probe allowance** (`probes`): one `AtomicU64` with the round tag, the grant and the
 //!   probes issued; taking a probe is one CAS that checks all three, so a round never
 //!   issues more than its grant, however many installs share the round.
-//! - **Fraction admission** counts per shard (exactly `per_mille` in every thousand calls
-//!   of a shard), on the shard's own line.
+//! - **Fraction admission** counts per shard: exactly `per_mille` in every thousand calls
+//!   of a shard, written on the shard's own line. Not one thread-local counter: shared by
+//!   every breaker a thread calls, it would let one breaker's calls take another's
+//!   admissions (two breakers alternating at 500 per mille: one always admitted, one never).
 //! - **Streaks** (only with [`HotSettings::track_streaks`]): a shared current run and
 //!   longest run; failures write them, successes only read unless a run is in progress, so
 //!   a healthy breaker never writes them.
-//! - **Rejections** are counted as class `rejected` when the snapshot records; each shard
-//!   holds its own allocation of the breaker's name, so the `Arc` reference count a
-//!   [`Rejected`] bumps is not one line shared by every rejecting core.
+//! - **Rejections** are counted as class `rejected` when the snapshot records. A rejection
+//!   pairs the word's state with the retry hint of the same install (each install writes
+//!   its hint to one of two slots, tagged with its install number, which the word carries
+//!   too; a reader whose word is two installs old decides again under a newer one), and
+//!   never waits for the installer. Each shard holds its own allocation of the breaker's
+//!   name, so the `Arc` reference count a [`Rejected`] bumps is not one line shared by
+//!   every rejecting core.
 //!
-//! Limits, by design: tags are the low 24 bits of a generation and the low 17 bits of a
-//! round, so a permit held across 2^24 generation changes may count under the wrong
-//! generation, and a reader stalled between loading the word and taking a probe across
-//! 2^17 probe rounds could take a slot of the wrong round. Grants above 2^23 - 1 and
-//! per-milles above 1000 are cut to those values.
+//! Install and drain need no common thread: the drainer maps each tag through a
+//! generation read after the cells, which is at least as new as the install that published
+//! the tag. Still, an actor that installs several generations between two drains gets the
+//! freshest attribution by draining before it installs.
+//!
+//! Limits, by design: tags are the low 24 bits of a generation, the low 17 bits of a
+//! probe round and the low 16 bits of an install number, so a permit held across 2^24
+//! generation changes may count under the wrong generation, and a reader stalled between
+//! loading the word and acting on it across 2^17 probe rounds (or 2^16 installs) could take
+//! a slot of the wrong round (or the wrong retry hint). Grants above 2^23 - 1 are cut to
+//! that, per-milles above 1000 admit every call, and retry hints of 2^48 ms or later read
+//! as none.
 
 use std::collections::BTreeMap;
 use std::fmt;
