@@ -50,12 +50,15 @@ header "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 # ---------------------------------------------------------------------------
-# LATER SUITES GO HERE (not enabled yet) -- add each as a further step, each with its own `header`:
-#   - loom suite:
-#       RUSTFLAGS="--cfg loom" cargo test --release -p breaker-actors --target-dir target/loom
-#     (separate target dir so the cfg change does not invalidate the main build)
+# LATER SUITES GO HERE -- add each as a further step, each with its own `header`:
 #   - model-check suites (model-check crate)
 # ---------------------------------------------------------------------------
+
+# The loom models of the hot path (breaker-actors/tests/loom.rs). A target dir of its own,
+# so the cfg change does not invalidate the main build; under CARGO_TARGET_DIR if set.
+loom_target="${CARGO_TARGET_DIR:-target}/loom"
+header "loom models of the hot path (RUSTFLAGS='--cfg loom' cargo test --release -p breaker-actors --test loom --target-dir $loom_target)"
+RUSTFLAGS="--cfg loom" cargo test --release --locked -p breaker-actors --test loom --target-dir "$loom_target"
 
 printf '    (took %ss)\n' "$((SECONDS - step_start))"
 printf '\n==> all %s steps passed in %ss total\n' "$step_no" "$((SECONDS - total_start))"

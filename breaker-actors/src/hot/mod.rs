@@ -14,16 +14,74 @@
 //! - in the closed state, acquire and record take no lock, allocate nothing and read no
 //!   clock; the coarse clock is read only when a slow-call threshold is configured.
 //!
-//! This first version is simple (a mutex) and correct; the lock-free version keeps the API.
+//! # How it is built (lock-free)
+//!
+//! Nothing shared is written on every call by more than one thread: in the closed state a
+//! call is one load of the snapshot word (a line only installs write) and one CAS on a
+//! counter cell of the calling thread's own shard.
+//!
+//! - **Snapshot word** (`word`): one `AtomicU64` with the mode, the record and shut-down
+//!   flags, the effective state, the per-mille, the generation tag and the probe-round tag.
+//!   An install writes everything a reader of the new word depends on (the cold copy of the
+//!   snapshot, the probe allowance) and then publishes the word with Release; readers load
+//!   it with Acquire. A reader sees one install's word whole: there is no half-installed
+//!   snapshot to see. `snapshot()` reads the full snapshot under a sequence lock that only
+//!   the installer writes.
+//! - **Counters** (`counters`): 16 shards on their own cache lines; a thread is given one
+//!   on first use. Each shard counts the last 8 generations side by side, one cell per
+//!   outcome class and generation slot, each cell a (24-bit generation tag, 40-bit count)
+//!   pair changed by one CAS, so an outcome either lands in its generation's cell or (its
+//!   slot taken over by a generation 8 or more newer) in the shard's stale count. Eight is
+//!   the number of generations the machine keeps: an outcome the hot path gives up on is
+//!   one the machine would drop as stale anyway. The drainer takes counts with a
+//!   `fetch_and` that keeps the tag, so outcomes that finish after a drain, even after
+//!   later installs, still count under their own generation at the next drain. Full cells
+//!   count further calls as stale instead of wrapping.
+//! - **Probe allowance** (`probes`): one `AtomicU64` with the round tag, the grant and the
+//!   probes issued; taking a probe is one CAS that checks all three, so a round never
+//!   issues more than its grant, however many installs share the round.
+//! - **Fraction admission** counts per shard: exactly `per_mille` in every thousand calls
+//!   of a shard, written on the shard's own line. Not one thread-local counter: shared by
+//!   every breaker a thread calls, it would let one breaker's calls take another's
+//!   admissions (two breakers alternating at 500 per mille: one always admitted, one never).
+//! - **Streaks** (only with [`HotSettings::track_streaks`]): a shared current run and
+//!   longest run; failures write them, successes only read unless a run is in progress, so
+//!   a healthy breaker never writes them.
+//! - **Rejections** are counted as class `rejected` when the snapshot records. A rejection
+//!   pairs the word's state with the retry hint of the same install (each install writes
+//!   its hint to one of two slots, tagged with its install number, which the word carries
+//!   too; a reader whose word is two installs old decides again under a newer one), and
+//!   never waits for the installer. Each shard holds its own allocation of the breaker's
+//!   name, so the `Arc` reference count a [`Rejected`] bumps is not one line shared by
+//!   every rejecting core.
+//!
+//! Install and drain need no common thread: the drainer maps each tag through a
+//! generation read after the cells, which is at least as new as the install that published
+//! the tag. Still, an actor that installs several generations between two drains gets the
+//! freshest attribution by draining before it installs.
+//!
+//! Limits, by design: tags are the low 24 bits of a generation, the low 17 bits of a
+//! probe round and the low 16 bits of an install number, so a permit held across 2^24
+//! generation changes may count under the wrong generation, and a reader stalled between
+//! loading the word and acting on it across 2^17 probe rounds (or 2^16 installs) could take
+//! a slot of the wrong round (or the wrong retry hint). Grants above 2^23 - 1 are cut to
+//! that, per-milles above 1000 admit every call, and retry hints of 2^48 ms or later read
+//! as none.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
+
+mod counters;
+mod probes;
+mod word;
 
 use crate::machine::{Admission, BreakerName, LocalOutcomes, OutcomeCounts, Snapshot, StateLabel, ValidConfig};
 use crate::sync::{Arc, AtomicU64, Ordering};
+use counters::{Class, Counters};
+use probes::{ProbeAllowance, Take};
+use word::{Mode, Published, Word};
 
 /// Hot-path settings taken from the breaker's config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +115,7 @@ impl CoarseClock {
     }
 
     /// Milliseconds on the machine's timeline.
+    #[inline]
     pub fn now_ms(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -116,25 +175,58 @@ impl fmt::Display for Rejected {
 
 impl std::error::Error for Rejected {}
 
-#[derive(Debug)]
-struct Inner {
-    snapshot: Snapshot,
-    probe_round: Option<u64>,
-    probes_issued: u32,
-    fraction_acc: u32,
-    pending: BTreeMap<u64, OutcomeCounts>,
-    streak: u64,
-    longest: u64,
-    closed: bool,
+/// The consecutive-failure runs, on a line of their own (failures write it from every
+/// thread; the snapshot word must not bounce with it).
+#[repr(align(128))]
+struct Streaks {
+    current: AtomicU64,
+    longest: AtomicU64,
+}
+
+impl Streaks {
+    #[inline]
+    fn failure(&self) {
+        let run = self.current.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.longest.load(Ordering::Relaxed) < run {
+            self.longest.fetch_max(run, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    fn success(&self) {
+        // Read first: a healthy breaker's successes must not write a shared line.
+        if self.current.load(Ordering::Relaxed) != 0 {
+            self.current.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The longest run since the last call, which restarts from the run in progress.
+    fn take_longest(&self) -> u64 {
+        let run = self.current.load(Ordering::Relaxed);
+        self.longest.swap(run, Ordering::Relaxed).max(run)
+    }
 }
 
 /// One breaker's hot-path state on this node.
-#[derive(Debug)]
 pub struct HotPath {
     name: BreakerName,
     settings: HotSettings,
     clock: CoarseClock,
-    inner: Mutex<Inner>,
+    published: Published,
+    probes: ProbeAllowance,
+    streaks: Streaks,
+    counters: Counters,
+}
+
+impl fmt::Debug for HotPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HotPath")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .field("snapshot", &self.snapshot())
+            .field("shut_down", &self.published.load().is_shut())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a drain collected.
@@ -162,17 +254,15 @@ fn initial_snapshot() -> Snapshot {
 impl HotPath {
     /// A closed hot path (generation 1, as a new machine's first snapshot).
     pub fn new(name: BreakerName, settings: HotSettings, clock: CoarseClock) -> Self {
-        let inner = Inner {
-            snapshot: initial_snapshot(),
-            probe_round: None,
-            probes_issued: 0,
-            fraction_acc: 0,
-            pending: BTreeMap::new(),
-            streak: 0,
-            longest: 0,
-            closed: false,
-        };
-        Self { name, settings, clock, inner: Mutex::new(inner) }
+        Self {
+            counters: Counters::new(&name),
+            name,
+            settings,
+            clock,
+            published: Published::new(&initial_snapshot()),
+            probes: ProbeAllowance::new(),
+            streaks: Streaks { current: AtomicU64::new(0), longest: AtomicU64::new(0) },
+        }
     }
 
     /// The breaker's name.
@@ -180,119 +270,144 @@ impl HotPath {
         &self.name
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock leaves only counters behind: keep serving.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Installs a snapshot from the machine (the actor is the only caller).
     pub fn install(&self, snapshot: &Snapshot) {
-        let mut inner = self.lock();
-        let round = match snapshot.admission {
-            Admission::Probe { round, .. } => Some(round),
-            _ => None,
-        };
-        if round.is_some() && round != inner.probe_round {
-            inner.probe_round = round;
-            inner.probes_issued = 0;
+        let ticket = self.published.begin_install(snapshot);
+        if let Admission::Probe { grant, round } = snapshot.admission {
+            // Before the word: a reader of the new round must find it armed.
+            self.probes.arm(round, grant, ticket.new_round);
         }
-        inner.snapshot = *snapshot;
+        self.published.publish(&ticket);
     }
 
     /// The snapshot in force.
     pub fn snapshot(&self) -> Snapshot {
-        self.lock().snapshot
+        self.published.snapshot()
+    }
+
+    /// The effective state in force (one load: cheaper than [`Self::snapshot`]).
+    pub fn state(&self) -> StateLabel {
+        self.published.load().label()
     }
 
     /// Stops admitting calls for good: every acquire is rejected as shut down.
     pub fn close(&self) {
-        self.lock().closed = true;
+        self.published.shut();
     }
 
     /// Takes everything recorded since the last drain.
     pub fn drain(&self) -> Drained {
-        let mut inner = self.lock();
-        let streak = inner.streak;
-        let longest = std::mem::replace(&mut inner.longest, streak);
-        let pending = std::mem::take(&mut inner.pending);
-        let outcomes = pending
+        let (by_tag, stale_calls) = self.counters.take();
+        // After taking the cells: every tag found was published by an install seen here.
+        let current = self.published.generation();
+        let longest = self.streaks.take_longest();
+        let mut by_generation: BTreeMap<u64, OutcomeCounts> = BTreeMap::new();
+        for (tag, counts) in by_tag {
+            by_generation.entry(word::generation_of(tag, current)).or_default().add(&counts);
+        }
+        let outcomes = by_generation
             .into_iter()
             .map(|(generation, counts)| LocalOutcomes { generation, counts, longest_failure_streak: longest })
             .collect();
-        Drained { outcomes, stale_calls: 0 }
+        Drained { outcomes, stale_calls }
     }
 
     /// Admits a call or says why not. A rejected call is counted (as demand: the decider
     /// grants probes to nodes that were turning calls away).
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
-        let mut inner = self.lock();
-        let snapshot = inner.snapshot;
-        if inner.closed {
-            let (state, breaker) = (snapshot.state, self.name.clone());
-            return Err(Rejected { state, reason: RejectReason::ShutDown, retry_after: None, breaker });
-        }
-        let verdict = match snapshot.admission {
-            Admission::Allow => Ok(false),
-            Admission::Reject => Err(RejectReason::Open),
-            Admission::Probe { grant, .. } if inner.probes_issued < grant => {
-                inner.probes_issued += 1;
-                Ok(true)
-            }
-            Admission::Probe { .. } => Err(RejectReason::NoProbeLeft),
-            Admission::Fraction { per_mille } => {
-                inner.fraction_acc += u32::from(per_mille);
-                if inner.fraction_acc >= 1000 {
-                    inner.fraction_acc -= 1000;
-                    Ok(false)
-                } else {
-                    Err(RejectReason::NotAdmitted)
-                }
-            }
-        };
-        let probe = match verdict {
-            Ok(probe) => probe,
-            Err(reason) => {
-                if snapshot.record {
-                    inner.pending.entry(snapshot.generation).or_default().rejected += 1;
-                }
-                let now = self.clock.now_ms();
-                return Err(Rejected {
-                    state: snapshot.state,
-                    reason,
-                    retry_after: snapshot.retry_at.map(|at| Duration::from_millis(at.0.saturating_sub(now))),
-                    breaker: self.name.clone(),
-                });
-            }
-        };
-        drop(inner);
-        let started = self.settings.slow_call_threshold_ms.map(|_| self.clock.now_ms());
-        Ok(Permit { hot: self, generation: snapshot.generation, record: snapshot.record, probe, started, done: false })
+        self.acquire_on(counters::shard_index())
     }
 
-    fn record(&self, generation: u64, outcome: Outcome, slow: bool) {
-        let mut inner = self.lock();
-        let counts = inner.pending.entry(generation).or_default();
-        match outcome {
-            Outcome::Success if slow => counts.slow += 1,
-            Outcome::Success => counts.success += 1,
-            Outcome::Failure => counts.failure += 1,
-            Outcome::Ignored => counts.ignored += 1,
+    /// [`Self::try_acquire`] as if from a thread given counter shard `shard` (taken modulo
+    /// the shard count): loom models choose shards, loom threads have no stable index.
+    #[cfg(loom)]
+    pub fn try_acquire_on(&self, shard: usize) -> Result<Permit<'_>, Rejected> {
+        self.acquire_on(shard)
+    }
+
+    #[inline]
+    fn acquire_on(&self, shard: usize) -> Result<Permit<'_>, Rejected> {
+        let mut word = self.published.load();
+        if word.admits_all() {
+            return Ok(self.permit(word, shard, false));
         }
+        loop {
+            if word.is_shut() {
+                return Err(self.shut_down(word, shard));
+            }
+            let reason = match word.mode() {
+                Mode::Allow => return Ok(self.permit(word, shard, false)),
+                Mode::Fraction if self.counters.admit_fraction(shard, word.per_mille()) => {
+                    return Ok(self.permit(word, shard, false));
+                }
+                Mode::Fraction => RejectReason::NotAdmitted,
+                Mode::Reject => RejectReason::Open,
+                Mode::Probe => match self.probes.take(word) {
+                    Take::Taken => return Ok(self.permit(word, shard, true)),
+                    Take::Exhausted => RejectReason::NoProbeLeft,
+                    Take::OtherRound => {
+                        // Only a newer install moves the allowance: retry under it if it is
+                        // published, or reject rather than wait for the installer.
+                        let again = self.published.load();
+                        if again != word {
+                            word = again;
+                            continue;
+                        }
+                        RejectReason::NoProbeLeft
+                    }
+                },
+            };
+            match self.reject(word, shard, reason) {
+                Some(rejected) => return Err(rejected),
+                // Two installs went by since `word` was read: decide under the newest.
+                None => word = self.published.load(),
+            }
+        }
+    }
+
+    #[inline]
+    fn permit(&self, word: Word, shard: usize, probe: bool) -> Permit<'_> {
+        let started = self.settings.slow_call_threshold_ms.map(|_| self.clock.now_ms());
+        Permit { hot: self, word, shard, probe, started, done: false }
+    }
+
+    #[cold]
+    fn shut_down(&self, word: Word, shard: usize) -> Rejected {
+        let breaker = self.counters.name(shard).clone();
+        Rejected { state: word.label(), reason: RejectReason::ShutDown, retry_after: None, breaker }
+    }
+
+    // Out of line to keep the admitting path short; in the open state this is the hot path,
+    // so not marked cold.
+    #[inline(never)]
+    fn reject(&self, word: Word, shard: usize, reason: RejectReason) -> Option<Rejected> {
+        // First, so a rejection decided under an out-of-date word is neither counted nor
+        // paired with a newer install's hint.
+        let retry_at = self.published.retry_at(word).ok()?;
+        if word.records() {
+            self.counters.count(shard, word.gen_tag(), Class::Rejected);
+        }
+        let retry_after = retry_at.map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms())));
+        Some(Rejected { state: word.label(), reason, retry_after, breaker: self.counters.name(shard).clone() })
+    }
+
+    #[inline]
+    fn record(&self, permit: &Permit<'_>, outcome: Outcome) {
+        let class = match outcome {
+            Outcome::Success if permit.is_slow() => Class::Slow,
+            Outcome::Success => Class::Success,
+            Outcome::Failure => Class::Failure,
+            Outcome::Ignored => Class::Ignored,
+        };
+        self.counters.count(permit.shard, permit.word.gen_tag(), class);
         if self.settings.track_streaks {
             match outcome {
-                Outcome::Failure => {
-                    inner.streak += 1;
-                    inner.longest = inner.longest.max(inner.streak);
-                }
-                Outcome::Success => inner.streak = 0,
+                Outcome::Success => self.streaks.success(),
+                Outcome::Failure => self.streaks.failure(),
                 Outcome::Ignored => {}
             }
         }
-    }
-
-    fn release_probe(&self) {
-        let mut inner = self.lock();
-        inner.probes_issued = inner.probes_issued.saturating_sub(1);
     }
 }
 
@@ -303,8 +418,9 @@ impl HotPath {
 #[must_use = "a permit records nothing unless its outcome is reported"]
 pub struct Permit<'a> {
     hot: &'a HotPath,
-    generation: u64,
-    record: bool,
+    /// The word it was granted under: generation tag, round tag, record flag.
+    word: Word,
+    shard: usize,
     probe: bool,
     started: Option<u64>,
     done: bool,
@@ -312,43 +428,52 @@ pub struct Permit<'a> {
 
 impl Permit<'_> {
     /// Whether this call is a half-open probe.
+    #[inline]
     pub fn is_probe(&self) -> bool {
         self.probe
     }
 
     /// The call succeeded.
+    #[inline]
     pub fn success(self) {
         self.record(Outcome::Success);
     }
 
     /// The call failed.
+    #[inline]
     pub fn failure(self) {
         self.record(Outcome::Failure);
     }
 
     /// The call ended in an excluded error: neutral.
+    #[inline]
     pub fn ignore(self) {
         self.record(Outcome::Ignored);
     }
 
     /// Records `outcome` (a success taking at least the slow-call threshold counts as slow).
+    #[inline]
     pub fn record(mut self, outcome: Outcome) {
         self.done = true;
-        if !self.record {
-            return;
+        if self.word.records() {
+            self.hot.record(&self, outcome);
         }
-        let slow = match (self.started, self.hot.settings.slow_call_threshold_ms) {
+    }
+
+    #[inline]
+    fn is_slow(&self) -> bool {
+        match (self.started, self.hot.settings.slow_call_threshold_ms) {
             (Some(start), Some(threshold)) => self.hot.clock.now_ms().saturating_sub(start) >= threshold,
             _ => false,
-        };
-        self.hot.record(self.generation, outcome, slow);
+        }
     }
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.done && self.probe {
-            self.hot.release_probe();
+            self.hot.probes.give_back(self.word);
         }
     }
 }
@@ -421,10 +546,11 @@ impl Breaker {
 
     /// The effective state on this node.
     pub fn state(&self) -> StateLabel {
-        self.hot.snapshot().state
+        self.hot.state()
     }
 
     /// Admits a call or says why not; a rejection is counted as demand.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         self.hot.try_acquire()
     }

@@ -1,0 +1,495 @@
+//! The hot path's contract, through its public API: admission per state, counting per
+//! class and generation, probe rounds, shut-down, and a multi-threaded stress test that
+//! races installs and drains against acquires and records.
+
+// Loom atomics only work inside a loom model: these run in the ordinary build.
+#![cfg(not(loom))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use breaker_actors::hot::{
+    Breaker, CallError, CoarseClock, Drained, HotPath, HotSettings, Outcome, RejectReason, Rejected,
+};
+use breaker_actors::machine::{Admission, BreakerName, LocalOutcomes, Millis, OutcomeCounts, Snapshot, StateLabel};
+
+fn hot_with(settings: HotSettings) -> (HotPath, CoarseClock) {
+    let clock = CoarseClock::new();
+    (HotPath::new(BreakerName::new("payments").unwrap(), settings, clock.clone()), clock)
+}
+
+fn closed() -> HotPath {
+    hot_with(HotSettings::default()).0
+}
+
+fn snap(generation: u64, admission: Admission) -> Snapshot {
+    Snapshot {
+        generation,
+        admission,
+        record: true,
+        state: admission.label(),
+        fleet: admission.label(),
+        local: None,
+        retry_at: None,
+        outage: false,
+    }
+}
+
+fn probe(generation: u64, grant: u32, round: u64) -> Snapshot {
+    snap(generation, Admission::Probe { grant, round })
+}
+
+fn counts_by_generation(drained: &Drained) -> BTreeMap<u64, OutcomeCounts> {
+    drained.outcomes.iter().map(|o| (o.generation, o.counts)).collect()
+}
+
+fn rejection(hot: &HotPath) -> Rejected {
+    match hot.try_acquire() {
+        Ok(_) => panic!("expected a rejection"),
+        Err(rejected) => rejected,
+    }
+}
+
+#[test]
+fn closed_state_admits_and_counts_each_class() {
+    let hot = closed();
+    assert_eq!(hot.snapshot(), snap(1, Admission::Allow));
+    assert_eq!(hot.state(), StateLabel::Closed);
+    for _ in 0..3 {
+        hot.try_acquire().unwrap().success();
+    }
+    for _ in 0..2 {
+        hot.try_acquire().unwrap().failure();
+    }
+    hot.try_acquire().unwrap().ignore();
+    hot.try_acquire().unwrap().record(Outcome::Failure);
+    let permit = hot.try_acquire().unwrap();
+    assert!(!permit.is_probe());
+    permit.record(Outcome::Ignored);
+    let drained = hot.drain();
+    assert_eq!(
+        drained,
+        Drained {
+            outcomes: vec![LocalOutcomes {
+                generation: 1,
+                counts: OutcomeCounts { success: 3, failure: 3, ignored: 2, ..OutcomeCounts::default() },
+                longest_failure_streak: 0,
+            }],
+            stale_calls: 0,
+        }
+    );
+    assert_eq!(hot.drain(), Drained::default(), "a drain takes the counts");
+}
+
+#[test]
+fn a_success_at_or_over_the_threshold_is_slow() {
+    let (hot, clock) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false });
+    clock.advance_to(1_000);
+    let slow = hot.try_acquire().unwrap();
+    let fast = hot.try_acquire().unwrap();
+    fast.success();
+    let failed = hot.try_acquire().unwrap();
+    clock.advance_to(1_099);
+    let almost = hot.try_acquire().unwrap();
+    clock.advance_to(1_100);
+    slow.success();
+    failed.failure();
+    clock.advance_to(1_198);
+    almost.success();
+    let counts = counts_by_generation(&hot.drain())[&1];
+    assert_eq!(counts, OutcomeCounts { success: 2, slow: 1, failure: 1, ..OutcomeCounts::default() });
+
+    // Without a threshold nothing is slow, however long it takes.
+    let (hot, clock) = hot_with(HotSettings::default());
+    let permit = hot.try_acquire().unwrap();
+    clock.advance_to(1_000_000);
+    permit.success();
+    assert_eq!(counts_by_generation(&hot.drain())[&1], OutcomeCounts { success: 1, ..OutcomeCounts::default() });
+}
+
+#[test]
+fn open_rejects_with_retry_after_from_the_coarse_clock_and_counts_the_demand() {
+    let (hot, clock) = hot_with(HotSettings::default());
+    let mut open = snap(2, Admission::Reject);
+    open.retry_at = Some(Millis(5_000));
+    hot.install(&open);
+    clock.advance_to(1_200);
+    let rejected = rejection(&hot);
+    assert_eq!(rejected.reason, RejectReason::Open);
+    assert_eq!(rejected.state, StateLabel::Open);
+    assert_eq!(rejected.retry_after, Some(Duration::from_millis(3_800)));
+    assert_eq!(rejected.breaker.as_str(), "payments");
+    assert_eq!(hot.state(), StateLabel::Open);
+    clock.advance_to(6_000);
+    assert_eq!(rejection(&hot).retry_after, Some(Duration::ZERO), "a passed retry time means now");
+
+    let mut forced = snap(3, Admission::Reject);
+    forced.state = StateLabel::ForcedOpen;
+    hot.install(&forced);
+    let rejected = rejection(&hot);
+    assert_eq!(
+        (rejected.state, rejected.reason, rejected.retry_after),
+        (StateLabel::ForcedOpen, RejectReason::Open, None)
+    );
+
+    let counts = counts_by_generation(&hot.drain());
+    assert_eq!(counts[&2], OutcomeCounts { rejected: 2, ..OutcomeCounts::default() });
+    assert_eq!(counts[&3], OutcomeCounts { rejected: 1, ..OutcomeCounts::default() });
+}
+
+#[test]
+fn a_probe_grant_is_a_total_for_its_round_across_installs() {
+    let hot = closed();
+    hot.install(&probe(2, 2, 7));
+    let first = hot.try_acquire().unwrap();
+    let second = hot.try_acquire().unwrap();
+    assert!(first.is_probe() && second.is_probe());
+    let rejected = rejection(&hot);
+    assert_eq!((rejected.reason, rejected.state), (RejectReason::NoProbeLeft, StateLabel::HalfOpen));
+
+    // A new generation in the same round (an overlay change, say) grants nothing more.
+    hot.install(&probe(3, 2, 7));
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    first.success();
+    second.failure();
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft, "a recorded probe keeps its slot");
+    // Leaving the round and coming back to it grants nothing more either.
+    hot.install(&snap(4, Admission::Reject));
+    hot.install(&probe(5, 2, 7));
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    // A grant raised within the round allows the difference.
+    hot.install(&probe(6, 3, 7));
+    hot.try_acquire().unwrap().success();
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+
+    // A new round starts from nothing issued.
+    hot.install(&probe(7, 1, 8));
+    let next = hot.try_acquire().unwrap();
+    assert!(next.is_probe());
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    next.success();
+
+    let counts = counts_by_generation(&hot.drain());
+    assert_eq!(counts[&2], OutcomeCounts { success: 1, failure: 1, rejected: 1, ..OutcomeCounts::default() });
+    assert_eq!(counts[&3].rejected, 2);
+    assert_eq!(counts[&6], OutcomeCounts { success: 1, rejected: 1, ..OutcomeCounts::default() });
+    assert_eq!(counts[&7], OutcomeCounts { success: 1, rejected: 1, ..OutcomeCounts::default() });
+}
+
+#[test]
+fn a_dropped_permit_gives_its_probe_back_and_records_nothing() {
+    let hot = closed();
+    hot.install(&probe(2, 1, 1));
+    drop(hot.try_acquire().unwrap());
+    let again = hot.try_acquire().expect("the dropped probe's slot is back");
+    assert!(again.is_probe());
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    // A probe of a finished round gives nothing to the next one.
+    hot.install(&probe(3, 1, 2));
+    let current = hot.try_acquire().unwrap();
+    drop(again);
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    drop(current);
+    hot.install(&snap(4, Admission::Allow));
+    drop(hot.try_acquire().unwrap());
+    let counts = counts_by_generation(&hot.drain());
+    assert_eq!(counts.len(), 2, "only the rejections were counted: {counts:?}");
+    assert_eq!(counts[&2], OutcomeCounts { rejected: 1, ..OutcomeCounts::default() });
+    assert_eq!(counts[&3], OutcomeCounts { rejected: 1, ..OutcomeCounts::default() });
+}
+
+#[test]
+fn a_fraction_admits_its_share_of_calls() {
+    let hot = closed();
+    hot.install(&snap(2, Admission::Fraction { per_mille: 300 }));
+    let mut admitted = 0u64;
+    for _ in 0..10_000 {
+        match hot.try_acquire() {
+            Ok(permit) => {
+                admitted += 1;
+                permit.success();
+            }
+            Err(rejected) => {
+                assert_eq!((rejected.reason, rejected.state), (RejectReason::NotAdmitted, StateLabel::Ramping));
+            }
+        }
+    }
+    // One thread uses one shard, which admits exactly 300 of every thousand.
+    assert_eq!(admitted, 3_000);
+    let counts = counts_by_generation(&hot.drain())[&2];
+    assert_eq!(counts, OutcomeCounts { success: 3_000, rejected: 7_000, ..OutcomeCounts::default() });
+}
+
+#[test]
+fn a_disabled_breaker_records_nothing() {
+    let hot = closed();
+    let mut disabled = snap(2, Admission::Allow);
+    disabled.record = false;
+    disabled.state = StateLabel::Disabled;
+    hot.install(&disabled);
+    assert_eq!(hot.state(), StateLabel::Disabled);
+    hot.try_acquire().unwrap().success();
+    hot.try_acquire().unwrap().failure();
+    let mut silent_reject = snap(3, Admission::Reject);
+    silent_reject.record = false;
+    hot.install(&silent_reject);
+    assert_eq!(rejection(&hot).reason, RejectReason::Open);
+    assert_eq!(hot.drain(), Drained::default());
+}
+
+#[test]
+fn close_shuts_down_for_good() {
+    let hot = closed();
+    hot.close();
+    let rejected = rejection(&hot);
+    assert_eq!((rejected.reason, rejected.retry_after), (RejectReason::ShutDown, None));
+    hot.install(&snap(2, Admission::Allow));
+    assert_eq!(rejection(&hot).reason, RejectReason::ShutDown, "an install does not reopen a closed path");
+    assert_eq!(hot.snapshot().generation, 2);
+    assert_eq!(hot.drain(), Drained::default(), "shut-down rejections are not demand");
+}
+
+#[test]
+fn outcomes_count_under_the_generation_their_permit_was_granted_under() {
+    let hot = closed();
+    let early = hot.try_acquire().unwrap();
+    let late = hot.try_acquire().unwrap();
+    hot.install(&snap(2, Admission::Allow));
+    early.failure();
+    hot.try_acquire().unwrap().success();
+    let counts = counts_by_generation(&hot.drain());
+    assert_eq!(counts[&1], OutcomeCounts { failure: 1, ..OutcomeCounts::default() });
+    assert_eq!(counts[&2], OutcomeCounts { success: 1, ..OutcomeCounts::default() });
+    // Finished after a drain and after yet another install: still generation 1's.
+    hot.install(&snap(3, Admission::Allow));
+    late.success();
+    let drained = hot.drain();
+    assert_eq!(
+        counts_by_generation(&drained),
+        BTreeMap::from([(1, OutcomeCounts { success: 1, ..Default::default() })])
+    );
+    assert_eq!(drained.stale_calls, 0);
+}
+
+#[test]
+fn a_permit_outliving_many_generations_is_counted_stale() {
+    let hot = closed();
+    let ancient = hot.try_acquire().unwrap();
+    let undrained = hot.try_acquire().unwrap();
+    undrained.success();
+    // Eight generations later (as many as the machine keeps, and as many slots as a shard
+    // has) every slot has moved on, generation 1's among them.
+    for generation in 2..=9 {
+        hot.install(&snap(generation, Admission::Allow));
+        hot.try_acquire().unwrap().success();
+    }
+    ancient.success();
+    let drained = hot.drain();
+    let counts = counts_by_generation(&drained);
+    assert!(!counts.contains_key(&1), "{counts:?}");
+    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (2..=9).collect::<Vec<_>>());
+    // The undrained success of generation 1 and the late one: both stale, none lost.
+    assert_eq!(drained.stale_calls, 2);
+}
+
+#[test]
+fn streaks_report_the_longest_run_since_the_last_drain_with_carry_over() {
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true });
+    for outcome in [Outcome::Failure, Outcome::Failure, Outcome::Ignored, Outcome::Failure, Outcome::Success] {
+        hot.try_acquire().unwrap().record(outcome);
+    }
+    hot.try_acquire().unwrap().failure();
+    hot.try_acquire().unwrap().failure();
+    let drained = hot.drain();
+    assert_eq!(drained.outcomes[0].longest_failure_streak, 3, "ignored calls do not break a run");
+    hot.try_acquire().unwrap().failure();
+    assert_eq!(hot.drain().outcomes[0].longest_failure_streak, 3, "the run of two carried over and grew to three");
+    hot.try_acquire().unwrap().success();
+    hot.try_acquire().unwrap().failure();
+    assert_eq!(hot.drain().outcomes[0].longest_failure_streak, 3, "the carried run counts until broken");
+    hot.try_acquire().unwrap().success();
+    assert_eq!(hot.drain().outcomes[0].longest_failure_streak, 1);
+
+    let untracked = closed();
+    untracked.try_acquire().unwrap().failure();
+    assert_eq!(untracked.drain().outcomes[0].longest_failure_streak, 0);
+}
+
+#[test]
+fn snapshot_returns_what_was_installed() {
+    let hot = closed();
+    let mut s = probe(9, 4, 3);
+    s.fleet = StateLabel::Open;
+    s.local = Some(StateLabel::HalfOpen);
+    s.retry_at = Some(Millis(77));
+    s.outage = true;
+    hot.install(&s);
+    assert_eq!(hot.snapshot(), s);
+    let breaker = Breaker::new(Arc::new(hot));
+    assert_eq!(breaker.state(), StateLabel::HalfOpen);
+    assert_eq!(breaker.name().as_str(), "payments");
+}
+
+#[test]
+fn call_records_by_classifier() {
+    let hot = Arc::new(closed());
+    let breaker = Breaker::new(Arc::clone(&hot));
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        assert_eq!(breaker.call(async { Ok::<_, &str>(5) }).await, Ok(5));
+        assert_eq!(breaker.call(async { Err::<u8, _>("boom") }).await, Err(CallError::Failed("boom")));
+        let neutral = |e: &&str| if *e == "404" { Outcome::Ignored } else { Outcome::Failure };
+        assert!(breaker.call_classified(&neutral, async { Err::<u8, _>("404") }).await.is_err());
+        assert_eq!(
+            hot.drain().outcomes[0].counts,
+            OutcomeCounts { success: 1, failure: 1, ignored: 1, ..OutcomeCounts::default() }
+        );
+        hot.install(&snap(2, Admission::Reject));
+        let Err(CallError::Rejected(rejected)) = breaker.call(async { Ok::<_, &str>(1) }).await else {
+            panic!("an open breaker runs nothing")
+        };
+        assert_eq!(rejected.reason, RejectReason::Open);
+    });
+}
+
+/// Three callers and an actor that installs and drains without pause: every call recorded or
+/// rejected is drained exactly once (or stale), under a generation that was installed, and
+/// no probe round admits more probes than its grant.
+#[test]
+fn racing_installs_and_drains_lose_nothing_and_never_over_issue_probes() {
+    const WORKERS: u64 = 3;
+    const CALLS: u64 = 70_000;
+    const GRANT: u32 = 3;
+    /// Calls each caller may make per step of the actor: the two pace each other (without
+    /// sleeping), so the race covers many rounds however the threads are scheduled.
+    const PER_STEP: u64 = 100;
+    let hot = Arc::new(closed());
+    let finished = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(AtomicU64::new(0));
+    let step = Arc::new(AtomicU64::new(0));
+
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (hot, finished, progress, step) =
+                (Arc::clone(&hot), Arc::clone(&finished), Arc::clone(&progress), Arc::clone(&step));
+            std::thread::spawn(move || {
+                // Outcomes recorded plus rejections counted as demand; probes recorded.
+                let (mut events, mut probe_successes) = (0u64, 0u64);
+                for i in 0..CALLS {
+                    while i >= (step.load(Ordering::Relaxed) + 1) * PER_STEP {
+                        std::thread::yield_now();
+                    }
+                    match hot.try_acquire() {
+                        // Probes record successes and nothing else does: the drained
+                        // successes of a round are its probes.
+                        Ok(permit) if permit.is_probe() => {
+                            if (i + w) % 5 == 0 {
+                                drop(permit);
+                            } else {
+                                permit.success();
+                                events += 1;
+                                probe_successes += 1;
+                            }
+                        }
+                        Ok(permit) => {
+                            if i % 3 == 0 {
+                                permit.ignore();
+                            } else {
+                                permit.failure();
+                            }
+                            events += 1;
+                        }
+                        Err(rejected) => {
+                            assert_ne!(rejected.reason, RejectReason::ShutDown);
+                            events += 1;
+                        }
+                    }
+                    if i % 16 == 15 {
+                        progress.fetch_add(16, Ordering::Relaxed);
+                    }
+                }
+                finished.fetch_add(1, Ordering::Relaxed);
+                (events, probe_successes)
+            })
+        })
+        .collect();
+
+    let actor = {
+        let (hot, finished, progress, step) =
+            (Arc::clone(&hot), Arc::clone(&finished), Arc::clone(&progress), Arc::clone(&step));
+        std::thread::spawn(move || {
+            let mut round_of: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut installed = BTreeSet::from([1u64]);
+            let mut drained = Vec::new();
+            let (mut generation, mut round, mut steps) = (1u64, 0u64, 0u64);
+            // Lets the callers make half the calls this step released (they can always make
+            // them), or waits for them to be done.
+            let pace = |steps: u64| {
+                step.store(steps, Ordering::Relaxed);
+                let until = steps * PER_STEP * WORKERS / 2;
+                while progress.load(Ordering::Relaxed) < until && finished.load(Ordering::Relaxed) < WORKERS {
+                    std::thread::yield_now();
+                }
+            };
+            while finished.load(Ordering::Relaxed) < WORKERS {
+                round += 1;
+                let states = (0..3).map(|_| probe(0, GRANT, round)).chain(
+                    [Admission::Allow, Admission::Fraction { per_mille: 500 }, Admission::Reject].map(|a| snap(0, a)),
+                );
+                for mut s in states {
+                    generation += 1;
+                    s.generation = generation;
+                    if let Admission::Probe { round, .. } = s.admission {
+                        round_of.insert(generation, round);
+                    }
+                    hot.install(&s);
+                    installed.insert(generation);
+                    steps += 1;
+                    pace(steps);
+                    // Drain on most steps, sometimes letting two generations pile up.
+                    if steps % 4 != 0 {
+                        drained.push(hot.drain());
+                    }
+                }
+            }
+            (drained, round_of, installed, round)
+        })
+    };
+
+    let (events, probe_successes) =
+        workers.into_iter().map(|w| w.join().unwrap()).fold((0, 0), |(e, p), (we, wp)| (e + we, p + wp));
+    let (mut drained, round_of, installed, rounds) = actor.join().unwrap();
+    drained.push(hot.drain());
+
+    let mut total = 0u64;
+    let mut stale = 0u64;
+    let mut probes_per_round: BTreeMap<u64, u64> = BTreeMap::new();
+    for d in &drained {
+        stale += d.stale_calls;
+        let generations: Vec<u64> = d.outcomes.iter().map(|o| o.generation).collect();
+        assert!(generations.windows(2).all(|w| w[0] < w[1]), "oldest first, each once: {generations:?}");
+        for o in &d.outcomes {
+            assert!(installed.contains(&o.generation), "generation {} was never installed", o.generation);
+            let c = o.counts;
+            total += c.success + c.failure + c.slow + c.ignored + c.rejected;
+            if c.success > 0 {
+                let round = round_of.get(&o.generation).expect("only probe generations see successes");
+                *probes_per_round.entry(*round).or_default() += c.success;
+            }
+        }
+    }
+    let full_rounds = probes_per_round.values().filter(|&&p| p == u64::from(GRANT)).count();
+    eprintln!(
+        "{rounds} rounds ({full_rounds} used their grant), {} drains, {total} drained, {stale} stale",
+        drained.len()
+    );
+    assert_eq!(total + stale, events, "conservation: {total} drained + {stale} stale");
+    assert!(probe_successes <= rounds * u64::from(GRANT), "{probe_successes} probes over {rounds} rounds");
+    for (round, probes) in &probes_per_round {
+        assert!(*probes <= u64::from(GRANT), "round {round} admitted {probes} probes, grant {GRANT}");
+    }
+    assert!(rounds >= 3 && full_rounds > 0, "the race covered probe rounds ({rounds}, {full_rounds} used up)");
+}

@@ -1,0 +1,336 @@
+//! Loom models of the hot path's concurrency: the snapshot word against acquires, the
+//! counter drain and generation handoff against records, and the probe allowance against
+//! acquirers and installs. Every interleaving of the real code runs (the two largest
+//! models: every one with at most 4 preemptions, to keep the run to seconds); under
+//! `--cfg loom` the hot path uses 2 shards, 2 generation slots and cells that saturate at
+//! 2, so slot reuse and saturation are reachable in a few operations.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p breaker-actors --test loom
+//! --target-dir target/loom` (`LOOM_MAX_PREEMPTIONS` overrides every model's bound; add
+//! `-- --nocapture --test-threads 1` to see how many interleavings each model ran).
+
+#![cfg(loom)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use breaker_actors::hot::{CoarseClock, Drained, HotPath, HotSettings, RejectReason};
+use breaker_actors::machine::{Admission, BreakerName, Millis, OutcomeCounts, Snapshot, StateLabel};
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+/// Runs `f` under every interleaving, or those with at most `bound` preemptions
+/// (`LOOM_MAX_PREEMPTIONS` overrides), and says how many there were.
+fn model(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = bound;
+    }
+    let bound = builder.preemption_bound;
+    let before = RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    builder.check(move || {
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    // Models run in parallel test threads: the count is exact with `--test-threads 1`.
+    let runs = RUNS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    eprintln!("loom model {name}: {runs} interleavings (preemption bound {bound:?})");
+}
+
+fn hot() -> Arc<HotPath> {
+    Arc::new(HotPath::new(BreakerName::new("loom").unwrap(), HotSettings::default(), CoarseClock::new()))
+}
+
+fn snap(generation: u64, admission: Admission) -> Snapshot {
+    Snapshot {
+        generation,
+        admission,
+        record: true,
+        state: admission.label(),
+        fleet: admission.label(),
+        local: None,
+        retry_at: None,
+        outage: false,
+    }
+}
+
+/// Everything drained, summed per generation, and the stale calls.
+fn merge(drains: &[Drained]) -> (BTreeMap<u64, OutcomeCounts>, u64) {
+    let mut by_generation: BTreeMap<u64, OutcomeCounts> = BTreeMap::new();
+    let mut stale = 0;
+    for drained in drains {
+        stale += drained.stale_calls;
+        for o in &drained.outcomes {
+            by_generation.entry(o.generation).or_default().add(&o.counts);
+        }
+    }
+    (by_generation, stale)
+}
+
+fn count(by_generation: &BTreeMap<u64, OutcomeCounts>, generation: u64, field: fn(&OutcomeCounts) -> u64) -> u64 {
+    by_generation.get(&generation).map_or(0, field)
+}
+
+/// (a) An acquire racing two installs acts on one whole snapshot: its admission, reason,
+/// state, retry hint, probe round and the generation its outcome counts under all come from
+/// the same install.
+#[test]
+fn an_acquire_never_sees_a_half_installed_snapshot() {
+    model("an_acquire_never_sees_a_half_installed_snapshot", None, || {
+        let hot = hot();
+        // Round 1 (grant 1) is used up before the race.
+        hot.install(&snap(2, Admission::Probe { grant: 1, round: 1 }));
+        hot.try_acquire_on(0).unwrap().success();
+        // Generation 5, not 4: with two slots, 4 would share generation 2's and its
+        // rejections could evict generation 2's (counted stale, which this model forbids).
+        let mut open = snap(5, Admission::Reject);
+        open.retry_at = Some(Millis(500));
+
+        let caller = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || {
+                let (mut probes, mut no_probe, mut opened) = (0, 0, 0);
+                for _ in 0..2 {
+                    match hot.try_acquire_on(1) {
+                        Ok(permit) => {
+                            assert!(permit.is_probe(), "only probe snapshots were installed");
+                            probes += 1;
+                            permit.success();
+                        }
+                        Err(r) if r.reason == RejectReason::NoProbeLeft => {
+                            assert_eq!((r.state, r.retry_after), (StateLabel::HalfOpen, None));
+                            no_probe += 1;
+                        }
+                        Err(r) => {
+                            assert_eq!(r.reason, RejectReason::Open);
+                            assert_eq!(r.state, StateLabel::Open);
+                            assert_eq!(r.retry_after, Some(Duration::from_millis(500)), "the hint of the open install");
+                            opened += 1;
+                        }
+                    }
+                }
+                (probes, no_probe, opened)
+            })
+        };
+        hot.install(&snap(3, Admission::Probe { grant: 2, round: 2 }));
+        hot.install(&open);
+        let (probes, no_probe, opened) = caller.join().unwrap();
+
+        let (counts, stale) = merge(&[hot.drain()]);
+        assert_eq!(stale, 0);
+        assert_eq!(count(&counts, 2, |c| c.success), 1, "the probe taken before the race");
+        // Probes are round 2's and count under generation 3; a "no probe left" can only be
+        // round 1's word (generation 2); "open" only generation 5's.
+        assert_eq!(count(&counts, 3, |c| c.success), probes);
+        assert_eq!(count(&counts, 2, |c| c.rejected), no_probe);
+        assert_eq!(count(&counts, 5, |c| c.rejected), opened);
+        assert_eq!(count(&counts, 3, |c| c.rejected), 0);
+    });
+}
+
+/// (a, continued) `snapshot()` returns one installed snapshot, never a mix of two.
+#[test]
+fn snapshot_reads_are_never_torn() {
+    model("snapshot_reads_are_never_torn", None, || {
+        let hot = hot();
+        let first = snap(1, Admission::Allow);
+        let mut second = snap(2, Admission::Probe { grant: 3, round: 9 });
+        second.retry_at = Some(Millis(70));
+        second.local = Some(StateLabel::HalfOpen);
+        let reader = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || hot.snapshot())
+        };
+        hot.install(&second);
+        let seen = reader.join().unwrap();
+        assert!(seen == first || seen == second, "torn snapshot: {seen:?}");
+    });
+}
+
+/// (b) Two callers record on one shard while the actor installs a new generation and
+/// drains: each outcome is drained exactly once, under the generation its permit was
+/// granted under. The callers tell the generations apart by the admission: generation 1
+/// admits every call, generation 2 is a probe round.
+#[test]
+fn a_drain_racing_records_across_a_generation_change_takes_each_once_under_its_generation() {
+    model("a_drain_racing_records_across_a_generation_change_takes_each_once_under_its_generation", None, || {
+        let hot = hot();
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let hot = Arc::clone(&hot);
+                thread::spawn(move || {
+                    let permit = hot.try_acquire_on(0).unwrap();
+                    let probe = permit.is_probe();
+                    permit.success();
+                    probe
+                })
+            })
+            .collect();
+        hot.install(&snap(2, Admission::Probe { grant: 5, round: 1 }));
+        let mut drains = vec![hot.drain()];
+        let probes = callers.into_iter().map(|c| u64::from(c.join().unwrap())).sum::<u64>();
+        drains.push(hot.drain());
+
+        let (counts, stale) = merge(&drains);
+        assert_eq!(stale, 0, "two generations fit in two slots");
+        assert_eq!(count(&counts, 1, |c| c.success), 2 - probes, "{counts:?}");
+        assert_eq!(count(&counts, 2, |c| c.success), probes, "{counts:?}");
+        assert_eq!(counts.keys().copied().filter(|g| *g > 2).count(), 0, "{counts:?}");
+    });
+}
+
+/// (b, continued) The same with the install on a thread of its own, racing the drainer
+/// (more than the contract needs, the actor doing both): the drainer maps a cell's tag
+/// through a generation at least as new as the install that published it.
+#[test]
+fn a_drain_on_another_thread_than_the_install_still_maps_every_tag() {
+    model("a_drain_on_another_thread_than_the_install_still_maps_every_tag", None, || {
+        let hot = hot();
+        let installer = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || hot.install(&snap(2, Admission::Probe { grant: 5, round: 1 })))
+        };
+        let caller = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || {
+                let permit = hot.try_acquire_on(1).unwrap();
+                let probe = permit.is_probe();
+                permit.success();
+                probe
+            })
+        };
+        let mut drains = vec![hot.drain()];
+        installer.join().unwrap();
+        let probe = caller.join().unwrap();
+        drains.push(hot.drain());
+
+        let (counts, stale) = merge(&drains);
+        assert_eq!(stale, 0);
+        let generation = if probe { 2 } else { 1 };
+        assert_eq!(counts, BTreeMap::from([(generation, OutcomeCounts { success: 1, ..OutcomeCounts::default() })]));
+    });
+}
+
+/// (b, continued) Outcomes that finish after their slot moved on (two generations later,
+/// with two slots) or that overflow a cell (loom cells hold 2) are counted stale, still
+/// exactly once; the actor's own outcome under the newest generation always counts there.
+#[test]
+fn late_and_overflowing_records_are_stale_never_lost_or_doubled() {
+    model("late_and_overflowing_records_are_stale_never_lost_or_doubled", None, || {
+        let hot = hot();
+        let caller = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || {
+                let permits = [hot.try_acquire_on(0).unwrap(), hot.try_acquire_on(0).unwrap()];
+                let probes = permits.iter().filter(|p| p.is_probe()).count() as u64;
+                for permit in permits {
+                    permit.success();
+                }
+                hot.try_acquire_on(0).map(breaker_actors::hot::Permit::success).unwrap();
+                probes
+            })
+        };
+        hot.install(&snap(2, Admission::Probe { grant: 5, round: 1 }));
+        hot.install(&snap(3, Admission::Allow));
+        // Generation 3 shares generation 1's slot: this success may evict it.
+        hot.try_acquire_on(0).unwrap().success();
+        let mut drains = vec![hot.drain()];
+        let probes = caller.join().unwrap();
+        drains.push(hot.drain());
+
+        let (counts, stale) = merge(&drains);
+        let drained: u64 = counts.values().map(|c| c.success).sum();
+        assert_eq!(drained + stale, 4, "conservation: {counts:?}, {stale} stale");
+        assert!(count(&counts, 3, |c| c.success) >= 1, "the newest generation's outcome is never stale");
+        assert!(count(&counts, 2, |c| c.success) <= probes + 1, "generation 2's calls were probes");
+        assert!(counts.keys().all(|g| (1..=3).contains(g)), "{counts:?}");
+    });
+}
+
+/// (c) Two acquirers and an install of the same round: never more than the grant of probes
+/// out at once nor recorded in the round, a dropped probe's slot being reused.
+#[test]
+fn the_probe_allowance_is_never_over_issued_within_a_round() {
+    model("the_probe_allowance_is_never_over_issued_within_a_round", Some(4), || {
+        let hot = hot();
+        hot.install(&snap(2, Admission::Probe { grant: 1, round: 1 }));
+        // Probes out: raised after a probe is admitted, lowered before it is given back,
+        // so it never exceeds the probes really out.
+        let out = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = [0usize, 1]
+            .into_iter()
+            .map(|shard| {
+                let (hot, out) = (Arc::clone(&hot), Arc::clone(&out));
+                thread::spawn(move || {
+                    let mut recorded = 0u64;
+                    for attempt in 0..2 - shard {
+                        if let Ok(permit) = hot.try_acquire_on(shard) {
+                            assert!(permit.is_probe());
+                            assert!(out.fetch_add(1, Ordering::SeqCst) < 1, "two probes out with a grant of 1");
+                            if shard == 0 && attempt == 0 {
+                                out.fetch_sub(1, Ordering::SeqCst);
+                                drop(permit);
+                            } else {
+                                permit.success();
+                                recorded += 1;
+                            }
+                        }
+                    }
+                    recorded
+                })
+            })
+            .collect();
+        hot.install(&snap(3, Admission::Probe { grant: 1, round: 1 }));
+        let recorded: u64 = callers.into_iter().map(|c| c.join().unwrap()).sum();
+        assert!(recorded <= 1, "{recorded} probes recorded in a round with a grant of 1");
+        let (counts, _) = merge(&[hot.drain()]);
+        let successes: u64 = counts.values().map(|c| c.success).sum();
+        assert_eq!(successes, recorded);
+    });
+}
+
+/// (c, continued) A new round racing two acquirers: each round admits at most its grant,
+/// and a probe counts under its own round's generation.
+#[test]
+fn a_new_round_resets_the_allowance_and_each_round_keeps_its_grant() {
+    model("a_new_round_resets_the_allowance_and_each_round_keeps_its_grant", Some(4), || {
+        let hot = hot();
+        hot.install(&snap(2, Admission::Probe { grant: 1, round: 1 }));
+        let callers: Vec<_> = [0usize, 1]
+            .into_iter()
+            .map(|shard| {
+                let hot = Arc::clone(&hot);
+                thread::spawn(move || hot.try_acquire_on(shard).map(breaker_actors::hot::Permit::success).is_ok())
+            })
+            .collect();
+        hot.install(&snap(3, Admission::Probe { grant: 1, round: 2 }));
+        let admitted = callers.into_iter().map(|c| u64::from(c.join().unwrap())).sum::<u64>();
+        let (counts, stale) = merge(&[hot.drain()]);
+        assert_eq!(stale, 0);
+        assert!(count(&counts, 2, |c| c.success) <= 1, "round 1 over-issued: {counts:?}");
+        assert!(count(&counts, 3, |c| c.success) <= 1, "round 2 over-issued: {counts:?}");
+        assert_eq!(count(&counts, 2, |c| c.success) + count(&counts, 3, |c| c.success), admitted);
+        let rejected: u64 = counts.values().map(|c| c.rejected).sum();
+        assert_eq!(rejected, 2 - admitted, "every refused call counted once as demand");
+    });
+}
+
+/// `close` racing an install: the install never reopens a closed hot path.
+#[test]
+fn close_survives_a_racing_install() {
+    model("close_survives_a_racing_install", None, || {
+        let hot = hot();
+        let closer = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || hot.close())
+        };
+        hot.install(&snap(2, Admission::Allow));
+        closer.join().unwrap();
+        let rejected = hot.try_acquire_on(0).map(drop).unwrap_err();
+        assert_eq!(rejected.reason, RejectReason::ShutDown);
+        assert_eq!(hot.snapshot().generation, 2);
+    });
+}
