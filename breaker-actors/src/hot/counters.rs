@@ -48,7 +48,7 @@ pub(super) const SHARDS: usize = 2;
 /// many as the machine keeps generations for (`TRACKED_GENERATIONS`): an outcome evicted
 /// to stale is one of a generation the machine no longer takes outcomes for.
 #[cfg(not(loom))]
-pub(super) const SLOTS: usize = 8;
+pub(super) const SLOTS: usize = crate::machine::TRACKED_GENERATIONS;
 #[cfg(loom)]
 pub(super) const SLOTS: usize = 2;
 

@@ -479,7 +479,8 @@ impl Overlay {
 }
 
 /// Generations whose outcomes are still attributed (the current one and the ones before).
-const TRACKED_GENERATIONS: usize = 8;
+/// The hot path keeps exactly this many generation slots per counter shard.
+pub const TRACKED_GENERATIONS: usize = 8;
 
 /// Whose probe allowance a probe round counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
