@@ -9,6 +9,8 @@
 pub mod hot;
 pub mod machine;
 pub(crate) mod sync;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../../README.md")]
