@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -285,10 +285,40 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(50);
 }
 
+/// How long a thread has been runnable but not running, in ns (Linux's schedstat): on a
+/// 2-vCPU machine shared with other work, two "parallel" threads may in fact take turns, and
+/// then a 2-thread figure measures time-slicing, not contention.
+fn run_queue_wait_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Run-queue wait summed over a benchmark's 2-thread samples, against their summed spans.
+#[derive(Default)]
+struct Waits {
+    waited_ns: AtomicU64,
+    spanned_ns: AtomicU64,
+    unknown: AtomicBool,
+}
+
+impl Waits {
+    fn share(&self) -> Option<f64> {
+        let spanned = self.spanned_ns.load(Ordering::Relaxed);
+        (!self.unknown.load(Ordering::Relaxed) && spanned > 0)
+            .then(|| self.waited_ns.load(Ordering::Relaxed) as f64 / spanned as f64)
+    }
+}
+
 /// `threads` threads each run `iters` ops on their own handle (made up front, so spawning is
 /// not timed); the result is the wall time from the first thread's start to the last one's
 /// end, i.e. time per op per thread once criterion divides by `iters`.
-fn on_threads<H: Send>(threads: usize, iters: u64, make: impl Fn() -> H, op: impl Fn(&mut H) + Sync) -> Duration {
+fn on_threads<H: Send>(
+    threads: usize,
+    iters: u64,
+    waits: &Waits,
+    make: impl Fn() -> H,
+    op: impl Fn(&mut H) + Sync,
+) -> Duration {
     let ready = AtomicUsize::new(0);
     let (ready, op) = (&ready, &op);
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
@@ -301,11 +331,22 @@ fn on_threads<H: Send>(threads: usize, iters: u64, make: impl Fn() -> H, op: imp
                     while ready.load(Ordering::Acquire) < threads {
                         std::hint::spin_loop();
                     }
+                    let waited = run_queue_wait_ns();
                     let start = Instant::now();
                     for _ in 0..iters {
                         op(&mut handle);
                     }
-                    (start, Instant::now())
+                    let end = Instant::now();
+                    match waited.zip(run_queue_wait_ns()) {
+                        Some((before, after)) => {
+                            waits.waited_ns.fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+                        }
+                        None => waits.unknown.store(true, Ordering::Relaxed),
+                    }
+                    waits
+                        .spanned_ns
+                        .fetch_add(u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+                    (start, end)
                 })
             })
             .collect();
@@ -334,29 +375,38 @@ fn closed_1t(c: &mut Criterion) {
     group.finish();
 }
 
-fn closed_2t(c: &mut Criterion) {
+/// Returns each contender's run-queue wait share (see [`run_queue_wait_ns`]).
+fn closed_2t(c: &mut Criterion) -> Vec<Option<f64>> {
     let mut group = c.benchmark_group("closed_2t");
     configure(&mut group);
+    let waits: [Waits; CONTENDERS.len()] = Default::default();
     let breaker = fusebox();
-    group.bench_function("fusebox", |b| b.iter_custom(|n| on_threads(2, n, || breaker.clone(), |b| fusebox_call(b))));
+    group.bench_function("fusebox", |b| {
+        b.iter_custom(|n| on_threads(2, n, &waits[0], || breaker.clone(), |b| fusebox_call(b)));
+    });
     let recloser = recloser();
-    group.bench_function("recloser", |b| b.iter_custom(|n| on_threads(2, n, || &recloser, |r| recloser_call(r))));
+    group.bench_function("recloser", |b| {
+        b.iter_custom(|n| on_threads(2, n, &waits[1], || &recloser, |r| recloser_call(r)));
+    });
     let consecutive = failsafe_consecutive();
     group.bench_function("failsafe_consecutive", |b| {
-        b.iter_custom(|n| on_threads(2, n, || consecutive.clone(), |f| failsafe_call(f)));
+        b.iter_custom(|n| on_threads(2, n, &waits[2], || consecutive.clone(), |f| failsafe_call(f)));
     });
     let rate = failsafe_success_rate();
     group.bench_function("failsafe_success_rate", |b| {
-        b.iter_custom(|n| on_threads(2, n, || rate.clone(), |f| failsafe_call(f)));
+        b.iter_custom(|n| on_threads(2, n, &waits[3], || rate.clone(), |f| failsafe_call(f)));
     });
     // Tower services are `&mut`: each thread gets a clone sharing the one circuit.
     let tower = tower_resilience();
     group.bench_function("tower_resilience", |b| {
-        b.iter_custom(|n| on_threads(2, n, || tower.clone(), tower_resilience_call));
+        b.iter_custom(|n| on_threads(2, n, &waits[4], || tower.clone(), tower_resilience_call));
     });
     let seatbelt = seatbelt();
-    group.bench_function("seatbelt", |b| b.iter_custom(|n| on_threads(2, n, || &seatbelt, |s| seatbelt_call(s))));
+    group.bench_function("seatbelt", |b| {
+        b.iter_custom(|n| on_threads(2, n, &waits[5], || &seatbelt, |s| seatbelt_call(s)));
+    });
     group.finish();
+    waits.iter().map(Waits::share).collect()
 }
 
 fn open_1t(c: &mut Criterion) {
@@ -386,6 +436,28 @@ fn open_1t(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------
 // The summary table, from this run's criterion estimates.
 
+/// CPU ticks: (busy on the whole machine, all, this process's own). Linux only.
+fn cpu_ticks() -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let all: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    // utime and stime are fields 14 and 15; the command name before them may hold spaces.
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let own = after_name.get(11)?.parse::<u64>().ok()? + after_name.get(12)?.parse::<u64>().ok()?;
+    Some((all - idle, all, own))
+}
+
+/// The share of the machine's CPU that other processes (and the hypervisor) took while the
+/// benchmarks ran: what tells a quiet run from a disturbed one.
+fn others_share(before: Option<(u64, u64, u64)>, after: Option<(u64, u64, u64)>) -> Option<f64> {
+    let ((busy0, all0, own0), (busy1, all1, own1)) = (before?, after?);
+    let all = all1.checked_sub(all0).filter(|&all| all > 0)?;
+    let others = (busy1 - busy0).saturating_sub(own1 - own0);
+    Some(others as f64 / all as f64)
+}
+
 /// Where criterion writes (its own order of preference: `CRITERION_HOME`,
 /// `CARGO_TARGET_DIR`, the cargo target dir, which holds this executable).
 fn criterion_home() -> Option<PathBuf> {
@@ -411,7 +483,7 @@ fn median_ns(home: &Path, group: &str, id: &str, since: SystemTime) -> Option<f6
     json["median"]["point_estimate"].as_f64()
 }
 
-fn table(since: SystemTime) -> Option<String> {
+fn table(since: SystemTime, waits: &[Option<f64>], others: Option<f64>) -> Option<String> {
     let home = criterion_home()?;
     let medians: Vec<Vec<Option<f64>>> = SCENARIOS
         .iter()
@@ -439,6 +511,19 @@ fn table(since: SystemTime) -> Option<String> {
         writeln!(out, "| {scenario} | {} |", cells.join(" | ")).unwrap();
     }
     writeln!(out, "\nMedian estimates; `(r x)` is Fusebox's time divided by that peer's (below 1 is faster).").unwrap();
+    let percent = |share: Option<f64>| share.map_or_else(|| "n/a".to_owned(), |s| format!("{:.1}%", s * 100.0));
+    writeln!(out, "\nNoise:").unwrap();
+    writeln!(out, "- other processes and the hypervisor took {} of the machine's CPU during the run", percent(others))
+        .unwrap();
+    let waited: Vec<String> =
+        CONTENDERS.iter().zip(waits).map(|((_, name), share)| format!("{name} {}", percent(*share))).collect();
+    writeln!(
+        out,
+        "- 2-thread rows, share of each worker's time spent waiting for a CPU (near 0 means the two \
+         threads really ran in parallel): {}",
+        waited.join(", ")
+    )
+    .unwrap();
     let goal = |label: &str, value: Option<f64>, limit: f64, unit: &str| match value {
         Some(v) => {
             format!("- {label}: {v:.2}{unit} (goal <= {limit}{unit}): {}", if v <= limit { "met" } else { "NOT met" })
@@ -455,12 +540,14 @@ fn table(since: SystemTime) -> Option<String> {
 
 fn main() {
     let since = SystemTime::now();
+    let ticks = cpu_ticks();
     let mut c = Criterion::default().configure_from_args();
     closed_1t(&mut c);
-    closed_2t(&mut c);
+    let waits = closed_2t(&mut c);
     open_1t(&mut c);
     c.final_summary();
-    match table(since) {
+    let others = others_share(ticks, cpu_ticks());
+    match table(since, &waits, others) {
         Some(table) => println!("\n## hot_path summary (this run)\n\n{table}"),
         None => println!("\nhot_path: no estimates written by this run (test mode or filtered out): no table"),
     }
