@@ -29,6 +29,9 @@ pub use observe::BreakerEvent;
 #[cfg(not(loom))]
 pub use registry::{Registry, RegistryBuilder, RegistryError};
 
+#[cfg(feature = "tower")]
+pub mod tower;
+
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
