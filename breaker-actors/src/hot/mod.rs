@@ -165,7 +165,13 @@ pub struct Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "breaker {} rejected the call ({}, {:?})", self.breaker, self.state.as_str(), self.reason)?;
+        let why = match self.reason {
+            RejectReason::Open => "it is open",
+            RejectReason::NoProbeLeft => "half-open, and this node's probes for the round are taken",
+            RejectReason::NotAdmitted => "ramping back, and this call is outside the admitted share",
+            RejectReason::ShutDown => "it was shut down",
+        };
+        write!(f, "breaker {} rejected the call: {why} (state {})", self.breaker, self.state.as_str())?;
         if let Some(after) = self.retry_after {
             write!(f, "; retry after {} ms", after.as_millis())?;
         }
