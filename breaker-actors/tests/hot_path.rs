@@ -111,6 +111,24 @@ fn a_success_at_or_over_the_threshold_is_slow() {
 }
 
 #[test]
+fn a_caller_measured_duration_decides_slowness() {
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false });
+    let slow = hot.try_acquire().unwrap();
+    let fast = hot.try_acquire().unwrap();
+    // The coarse clock says no time passed; the caller's measurement wins.
+    slow.slow(Duration::from_millis(100));
+    fast.slow(Duration::from_millis(99));
+    assert_eq!(
+        counts_by_generation(&hot.drain())[&1],
+        OutcomeCounts { success: 1, slow: 1, ..OutcomeCounts::default() }
+    );
+    // Without a threshold a measured call is a plain success.
+    let (hot, _) = hot_with(HotSettings::default());
+    hot.try_acquire().unwrap().slow(Duration::from_secs(60));
+    assert_eq!(counts_by_generation(&hot.drain())[&1], OutcomeCounts { success: 1, ..OutcomeCounts::default() });
+}
+
+#[test]
 fn open_rejects_with_retry_after_from_the_coarse_clock_and_counts_the_demand() {
     let (hot, clock) = hot_with(HotSettings::default());
     let mut open = snap(2, Admission::Reject);

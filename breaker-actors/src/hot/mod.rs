@@ -399,9 +399,14 @@ impl HotPath {
     }
 
     #[inline]
-    fn record(&self, permit: &Permit<'_>, outcome: Outcome) {
+    fn record(&self, permit: &Permit<'_>, outcome: Outcome, measured: Option<Duration>) {
+        let slow = match (measured, self.settings.slow_call_threshold_ms) {
+            (Some(elapsed), Some(threshold)) => elapsed.as_millis() >= u128::from(threshold),
+            (Some(_), None) => false,
+            (None, _) => permit.is_slow(),
+        };
         let class = match outcome {
-            Outcome::Success if permit.is_slow() => Class::Slow,
+            Outcome::Success if slow => Class::Slow,
             Outcome::Success => Class::Success,
             Outcome::Failure => Class::Failure,
             Outcome::Ignored => Class::Ignored,
@@ -417,7 +422,7 @@ impl HotPath {
     }
 }
 
-/// Permission for one call. Record how it went with [`Permit::success`],
+/// Permission for one call. Record how it went with [`Permit::success`], [`Permit::slow`],
 /// [`Permit::failure`], [`Permit::ignore`] or [`Permit::record`]; dropping it records nothing
 /// and gives a probe slot back.
 #[derive(Debug)]
@@ -457,12 +462,23 @@ impl Permit<'_> {
         self.record(Outcome::Ignored);
     }
 
-    /// Records `outcome` (a success taking at least the slow-call threshold counts as slow).
+    /// The call succeeded in `elapsed`, measured by the caller: it counts as slow if that is
+    /// at least the slow-call threshold (the coarse clock is not consulted).
+    #[inline]
+    pub fn slow(mut self, elapsed: Duration) {
+        self.done = true;
+        if self.word.records() {
+            self.hot.record(&self, Outcome::Success, Some(elapsed));
+        }
+    }
+
+    /// Records `outcome` (a success taking at least the slow-call threshold, by the coarse
+    /// clock, counts as slow).
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         self.done = true;
         if self.word.records() {
-            self.hot.record(&self, outcome);
+            self.hot.record(&self, outcome, None);
         }
     }
 
