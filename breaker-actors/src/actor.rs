@@ -1,7 +1,8 @@
 //! The `BreakerActor`: one per breaker per node. It owns the breaker's [`Machine`] and
 //! shares its [`HotPath`] with the service; every flush tick it drains the hot path into
 //! the machine and ticks it; it feeds the machine what the transport left in the breaker's
-//! [`Inbox`]; and it carries out every [`Effect`] without awaiting I/O in its handler
+//! [`Inbox`]; while its machine decides, it consumes the breaker's reports and operator
+//! commands into that inbox; and it carries out every [`Effect`] without awaiting I/O in its handler
 //! (operations run in spawned tasks whose results come back through the inbox).
 //!
 //! Its mailbox stays bounded whatever the traffic: one flush tick is outstanding at a time
@@ -69,6 +70,14 @@ pub(crate) struct ActorArgs {
     pub(crate) restarted: bool,
 }
 
+/// What a decider consumes: started when its machine gains a term, dropped (stopped) when
+/// it steps down from that term or the breaker shuts down.
+struct Consumers {
+    term: Term,
+    _reports: Subscription,
+    _commands: Subscription,
+}
+
 type WakeTimer = JoinHandle<Result<(), ractor::MessagingErr<BreakerMsg>>>;
 
 pub(crate) struct BreakerActor;
@@ -78,7 +87,8 @@ pub(crate) struct ActorState {
     machine: Machine,
     /// The newest decision-bucket revision fed to the machine: the next CAS expects it.
     last_read: Revision,
-    consumer: Option<(Term, Subscription)>,
+    /// The decider's consumers (reports, commands) of the term they were started for.
+    consumer: Option<Consumers>,
     _watch: Subscription,
     _conn_task: Subscription,
     conn: watch::Receiver<ConnState>,
@@ -304,7 +314,7 @@ impl ActorState {
                 });
             }
             Effect::StepDown { term, reason } => {
-                if self.consumer.as_ref().is_some_and(|(t, _)| *t == term) {
+                if self.consumer.as_ref().is_some_and(|c| c.term == term) {
                     self.consumer = None;
                 }
                 let _ = shared.leases.send(LeaseCmd::SteppedDown { shard: self.args.shard, term, reason });
@@ -358,8 +368,14 @@ impl ActorState {
     fn event(&mut self, event: Event) {
         match &event {
             Event::LeaseGained { term } => {
-                let subscription = self.args.shared.transport.consume_reports(&self.args.name, self.args.inbox.clone());
-                self.consumer = Some((*term, subscription));
+                let transport = &self.args.shared.transport;
+                // The old term's consumers stop before the new ones start.
+                self.consumer = None;
+                self.consumer = Some(Consumers {
+                    term: *term,
+                    _reports: transport.consume_reports(&self.args.name, self.args.inbox.clone()),
+                    _commands: transport.consume_commands(&self.args.name, self.args.inbox.clone()),
+                });
             }
             Event::Applied { id, .. } => {
                 let mut announced = self.args.announced.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,7 +1,8 @@
 //! The [`Registry`]: one per node. It spawns a breaker actor per breaker name and hands out
 //! [`Breaker`] handles (get-or-create, typed errors), supervises the actors (a panicking
 //! one is restarted with its state recovered from the decision bucket), runs the node's
-//! lease manager, and shuts everything down gracefully.
+//! lease manager, publishes operators' commands ([`Registry::command`]) and shuts
+//! everything down gracefully.
 //!
 //! # Lease shards
 //!
@@ -46,8 +47,8 @@ use tokio::time::Instant;
 use crate::actor::{ActorArgs, BreakerActor, BreakerMsg};
 use crate::hot::{Breaker, CoarseClock, HotPath, HotSettings};
 use crate::machine::{
-    BreakerConfig, BreakerName, ConfigError, DecisionId, Input, Millis, NameError, NodeId, StepDownReason, Term,
-    ValidConfig,
+    BreakerConfig, BreakerName, Command, CommandKind, ConfigError, DecisionId, Input, MAX_TEXT_LEN, Millis, NameError,
+    NodeId, StepDownReason, Term, ValidConfig, WIRE_VERSION,
 };
 use crate::observe::{BreakerEvent, Observer};
 use crate::transport::memory::MemoryBroker;
@@ -119,6 +120,15 @@ pub enum RegistryError {
     Spawn(String),
     /// No breaker by that name on this node.
     NoSuchBreaker(BreakerName),
+    /// A command's free text is longer than [`MAX_TEXT_LEN`] bytes.
+    TextTooLong {
+        /// Which text (`actor` or `reason`).
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
 }
 
 impl fmt::Display for RegistryError {
@@ -137,6 +147,9 @@ impl fmt::Display for RegistryError {
             Self::Transport(e) => e.fmt(f),
             Self::Spawn(e) => write!(f, "could not spawn a breaker actor: {e}"),
             Self::NoSuchBreaker(b) => write!(f, "no breaker {b} on this node"),
+            Self::TextTooLong { field, len, max } => {
+                write!(f, "command {field} is {len} bytes long; at most {max} are allowed")
+            }
         }
     }
 }
@@ -519,6 +532,26 @@ impl Registry {
             Ok(Err(_)) => Err(RegistryError::ShutDown),
             Err(_) => Err(RegistryError::BootstrapTimeout { breaker: name, waited }),
         }
+    }
+
+    /// Issues an operator's command for breaker `name`: published on the breaker's control
+    /// stream, it is applied by whichever node decides the breaker (now, or the next one to
+    /// decide if none does: the stream keeps it for a while), as a decision whose reason is
+    /// [`Reason::Manual`](crate::machine::Reason::Manual) with `actor` and `reason`. Any
+    /// node may issue a command for any breaker, whether it has the breaker or not. `Ok`
+    /// means published, not yet applied: watch the breaker's state or its events.
+    pub async fn command(&self, name: &str, kind: CommandKind, actor: &str, reason: &str) -> Result<(), RegistryError> {
+        self.check_open()?;
+        let breaker =
+            BreakerName::new(name).map_err(|error| RegistryError::InvalidName { name: name.to_owned(), error })?;
+        for (field, text) in [("actor", actor), ("reason", reason)] {
+            if text.len() > MAX_TEXT_LEN {
+                return Err(RegistryError::TextTooLong { field, len: text.len(), max: MAX_TEXT_LEN });
+            }
+        }
+        let command =
+            Command { version: WIRE_VERSION, breaker, kind, actor: actor.to_owned(), reason: reason.to_owned() };
+        self.shared.transport.publish_command(command).await.map_err(RegistryError::Transport)
     }
 
     /// Every breaker event of this node (see [`BreakerEvent`]).

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use breaker_actors::hot::{Breaker, CallError, RejectReason};
 use breaker_actors::machine::{
-    BreakerConfig, BreakerName, Event, FleetState, HalfOpenPolicy, HealthCheckPolicy, NameError, NodeId, OpenPolicy,
-    OutageConfig, OutagePolicy, StateLabel, TripPolicy, WindowConfig,
+    BreakerConfig, BreakerName, CommandKind, Event, FleetState, HalfOpenPolicy, HealthCheckPolicy, MAX_TEXT_LEN,
+    NameError, NodeId, OpenPolicy, OutageConfig, OutagePolicy, Reason, StateLabel, TripPolicy, WindowConfig,
 };
 use breaker_actors::machine::{OutcomeCounts, Report, VectorClock, WIRE_VERSION};
 use breaker_actors::transport::Transport;
@@ -527,4 +527,111 @@ async fn a_cut_off_decider_is_replaced_and_follows_when_it_is_back() {
     assert!(history.windows(2).all(|w| w[0].1.id < w[1].1.id), "decisions only move forward: {history:?}");
     assert!(history.last().unwrap().1.id.term.0 > old_term);
     assert_eq!(broker.lease(shard).unwrap().holder, *n2.node());
+}
+
+fn manual(reason: &Reason) -> Option<(CommandKind, &str, &str)> {
+    match reason {
+        Reason::Manual { command, actor, reason } => Some((*command, actor.as_str(), reason.as_str())),
+        _ => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_from_any_node_reaches_the_decider_and_applies_everywhere() {
+    let broker = MemoryBroker::new();
+    let mut nodes = Vec::new();
+    let mut breakers = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let reg = node(&broker, id).await;
+        breakers.push(reg.breaker("payments", config()).await.unwrap());
+        nodes.push(reg);
+    }
+    let shard = nodes[0].shard_of(&name("payments"));
+    eventually("a decider holds the lease", TTL, || broker.lease(shard).is_some()).await;
+    eventually("the first decision is out", TTL, || broker.decision(&name("payments")).is_some()).await;
+    let holder = broker.lease(shard).unwrap().holder;
+    let issuer = nodes.iter().find(|n| n.node() != &holder).unwrap();
+    assert!(!deciding(issuer, &name("payments")).await);
+
+    issuer.command("payments", CommandKind::ForceOpen, "alice", "INC-42: provider outage").await.unwrap();
+    eventually("every node is forced open", Duration::from_secs(1), || {
+        breakers.iter().all(|b| b.state() == StateLabel::ForcedOpen)
+    })
+    .await;
+    for b in &breakers {
+        assert!(
+            matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::Open && r.state == StateLabel::ForcedOpen)
+        );
+    }
+    let decision = broker.decision(&name("payments")).unwrap();
+    assert_eq!(decision.state, FleetState::ForcedOpen);
+    assert_eq!(decision.decider, holder, "the decider applied it");
+    assert_eq!(manual(&decision.reason), Some((CommandKind::ForceOpen, "alice", "INC-42: provider outage")));
+
+    issuer.command("payments", CommandKind::Reset, "bob", "resolved").await.unwrap();
+    eventually("every node is closed again", Duration::from_secs(1), || {
+        breakers.iter().all(|b| b.state() == StateLabel::Closed)
+    })
+    .await;
+    for b in &breakers {
+        assert_eq!(succeed(b), Some(false), "admitted, not as a probe");
+    }
+    let decision = broker.decision(&name("payments")).unwrap();
+    assert_eq!(manual(&decision.reason), Some((CommandKind::Reset, "bob", "resolved")));
+    let manuals = broker.history(&name("payments")).iter().filter(|(_, d)| manual(&d.reason).is_some()).count();
+    assert_eq!(manuals, 2, "each command applied once");
+    assert_eq!(broker.pending_commands(&name("payments")), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_issued_while_nobody_decides_is_applied_by_the_next_decider() {
+    let broker = MemoryBroker::new();
+    let n1 = node(&broker, "n1").await;
+    let b1 = n1.breaker("payments", config()).await.unwrap();
+    wait_deciding(&n1, b1.name()).await;
+    let shard = n1.shard_of(b1.name());
+    n1.shutdown().await.unwrap();
+    assert_eq!(broker.lease(shard), None, "released at shutdown: nobody decides");
+
+    // A node without the breaker issues the command; it waits on the control stream.
+    let n2 = node(&broker, "n2").await;
+    n2.command("payments", CommandKind::ForceOpen, "carol", "maintenance window").await.unwrap();
+    assert_eq!(broker.pending_commands(b1.name()), 1);
+    assert_eq!(broker.decision(b1.name()).map(|d| d.state), Some(FleetState::Closed));
+
+    let n3 = node(&broker, "n3").await;
+    let b3 = n3.breaker("payments", config()).await.unwrap();
+    eventually("the new decider applies it", 2 * TTL, || b3.state() == StateLabel::ForcedOpen).await;
+    assert!(matches!(b3.try_acquire(), Err(r) if r.reason == RejectReason::Open));
+    let decision = broker.decision(b3.name()).unwrap();
+    assert_eq!(&decision.decider, n3.node());
+    assert_eq!(manual(&decision.reason), Some((CommandKind::ForceOpen, "carol", "maintenance window")));
+    assert_eq!(broker.pending_commands(b3.name()), 0, "consumed");
+    let manuals = broker.history(b3.name()).iter().filter(|(_, d)| manual(&d.reason).is_some()).count();
+    assert_eq!(manuals, 1, "applied once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_commands_are_typed_errors() {
+    let reg = Registry::local().await.unwrap();
+    match reg.command("in.ventory", CommandKind::ForceOpen, "ops", "why").await {
+        Err(RegistryError::InvalidName { name, error }) => {
+            assert_eq!(name, "in.ventory");
+            assert_eq!(error, NameError::InvalidChar { ch: '.', at: 2 });
+        }
+        other => panic!("expected an invalid name, got {other:?}"),
+    }
+    let long = "x".repeat(MAX_TEXT_LEN + 1);
+    assert_eq!(
+        reg.command("inventory", CommandKind::ForceOpen, "ops", &long).await,
+        Err(RegistryError::TextTooLong { field: "reason", len: MAX_TEXT_LEN + 1, max: MAX_TEXT_LEN })
+    );
+    assert_eq!(
+        reg.command("inventory", CommandKind::ForceOpen, &long, "why").await,
+        Err(RegistryError::TextTooLong { field: "actor", len: MAX_TEXT_LEN + 1, max: MAX_TEXT_LEN })
+    );
+    let at_limit = "x".repeat(MAX_TEXT_LEN);
+    reg.command("inventory", CommandKind::ForceOpen, &at_limit, &at_limit).await.unwrap();
+    reg.shutdown().await.unwrap();
+    assert_eq!(reg.command("inventory", CommandKind::Reset, "ops", "why").await, Err(RegistryError::ShutDown));
 }

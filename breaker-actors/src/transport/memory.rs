@@ -10,6 +10,11 @@
 //!   bucket; expiry is noticed lazily and announced to no one (like a bucket `max_age`),
 //!   a delete is announced to lease watchers;
 //! - a config bucket holding one config per breaker;
+//! - a per-breaker control stream of operator commands with a shared durable work-queue
+//!   consumer: a command waits (at most `command_max_count` per breaker, the oldest dropped
+//!   first, each for at most `command_max_age`) until a decider consumes it, and is removed
+//!   once it is in that decider's inbox, so it reaches one decider once (a consumer stopped
+//!   before its delivery completes puts the command back, like an unacknowledged message);
 //! - faults: [`MemoryBroker::disconnect`] makes every operation of a node fail and its
 //!   subscriptions go quiet until [`MemoryBroker::reconnect`].
 
@@ -24,7 +29,7 @@ use super::{
     BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseShard, Revision, Subscription, Transport,
     TransportError, WriteOutcome,
 };
-use crate::machine::{BreakerConfig, BreakerName, Decision, Input, NodeId, Report};
+use crate::machine::{BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report};
 
 /// Limits of the simulated broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +42,22 @@ pub struct MemorySettings {
     pub history: usize,
     /// Reports handed to a consumer per pull.
     pub pull_batch: usize,
+    /// How long an unconsumed command is kept (the control stream's `max_age`).
+    pub command_max_age: Duration,
+    /// The most unconsumed commands kept per breaker (the oldest are dropped first).
+    pub command_max_count: usize,
 }
 
 impl Default for MemorySettings {
     fn default() -> Self {
-        Self { report_max_age: Duration::from_secs(3), report_max_count: 16_384, history: 64, pull_batch: 64 }
+        Self {
+            report_max_age: Duration::from_secs(3),
+            report_max_count: 16_384,
+            history: 64,
+            pull_batch: 64,
+            command_max_age: Duration::from_secs(60),
+            command_max_count: 64,
+        }
     }
 }
 
@@ -67,6 +83,57 @@ impl ReportLog {
             }
             self.entries.pop_front();
             self.pruned += 1;
+        }
+    }
+}
+
+/// A breaker's control stream: the commands no decider has consumed yet.
+#[derive(Debug)]
+struct ControlLog {
+    pending: VecDeque<(Instant, Command)>,
+    /// Bumped on every publish (or put-back): consumers wait on its changes.
+    published: watch::Sender<u64>,
+    dropped: u64,
+}
+
+impl ControlLog {
+    fn new() -> Self {
+        Self { pending: VecDeque::new(), published: watch::Sender::new(0), dropped: 0 }
+    }
+
+    fn prune(&mut self, settings: &MemorySettings, now: Instant) {
+        while let Some((at, _)) = self.pending.front() {
+            let too_old = now.saturating_duration_since(*at) >= settings.command_max_age;
+            if !too_old && self.pending.len() <= settings.command_max_count {
+                break;
+            }
+            self.pending.pop_front();
+            self.dropped += 1;
+        }
+    }
+}
+
+/// A command taken off a control stream and not yet in the consumer's inbox: dropped
+/// before it is acknowledged (the consumer stopped), it goes back to the head of the stream.
+struct Claimed {
+    broker: MemoryBroker,
+    breaker: BreakerName,
+    entry: Option<(Instant, Command)>,
+}
+
+impl Claimed {
+    fn ack(mut self) {
+        self.entry = None;
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            let mut state = self.broker.state();
+            let log = state.control(&self.breaker);
+            log.pending.push_front(entry);
+            log.published.send_modify(|n| *n += 1);
         }
     }
 }
@@ -100,6 +167,7 @@ struct LeaseEntry {
 #[derive(Debug, Default)]
 struct BrokerState {
     logs: HashMap<BreakerName, ReportLog>,
+    control: HashMap<BreakerName, ControlLog>,
     kv: HashMap<BreakerName, KvKey>,
     kv_rev: Revision,
     leases: BTreeMap<LeaseShard, LeaseEntry>,
@@ -112,6 +180,10 @@ struct BrokerState {
 impl BrokerState {
     fn log(&mut self, breaker: &BreakerName) -> &mut ReportLog {
         self.logs.entry(breaker.clone()).or_insert_with(ReportLog::new)
+    }
+
+    fn control(&mut self, breaker: &BreakerName) -> &mut ControlLog {
+        self.control.entry(breaker.clone()).or_insert_with(ControlLog::new)
     }
 
     fn key(&mut self, breaker: &BreakerName) -> &mut KvKey {
@@ -205,6 +277,24 @@ impl MemoryBroker {
         let mut state = self.state();
         state.expire_leases(Instant::now());
         state.leases.get(&shard).map(|l| LeaseView { holder: l.holder.clone(), revision: l.revision })
+    }
+
+    /// Commands for `breaker` that no decider has consumed yet.
+    pub fn pending_commands(&self, breaker: &BreakerName) -> usize {
+        let settings = self.0.settings;
+        let mut state = self.state();
+        let log = state.control(breaker);
+        log.prune(&settings, Instant::now());
+        log.pending.len()
+    }
+
+    /// Commands for `breaker` dropped unconsumed (too old, or over the count).
+    pub fn dropped_commands(&self, breaker: &BreakerName) -> u64 {
+        let settings = self.0.settings;
+        let mut state = self.state();
+        let log = state.control(breaker);
+        log.prune(&settings, Instant::now());
+        log.dropped
     }
 
     /// Reports of `breaker` retained now.
@@ -311,6 +401,57 @@ impl Transport for MemoryTransport {
                     }
                     next = seq + 1;
                 }
+            }
+        });
+        Subscription::from_task(task)
+    }
+
+    fn publish_command(&self, command: Command) -> BoxFuture<Result<(), TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        let settings = self.broker.0.settings;
+        let mut state = self.broker.state();
+        let log = state.control(&command.breaker);
+        let now = Instant::now();
+        log.pending.push_back((now, command));
+        log.prune(&settings, now);
+        log.published.send_modify(|n| *n += 1);
+        ready(Ok(()))
+    }
+
+    fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+        let broker = self.broker.clone();
+        let breaker = breaker.clone();
+        let mut conn = self.conn.clone();
+        let mut published = broker.state().control(&breaker).published.subscribe();
+        let task = tokio::spawn(async move {
+            let settings = broker.0.settings;
+            loop {
+                if !until_connected(&mut conn).await {
+                    return;
+                }
+                published.borrow_and_update();
+                let next = {
+                    let mut state = broker.state();
+                    let log = state.control(&breaker);
+                    log.prune(&settings, Instant::now());
+                    log.pending.pop_front()
+                };
+                let Some((at, command)) = next else {
+                    tokio::select! {
+                        changed = published.changed() => if changed.is_err() { return },
+                        changed = conn.changed() => if changed.is_err() { return },
+                    }
+                    continue;
+                };
+                let claimed =
+                    Claimed { broker: broker.clone(), breaker: breaker.clone(), entry: Some((at, command.clone())) };
+                if inbox.push(Input::Command(command), None).await.is_err() {
+                    // The inbox is closed: the claim goes back to the stream.
+                    return;
+                }
+                claimed.ack();
             }
         });
         Subscription::from_task(task)
@@ -513,6 +654,86 @@ mod tests {
         assert_eq!(a.write_decision(decision(1, 3), 2).await, WriteOutcome::Failed(TransportError::Disconnected));
         broker.reconnect(&node("a"));
         assert_eq!(a.read_decision(&decision(1, 1).breaker).await.unwrap().revision, 2);
+    }
+
+    fn command(reason: &str) -> Command {
+        Command {
+            version: WIRE_VERSION,
+            breaker: BreakerName::new("b").unwrap(),
+            kind: crate::machine::CommandKind::ForceOpen,
+            actor: "ops".to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Polls `inbox` (paused time) until it holds `n` deliveries or `within` passes.
+    async fn queued(inbox: &Inbox, n: usize, within: Duration) -> Vec<Input> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < deadline {
+            got.extend(inbox.pop_batch(64).0.into_iter().map(|d| d.input));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        got
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_wait_for_a_decider_and_reach_one_once() {
+        let settings = MemorySettings { command_max_count: 2, ..MemorySettings::default() };
+        let broker = MemoryBroker::with_settings(settings);
+        let (a, b) = (broker.transport(node("a")), broker.transport(node("b")));
+        let breaker = BreakerName::new("b").unwrap();
+        for reason in ["1", "2", "3"] {
+            a.publish_command(command(reason)).await.unwrap();
+        }
+        assert_eq!((broker.pending_commands(&breaker), broker.dropped_commands(&breaker)), (2, 1), "the oldest goes");
+
+        let first = Inbox::new(8);
+        let sub = b.consume_commands(&breaker, first.clone());
+        let got = queued(&first, 2, Duration::from_millis(50)).await;
+        assert_eq!(got, [Input::Command(command("2")), Input::Command(command("3"))]);
+        assert_eq!(broker.pending_commands(&breaker), 0, "acknowledged on delivery");
+
+        // A second consumer (the next decider) gets only what comes after.
+        drop(sub);
+        let second = Inbox::new(8);
+        let sub2 = a.consume_commands(&breaker, second.clone());
+        b.publish_command(command("4")).await.unwrap();
+        assert_eq!(queued(&second, 1, Duration::from_millis(50)).await, [Input::Command(command("4"))]);
+        assert!(queued(&first, 1, Duration::from_millis(20)).await.is_empty());
+
+        broker.disconnect(&node("b"));
+        assert_eq!(b.publish_command(command("5")).await, Err(TransportError::Disconnected));
+        drop(sub2);
+        a.publish_command(command("6")).await.unwrap();
+        tokio::time::advance(settings.command_max_age).await;
+        assert_eq!(broker.pending_commands(&breaker), 0, "too old");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_stopped_mid_delivery_puts_the_command_back() {
+        let broker = MemoryBroker::new();
+        let a = broker.transport(node("a"));
+        let breaker = BreakerName::new("b").unwrap();
+        let full = Inbox::new(1);
+        full.push(Input::Tick, None).await.unwrap();
+        let sub = a.consume_commands(&breaker, full.clone());
+        a.publish_command(command("x")).await.unwrap();
+        // The consumer claims the command and waits for room in the full inbox.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while broker.pending_commands(&breaker) > 0 {
+            assert!(Instant::now() < deadline, "never claimed");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(sub);
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while broker.pending_commands(&breaker) == 0 {
+            assert!(Instant::now() < deadline, "never put back");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let next = Inbox::new(4);
+        let _sub = a.consume_commands(&breaker, next.clone());
+        assert_eq!(queued(&next, 1, Duration::from_millis(50)).await, [Input::Command(command("x"))]);
     }
 
     #[tokio::test(start_paused = true)]

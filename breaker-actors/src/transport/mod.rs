@@ -1,6 +1,6 @@
 //! The [`Transport`] trait: everything a node's breaker actors need from the outside world
-//! (the outcome feed, the decision bucket, the lease store, the config bucket, the
-//! connection state), and the [`Inbox`] through which a transport hands results and
+//! (the outcome feed, the control stream of operator commands, the decision bucket, the
+//! lease store, the config bucket, the connection state), and the [`Inbox`] through which a transport hands results and
 //! deliveries back to one breaker's actor. [`memory`] is the in-process implementation;
 //! `transport-nats` provides the NATS one.
 //!
@@ -8,7 +8,7 @@
 //!
 //! ractor mailboxes are unbounded, so nothing a transport produces is ever cast to an actor
 //! directly. A transport writes into the breaker's [`Inbox`]:
-//! - reports and operation results go into a bounded queue ([`Inbox::push`] waits for room,
+//! - reports, operator commands and operation results go into a bounded queue ([`Inbox::push`] waits for room,
 //!   which is the backpressure of a pull consumer: the report log keeps what is not pulled);
 //! - decisions go into one slot that keeps only the newest ([`Inbox::offer_decision`]):
 //!   decisions are whole states and a node applies only newer ones, so a watch may coalesce;
@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::machine::{BreakerConfig, BreakerName, Decision, Input, NodeId, Report};
+use crate::machine::{BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report};
 
 /// A revision of a key in a KV bucket (0: the key has no value).
 pub type Revision = u64;
@@ -169,6 +169,20 @@ pub trait Transport: Send + Sync + 'static {
     /// `inbox` ([`Inbox::push`]: at most the inbox's capacity is ever pulled ahead). Stops
     /// when the subscription is dropped. While disconnected nothing is delivered.
     fn consume_reports(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription;
+
+    /// Publishes an operator's command on the control stream of `command.breaker` (any node
+    /// may publish for any breaker). The stream keeps commands nobody has consumed yet,
+    /// within its limits (a count per breaker and a maximum age), until a decider takes them.
+    fn publish_command(&self, command: Command) -> BoxFuture<Result<(), TransportError>>;
+
+    /// Starts consuming `breaker`'s commands as its decider: every command still kept, then
+    /// new ones, in order, as [`Input::Command`] into `inbox` ([`Inbox::push`]). The
+    /// consumer is durable and shared: each command is delivered to one decider once, and
+    /// acknowledged when it is in the inbox (a command delivered to a decider that stops
+    /// deciding before its machine reads it is counted there as not deciding, not
+    /// redelivered). Stops when the subscription is dropped. While disconnected nothing is
+    /// delivered.
+    fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription;
 
     /// Watches `breaker`'s decision with history: the current value (or its absence) and
     /// then every change, into `inbox`'s decision slot ([`Inbox::offer_decision`]). After a
