@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use breaker_actors::hot::{Breaker, CoarseClock, HotPath, HotSettings};
-use breaker_actors::machine::{Admission, BreakerConfig, BreakerName, Millis, Snapshot, StateLabel};
+use breaker_actors::machine::{Admission, BreakerConfig, BreakerName, Millis, Snapshot};
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use failsafe::failure_policy::{ConsecutiveFailures, SuccessRateOverTimeWindow};
 use failsafe::{StateMachine, backoff};
@@ -81,16 +81,9 @@ fn fusebox() -> Breaker {
 }
 
 fn fusebox_trip(breaker: &Breaker) {
-    breaker.hot_path().install(&Snapshot {
-        generation: 2,
-        admission: Admission::Reject,
-        record: true,
-        state: StateLabel::Open,
-        fleet: StateLabel::Open,
-        local: None,
-        retry_at: Some(Millis(30_000)),
-        outage: false,
-    });
+    breaker
+        .hot_path()
+        .install(&Snapshot { retry_at: Some(Millis(30_000)), ..Snapshot::standalone(2, Admission::Reject) });
     assert!(breaker.try_acquire().is_err(), "fusebox did not open");
 }
 

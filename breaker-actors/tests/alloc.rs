@@ -22,16 +22,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const CALLS: u64 = 10_000;
 
 fn snap(generation: u64, admission: Admission) -> Snapshot {
-    Snapshot {
-        generation,
-        admission,
-        record: true,
-        state: admission.label(),
-        fleet: admission.label(),
-        local: None,
-        retry_at: None,
-        outage: false,
-    }
+    Snapshot::standalone(generation, admission)
 }
 
 /// Allocations made while `work` runs.

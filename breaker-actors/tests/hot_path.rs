@@ -26,16 +26,7 @@ fn closed() -> HotPath {
 }
 
 fn snap(generation: u64, admission: Admission) -> Snapshot {
-    Snapshot {
-        generation,
-        admission,
-        record: true,
-        state: admission.label(),
-        fleet: admission.label(),
-        local: None,
-        retry_at: None,
-        outage: false,
-    }
+    Snapshot::standalone(generation, admission)
 }
 
 fn probe(generation: u64, grant: u32, round: u64) -> Snapshot {

@@ -45,16 +45,7 @@ fn hot() -> Arc<HotPath> {
 }
 
 fn snap(generation: u64, admission: Admission) -> Snapshot {
-    Snapshot {
-        generation,
-        admission,
-        record: true,
-        state: admission.label(),
-        fleet: admission.label(),
-        local: None,
-        retry_at: None,
-        outage: false,
-    }
+    Snapshot::standalone(generation, admission)
 }
 
 /// Everything drained, summed per generation, and the stale calls.

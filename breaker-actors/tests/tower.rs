@@ -20,16 +20,9 @@ fn breaker() -> Breaker {
 }
 
 fn open(breaker: &Breaker) {
-    breaker.hot_path().install(&Snapshot {
-        generation: 2,
-        admission: Admission::Reject,
-        record: true,
-        state: StateLabel::Open,
-        fleet: StateLabel::Open,
-        local: None,
-        retry_at: Some(Millis(5_000)),
-        outage: false,
-    });
+    breaker
+        .hot_path()
+        .install(&Snapshot { retry_at: Some(Millis(5_000)), ..Snapshot::standalone(2, Admission::Reject) });
 }
 
 /// Everything recorded since the last drain, summed over generations.

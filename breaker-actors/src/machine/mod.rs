@@ -236,6 +236,23 @@ pub struct Snapshot {
     pub outage: bool,
 }
 
+impl Snapshot {
+    /// The snapshot of a breaker whose only source is `admission` (no overlay, no outage, no
+    /// retry hint), for standalone breakers, benchmarks and tests.
+    pub fn standalone(generation: u64, admission: Admission) -> Self {
+        Self {
+            generation,
+            admission,
+            record: true,
+            state: admission.label(),
+            fleet: admission.label(),
+            local: None,
+            retry_at: None,
+            outage: false,
+        }
+    }
+}
+
 /// What the machine wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {

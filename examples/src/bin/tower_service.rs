@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use breaker_actors::hot::{Breaker, CoarseClock, HotPath, HotSettings, Rejected};
-use breaker_actors::machine::{Admission, BreakerName, Millis, Snapshot, StateLabel};
+use breaker_actors::machine::{Admission, BreakerName, Millis, Snapshot};
 use breaker_actors::tower::{FuseboxError, FuseboxLayer};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -23,16 +23,7 @@ async fn price(item: &'static str) -> Result<u32, String> {
 
 /// What the breaker actor installs when the fleet trips the breaker.
 fn open_snapshot() -> Snapshot {
-    Snapshot {
-        generation: 2,
-        admission: Admission::Reject,
-        record: true,
-        state: StateLabel::Open,
-        fleet: StateLabel::Open,
-        local: None,
-        retry_at: Some(Millis(10_000)),
-        outage: false,
-    }
+    Snapshot { retry_at: Some(Millis(10_000)), ..Snapshot::standalone(2, Admission::Reject) }
 }
 
 /// Waits for `service` to be ready, then calls it: what a tower client does per request.
