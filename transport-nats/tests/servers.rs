@@ -1,0 +1,74 @@
+//! The nats-server test harness against the real binary: a single server comes up healthy on
+//! loopback and is gone by PID after drop; a 3-node cluster agrees on a `JetStream` meta leader,
+//! keeps one after a node is killed, and takes the node back after a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use transport_nats::servers::{NatsCluster, NatsServer, READY_DEADLINE};
+
+/// Whether a process with this PID still exists (a reaped child has no /proc entry).
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_single_server_is_healthy_on_loopback_and_gone_after_drop() {
+    let server = NatsServer::start().unwrap();
+    assert!(server.url().starts_with("nats://127.0.0.1:"), "{}", server.url());
+    assert!(server.is_healthy());
+    let pid = server.pid().unwrap();
+    assert!(alive(pid));
+    drop(server);
+    eventually("the server process exiting", Duration::from_secs(5), || !alive(pid));
+}
+
+#[test]
+fn a_panicking_test_still_stops_its_server() {
+    let pid = std::panic::catch_unwind(|| {
+        let server = NatsServer::start().unwrap();
+        let pid = server.pid().unwrap();
+        std::panic::panic_any(pid);
+    })
+    .unwrap_err()
+    .downcast::<u32>()
+    .map(|pid| *pid)
+    .unwrap();
+    eventually("the server process exiting after the panic", Duration::from_secs(5), || !alive(pid));
+}
+
+#[test]
+fn a_cluster_keeps_a_meta_leader_through_a_killed_node_and_takes_it_back() {
+    let mut cluster = NatsCluster::start(3).unwrap();
+    assert_eq!(cluster.urls().len(), 3);
+    let leader = cluster.nodes()[0].meta_leader().unwrap();
+    assert!(cluster.nodes().iter().all(|n| n.meta_leader().as_deref() == Some(leader.as_str())));
+
+    // Kill the meta leader itself: the other two must elect a new one between them.
+    let victim = cluster.nodes().iter().position(|n| n.name() == leader).unwrap();
+    let pid = cluster.nodes()[victim].pid().unwrap();
+    cluster.kill(victim);
+    assert!(!alive(pid));
+    assert_eq!(cluster.urls().len(), 2);
+    cluster.wait_ready().unwrap();
+    let survivors: Vec<_> = (0..3).filter(|&i| i != victim).collect();
+    let new_leader = cluster.nodes()[survivors[0]].meta_leader().unwrap();
+    assert_ne!(new_leader, leader, "a dead node cannot stay meta leader");
+
+    cluster.restart(victim).unwrap();
+    assert!(cluster.nodes()[victim].is_healthy());
+    assert_eq!(cluster.urls().len(), 3);
+    let pids: Vec<u32> = cluster.nodes().iter().map(|n| n.pid().unwrap()).collect();
+    drop(cluster);
+    eventually("every cluster process exiting", READY_DEADLINE, || pids.iter().all(|p| !alive(*p)));
+}
