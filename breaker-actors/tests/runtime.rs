@@ -67,6 +67,23 @@ async fn node(broker: &MemoryBroker, id: &str) -> Registry {
         .unwrap()
 }
 
+/// Three nodes on one in-process broker, each holding breaker `payments`, once a decider holds
+/// its lease shard and the first decision is out.
+async fn three_nodes_deciding() -> (MemoryBroker, Vec<Registry>, Vec<Breaker>, breaker_actors::transport::LeaseShard) {
+    let broker = MemoryBroker::new();
+    let mut nodes = Vec::new();
+    let mut breakers = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let reg = node(&broker, id).await;
+        breakers.push(reg.breaker("payments", config()).await.unwrap());
+        nodes.push(reg);
+    }
+    let shard = nodes[0].shard_of(&name("payments"));
+    eventually("a decider holds the lease", TTL, || broker.lease(shard).is_some()).await;
+    eventually("the first decision is out", TTL, || broker.decision(&name("payments")).is_some()).await;
+    (broker, nodes, breakers, shard)
+}
+
 async fn fail(b: &Breaker, calls: usize) {
     for _ in 0..calls {
         let _ = b.call(async { Err::<(), _>("boom") }).await;
@@ -190,17 +207,7 @@ async fn configs_conflict_fleet_wide() {
 
 #[tokio::test(start_paused = true)]
 async fn failures_on_one_node_trip_all_three() {
-    let broker = MemoryBroker::new();
-    let mut nodes = Vec::new();
-    let mut breakers = Vec::new();
-    for id in ["n1", "n2", "n3"] {
-        let reg = node(&broker, id).await;
-        breakers.push(reg.breaker("payments", config()).await.unwrap());
-        nodes.push(reg);
-    }
-    let shard = nodes[0].shard_of(&name("payments"));
-    eventually("a decider holds the lease", TTL, || broker.lease(shard).is_some()).await;
-    eventually("the first decision is out", TTL, || broker.decision(&name("payments")).is_some()).await;
+    let (_broker, _nodes, breakers, _shard) = three_nodes_deciding().await;
 
     fail(&breakers[2], 10).await;
     eventually("all three open", Duration::from_secs(1), || breakers.iter().all(|b| b.state() == StateLabel::Open))
@@ -246,16 +253,7 @@ async fn five_nodes_share_a_probe_budget_of_two_and_close_together() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crashed_decider_is_replaced_after_the_ttl() {
-    let broker = MemoryBroker::new();
-    let mut nodes = Vec::new();
-    let mut breakers = Vec::new();
-    for id in ["n1", "n2", "n3"] {
-        let reg = node(&broker, id).await;
-        breakers.push(reg.breaker("payments", config()).await.unwrap());
-        nodes.push(reg);
-    }
-    let shard = nodes[0].shard_of(&name("payments"));
-    eventually("a decider", TTL, || broker.decision(&name("payments")).is_some()).await;
+    let (broker, nodes, breakers, shard) = three_nodes_deciding().await;
     let first = broker.lease(shard).unwrap();
     let dead = nodes.iter().position(|n| n.node() == &first.holder).unwrap();
     nodes[dead].crash().await;
@@ -538,17 +536,7 @@ fn manual(reason: &Reason) -> Option<(CommandKind, &str, &str)> {
 
 #[tokio::test(start_paused = true)]
 async fn a_command_from_any_node_reaches_the_decider_and_applies_everywhere() {
-    let broker = MemoryBroker::new();
-    let mut nodes = Vec::new();
-    let mut breakers = Vec::new();
-    for id in ["n1", "n2", "n3"] {
-        let reg = node(&broker, id).await;
-        breakers.push(reg.breaker("payments", config()).await.unwrap());
-        nodes.push(reg);
-    }
-    let shard = nodes[0].shard_of(&name("payments"));
-    eventually("a decider holds the lease", TTL, || broker.lease(shard).is_some()).await;
-    eventually("the first decision is out", TTL, || broker.decision(&name("payments")).is_some()).await;
+    let (broker, nodes, breakers, shard) = three_nodes_deciding().await;
     let holder = broker.lease(shard).unwrap().holder;
     let issuer = nodes.iter().find(|n| n.node() != &holder).unwrap();
     assert!(!deciding(issuer, &name("payments")).await);
