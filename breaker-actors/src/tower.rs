@@ -11,7 +11,7 @@
 //! match service.ready().await.unwrap().call("fleet".into()).await {
 //!     Ok(greeting) => println!("{greeting}"),
 //!     Err(FuseboxError::Rejected(rejected)) => println!("not now: {rejected}"),
-//!     Err(FuseboxError::Inner(error)) => println!("failed: {error}"),
+//!     Err(FuseboxError::Failed(error)) => println!("failed: {error}"),
 //! }
 //! # }
 //! ```
@@ -32,52 +32,12 @@ use std::task::{Context, Poll};
 
 use ::tower::{Layer, Service};
 
-use crate::hot::{AllErrorsFail, Breaker, Classifier, Rejected};
+use crate::hot::{AllErrorsFail, Breaker, CallError, Classifier, Rejected};
 
-/// What a [`FuseboxService`] returns when it does not return the inner service's response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FuseboxError<E> {
-    /// The breaker did not admit the call; the inner service never saw it.
-    Rejected(Rejected),
-    /// The inner service failed (in `poll_ready` or in the call).
-    Inner(E),
-}
-
-impl<E> FuseboxError<E> {
-    /// The rejection, if the breaker turned the call away.
-    pub fn rejected(&self) -> Option<&Rejected> {
-        match self {
-            Self::Rejected(rejected) => Some(rejected),
-            Self::Inner(_) => None,
-        }
-    }
-
-    /// The inner service's error, if it failed.
-    pub fn into_inner(self) -> Option<E> {
-        match self {
-            Self::Rejected(_) => None,
-            Self::Inner(error) => Some(error),
-        }
-    }
-}
-
-impl<E: fmt::Display> fmt::Display for FuseboxError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Rejected(rejected) => rejected.fmt(f),
-            Self::Inner(error) => write!(f, "inner service failed: {error}"),
-        }
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for FuseboxError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Rejected(rejected) => Some(rejected),
-            Self::Inner(error) => Some(error),
-        }
-    }
-}
+/// What a [`FuseboxService`] returns when it does not return the inner service's response:
+/// the same error as [`Breaker::call`]'s (`Failed` holds the inner service's error, from
+/// `poll_ready` or the call).
+pub type FuseboxError<E> = CallError<E>;
 
 /// Wraps services in a [`FuseboxService`] over one breaker.
 pub struct FuseboxLayer<C = AllErrorsFail> {
@@ -199,7 +159,7 @@ where
     type Future = ResponseFuture<S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(FuseboxError::Inner)
+        self.inner.poll_ready(cx).map_err(FuseboxError::Failed)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
@@ -218,7 +178,7 @@ where
                 }
                 Err(error) => {
                     permit.record(classifier.classify(&error));
-                    Err(FuseboxError::Inner(error))
+                    Err(FuseboxError::Failed(error))
                 }
             }
         })
@@ -311,7 +271,7 @@ impl<T, E, F: Fn(Rejected) -> T> Future for FallbackFuture<T, E, F> {
         this.inner.as_mut().poll(cx).map(|result| match result {
             Ok(response) => Ok(response),
             Err(FuseboxError::Rejected(rejected)) => Ok((this.fallback)(rejected)),
-            Err(FuseboxError::Inner(error)) => Err(error),
+            Err(FuseboxError::Failed(error)) => Err(error),
         })
     }
 }

@@ -28,11 +28,7 @@ fn open(breaker: &Breaker) {
 /// Everything recorded since the last drain, summed over generations.
 fn drained(breaker: &Breaker) -> OutcomeCounts {
     breaker.hot_path().drain().outcomes.iter().fold(OutcomeCounts::default(), |mut sum, o| {
-        sum.success += o.counts.success;
-        sum.failure += o.counts.failure;
-        sum.slow += o.counts.slow;
-        sum.ignored += o.counts.ignored;
-        sum.rejected += o.counts.rejected;
+        sum.add(&o.counts);
         sum
     })
 }
@@ -82,7 +78,7 @@ async fn failures_are_recorded() {
         let result = service.ready().await.unwrap().call(n).await;
         match result {
             Ok(doubled) => assert_eq!(doubled, n * 2),
-            Err(FuseboxError::Inner(message)) => assert_eq!(message, format!("{n} is even")),
+            Err(FuseboxError::Failed(message)) => assert_eq!(message, format!("{n} is even")),
             Err(FuseboxError::Rejected(rejected)) => panic!("closed breaker rejected: {rejected}"),
         }
     }

@@ -531,6 +531,24 @@ pub enum CallError<E> {
     Failed(E),
 }
 
+impl<E> CallError<E> {
+    /// The rejection, if the breaker turned the call away.
+    pub fn rejected(&self) -> Option<&Rejected> {
+        match self {
+            Self::Rejected(rejected) => Some(rejected),
+            Self::Failed(_) => None,
+        }
+    }
+
+    /// The call's own error, if it ran and failed.
+    pub fn into_failure(self) -> Option<E> {
+        match self {
+            Self::Rejected(_) => None,
+            Self::Failed(error) => Some(error),
+        }
+    }
+}
+
 impl<E: fmt::Display> fmt::Display for CallError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

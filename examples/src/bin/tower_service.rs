@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
     for item in ["apple", "pear", "kiwi"] {
         match call(&mut prices, item).await {
             Ok(cents) => println!("  {item}: {cents} cents"),
-            Err(FuseboxError::Inner(error)) => println!("  {item}: failed ({error})"),
+            Err(FuseboxError::Failed(error)) => println!("  {item}: failed ({error})"),
             Err(FuseboxError::Rejected(rejected)) => {
                 println!("  {item}: unexpectedly rejected ({rejected})");
                 return ExitCode::FAILURE;
