@@ -1,5 +1,6 @@
-//! NATS transport for Fusebox. Being built (issue: NATS transport): it will own the
-//! `JetStream` outcome feed, KV leases and decisions, and the wire codecs. What exists today is
-//! [`servers`]: the harness that starts real nats-server processes for the tests.
+//! NATS transport for Fusebox: the `JetStream` outcome feed, KV leases and decisions, the
+//! wire codecs, and [`servers`], the harness that starts real nats-server processes for the
+//! tests. Being built (issue: NATS transport).
 
+pub mod layout;
 pub mod servers;

@@ -1,0 +1,165 @@
+//! The NATS layout of a fleet: the names of its streams, buckets and subjects, all derived
+//! from one prefix (default `fusebox`), and the parsing of an outcome subject back into its
+//! breaker and node. DESIGN.md section 5 is the specification; `docs/nats.md` the user's copy.
+
+use std::fmt;
+
+use breaker_actors::machine::{BreakerName, NodeId};
+
+/// The longest prefix, in bytes (it becomes part of stream, bucket and subject names).
+pub const MAX_PREFIX_LEN: usize = 32;
+
+/// The prefix the layout uses when none is configured.
+pub const DEFAULT_PREFIX: &str = "fusebox";
+
+/// Why a prefix was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutError {
+    /// Empty, too long, or not made of `[a-z0-9_]` starting with a letter.
+    InvalidPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidPrefix { prefix } => write!(
+                f,
+                "invalid NATS prefix {prefix:?}: 1..={MAX_PREFIX_LEN} bytes of [a-z0-9_], starting with a letter"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LayoutError {}
+
+/// The names of one fleet's streams, buckets and subjects.
+///
+/// ```
+/// use transport_nats::layout::Layout;
+/// let layout = Layout::default();
+/// assert_eq!(layout.outcome_stream(), "FUSEBOX_OUTCOMES");
+/// assert_eq!(layout.state_bucket(), "fusebox_state");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    prefix: String,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self { prefix: DEFAULT_PREFIX.to_owned() }
+    }
+}
+
+impl Layout {
+    /// A layout with `prefix`: lower case so that bucket names read like DESIGN.md's and
+    /// stream names are its upper-case form.
+    pub fn new(prefix: &str) -> Result<Self, LayoutError> {
+        let valid = !prefix.is_empty()
+            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if valid {
+            Ok(Self { prefix: prefix.to_owned() })
+        } else {
+            Err(LayoutError::InvalidPrefix { prefix: prefix.to_owned() })
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The stream of outcome reports: `FUSEBOX_OUTCOMES`.
+    pub fn outcome_stream(&self) -> String {
+        format!("{}_OUTCOMES", self.prefix.to_ascii_uppercase())
+    }
+
+    /// The stream of operator commands: `FUSEBOX_CONTROL`.
+    pub fn control_stream(&self) -> String {
+        format!("{}_CONTROL", self.prefix.to_ascii_uppercase())
+    }
+
+    /// The lease bucket: `fusebox_leases`.
+    pub fn lease_bucket(&self) -> String {
+        format!("{}_leases", self.prefix)
+    }
+
+    /// The decision bucket: `fusebox_state`.
+    pub fn state_bucket(&self) -> String {
+        format!("{}_state", self.prefix)
+    }
+
+    /// The config bucket: `fusebox_config`.
+    pub fn config_bucket(&self) -> String {
+        format!("{}_config", self.prefix)
+    }
+
+    /// Every outcome subject: `fusebox.out.>`.
+    pub fn outcome_subjects(&self) -> String {
+        format!("{}.out.>", self.prefix)
+    }
+
+    /// Every outcome subject of `breaker`: `fusebox.out.<breaker>.*`.
+    pub fn breaker_outcome_subjects(&self, breaker: &BreakerName) -> String {
+        format!("{}.out.{breaker}.*", self.prefix)
+    }
+
+    /// The subject `node` reports `breaker`'s outcomes on: `fusebox.out.<breaker>.<node>`.
+    pub fn outcome_subject(&self, breaker: &BreakerName, node: &NodeId) -> String {
+        format!("{}.out.{breaker}.{node}", self.prefix)
+    }
+
+    /// Every control subject: `fusebox.ctl.>`.
+    pub fn control_subjects(&self) -> String {
+        format!("{}.ctl.>", self.prefix)
+    }
+
+    /// The control subject of `breaker`: `fusebox.ctl.<breaker>`.
+    pub fn control_subject(&self, breaker: &BreakerName) -> String {
+        format!("{}.ctl.{breaker}", self.prefix)
+    }
+
+    /// The breaker and node of an outcome subject, if `subject` is one and both tokens are
+    /// valid names.
+    pub fn parse_outcome_subject(&self, subject: &str) -> Option<(BreakerName, NodeId)> {
+        let rest = subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".out.")?;
+        let (breaker, node) = rest.split_once('.')?;
+        Some((BreakerName::new(breaker).ok()?, NodeId::new(node).ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let l = Layout::new("acme_cb").unwrap();
+        let b = BreakerName::new("pay-ments").unwrap();
+        let n = NodeId::new("n_1").unwrap();
+        assert_eq!(l.outcome_stream(), "ACME_CB_OUTCOMES");
+        assert_eq!(l.control_stream(), "ACME_CB_CONTROL");
+        assert_eq!(l.lease_bucket(), "acme_cb_leases");
+        assert_eq!(l.config_bucket(), "acme_cb_config");
+        assert_eq!(l.outcome_subject(&b, &n), "acme_cb.out.pay-ments.n_1");
+        assert_eq!(l.control_subject(&b), "acme_cb.ctl.pay-ments");
+        assert_eq!(l.parse_outcome_subject("acme_cb.out.pay-ments.n_1"), Some((b, n)));
+    }
+
+    #[test]
+    fn bad_prefixes_and_subjects_are_refused() {
+        for bad in ["", "Fusebox", "fuse.box", "fuse>", "1fuse", &"a".repeat(MAX_PREFIX_LEN + 1)] {
+            assert!(Layout::new(bad).is_err(), "{bad:?}");
+        }
+        let l = Layout::default();
+        for bad in ["fusebox.out.b", "fusebox.out.b.n.x", "fusebox.ctl.b.n", "other.out.b.n", "fusebox.out.b.*"] {
+            assert_eq!(l.parse_outcome_subject(bad), None, "{bad:?}");
+        }
+    }
+}
