@@ -1,0 +1,1200 @@
+//! The wire codecs of the NATS transport: outcome reports (postcard from Rust nodes, JSON
+//! from foreign apps), decisions and breaker configs (JSON in KV buckets, so any language
+//! can read them) and operator commands (JSON on the control stream).
+//!
+//! Every decoder checks the size first (before any parsing), then the version (so a message
+//! of a newer version is [`DecodeError::UnsupportedVersion`], never "malformed"), then the
+//! whole message, then its identity against the subject or key it arrived on. Every failure
+//! is a typed [`DecodeError`] whose [`kind`](DecodeError::kind) a consumer counts before it
+//! acks the message and moves on: a bad message never stops a consumer.
+//!
+//! `docs/wire-format.md` is the user's copy of these formats, with the JSON Schema of the
+//! foreign outcome messages.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use breaker_actors::machine::{
+    BreakerConfig, BreakerName, Command, Decision, DecisionId, MAX_TEXT_LEN, NodeId, OutcomeCounts, Reason, Report,
+    VectorClock, WIRE_VERSION,
+};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The header naming a payload's format.
+pub const CONTENT_TYPE: &str = "Content-Type";
+/// The media type of JSON payloads (foreign outcomes, decisions, commands, configs).
+pub const JSON: &str = "application/json";
+/// The media type of postcard reports from Rust nodes.
+pub const POSTCARD: &str = "application/x-fusebox-postcard";
+/// `JetStream`'s deduplication header. Rust nodes set it to
+/// `<breaker>:<node>:<incarnation>:<seq>` ([`report_msg_id`]).
+pub const MSG_ID: &str = "Nats-Msg-Id";
+
+/// The default [`Limits::max_payload`]: 64 KiB. A Rust report with a full clock is under
+/// 10 KiB, and a full batch of foreign events written compactly about 45 KiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
+/// The default [`Limits::max_batch_events`].
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = 1024;
+/// The largest `count` one foreign event may carry: large enough for any real flush, small
+/// enough that a batch can never come near overflowing a counter.
+pub const MAX_EVENT_COUNT: u64 = 1_000_000;
+/// The version of the config envelope. Separate from [`WIRE_VERSION`] because the envelope
+/// and the report format evolve independently.
+pub const CONFIG_VERSION: u16 = 1;
+
+/// What a decoder accepts at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest payload, in bytes, checked before any parsing.
+    pub max_payload: usize,
+    /// The most events in one foreign batch.
+    pub max_batch_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_payload: DEFAULT_MAX_PAYLOAD, max_batch_events: DEFAULT_MAX_BATCH_EVENTS }
+    }
+}
+
+/// A payload's encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// postcard, from Rust nodes.
+    Postcard,
+    /// JSON.
+    Json,
+}
+
+impl Format {
+    /// The media type to put in [`CONTENT_TYPE`].
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Postcard => POSTCARD,
+            Self::Json => JSON,
+        }
+    }
+
+    /// A short name for messages and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postcard => "postcard",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The format of an outcome payload. A [`CONTENT_TYPE`] of [`JSON`] or [`POSTCARD`]
+/// (case-insensitive, parameters such as `; charset=utf-8` ignored) decides. Without one,
+/// or with any other media type, the payload decides: JSON if its first non-whitespace
+/// byte is `{` or `[`, postcard otherwise. The fallback is for people publishing by hand
+/// (`nats pub` without `-H`); it cannot mistake a current report for JSON, whose first
+/// byte is its version (1).
+pub fn format_of(content_type: Option<&str>, payload: &[u8]) -> Format {
+    if let Some(content_type) = content_type {
+        let media = content_type.split_once(';').map_or(content_type, |(media, _)| media).trim();
+        if media.eq_ignore_ascii_case(JSON) {
+            return Format::Json;
+        }
+        if media.eq_ignore_ascii_case(POSTCARD) {
+            return Format::Postcard;
+        }
+    }
+    match payload.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+        Some(b'{' | b'[') => Format::Json,
+        _ => Format::Postcard,
+    }
+}
+
+/// Why a payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Longer than [`Limits::max_payload`]; not parsed at all.
+    Oversized {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a valid message of its format: bad bytes, truncated, trailing data, a missing
+    /// or unknown field, an unknown outcome, an invalid name, a wrong shape.
+    Malformed {
+        /// The format it was read as.
+        format: Format,
+        /// What the parser said.
+        detail: String,
+    },
+    /// A version this code does not read.
+    UnsupportedVersion {
+        /// The version in the message.
+        got: u16,
+    },
+    /// The message names another breaker than its subject or key.
+    WrongBreaker {
+        /// The breaker of the subject or key.
+        expected: BreakerName,
+        /// The breaker in the message.
+        got: BreakerName,
+    },
+    /// The message names another node than its subject.
+    WrongNode {
+        /// The node of the subject.
+        expected: NodeId,
+        /// The node in the message.
+        got: NodeId,
+    },
+    /// A foreign batch without events.
+    EmptyBatch,
+    /// A foreign batch with more than [`Limits::max_batch_events`] events.
+    TooManyEvents {
+        /// Events in the batch.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A foreign event's `count` outside `1..=`[`MAX_EVENT_COUNT`].
+    InvalidCount {
+        /// The count given.
+        count: u64,
+    },
+    /// Free text over [`MAX_TEXT_LEN`] bytes.
+    TextTooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A vector clock breaking its invariants (unsorted, duplicate or zero entries, over
+    /// the cap): checked here so that it is counted with the other refusals.
+    MalformedClock,
+}
+
+impl DecodeError {
+    /// A short, stable label for metrics counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Oversized { .. } => "oversized",
+            Self::Malformed { .. } => "malformed",
+            Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::WrongBreaker { .. } => "wrong_breaker",
+            Self::WrongNode { .. } => "wrong_node",
+            Self::EmptyBatch => "empty_batch",
+            Self::TooManyEvents { .. } => "too_many_events",
+            Self::InvalidCount { .. } => "invalid_count",
+            Self::TextTooLong { .. } => "text_too_long",
+            Self::MalformedClock => "malformed_clock",
+        }
+    }
+
+    fn malformed(format: Format, detail: impl fmt::Display) -> Self {
+        Self::Malformed { format, detail: detail.to_string() }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Oversized { len, max } => write!(f, "payload of {len} bytes exceeds the limit of {max}"),
+            Self::Malformed { format, detail } => write!(f, "malformed {format} payload: {detail}"),
+            Self::UnsupportedVersion { got } => write!(f, "unsupported version {got}"),
+            Self::WrongBreaker { expected, got } => write!(f, "message for breaker {got:?} arrived for {expected:?}"),
+            Self::WrongNode { expected, got } => {
+                write!(f, "message from node {got:?} arrived on {expected:?}'s subject")
+            }
+            Self::EmptyBatch => f.write_str("batch without events"),
+            Self::TooManyEvents { len, max } => write!(f, "batch of {len} events exceeds the limit of {max}"),
+            Self::InvalidCount { count } => write!(f, "event count {count} is outside 1..={MAX_EVENT_COUNT}"),
+            Self::TextTooLong { field, len, max } => write!(f, "{field} is {len} bytes long, at most {max} allowed"),
+            Self::MalformedClock => f.write_str("vector clock breaks its invariants"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Why a value could not be encoded. The types encoded here have no failing `Serialize`,
+/// so this is not expected in practice; it is typed rather than a panic all the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError {
+    /// The format being written.
+    pub format: Format,
+    /// What the serializer said.
+    pub detail: String,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot encode as {}: {}", self.format, self.detail)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+fn encode_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    serde_json::to_vec(value).map_err(|e| EncodeError { format: Format::Json, detail: e.to_string() })
+}
+
+fn check_size(payload: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    if payload.len() > limits.max_payload {
+        return Err(DecodeError::Oversized { len: payload.len(), max: limits.max_payload });
+    }
+    Ok(())
+}
+
+fn check_breaker(expected: &BreakerName, got: &BreakerName) -> Result<(), DecodeError> {
+    if expected != got {
+        return Err(DecodeError::WrongBreaker { expected: expected.clone(), got: got.clone() });
+    }
+    Ok(())
+}
+
+fn check_node(expected: &NodeId, got: &NodeId) -> Result<(), DecodeError> {
+    if expected != got {
+        return Err(DecodeError::WrongNode { expected: expected.clone(), got: got.clone() });
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, text: &str) -> Result<(), DecodeError> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(DecodeError::TextTooLong { field, len: text.len(), max: MAX_TEXT_LEN });
+    }
+    Ok(())
+}
+
+fn check_clock(clock: &VectorClock) -> Result<(), DecodeError> {
+    if !clock.is_well_formed() {
+        return Err(DecodeError::MalformedClock);
+    }
+    Ok(())
+}
+
+/// Deserializes `T` from a JSON object only. Derived `Deserialize` impls also accept a
+/// struct written as an array of its fields in order; that would make field order part of
+/// the public contract, so the JSON entry points and the foreign schema refuse it.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(ObjectOnly)
+    }
+}
+
+/// For optional fields that may be absent but not `null`, so the schema has one spelling
+/// of "not given".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+fn from_json<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice::<ObjectOnly<T>>(payload)
+        .map(|object| object.0)
+        .map_err(|e| DecodeError::malformed(Format::Json, e))
+}
+
+/// Only the version of a JSON message, every other field skipped, so that a message of
+/// another version is recognised whatever else it holds.
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: u16,
+}
+
+fn check_json_version(payload: &[u8], expected: u16) -> Result<(), DecodeError> {
+    let probe: VersionProbe = from_json(payload)?;
+    if probe.version != expected {
+        return Err(DecodeError::UnsupportedVersion { got: probe.version });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Outcome reports
+// ---------------------------------------------------------------------------------------
+
+/// A decoded outcome message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A Rust node's postcard report.
+    Report(Report),
+    /// A foreign app's JSON event or batch; it becomes a report with
+    /// [`ForeignOutcomes::into_report`].
+    Foreign(ForeignOutcomes),
+}
+
+/// A foreign app's outcomes from one message: a batch summed into one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForeignOutcomes {
+    /// The outcomes, summed (saturating).
+    pub counts: OutcomeCounts,
+    /// The longest run of consecutive failed calls in event order: a failure event of
+    /// count `n` is a run of `n`; success and slow end a run; ignored and rejected calls
+    /// neither extend nor end it.
+    pub longest_failure_streak: u64,
+    /// The decision the app says it had applied (read from the state bucket).
+    pub applied: Option<DecisionId>,
+}
+
+impl ForeignOutcomes {
+    /// The report these outcomes stand for. Foreign publishers are incarnation 0; `seq` is
+    /// the message's stream sequence, which grows with every message of the stream, so the
+    /// decider's per-node dedupe by `(incarnation, seq)` holds. `applied` is the newest
+    /// decision the caller knows for the breaker, used when the app did not say; the clock
+    /// is that decision's term with the foreign node ticked once.
+    pub fn into_report(self, breaker: BreakerName, node: NodeId, seq: u64, applied: DecisionId) -> Report {
+        let applied = self.applied.unwrap_or(applied);
+        let mut clock = VectorClock::new(applied.term);
+        clock.tick(&node);
+        Report {
+            version: WIRE_VERSION,
+            breaker,
+            node,
+            incarnation: 0,
+            seq,
+            applied,
+            clock,
+            counts: self.counts,
+            longest_failure_streak: self.longest_failure_streak,
+            local_open: false,
+        }
+    }
+
+    fn record(&mut self, outcome: ForeignOutcome, count: u64, streak: &mut u64) {
+        let counter = match outcome {
+            ForeignOutcome::Success => &mut self.counts.success,
+            ForeignOutcome::Failure => &mut self.counts.failure,
+            ForeignOutcome::Slow => &mut self.counts.slow,
+            ForeignOutcome::Ignored => &mut self.counts.ignored,
+            ForeignOutcome::Rejected => &mut self.counts.rejected,
+        };
+        *counter = counter.saturating_add(count);
+        match outcome {
+            ForeignOutcome::Failure => {
+                *streak = streak.saturating_add(count);
+                self.longest_failure_streak = self.longest_failure_streak.max(*streak);
+            }
+            ForeignOutcome::Success | ForeignOutcome::Slow => *streak = 0,
+            ForeignOutcome::Ignored | ForeignOutcome::Rejected => {}
+        }
+    }
+}
+
+/// The `Nats-Msg-Id` of a Rust node's report: `<breaker>:<node>:<incarnation>:<seq>`, so a
+/// republished report is dropped within the stream's duplicate window. The breaker is part
+/// of it because `JetStream` deduplicates by id across the whole stream, not per subject,
+/// and `seq` counts per breaker: `<node>:<incarnation>:<seq>` alone would make one
+/// breaker's report a "duplicate" of another's. Names hold no `:`, so the id is unambiguous.
+pub fn report_msg_id(report: &Report) -> String {
+    format!("{}:{}:{}:{}", report.breaker, report.node, report.incarnation, report.seq)
+}
+
+/// A Rust node's report, in postcard. Its first field is the version, so a reader finds
+/// the version before anything else.
+pub fn encode_report(report: &Report) -> Result<Vec<u8>, EncodeError> {
+    postcard::to_stdvec(report).map_err(|e| EncodeError { format: Format::Postcard, detail: e.to_string() })
+}
+
+/// Decodes a message from the outcome subject of `breaker` and `node` (taken from the
+/// subject, which is what NATS permissions protect). Postcard must be a [`Report`] of the
+/// same breaker and node; JSON must be the foreign schema of `docs/wire-format.md`.
+///
+/// ```
+/// use breaker_actors::machine::{BreakerName, DecisionId, NodeId};
+/// use transport_nats::codec::{JSON, Limits, Outcome, decode_outcome};
+///
+/// let breaker = BreakerName::new("payments").unwrap();
+/// let node = NodeId::new("billing-py-1").unwrap();
+/// let payload = br#"{"version":1,"events":[{"outcome":"failure","count":3},{"outcome":"success"}]}"#;
+/// let Ok(Outcome::Foreign(outcomes)) = decode_outcome(&breaker, &node, Some(JSON), payload, &Limits::default())
+/// else {
+///     panic!("a valid batch")
+/// };
+/// assert_eq!((outcomes.counts.failure, outcomes.counts.success, outcomes.longest_failure_streak), (3, 1, 3));
+/// // With the message's stream sequence and the newest decision known, it is a report.
+/// let report = outcomes.into_report(breaker, node, 1_207, DecisionId::new(412, 3));
+/// assert_eq!((report.incarnation, report.seq, report.applied), (0, 1_207, DecisionId::new(412, 3)));
+/// ```
+pub fn decode_outcome(
+    breaker: &BreakerName,
+    node: &NodeId,
+    content_type: Option<&str>,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<Outcome, DecodeError> {
+    check_size(payload, limits)?;
+    match format_of(content_type, payload) {
+        Format::Postcard => decode_report(breaker, node, payload).map(Outcome::Report),
+        Format::Json => decode_foreign(breaker, node, payload, limits).map(Outcome::Foreign),
+    }
+}
+
+fn decode_report(breaker: &BreakerName, node: &NodeId, payload: &[u8]) -> Result<Report, DecodeError> {
+    let (version, _) =
+        postcard::take_from_bytes::<u16>(payload).map_err(|e| DecodeError::malformed(Format::Postcard, e))?;
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion { got: version });
+    }
+    let (report, rest) =
+        postcard::take_from_bytes::<Report>(payload).map_err(|e| DecodeError::malformed(Format::Postcard, e))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::malformed(Format::Postcard, format_args!("{} trailing bytes", rest.len())));
+    }
+    check_breaker(breaker, &report.breaker)?;
+    check_node(node, &report.node)?;
+    check_clock(&report.clock)?;
+    Ok(report)
+}
+
+/// The outcome classes of the foreign schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ForeignOutcome {
+    Success,
+    Failure,
+    Slow,
+    Ignored,
+    Rejected,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForeignEvent {
+    outcome: ForeignOutcome,
+    #[serde(default, deserialize_with = "present")]
+    count: Option<u64>,
+}
+
+/// `DecisionId` as the state bucket spells it, but strict about its fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForeignDecisionId {
+    term: u64,
+    seq: u64,
+}
+
+/// One event (`outcome`, `count`) or a batch (`events`), never both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForeignMessage {
+    // Checked by `check_json_version` before this parse; named so that it is a known field.
+    #[serde(rename = "version")]
+    _version: u16,
+    #[serde(default, deserialize_with = "present")]
+    breaker: Option<BreakerName>,
+    #[serde(default, deserialize_with = "present")]
+    node: Option<NodeId>,
+    #[serde(default, deserialize_with = "present")]
+    applied: Option<ObjectOnly<ForeignDecisionId>>,
+    #[serde(default, deserialize_with = "present")]
+    outcome: Option<ForeignOutcome>,
+    #[serde(default, deserialize_with = "present")]
+    count: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    events: Option<Vec<ObjectOnly<ForeignEvent>>>,
+}
+
+fn checked_count(count: Option<u64>) -> Result<u64, DecodeError> {
+    match count.unwrap_or(1) {
+        count @ 1..=MAX_EVENT_COUNT => Ok(count),
+        count => Err(DecodeError::InvalidCount { count }),
+    }
+}
+
+fn decode_foreign(
+    breaker: &BreakerName,
+    node: &NodeId,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<ForeignOutcomes, DecodeError> {
+    check_json_version(payload, WIRE_VERSION)?;
+    let message: ForeignMessage = from_json(payload)?;
+    if let Some(got) = &message.breaker {
+        check_breaker(breaker, got)?;
+    }
+    if let Some(got) = &message.node {
+        check_node(node, got)?;
+    }
+    let mut out = ForeignOutcomes {
+        applied: message.applied.map(|ObjectOnly(id)| DecisionId::new(id.term, id.seq)),
+        ..ForeignOutcomes::default()
+    };
+    let mut streak = 0;
+    match (message.outcome, message.events) {
+        (Some(outcome), None) => out.record(outcome, checked_count(message.count)?, &mut streak),
+        (None, Some(events)) => {
+            if message.count.is_some() {
+                return Err(DecodeError::malformed(Format::Json, "in a batch, `count` belongs to each event"));
+            }
+            if events.is_empty() {
+                return Err(DecodeError::EmptyBatch);
+            }
+            if events.len() > limits.max_batch_events {
+                return Err(DecodeError::TooManyEvents { len: events.len(), max: limits.max_batch_events });
+            }
+            for ObjectOnly(event) in events {
+                out.record(event.outcome, checked_count(event.count)?, &mut streak);
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(DecodeError::malformed(Format::Json, "`outcome` and `events` together: one event or a batch"));
+        }
+        (None, None) => {
+            return Err(DecodeError::malformed(Format::Json, "neither `outcome` (one event) nor `events` (a batch)"));
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Decisions, commands, configs: JSON
+// ---------------------------------------------------------------------------------------
+
+/// A decision as the state bucket holds it.
+pub fn encode_decision(decision: &Decision) -> Result<Vec<u8>, EncodeError> {
+    encode_json(decision)
+}
+
+/// A decision read from the state bucket under the key `breaker`. Fields this version does
+/// not know are ignored, so that a decider may add optional fields without a new version;
+/// the checks the machine makes on a decision's contents (grants, phase) stay there.
+pub fn decode_decision(breaker: &BreakerName, payload: &[u8], limits: &Limits) -> Result<Decision, DecodeError> {
+    check_size(payload, limits)?;
+    check_json_version(payload, WIRE_VERSION)?;
+    let decision: Decision = from_json(payload)?;
+    check_breaker(breaker, &decision.breaker)?;
+    check_clock(&decision.clock)?;
+    if let Reason::Manual { actor, reason, .. } = &decision.reason {
+        check_text("actor", actor)?;
+        check_text("reason", reason)?;
+    }
+    Ok(decision)
+}
+
+/// An operator's command as published on the control subject.
+pub fn encode_command(command: &Command) -> Result<Vec<u8>, EncodeError> {
+    encode_json(command)
+}
+
+/// A command from the control subject of `breaker`.
+pub fn decode_command(breaker: &BreakerName, payload: &[u8], limits: &Limits) -> Result<Command, DecodeError> {
+    check_size(payload, limits)?;
+    check_json_version(payload, WIRE_VERSION)?;
+    let command: Command = from_json(payload)?;
+    check_breaker(breaker, &command.breaker)?;
+    check_text("actor", &command.actor)?;
+    check_text("reason", &command.reason)?;
+    Ok(command)
+}
+
+#[derive(Serialize)]
+struct ConfigEnvelopeRef<'a> {
+    version: u16,
+    config: &'a BreakerConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigEnvelope {
+    // Checked by `check_json_version` before this parse; named so that it is a known field.
+    #[serde(rename = "version")]
+    _version: u16,
+    config: ObjectOnly<BreakerConfig>,
+}
+
+/// A breaker's config as the config bucket holds it: `{"version":1,"config":{...}}`.
+pub fn encode_config(config: &BreakerConfig) -> Result<Vec<u8>, EncodeError> {
+    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config })
+}
+
+/// A config from the config bucket. Only its form is checked; the registry validates it.
+pub fn decode_config(payload: &[u8], limits: &Limits) -> Result<BreakerConfig, DecodeError> {
+    check_size(payload, limits)?;
+    check_json_version(payload, CONFIG_VERSION)?;
+    let envelope: ConfigEnvelope = from_json(payload)?;
+    Ok(envelope.config.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use breaker_actors::machine::{CommandKind, FleetState, Grant, Term, WindowConfig};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn name(s: &str) -> BreakerName {
+        BreakerName::new(s).unwrap()
+    }
+
+    fn node(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn payments() -> BreakerName {
+        name("payments")
+    }
+
+    fn n1() -> NodeId {
+        node("node-1")
+    }
+
+    fn clock(term: u64, nodes: &[&str]) -> VectorClock {
+        let mut clock = VectorClock::new(Term(term));
+        for n in nodes {
+            clock.tick(&node(n));
+        }
+        clock
+    }
+
+    fn report() -> Report {
+        Report {
+            version: WIRE_VERSION,
+            breaker: payments(),
+            node: n1(),
+            incarnation: 3,
+            seq: 42,
+            applied: DecisionId::new(7, 2),
+            clock: clock(7, &["node-1", "node-1", "node-2"]),
+            counts: OutcomeCounts { success: 90, failure: 8, slow: 2, ignored: 1, rejected: 0 },
+            longest_failure_streak: 4,
+            local_open: false,
+        }
+    }
+
+    fn decision() -> Decision {
+        Decision {
+            version: WIRE_VERSION,
+            breaker: payments(),
+            id: DecisionId::new(7, 3),
+            phase: DecisionId::new(7, 3),
+            state: FleetState::HalfOpen {
+                budget: 10,
+                grants: vec![Grant { node: n1(), probes: 4 }, Grant { node: node("node-2"), probes: 6 }],
+            },
+            backoff_level: 1,
+            reason: Reason::OpenElapsed,
+            decider: node("node-2"),
+            clock: clock(7, &["node-1", "node-2", "node-2"]),
+        }
+    }
+
+    fn manual_decision(actor: &str, reason: &str) -> Decision {
+        Decision {
+            state: FleetState::ForcedOpen,
+            reason: Reason::Manual { command: CommandKind::ForceOpen, actor: actor.into(), reason: reason.into() },
+            ..decision()
+        }
+    }
+
+    fn command() -> Command {
+        Command {
+            version: WIRE_VERSION,
+            breaker: payments(),
+            kind: CommandKind::ForceOpen,
+            actor: "alice@ops".into(),
+            reason: "INC-1234: provider outage".into(),
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    fn outcome_json(payload: &serde_json::Value) -> Result<Outcome, DecodeError> {
+        decode_outcome(&payments(), &n1(), Some(JSON), payload.to_string().as_bytes(), &limits())
+    }
+
+    fn foreign(payload: &serde_json::Value) -> Result<ForeignOutcomes, DecodeError> {
+        match outcome_json(payload)? {
+            Outcome::Foreign(f) => Ok(f),
+            Outcome::Report(r) => panic!("JSON decoded as a report: {r:?}"),
+        }
+    }
+
+    fn outcome_postcard(payload: &[u8]) -> Result<Outcome, DecodeError> {
+        decode_outcome(&payments(), &n1(), Some(POSTCARD), payload, &limits())
+    }
+
+    fn assert_malformed<T: fmt::Debug>(result: Result<T, DecodeError>, format: Format) {
+        match result {
+            Err(DecodeError::Malformed { format: got, .. }) => assert_eq!(got, format),
+            other => panic!("expected malformed {format}, got {other:?}"),
+        }
+    }
+
+    // --- round trips ---------------------------------------------------------------
+
+    #[test]
+    fn report_round_trips_through_postcard() {
+        let bytes = encode_report(&report()).unwrap();
+        assert_eq!(outcome_postcard(&bytes), Ok(Outcome::Report(report())));
+        // Without a header, a report is sniffed as postcard: its first byte is the version.
+        assert_eq!(bytes[0], 1);
+        assert_eq!(decode_outcome(&payments(), &n1(), None, &bytes, &limits()), Ok(Outcome::Report(report())));
+    }
+
+    #[test]
+    fn report_layout_is_pinned() {
+        // The field order of `Report` is the postcard layout (docs/wire-format.md): a change
+        // here is a wire change and needs a new WIRE_VERSION.
+        let r = Report {
+            version: 1,
+            breaker: name("b"),
+            node: node("n"),
+            incarnation: 2,
+            seq: 300,
+            applied: DecisionId::new(5, 6),
+            clock: clock(5, &["n"]),
+            counts: OutcomeCounts { success: 1, failure: 2, slow: 3, ignored: 4, rejected: 5 },
+            longest_failure_streak: 2,
+            local_open: true,
+        };
+        let expected: &[u8] = &[
+            1, // version
+            1, b'b', // breaker
+            1, b'n', // node
+            2,    // incarnation
+            0xac, 0x02, // seq 300 as a varint
+            5, 6, // applied (term, seq)
+            5, 1, 1, b'n', 1, // clock: term, 1 entry, ("n", 1)
+            1, 2, 3, 4, 5, // counts
+            2, // longest_failure_streak
+            1, // local_open
+        ];
+        assert_eq!(encode_report(&r).unwrap(), expected);
+        assert_eq!(decode_outcome(&name("b"), &node("n"), None, expected, &limits()), Ok(Outcome::Report(r)));
+    }
+
+    #[test]
+    fn decision_round_trips_through_json() {
+        for d in [decision(), manual_decision("alice", "maintenance")] {
+            let bytes = encode_decision(&d).unwrap();
+            assert_eq!(decode_decision(&payments(), &bytes, &limits()), Ok(d));
+        }
+    }
+
+    #[test]
+    fn decision_ignores_fields_it_does_not_know() {
+        let mut value = serde_json::to_value(decision()).unwrap();
+        value["added_later"] = json!("x");
+        assert_eq!(decode_decision(&payments(), value.to_string().as_bytes(), &limits()), Ok(decision()));
+    }
+
+    #[test]
+    fn command_round_trips_through_json() {
+        let bytes = encode_command(&command()).unwrap();
+        assert_eq!(decode_command(&payments(), &bytes, &limits()), Ok(command()));
+    }
+
+    #[test]
+    fn config_round_trips_in_its_envelope() {
+        let mut custom = BreakerConfig { quorum: 3, slow_call_threshold_ms: Some(250), seed: 99, ..Default::default() };
+        custom.trip.window = WindowConfig::Count { calls: 50 };
+        custom.trip.consecutive_failures = Some(5);
+        for config in [BreakerConfig::default(), custom] {
+            let bytes = encode_config(&config).unwrap();
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(value["version"], json!(CONFIG_VERSION));
+            assert!(value["config"].is_object());
+            assert_eq!(decode_config(&bytes, &limits()), Ok(config));
+        }
+        // Every config field has a default: an empty config is the default config.
+        assert_eq!(decode_config(br#"{"version":1,"config":{}}"#, &limits()), Ok(BreakerConfig::default()));
+    }
+
+    // --- format selection ----------------------------------------------------------
+
+    #[test]
+    fn the_header_selects_the_format_and_the_payload_decides_without_one() {
+        assert_eq!(format_of(Some(JSON), b"\x01"), Format::Json);
+        assert_eq!(format_of(Some("Application/JSON; charset=utf-8"), b"\x01"), Format::Json);
+        assert_eq!(format_of(Some(POSTCARD), b"{}"), Format::Postcard);
+        assert_eq!(format_of(None, b"  \r\n\t{\"version\":1}"), Format::Json);
+        assert_eq!(format_of(None, b"[1]"), Format::Json);
+        assert_eq!(format_of(None, b"\x01\x08payments"), Format::Postcard);
+        assert_eq!(format_of(None, b""), Format::Postcard);
+        assert_eq!(format_of(None, b"   "), Format::Postcard);
+        // An unknown media type is as good as none.
+        assert_eq!(format_of(Some("text/plain"), b"{}"), Format::Json);
+        assert_eq!(format_of(Some("text/plain"), b"\x01"), Format::Postcard);
+        assert_eq!(Format::Json.content_type(), JSON);
+        assert_eq!(Format::Postcard.content_type(), POSTCARD);
+    }
+
+    // --- foreign outcomes ----------------------------------------------------------
+
+    #[test]
+    fn a_single_event_counts_once_or_count_times() {
+        let f = foreign(&json!({"version": 1, "outcome": "failure"})).unwrap();
+        assert_eq!(f.counts, OutcomeCounts { failure: 1, ..Default::default() });
+        assert_eq!((f.longest_failure_streak, f.applied), (1, None));
+
+        let f =
+            foreign(&json!({"version": 1, "breaker": "payments", "node": "node-1", "outcome": "success", "count": 3}))
+                .unwrap();
+        assert_eq!(f.counts, OutcomeCounts { success: 3, ..Default::default() });
+        assert_eq!(f.longest_failure_streak, 0);
+    }
+
+    #[test]
+    fn a_batch_sums_and_finds_the_longest_failure_run() {
+        let f = foreign(&json!({"version": 1, "breaker": "payments", "events": [
+            {"outcome": "failure", "count": 3},
+            {"outcome": "ignored"},
+            {"outcome": "failure", "count": 2},   // 5: ignored does not break the run
+            {"outcome": "success"},
+            {"outcome": "failure", "count": 4},
+            {"outcome": "rejected", "count": 2},
+            {"outcome": "failure", "count": 3},   // 7: neither does rejected
+            {"outcome": "slow"},
+            {"outcome": "failure"},
+        ]}))
+        .unwrap();
+        assert_eq!(f.counts, OutcomeCounts { success: 1, failure: 13, slow: 1, ignored: 1, rejected: 2 });
+        assert_eq!(f.longest_failure_streak, 7);
+    }
+
+    #[test]
+    fn counts_and_streaks_saturate() {
+        let mut f = ForeignOutcomes {
+            counts: OutcomeCounts { failure: u64::MAX - 1, ..Default::default() },
+            ..Default::default()
+        };
+        let mut streak = u64::MAX - 1;
+        f.record(ForeignOutcome::Failure, 5, &mut streak);
+        assert_eq!((f.counts.failure, streak, f.longest_failure_streak), (u64::MAX, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn the_applied_decision_is_read_strictly() {
+        let f = foreign(&json!({"version": 1, "outcome": "slow", "applied": {"term": 7, "seq": 2}})).unwrap();
+        assert_eq!(f.applied, Some(DecisionId::new(7, 2)));
+        for bad in [json!({"term": 7}), json!({"term": 7, "seq": 2, "phase": 1}), json!([7, 2]), json!(null)] {
+            assert_malformed(outcome_json(&json!({"version": 1, "outcome": "slow", "applied": bad})), Format::Json);
+        }
+    }
+
+    #[test]
+    fn foreign_outcomes_become_a_report_of_incarnation_zero() {
+        let f = ForeignOutcomes {
+            counts: OutcomeCounts { failure: 2, ..Default::default() },
+            longest_failure_streak: 2,
+            applied: None,
+        };
+        let r = f.into_report(payments(), node("py-1"), 1234, DecisionId::new(9, 4));
+        assert_eq!(r.version, WIRE_VERSION);
+        assert_eq!((r.breaker, r.node.clone()), (payments(), node("py-1")));
+        assert_eq!((r.incarnation, r.seq, r.applied), (0, 1234, DecisionId::new(9, 4)));
+        assert_eq!(r.clock, clock(9, &["py-1"]));
+        assert_eq!((r.counts, r.longest_failure_streak, r.local_open), (f.counts, 2, false));
+
+        // What the app says it had applied wins over what the caller knows.
+        let r = ForeignOutcomes { applied: Some(DecisionId::new(8, 1)), ..f }.into_report(
+            payments(),
+            node("py-1"),
+            1235,
+            DecisionId::new(9, 4),
+        );
+        assert_eq!(r.applied, DecisionId::new(8, 1));
+        assert_eq!(r.clock, clock(8, &["py-1"]));
+    }
+
+    #[test]
+    fn report_msg_ids_differ_between_breakers_of_one_node() {
+        assert_eq!(report_msg_id(&report()), "payments:node-1:3:42");
+        assert_ne!(report_msg_id(&report()), report_msg_id(&Report { breaker: name("ledger"), ..report() }));
+    }
+
+    // --- every refusal -------------------------------------------------------------
+
+    #[test]
+    fn oversized_payloads_are_refused_before_parsing() {
+        let small = Limits { max_payload: 16, ..Limits::default() };
+        let big = vec![b'x'; 17];
+        let oversized = DecodeError::Oversized { len: 17, max: 16 };
+        assert_eq!(decode_outcome(&payments(), &n1(), None, &big, &small).unwrap_err(), oversized);
+        assert_eq!(decode_decision(&payments(), &big, &small).unwrap_err(), oversized);
+        assert_eq!(decode_command(&payments(), &big, &small).unwrap_err(), oversized);
+        assert_eq!(decode_config(&big, &small).unwrap_err(), oversized);
+        // At the limit exactly, the payload is parsed (and here found malformed).
+        assert_malformed(decode_config(&big[..16], &small), Format::Json);
+    }
+
+    #[test]
+    fn bad_postcard_is_malformed() {
+        let good = encode_report(&report()).unwrap();
+        // Garbage after a valid version byte.
+        assert_malformed(outcome_postcard(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Format::Postcard);
+        // Not even a version.
+        assert_malformed(outcome_postcard(&[]), Format::Postcard);
+        assert_malformed(outcome_postcard(&[0xff, 0xff, 0xff]), Format::Postcard);
+        // Truncated, at every length.
+        for len in 1..good.len() {
+            assert_malformed(outcome_postcard(&good[..len]), Format::Postcard);
+        }
+        // Trailing bytes.
+        let mut long = good.clone();
+        long.push(0);
+        assert_malformed(outcome_postcard(&long), Format::Postcard);
+        // An invalid breaker name inside (byte 2 is its first character).
+        let mut bytes = good;
+        bytes[2] = b'.';
+        assert_malformed(outcome_postcard(&bytes), Format::Postcard);
+    }
+
+    #[test]
+    fn another_postcard_version_is_unsupported_whatever_follows() {
+        let v2 = encode_report(&Report { version: 2, ..report() }).unwrap();
+        assert_eq!(outcome_postcard(&v2), Err(DecodeError::UnsupportedVersion { got: 2 }));
+        assert_eq!(outcome_postcard(&[2]), Err(DecodeError::UnsupportedVersion { got: 2 }));
+        assert_eq!(outcome_postcard(&[0x80, 0x01, 0xff]), Err(DecodeError::UnsupportedVersion { got: 128 }));
+    }
+
+    #[test]
+    fn another_json_version_is_unsupported_whatever_follows() {
+        let v2 = json!({"version": 2, "anything": [1, {"at": "all"}], "outcome": "unheard-of"});
+        assert_eq!(outcome_json(&v2), Err(DecodeError::UnsupportedVersion { got: 2 }));
+        let bytes = v2.to_string();
+        assert_eq!(
+            decode_decision(&payments(), bytes.as_bytes(), &limits()),
+            Err(DecodeError::UnsupportedVersion { got: 2 })
+        );
+        assert_eq!(
+            decode_command(&payments(), bytes.as_bytes(), &limits()),
+            Err(DecodeError::UnsupportedVersion { got: 2 })
+        );
+        assert_eq!(decode_config(bytes.as_bytes(), &limits()), Err(DecodeError::UnsupportedVersion { got: 2 }));
+        // A version that is not a u16, or none at all, is malformed.
+        assert_malformed(outcome_json(&json!({"version": 70000, "outcome": "success"})), Format::Json);
+        assert_malformed(outcome_json(&json!({"version": "1", "outcome": "success"})), Format::Json);
+        assert_malformed(outcome_json(&json!({"outcome": "success"})), Format::Json);
+    }
+
+    #[test]
+    fn another_breaker_is_refused() {
+        let wrong = DecodeError::WrongBreaker { expected: payments(), got: name("ledger") };
+        let r = encode_report(&Report { breaker: name("ledger"), ..report() }).unwrap();
+        assert_eq!(outcome_postcard(&r).unwrap_err(), wrong);
+        let f = json!({"version": 1, "breaker": "ledger", "outcome": "success"});
+        assert_eq!(outcome_json(&f).unwrap_err(), wrong);
+        let d = encode_decision(&Decision { breaker: name("ledger"), ..decision() }).unwrap();
+        assert_eq!(decode_decision(&payments(), &d, &limits()).unwrap_err(), wrong);
+        let c = encode_command(&Command { breaker: name("ledger"), ..command() }).unwrap();
+        assert_eq!(decode_command(&payments(), &c, &limits()).unwrap_err(), wrong);
+    }
+
+    #[test]
+    fn another_node_is_refused() {
+        let wrong = DecodeError::WrongNode { expected: n1(), got: node("node-9") };
+        let r = encode_report(&Report { node: node("node-9"), ..report() }).unwrap();
+        assert_eq!(outcome_postcard(&r).unwrap_err(), wrong);
+        let f = json!({"version": 1, "node": "node-9", "outcome": "success"});
+        assert_eq!(outcome_json(&f).unwrap_err(), wrong);
+    }
+
+    #[test]
+    fn batches_are_bounded() {
+        assert_eq!(outcome_json(&json!({"version": 1, "events": []})), Err(DecodeError::EmptyBatch));
+        let events = vec![json!({"outcome": "success"}); 3];
+        let payload = json!({"version": 1, "events": events}).to_string();
+        let two = Limits { max_batch_events: 2, ..Limits::default() };
+        assert_eq!(
+            decode_outcome(&payments(), &n1(), Some(JSON), payload.as_bytes(), &two),
+            Err(DecodeError::TooManyEvents { len: 3, max: 2 })
+        );
+        assert!(decode_outcome(&payments(), &n1(), Some(JSON), payload.as_bytes(), &limits()).is_ok());
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        for count in [0, MAX_EVENT_COUNT + 1, u64::MAX] {
+            let invalid = Err(DecodeError::InvalidCount { count });
+            assert_eq!(outcome_json(&json!({"version": 1, "outcome": "failure", "count": count})), invalid);
+            let batch =
+                json!({"version": 1, "events": [{"outcome": "success"}, {"outcome": "failure", "count": count}]});
+            assert_eq!(outcome_json(&batch), invalid);
+        }
+        let max = foreign(&json!({"version": 1, "outcome": "failure", "count": MAX_EVENT_COUNT})).unwrap();
+        assert_eq!(max.counts.failure, MAX_EVENT_COUNT);
+        for not_a_count in [json!(-1), json!(1.5), json!("3"), json!(null)] {
+            assert_malformed(
+                outcome_json(&json!({"version": 1, "outcome": "failure", "count": not_a_count})),
+                Format::Json,
+            );
+        }
+    }
+
+    #[test]
+    fn the_foreign_schema_is_strict() {
+        for bad in [
+            json!({"version": 1, "outcome": "timeout"}), // unknown outcome
+            json!({"version": 1, "outcome": "Failure"}), // case matters
+            json!({"version": 1, "outcome": "success", "latency_ms": 3}), // unknown field
+            json!({"version": 1, "events": [{"outcome": "success", "at": 1}]}), // unknown event field
+            json!({"version": 1}),                       // neither
+            json!({"version": 1, "outcome": "success", "events": [{"outcome": "slow"}]}), // both
+            json!({"version": 1, "events": [{"outcome": "slow"}], "count": 2}), // batch-level count
+            json!({"version": 1, "events": [["slow", 1]]}), // event as an array
+            json!({"version": 1, "events": {"outcome": "slow"}}), // events not an array
+            json!({"version": 1, "breaker": null, "outcome": "slow"}), // null for absent
+            json!({"version": 1, "breaker": "pay.ments", "outcome": "slow"}), // not a name
+            json!([{"outcome": "failure"}]),             // top-level array
+            json!([1, "payments", null, null, "failure", 1, null]), // positional struct
+            json!("failure"),
+        ] {
+            assert_malformed(outcome_json(&bad), Format::Json);
+        }
+        for text in [
+            &b"{\"version\":1,\"outcome\":\"slow\"} x"[..],
+            b"{\"version\":1,",
+            b"{\"version\":1,\"version\":1,\"outcome\":\"slow\"}",
+        ] {
+            assert_malformed(decode_outcome(&payments(), &n1(), Some(JSON), text, &limits()), Format::Json);
+        }
+    }
+
+    #[test]
+    fn command_text_is_bounded() {
+        let long = "x".repeat(MAX_TEXT_LEN + 1);
+        let c = encode_command(&Command { actor: long.clone(), ..command() }).unwrap();
+        assert_eq!(
+            decode_command(&payments(), &c, &limits()),
+            Err(DecodeError::TextTooLong { field: "actor", len: MAX_TEXT_LEN + 1, max: MAX_TEXT_LEN })
+        );
+        let c = encode_command(&Command { reason: long.clone(), ..command() }).unwrap();
+        assert!(matches!(
+            decode_command(&payments(), &c, &limits()),
+            Err(DecodeError::TextTooLong { field: "reason", .. })
+        ));
+        let d = encode_decision(&manual_decision("bob", &long)).unwrap();
+        assert!(matches!(
+            decode_decision(&payments(), &d, &limits()),
+            Err(DecodeError::TextTooLong { field: "reason", .. })
+        ));
+        let at_limit = "x".repeat(MAX_TEXT_LEN);
+        let c = encode_command(&Command { actor: at_limit.clone(), reason: at_limit, ..command() }).unwrap();
+        assert!(decode_command(&payments(), &c, &limits()).is_ok());
+    }
+
+    #[test]
+    fn malformed_clocks_are_refused() {
+        let unsorted: VectorClock =
+            serde_json::from_value(json!({"term": 7, "entries": [["b", 1], ["a", 1]]})).unwrap();
+        let zero: VectorClock = serde_json::from_value(json!({"term": 7, "entries": [["a", 0]]})).unwrap();
+        for bad in [unsorted, zero] {
+            let r = encode_report(&Report { clock: bad.clone(), ..report() }).unwrap();
+            assert_eq!(outcome_postcard(&r), Err(DecodeError::MalformedClock));
+            let d = encode_decision(&Decision { clock: bad, ..decision() }).unwrap();
+            assert_eq!(decode_decision(&payments(), &d, &limits()), Err(DecodeError::MalformedClock));
+        }
+    }
+
+    #[test]
+    fn json_entry_points_take_objects_only() {
+        for bad in [&b"[1]"[..], b"1", b"\"x\"", b"null", b""] {
+            assert_malformed(decode_decision(&payments(), bad, &limits()), Format::Json);
+            assert_malformed(decode_command(&payments(), bad, &limits()), Format::Json);
+            assert_malformed(decode_config(bad, &limits()), Format::Json);
+        }
+        assert_malformed(decode_config(br#"{"version":1,"config":{"quorom":2}}"#, &limits()), Format::Json);
+        assert_malformed(decode_config(br#"{"version":1,"config":{},"extra":1}"#, &limits()), Format::Json);
+        assert_malformed(decode_config(br#"{"version":1}"#, &limits()), Format::Json);
+        assert_malformed(
+            decode_command(&payments(), br#"{"version":1,"breaker":"payments"}"#, &limits()),
+            Format::Json,
+        );
+    }
+
+    #[test]
+    fn every_error_has_a_distinct_kind_and_a_message() {
+        let errors = [
+            DecodeError::Oversized { len: 2, max: 1 },
+            DecodeError::Malformed { format: Format::Json, detail: "x".into() },
+            DecodeError::UnsupportedVersion { got: 2 },
+            DecodeError::WrongBreaker { expected: payments(), got: name("ledger") },
+            DecodeError::WrongNode { expected: n1(), got: node("node-2") },
+            DecodeError::EmptyBatch,
+            DecodeError::TooManyEvents { len: 2, max: 1 },
+            DecodeError::InvalidCount { count: 0 },
+            DecodeError::TextTooLong { field: "actor", len: 2, max: 1 },
+            DecodeError::MalformedClock,
+        ];
+        let kinds: std::collections::BTreeSet<_> = errors.iter().map(DecodeError::kind).collect();
+        assert_eq!(kinds.len(), errors.len());
+        for e in &errors {
+            assert!(!e.to_string().is_empty());
+            assert!(e.kind().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", e.kind());
+        }
+    }
+
+    // --- no input panics -----------------------------------------------------------
+
+    fn decode_all(payload: &[u8]) {
+        let l = limits();
+        let _ = decode_outcome(&payments(), &n1(), None, payload, &l);
+        let _ = decode_outcome(&payments(), &n1(), Some(JSON), payload, &l);
+        let _ = decode_outcome(&payments(), &n1(), Some(POSTCARD), payload, &l);
+        let _ = decode_decision(&payments(), payload, &l);
+        let _ = decode_command(&payments(), payload, &l);
+        let _ = decode_config(payload, &l);
+    }
+
+    fn valid_payloads() -> Vec<Vec<u8>> {
+        vec![
+            encode_report(&report()).unwrap(),
+            encode_decision(&decision()).unwrap(),
+            encode_command(&command()).unwrap(),
+            encode_config(&BreakerConfig::default()).unwrap(),
+            json!({"version": 1, "events": [{"outcome": "failure", "count": 2}, {"outcome": "success"}]})
+                .to_string()
+                .into_bytes(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn random_bytes_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+            decode_all(&payload);
+        }
+
+        #[test]
+        fn damaged_valid_payloads_never_panic(
+            which in 0..5usize,
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut payload = valid_payloads().swap_remove(which);
+            let i = at.index(payload.len());
+            payload[i] = byte;
+            payload.truncate(cut.index(payload.len() + 1).max(1));
+            decode_all(&payload);
+        }
+    }
+}
