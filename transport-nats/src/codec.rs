@@ -9,7 +9,7 @@
 //! acks the message and moves on: a bad message never stops a consumer.
 //!
 //! `docs/wire-format.md` is the user's copy of these formats, with the JSON Schema of the
-//! foreign outcome messages.
+//! foreign outcome messages; its examples are decoded by this module's tests.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -1149,6 +1149,47 @@ mod tests {
             assert!(!e.to_string().is_empty());
             assert!(e.kind().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", e.kind());
         }
+    }
+
+    // --- the user's copy --------------------------------------------------------------
+
+    /// Every JSON code block of docs/wire-format.md parses; those marked with an
+    /// `<!-- example: ... -->` comment decode as what they claim to be (or, marked
+    /// `refused`, do not decode).
+    #[test]
+    fn the_documented_examples_decode() {
+        let doc = include_str!("../../docs/wire-format.md");
+        let (mut marker, mut checked) = (None, 0);
+        let mut lines = doc.lines();
+        while let Some(line) = lines.next() {
+            if let Some(m) = line.trim().strip_prefix("<!-- example: ").and_then(|m| m.strip_suffix(" -->")) {
+                marker = Some(m.to_owned());
+                continue;
+            }
+            if line.trim() != "```json" {
+                continue;
+            }
+            let block: String = lines.by_ref().take_while(|l| l.trim() != "```").flat_map(|l| [l, "\n"]).collect();
+            serde_json::from_str::<serde_json::Value>(&block).unwrap_or_else(|e| panic!("{e}:\n{block}"));
+            let bytes = block.as_bytes();
+            match marker.take().as_deref() {
+                None => {}
+                Some("outcome") => {
+                    let got = decode_outcome(&payments(), &node("billing-py-1"), Some(JSON), bytes, &limits());
+                    assert!(matches!(got, Ok(Outcome::Foreign(_))), "{got:?}:\n{block}");
+                }
+                Some("refused") => {
+                    let got = decode_outcome(&payments(), &node("billing-py-1"), Some(JSON), bytes, &limits());
+                    assert!(got.is_err(), "{got:?}:\n{block}");
+                }
+                Some("decision") => assert!(decode_decision(&payments(), bytes, &limits()).is_ok(), "{block}"),
+                Some("command") => assert!(decode_command(&payments(), bytes, &limits()).is_ok(), "{block}"),
+                Some("config") => assert!(decode_config(bytes, &limits()).is_ok(), "{block}"),
+                Some(other) => panic!("unknown example marker {other:?}"),
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} JSON blocks found");
     }
 
     // --- no input panics -----------------------------------------------------------
