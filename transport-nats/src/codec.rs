@@ -151,6 +151,12 @@ pub enum DecodeError {
         /// The node in the message.
         got: NodeId,
     },
+    /// A subject that is not `<prefix>.out.<breaker>.<node>` with valid names, or another
+    /// breaker's than the consumer's.
+    BadSubject {
+        /// The subject.
+        subject: String,
+    },
     /// A foreign batch without events.
     EmptyBatch,
     /// A foreign batch with more than [`Limits::max_batch_events`] events.
@@ -188,6 +194,7 @@ impl DecodeError {
             Self::UnsupportedVersion { .. } => "unsupported_version",
             Self::WrongBreaker { .. } => "wrong_breaker",
             Self::WrongNode { .. } => "wrong_node",
+            Self::BadSubject { .. } => "bad_subject",
             Self::EmptyBatch => "empty_batch",
             Self::TooManyEvents { .. } => "too_many_events",
             Self::InvalidCount { .. } => "invalid_count",
@@ -211,6 +218,7 @@ impl fmt::Display for DecodeError {
             Self::WrongNode { expected, got } => {
                 write!(f, "message from node {got:?} arrived on {expected:?}'s subject")
             }
+            Self::BadSubject { subject } => write!(f, "{subject:?} is not an outcome subject of valid names"),
             Self::EmptyBatch => f.write_str("batch without events"),
             Self::TooManyEvents { len, max } => write!(f, "batch of {len} events exceeds the limit of {max}"),
             Self::InvalidCount { count } => write!(f, "event count {count} is outside 1..={MAX_EVENT_COUNT}"),
