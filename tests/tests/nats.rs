@@ -10,14 +10,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use breaker_actors::Registry;
 use breaker_actors::hot::{Breaker, RejectReason};
 use breaker_actors::machine::{
     BreakerConfig, BreakerName, CommandKind, Decision, DecisionId, FleetState, HalfOpenPolicy, LocalOverlayPolicy,
     NodeId, OpenPolicy, OutageConfig, OutagePolicy, Reason, StateLabel, TripPolicy, WindowConfig,
 };
-use breaker_actors::transport::{Transport, WriteOutcome};
-use transport_nats::nats::{NatsConfig, NatsTransport};
+use breaker_actors::transport::{LeaseShard, Transport, TransportError, WriteOutcome};
+use breaker_actors::{Registry, RegistryError};
+use transport_nats::layout::Layout;
+use transport_nats::nats::{ConnectError, NatsConfig, NatsTransport};
+use transport_nats::provision::{LeaseExpiry, ProvisionError};
 use transport_nats::servers::{NatsCluster, NatsServer};
 
 const TTL: Duration = Duration::from_secs(2);
@@ -589,4 +591,114 @@ async fn a_force_open_command_opens_every_node_and_is_in_the_history() {
     assert_eq!(manual(&last.reason), Some((CommandKind::ForceOpen, "alice", "INC-42: provider outage")));
     let manuals = history.iter().filter(|(_, d)| manual(&d.reason).is_some()).count();
     assert_eq!(manuals, 1, "applied once");
+}
+
+// Provisioning: an existing stream with a setting Fusebox cannot work with is a typed error
+// naming it, and is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_existing_stream_is_a_typed_error_naming_the_setting() {
+    let server = NatsServer::start().unwrap();
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(raw);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "FUSEBOX_CONTROL".into(),
+        subjects: vec!["fusebox.ctl.>".into()],
+        retention: async_nats::jetstream::stream::RetentionPolicy::Limits,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let nats = NatsConfig::new(vec![server.url()], NodeId::new("n1").unwrap());
+    let err = NatsTransport::connect(nats.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::Provision(ProvisionError::Incompatible { resource, setting: "retention", .. })
+            if resource == "FUSEBOX_CONTROL"),
+        "{err}"
+    );
+    let info = js.get_stream("FUSEBOX_CONTROL").await.unwrap().cached_info().config.retention;
+    assert_eq!(info, async_nats::jetstream::stream::RetentionPolicy::Limits, "left as it was");
+
+    // Another prefix is a fleet of its own, and provisioning twice is a no-op.
+    let mut other = nats;
+    other.layout = Layout::new("acme").unwrap();
+    NatsTransport::connect(other.clone()).await.unwrap();
+    NatsTransport::connect(other).await.unwrap();
+    assert!(js.get_stream("ACME_CONTROL").await.is_ok());
+}
+
+// Leases expire by the bucket's max_age where per-key TTL is not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_bucket_max_age_leases_a_crashed_decider_is_replaced_too() {
+    let server = NatsServer::start().unwrap();
+    let urls = [server.url()];
+    let max_age = |c: &mut NatsConfig| c.store.lease_expiry = LeaseExpiry::BucketMaxAge(TTL);
+    let mut nodes = Vec::new();
+    let mut breakers = Vec::new();
+    for id in ["n1", "n2"] {
+        let node = Node::join_with(&urls, id, max_age).await;
+        assert_eq!(node.transport.lease_expiry(), LeaseExpiry::BucketMaxAge(TTL));
+        breakers.push(node.reg.breaker("payments", config()).await.unwrap());
+        nodes.push(node);
+    }
+    let payments = name("payments");
+    let dead = wait_deciding(&nodes, &payments).await;
+    nodes[dead].reg.crash().await;
+    drop(nodes.remove(dead));
+    breakers.remove(dead);
+    let deadline = Instant::now() + 3 * TTL + WAIT;
+    while !nodes[0].deciding(&payments).await {
+        assert!(Instant::now() < deadline, "the survivor never took over");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fail(&breakers[0], 10).await;
+    eventually("the survivor decides", WAIT, || breakers[0].state() == StateLabel::Open).await;
+
+    // A TTL longer than the bucket's max_age would let two nodes decide at once: refused.
+    let long = nodes[0].transport.acquire_lease(LeaseShard(99), TTL * 2).await;
+    assert!(matches!(long, Err(TransportError::Backend(e)) if e.contains("max_age")));
+}
+
+// While NATS is unreachable, reports wait in a bounded outbox, merged; what grows too old to
+// matter is given up and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_wait_while_nats_is_away_and_what_is_given_up_is_counted() {
+    let mut server = NatsServer::start().unwrap();
+    let urls = [server.url()];
+    let node = Node::join_with(&urls, "n1", |c| c.store.report_max_age = Duration::from_secs(1)).await;
+    let mut long_outage = config();
+    long_outage.outage = OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 60_000 };
+    let b = node.reg.breaker("payments", long_outage).await.unwrap();
+    wait_deciding(std::slice::from_ref(&node), &name("payments")).await;
+    let published = node.transport.stats().reports_published;
+
+    server.kill();
+    eventually("disconnected", WAIT, || !node.transport.connection().borrow().connected).await;
+    for _ in 0..5 {
+        assert!(succeed(&b).is_some());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually("queued reports merge", WAIT, || node.transport.stats().reports_coalesced >= 1).await;
+    eventually("and are given up once older than the stream keeps them", WAIT, || {
+        node.transport.stats().reports_lost >= 1
+    })
+    .await;
+    assert_eq!(node.transport.stats().reports_published, published, "nothing went out");
+
+    server.restart().unwrap();
+    eventually("reconnected", 3 * WAIT, || node.transport.connection().borrow().connected).await;
+    assert!(succeed(&b).is_some());
+    eventually("new reports go out", WAIT, || node.transport.stats().reports_published > published).await;
+    assert!(node.transport.flush(WAIT).await);
+}
+
+// Registering a breaker while NATS is away is a typed error, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_while_nats_is_away_is_a_typed_error() {
+    let mut server = NatsServer::start().unwrap();
+    let node = Node::join_with(&[server.url()], "n1", |c| c.request_timeout = Duration::from_millis(500)).await;
+    server.kill();
+    eventually("disconnected", WAIT, || !node.transport.connection().borrow().connected).await;
+    let err = node.reg.breaker("payments", config()).await.unwrap_err();
+    assert_eq!(err, RegistryError::Transport(TransportError::Disconnected));
 }
