@@ -2,7 +2,25 @@
 //! `Transport` over `JetStream` (outcome feed, control stream, KV leases, decisions and
 //! configs), with the wire [`codec`]s, the [`layout`] of names, [`provision`]ing of streams
 //! and buckets, and [`servers`], the harness that starts real nats-server processes for
-//! the tests.
+//! the tests. `docs/nats.md` is the user's guide.
+//!
+//! ```no_run
+//! use breaker_actors::machine::NodeId;
+//! use breaker_actors::{BreakerConfig, Registry};
+//! use transport_nats::nats::{NatsConfig, NatsTransport};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = NatsConfig::new(vec!["nats://127.0.0.1:4222".into()], NodeId::new("checkout-7")?);
+//! let transport = NatsTransport::connect(config).await?; // creates or checks streams and buckets
+//! let registry = Registry::builder().transport(transport).start().await?;
+//! let payments = registry.breaker("payments-api", BreakerConfig::default()).await?; // open if the fleet is
+//! let receipt = payments.call(async { Ok::<_, std::io::Error>("charged") }).await;
+//! # let _ = receipt;
+//! registry.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod codec;
 pub mod layout;
