@@ -49,6 +49,11 @@ pub struct NatsConfig {
     pub request_timeout: Duration,
     /// The longest pause between reconnection attempts.
     pub max_reconnect_delay: Duration,
+    /// How often a node also reads each of its breakers' decisions directly, besides
+    /// watching them: the watch is a push consumer that notices a lost server only by missed
+    /// heartbeats (seconds), and a follower must not miss a decision for that long. Costs one
+    /// read per breaker per node per period.
+    pub decision_resync: Duration,
 }
 
 impl NatsConfig {
@@ -64,6 +69,7 @@ impl NatsConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(1),
+            decision_resync: Duration::from_secs(1),
         }
     }
 }
@@ -173,10 +179,6 @@ const PULL_BATCH: usize = 64;
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Idle heartbeat of a pull request: two missed ones and the consumer is recreated.
 const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
-/// How often a follower also reads its breakers' decisions directly: the watch is a push
-/// consumer that notices a lost server only by missed heartbeats (seconds), and a follower
-/// must not miss a decision for that long.
-const DECISION_RESYNC: Duration = Duration::from_secs(1);
 /// How long the server keeps a decider's report consumer after the decider went away.
 const EPHEMERAL_IDLE: Duration = Duration::from_secs(10);
 /// Pauses between retries of a failed operation.
@@ -220,6 +222,7 @@ struct Inner {
     node: NodeId,
     layout: Layout,
     limits: Limits,
+    decision_resync: Duration,
     client: async_nats::Client,
     js: jetstream::Context,
     stores: Provisioned,
@@ -284,6 +287,7 @@ impl NatsTransport {
                 node: config.node,
                 layout: config.layout,
                 limits: config.limits,
+                decision_resync: config.decision_resync.max(Duration::from_millis(10)),
                 client,
                 js,
                 stores,
@@ -391,6 +395,24 @@ fn on_event(conn: &watch::Sender<ConnState>, event: &Event) {
     tracing::debug!(%event, "nats connection event");
 }
 
+/// The result of a compare-and-set publish to a bucket key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cas {
+    /// Written at this revision.
+    Written(Revision),
+    /// The key had moved on from the expected revision.
+    Conflict,
+}
+
+impl Cas {
+    fn revision(self) -> Option<Revision> {
+        match self {
+            Self::Written(revision) => Some(revision),
+            Self::Conflict => None,
+        }
+    }
+}
+
 fn backend(e: impl fmt::Display) -> TransportError {
     TransportError::Backend(e.to_string())
 }
@@ -428,7 +450,7 @@ impl Inner {
         expected: Revision,
         extra: Option<(&'static str, &'static str)>,
         ttl: Option<Duration>,
-    ) -> Result<Result<Revision, ()>, TransportError> {
+    ) -> Result<Cas, TransportError> {
         let mut message = PublishMessage::build().payload(payload).expected_last_subject_sequence(expected);
         if let Some((name, value)) = extra {
             message = message.header(name, value);
@@ -441,8 +463,8 @@ impl Inner {
             Err(e) => Err(e),
         };
         match ack {
-            Ok(ack) => Ok(Ok(ack.sequence)),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Err(())),
+            Ok(ack) => Ok(Cas::Written(ack.sequence)),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Cas::Conflict),
             Err(e) => Err(self.failure(e)),
         }
     }
@@ -490,7 +512,7 @@ impl Inner {
         let ttl = self.lease_ttl(ttl)?;
         let key = shard.to_string();
         let value = Bytes::from(self.node.as_str().to_owned());
-        if let Ok(revision) = self.cas(&self.stores.leases, &key, value.clone(), 0, None, ttl).await? {
+        if let Cas::Written(revision) = self.cas(&self.stores.leases, &key, value.clone(), 0, None, ttl).await? {
             return Ok(Some(revision));
         }
         // The key has history: free again if its last entry is a delete, purge or expiry
@@ -498,7 +520,7 @@ impl Inner {
         let entry = self.stores.leases.entry(key.as_str()).await.map_err(|e| self.failure(e))?;
         match entry {
             Some(e) if e.operation != kv::Operation::Put => {
-                Ok(self.cas(&self.stores.leases, &key, value, e.revision, None, ttl).await?.ok())
+                Ok(self.cas(&self.stores.leases, &key, value, e.revision, None, ttl).await?.revision())
             }
             _ => Ok(None),
         }
@@ -780,7 +802,7 @@ impl Transport for NatsTransport {
                 if let Ok(read) = inner.read(&breaker).await {
                     inbox.offer_decision(read);
                 }
-                let mut resync = tokio::time::interval(DECISION_RESYNC);
+                let mut resync = tokio::time::interval(inner.decision_resync);
                 resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
@@ -817,11 +839,11 @@ impl Transport for NatsTransport {
                 Err(e) => return WriteOutcome::Failed(backend(e)),
             };
             match inner.cas(&inner.stores.state, breaker.as_str(), payload, expected, None, None).await {
-                Ok(Ok(revision)) => {
+                Ok(Cas::Written(revision)) => {
                     inner.note_decision(&breaker, decision.id);
                     WriteOutcome::Written { revision }
                 }
-                Ok(Err(())) => match inner.read(&breaker).await {
+                Ok(Cas::Conflict) => match inner.read(&breaker).await {
                     Ok(read) => WriteOutcome::Rejected { current: read.decision, revision: read.revision },
                     Err(e) => WriteOutcome::Failed(e),
                 },
@@ -847,7 +869,7 @@ impl Transport for NatsTransport {
         Box::pin(async move {
             let bucket = &inner.stores.config;
             let payload = Bytes::from(codec::encode_config(&config).map_err(backend)?);
-            if inner.cas(bucket, breaker.as_str(), payload, 0, None, None).await?.is_ok() {
+            if let Cas::Written(_) = inner.cas(bucket, breaker.as_str(), payload, 0, None, None).await? {
                 return Ok(ConfigOutcome::Registered);
             }
             let entry = bucket.entry(breaker.as_str()).await.map_err(|e| inner.failure(e))?;
@@ -902,7 +924,7 @@ impl Transport for NatsTransport {
         Box::pin(async move {
             let ttl = inner.lease_ttl(ttl)?;
             let value = Bytes::from(inner.node.as_str().to_owned());
-            Ok(inner.cas(&inner.stores.leases, &shard.to_string(), value, revision, None, ttl).await?.ok())
+            Ok(inner.cas(&inner.stores.leases, &shard.to_string(), value, revision, None, ttl).await?.revision())
         })
     }
 
@@ -919,7 +941,7 @@ impl Transport for NatsTransport {
                     None,
                 )
                 .await?;
-            Ok(deleted.is_ok())
+            Ok(deleted != Cas::Conflict)
         })
     }
 
