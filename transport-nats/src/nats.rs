@@ -531,6 +531,55 @@ async fn until_connected(conn: &mut watch::Receiver<ConnState>) -> bool {
     conn.wait_for(|c| c.connected).await.is_ok()
 }
 
+/// How one session of a consumer or watch ended.
+enum Session {
+    /// The stream ended or failed: open another.
+    Retry,
+    /// Nobody listens any more (the inbox is closed).
+    Stop,
+}
+
+/// Keeps a consumer or watch going for as long as its subscription lives: waits for the
+/// connection, runs `session` (open, then read until the stream ends or fails), and backs
+/// off between sessions, the longer the more opens fail in a row.
+async fn keep_running(
+    mut conn: watch::Receiver<ConnState>,
+    what: &'static str,
+    mut session: impl AsyncFnMut() -> Result<Session, TransportError>,
+) {
+    let mut failed_opens = 0;
+    loop {
+        if !until_connected(&mut conn).await {
+            return;
+        }
+        match session().await {
+            Ok(Session::Stop) => return,
+            Ok(Session::Retry) => failed_opens = 0,
+            Err(e) => {
+                tracing::debug!(what, error = %e, "could not open; retrying");
+                failed_opens += 1;
+            }
+        }
+        tokio::time::sleep(backoff(failed_opens)).await;
+    }
+}
+
+/// Pull requests of `batch` messages with fast heartbeats: a consumer lost with its server
+/// shows up as an error within a second.
+async fn pull(
+    consumer: &consumer::Consumer<consumer::pull::Config>,
+    batch: usize,
+) -> Result<consumer::pull::Stream, TransportError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
+        .messages()
+        .await
+        .map_err(backend)
+}
+
 /// Publishes one breaker's queued reports in order, one at a time, each until acknowledged
 /// or too old to matter: in order because the decider keeps only reports newer than the
 /// last it saw from a node.
@@ -636,16 +685,13 @@ impl Transport for NatsTransport {
     fn consume_reports(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
         let inner = self.inner.clone();
         let breaker = breaker.clone();
-        Subscription::from_task(tokio::spawn(async move {
-            let mut conn = inner.conn.clone();
-            // The stream sequence after the last message handled: a consumer recreated after
-            // an error resumes there instead of replaying again.
-            let mut resume = 0u64;
-            let mut attempt = 0;
-            loop {
-                if !until_connected(&mut conn).await {
-                    return;
-                }
+        // The stream sequence after the last message handled: a consumer recreated after an
+        // error resumes there instead of replaying again.
+        let mut resume = 0u64;
+        Subscription::from_task(tokio::spawn(keep_running(
+            self.inner.conn.clone(),
+            "report consumer",
+            async move || {
                 let deliver_policy = if resume == 0 {
                     consumer::DeliverPolicy::All
                 } else {
@@ -662,42 +708,21 @@ impl Transport for NatsTransport {
                     memory_storage: true,
                     ..Default::default()
                 };
-                let messages = match inner.stores.outcomes.create_consumer(config).await {
-                    Ok(c) => c
-                        .stream()
-                        .max_messages_per_batch(PULL_BATCH)
-                        .expires(PULL_EXPIRES)
-                        .heartbeat(PULL_HEARTBEAT)
-                        .messages()
-                        .await
-                        .map_err(backend),
-                    Err(e) => Err(backend(e)),
-                };
-                let mut messages = match messages {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(breaker = breaker.as_str(), error = %e, "report consumer failed; retrying");
-                        tokio::time::sleep(backoff(attempt)).await;
-                        attempt = attempt.saturating_add(1);
-                        continue;
-                    }
-                };
-                attempt = 0;
-                while let Some(message) = messages.next().await {
-                    let Ok(message) = message else { break };
+                let consumer = inner.stores.outcomes.create_consumer(config).await.map_err(backend)?;
+                let mut messages = pull(&consumer, PULL_BATCH).await?;
+                while let Some(Ok(message)) = messages.next().await {
                     let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
                     resume = sequence + 1;
                     if let Some(report) = inner.decode_report(&breaker, &message, sequence) {
                         if inbox.push(Input::Report(report), None).await.is_err() {
-                            return;
+                            return Ok(Session::Stop);
                         }
                         TransportStats::bump(&inner.stats.outcomes_delivered);
                     }
                 }
-                tokio::time::sleep(backoff(attempt)).await;
-                attempt = attempt.saturating_add(1);
-            }
-        }))
+                Ok(Session::Retry)
+            },
+        )))
     }
 
     fn publish_command(&self, command: Command) -> BoxFuture<Result<(), TransportError>> {
@@ -718,14 +743,11 @@ impl Transport for NatsTransport {
     fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
         let inner = self.inner.clone();
         let breaker = breaker.clone();
-        Subscription::from_task(tokio::spawn(async move {
-            let mut conn = inner.conn.clone();
-            let mut attempt = 0;
-            let name = format!("{}_ctl_{}", inner.layout.prefix(), breaker);
-            loop {
-                if !until_connected(&mut conn).await {
-                    return;
-                }
+        let name = format!("{}_ctl_{}", inner.layout.prefix(), breaker);
+        Subscription::from_task(tokio::spawn(keep_running(
+            self.inner.conn.clone(),
+            "command consumer",
+            async move || {
                 let config = consumer::pull::Config {
                     durable_name: Some(name.clone()),
                     filter_subject: inner.layout.control_subject(&breaker),
@@ -735,34 +757,14 @@ impl Transport for NatsTransport {
                     inactive_threshold: COMMAND_CONSUMER_IDLE,
                     ..Default::default()
                 };
-                let messages = match inner.stores.control.get_or_create_consumer(&name, config).await {
-                    Ok(c) => c
-                        .stream()
-                        .max_messages_per_batch(16)
-                        .expires(PULL_EXPIRES)
-                        .heartbeat(PULL_HEARTBEAT)
-                        .messages()
-                        .await
-                        .map_err(backend),
-                    Err(e) => Err(backend(e)),
-                };
-                let mut messages = match messages {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(breaker = breaker.as_str(), error = %e, "command consumer failed; retrying");
-                        tokio::time::sleep(backoff(attempt)).await;
-                        attempt = attempt.saturating_add(1);
-                        continue;
-                    }
-                };
-                attempt = 0;
-                while let Some(message) = messages.next().await {
-                    let Ok(message) = message else { break };
+                let consumer = inner.stores.control.get_or_create_consumer(&name, config).await.map_err(backend)?;
+                let mut messages = pull(&consumer, 16).await?;
+                while let Some(Ok(message)) = messages.next().await {
                     match codec::decode_command(&breaker, &message.payload, &inner.limits) {
                         Ok(command) => {
                             if inbox.push(Input::Command(command), None).await.is_err() {
                                 // Unacknowledged: redelivered to the next decider after the ack wait.
-                                return;
+                                return Ok(Session::Stop);
                             }
                         }
                         Err(e) => inner.stats.reject("command", message.subject.as_str(), &e),
@@ -771,37 +773,22 @@ impl Transport for NatsTransport {
                         tracing::debug!(breaker = breaker.as_str(), error = %e, "command ack failed");
                     }
                 }
-                tokio::time::sleep(backoff(attempt)).await;
-                attempt = attempt.saturating_add(1);
-            }
-        }))
+                Ok(Session::Retry)
+            },
+        )))
     }
 
     fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
         let inner = self.inner.clone();
         let breaker = breaker.clone();
-        Subscription::from_task(tokio::spawn(async move {
-            let mut conn = inner.conn.clone();
-            let mut attempt = 0;
-            loop {
-                if !until_connected(&mut conn).await {
-                    return;
-                }
+        let mut conn = self.inner.conn.clone();
+        Subscription::from_task(tokio::spawn(keep_running(
+            self.inner.conn.clone(),
+            "decision watch",
+            async move || {
                 let losses = conn.borrow_and_update().losses;
                 // With history: the current value (or its absence) first, then changes.
-                let mut watch = match inner.stores.state.watch_with_history(breaker.as_str()).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::debug!(breaker = breaker.as_str(), error = %e, "decision watch failed; retrying");
-                        tokio::time::sleep(backoff(attempt)).await;
-                        attempt = attempt.saturating_add(1);
-                        continue;
-                    }
-                };
-                attempt = 0;
-                if let Ok(read) = inner.read(&breaker).await {
-                    inbox.offer_decision(read);
-                }
+                let mut watch = inner.stores.state.watch_with_history(breaker.as_str()).await.map_err(backend)?;
                 let mut resync = tokio::time::interval(inner.decision_resync);
                 resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -813,21 +800,22 @@ impl Transport for NatsTransport {
                         }
                         entry = watch.next() => match entry {
                             Some(Ok(entry)) => inbox.offer_decision(inner.decision_read(&breaker, Some(entry))),
-                            _ => break,
+                            _ => return Ok(Session::Retry),
                         },
                         changed = conn.changed() => {
                             if changed.is_err() {
-                                return;
+                                return Ok(Session::Stop);
                             }
                             // After a reconnection, start over: the current value again.
-                            if conn.borrow().losses != losses && conn.borrow().connected {
-                                break;
+                            let now = *conn.borrow();
+                            if now.connected && now.losses != losses {
+                                return Ok(Session::Retry);
                             }
                         }
                     }
                 }
-            }
-        }))
+            },
+        )))
     }
 
     fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome> {
@@ -947,33 +935,16 @@ impl Transport for NatsTransport {
 
     fn watch_leases(&self, notify: Arc<Notify>) -> Subscription {
         let inner = self.inner.clone();
-        Subscription::from_task(tokio::spawn(async move {
-            let mut conn = inner.conn.clone();
-            let mut attempt = 0;
-            loop {
-                if !until_connected(&mut conn).await {
-                    return;
+        Subscription::from_task(tokio::spawn(keep_running(self.inner.conn.clone(), "lease watch", async move || {
+            let mut watch = inner.stores.leases.watch_all().await.map_err(backend)?;
+            while let Some(Ok(entry)) = watch.next().await {
+                // A delete is a step-down, a purge an expiry marker: the key is free.
+                if entry.operation != kv::Operation::Put {
+                    notify.notify_one();
                 }
-                let mut watch = match inner.stores.leases.watch_all().await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "lease watch failed; retrying");
-                        tokio::time::sleep(backoff(attempt)).await;
-                        attempt = attempt.saturating_add(1);
-                        continue;
-                    }
-                };
-                attempt = 0;
-                while let Some(Ok(entry)) = watch.next().await {
-                    // A delete is a step-down, a purge an expiry marker: the key is free.
-                    if entry.operation != kv::Operation::Put {
-                        notify.notify_one();
-                    }
-                }
-                tokio::time::sleep(backoff(attempt)).await;
-                attempt = attempt.saturating_add(1);
             }
-        }))
+            Ok(Session::Retry)
+        })))
     }
 }
 
