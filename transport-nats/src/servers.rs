@@ -82,11 +82,34 @@ pub fn binary() -> Result<PathBuf, ServerError> {
     Err(ServerError::BinaryNotFound { looked })
 }
 
-/// A free loopback port, as the kernel hands them out (the caller binds it soon after).
+/// Ports handed out to servers are taken from here, below Linux's ephemeral range
+/// (32768-60999): a client's outgoing connection can never take a port a server is about to
+/// bind (or to bind again after a restart), which the kernel's "port 0" choice allows.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port nobody listens on, never handed out before in this process (a killed
+/// server's port stays its own for its restart). Processes running at the same time start
+/// at different points of the range.
 fn free_port() -> Result<u16, ServerError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("finding a free port"))?;
-    let port = listener.local_addr().map_err(io("reading a free port"))?.port();
-    Ok(port)
+    static GIVEN: std::sync::Mutex<Option<std::collections::HashSet<u16>>> = std::sync::Mutex::new(None);
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let given = given.get_or_insert_with(std::collections::HashSet::new);
+    for i in 0..span {
+        let port = PORT_RANGE.start + u16::try_from((start + i) % span).unwrap_or(0);
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(ServerError::Io {
+        doing: "finding a free port".to_owned(),
+        error: std::io::Error::new(std::io::ErrorKind::AddrInUse, "every port of the test range is taken"),
+    })
 }
 
 /// One HTTP/1.0 GET against a monitoring port: `(status, body)`.
