@@ -508,22 +508,29 @@ impl Inner {
         }
     }
 
+    /// Creates `key` if it has no value: absent, or its last entry is a delete, purge or
+    /// expiry marker. (`kv::Store::create_with_ttl` drops the TTL on its marker path, hence
+    /// this one.)
+    async fn create(
+        &self,
+        bucket: &kv::Store,
+        key: &str,
+        payload: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<Cas, TransportError> {
+        if let Cas::Written(revision) = self.cas(bucket, key, payload.clone(), 0, None, ttl).await? {
+            return Ok(Cas::Written(revision));
+        }
+        match bucket.entry(key).await.map_err(|e| self.failure(e))? {
+            Some(e) if e.operation != kv::Operation::Put => self.cas(bucket, key, payload, e.revision, None, ttl).await,
+            _ => Ok(Cas::Conflict),
+        }
+    }
+
     async fn acquire(&self, shard: LeaseShard, ttl: Duration) -> Result<Option<Revision>, TransportError> {
         let ttl = self.lease_ttl(ttl)?;
-        let key = shard.to_string();
         let value = Bytes::from(self.node.as_str().to_owned());
-        if let Cas::Written(revision) = self.cas(&self.stores.leases, &key, value.clone(), 0, None, ttl).await? {
-            return Ok(Some(revision));
-        }
-        // The key has history: free again if its last entry is a delete, purge or expiry
-        // marker. (`kv::Store::create_with_ttl` drops the TTL on this path, hence our own.)
-        let entry = self.stores.leases.entry(key.as_str()).await.map_err(|e| self.failure(e))?;
-        match entry {
-            Some(e) if e.operation != kv::Operation::Put => {
-                Ok(self.cas(&self.stores.leases, &key, value, e.revision, None, ttl).await?.revision())
-            }
-            _ => Ok(None),
-        }
+        Ok(self.create(&self.stores.leases, &shard.to_string(), value, ttl).await?.revision())
     }
 }
 
@@ -857,7 +864,7 @@ impl Transport for NatsTransport {
         Box::pin(async move {
             let bucket = &inner.stores.config;
             let payload = Bytes::from(codec::encode_config(&config).map_err(backend)?);
-            if let Cas::Written(_) = inner.cas(bucket, breaker.as_str(), payload, 0, None, None).await? {
+            if let Cas::Written(_) = inner.create(bucket, breaker.as_str(), payload, None).await? {
                 return Ok(ConfigOutcome::Registered);
             }
             let entry = bucket.entry(breaker.as_str()).await.map_err(|e| inner.failure(e))?;
