@@ -3,6 +3,10 @@
 //! answers 200 (and, for a cluster, `/jsz` shows one meta leader on every node), killable and
 //! restartable node by node, and killed by PID when dropped, also when a test panics.
 //!
+//! A single server can also be started with extra configuration text appended to the one the
+//! harness writes ([`NatsServer::start_with`]): the auth test passes the accounts, users and
+//! permissions of `docs/nats-accounts.conf` verbatim, so it tests the documented ones.
+//!
 //! The binary is the pinned one `make test` installs (`.tools/bin/nats-server`), or
 //! `FUSEBOX_NATS_SERVER`. Nothing here is a stand-in: tests talk to the real server.
 
@@ -147,14 +151,23 @@ struct Ports {
 impl NatsServer {
     /// A single server, ready.
     pub fn start() -> Result<Self, ServerError> {
+        Self::start_with("")
+    }
+
+    /// A single server whose configuration is the harness's own (name, loopback ports,
+    /// `JetStream` with a fresh store) followed by `extra`, verbatim: for example an
+    /// `accounts { ... }` or `authorization { ... }` block. `extra` must not set what the harness sets (`listen`,
+    /// `http`, `jetstream`, `server_name`); a server that refuses the configuration is
+    /// reported as [`ServerError::NotReady`] with the last line of its log (its complaint).
+    pub fn start_with(extra: &str) -> Result<Self, ServerError> {
         let ports = Ports { client: free_port()?, http: free_port()?, cluster: 0 };
-        let mut server = Self::configure("single", &ports, None)?;
+        let mut server = Self::configure("single", &ports, None, extra)?;
         server.spawn()?;
         server.wait_healthy()?;
         Ok(server)
     }
 
-    fn configure(name: &str, ports: &Ports, cluster: Option<&[u16]>) -> Result<Self, ServerError> {
+    fn configure(name: &str, ports: &Ports, cluster: Option<&[u16]>, extra: &str) -> Result<Self, ServerError> {
         let unique = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("fusebox-nats-{}-{unique}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -174,6 +187,11 @@ impl NatsServer {
                 routes.join(", ")
             );
             text += &cluster;
+        }
+        if !extra.is_empty() {
+            text += "\n# Extra configuration given to the harness.\n";
+            text += extra;
+            text += "\n";
         }
         let config = dir.join("nats.conf");
         std::fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
@@ -198,6 +216,12 @@ impl NatsServer {
     /// The client URL (`nats://127.0.0.1:<port>`).
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.client_port)
+    }
+
+    /// What the server has logged so far (empty if the log cannot be read), e.g. to find the
+    /// `Publish Violation` lines of a refused publish.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
     /// The server's name.
@@ -235,7 +259,8 @@ impl NatsServer {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
                     let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-                    let last = format!("exited with {status}: {}", log.lines().last().unwrap_or(""));
+                    let said = log.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+                    let last = format!("exited with {status}: {said}");
                     return Err(ServerError::NotReady { server: self.name.clone(), last });
                 }
             }
@@ -286,7 +311,7 @@ impl NatsCluster {
         let routes: Vec<u16> = ports.iter().map(|p| p.cluster).collect();
         let mut nodes = Vec::with_capacity(size);
         for (i, p) in ports.iter().enumerate() {
-            nodes.push(NatsServer::configure(&format!("n{}", i + 1), p, Some(&routes))?);
+            nodes.push(NatsServer::configure(&format!("n{}", i + 1), p, Some(&routes), "")?);
         }
         let mut cluster = Self { nodes };
         for node in &mut cluster.nodes {

@@ -1,13 +1,14 @@
 //! The nats-server test harness against the real binary: a single server comes up healthy on
-//! loopback and is gone by PID after drop; a 3-node cluster agrees on a `JetStream` meta leader,
-//! keeps one after a node is killed, and takes the node back after a restart.
+//! loopback and is gone by PID after drop; one whose extra configuration the server refuses is
+//! an error at once, naming the server's complaint; a 3-node cluster agrees on a `JetStream`
+//! meta leader, keeps one after a node is killed, and takes the node back after a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use transport_nats::servers::{NatsCluster, NatsServer, READY_DEADLINE};
+use transport_nats::servers::{NatsCluster, NatsServer, READY_DEADLINE, ServerError};
 
 /// Whether a process with this PID still exists (a reaped child has no /proc entry).
 fn alive(pid: u32) -> bool {
@@ -45,6 +46,28 @@ fn a_panicking_test_still_stops_its_server() {
     .map(|pid| *pid)
     .unwrap();
     eventually("the server process exiting after the panic", Duration::from_secs(5), || !alive(pid));
+}
+
+#[test]
+fn extra_configuration_is_used_and_a_refused_one_is_an_error_at_once() {
+    let server = NatsServer::start_with("authorization { user: a, password: b }").unwrap();
+    assert!(server.is_healthy());
+    assert!(server.log().contains("Plaintext passwords detected"), "{}", server.log());
+    drop(server);
+
+    // An array variable spliced into a permission list: refused (nats-server 2.15.1), which is
+    // why docs/nats-accounts.conf writes each node's list out in full.
+    let spliced = r#"authorization {
+  COMMON = ["fusebox.ctl.>"]
+  users = [ { user: a, password: b, permissions: { publish: { allow: [$COMMON, "fusebox.out.*.a"] } } } ]
+}"#;
+    let started = Instant::now();
+    let refused = NatsServer::start_with(spliced).unwrap_err();
+    assert!(started.elapsed() < READY_DEADLINE / 2, "waited {:?} for a server that had exited", started.elapsed());
+    match refused {
+        ServerError::NotReady { last, .. } => assert!(last.contains("cannot be cast to string"), "{last}"),
+        other => panic!("expected NotReady, got {other}"),
+    }
 }
 
 #[test]
