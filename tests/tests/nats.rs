@@ -702,3 +702,51 @@ async fn registering_while_nats_is_away_is_a_typed_error() {
     let err = node.reg.breaker("payments", config()).await.unwrap_err();
     assert_eq!(err, RegistryError::Transport(TransportError::Disconnected));
 }
+
+// 11 (the fleet's side; `transport-nats/tests/auth.rs` has the refusals): with the example
+// auth config, nodes that hold nothing but their own credentials provision, decide, follow and
+// hand over, and a foreign publisher's report counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_example_auth_config_node_credentials_are_enough_to_run_the_fleet() {
+    let server = NatsServer::start_with(include_str!("../../docs/nats-accounts.conf")).unwrap();
+    let urls = [server.url()];
+    let mut nodes = Vec::new();
+    let mut breakers = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let node =
+            Node::join_with(&urls, id, |c| c.credentials = Some((format!("node-{id}"), format!("{id}-secret")))).await;
+        breakers.push(node.reg.breaker("payments", config()).await.unwrap());
+        nodes.push(node);
+    }
+    let payments = name("payments");
+    let decider = wait_deciding(&nodes, &payments).await;
+
+    // A foreign app, in its own account, reports failures as `py1`.
+    let foreign = async_nats::ConnectOptions::with_user_and_password("foreign".into(), "foreign-secret".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "application/json");
+    let ack = foreign
+        .request_with_headers(
+            "fusebox.out.payments.py1",
+            headers,
+            br#"{"version":1,"outcome":"failure","count":10}"#.as_slice().into(),
+        )
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ack.payload).contains("FUSEBOX_OUTCOMES"), "acked by the stream");
+    eventually_fleet("the foreign failures trip every node", &nodes, &payments, || all_in(&breakers, StateLabel::Open))
+        .await;
+
+    // Commands and a graceful hand-over work with node rights too.
+    nodes[(decider + 1) % 3].reg.command("payments", CommandKind::Reset, "alice", "drill").await.unwrap();
+    eventually_fleet("reset everywhere", &nodes, &payments, || all_in(&breakers, StateLabel::Closed)).await;
+    nodes[decider].reg.shutdown().await.unwrap();
+    let rest: Vec<Node> = nodes.into_iter().enumerate().filter(|(i, _)| *i != decider).map(|(_, n)| n).collect();
+    wait_deciding(&rest, &payments).await;
+    for n in &rest {
+        assert_eq!(n.transport.stats().rejected_outcomes, 0);
+    }
+}
