@@ -4,7 +4,7 @@
 //!
 //! The test command installs the pinned nats-server and points `FUSEBOX_NATS_SERVER` at it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::large_futures)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -748,5 +748,26 @@ async fn with_the_example_auth_config_node_credentials_are_enough_to_run_the_fle
     wait_deciding(&rest, &payments).await;
     for n in &rest {
         assert_eq!(n.transport.stats().rejected_outcomes, 0);
+    }
+}
+
+// On a cluster, CAS writes that race each other are answered "wrong last sequence" or "wrong
+// last sequence constant" (10164): both are a lost race, never a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_lease_acquisitions_on_a_cluster_have_one_winner_and_no_errors() {
+    let cluster = NatsCluster::start(3).unwrap();
+    let mut transports = Vec::new();
+    for i in 0..6 {
+        let mut nats = NatsConfig::new(cluster.urls(), NodeId::new(&format!("n{i}")).unwrap());
+        nats.store.replicas = 3;
+        transports.push(NatsTransport::connect(nats).await.unwrap());
+    }
+    for round in 0..5 {
+        let shard = LeaseShard(round);
+        let attempts: Vec<_> = transports.iter().map(|t| t.acquire_lease(shard, TTL)).collect();
+        let results = futures_util::future::join_all(attempts).await;
+        let winners = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        assert!(results.iter().all(Result::is_ok), "round {round}: {results:?}");
+        assert_eq!(winners, 1, "round {round}: {results:?}");
     }
 }

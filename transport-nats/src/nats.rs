@@ -395,6 +395,18 @@ fn on_event(conn: &watch::Sender<ConnState>, event: &Event) {
     tracing::debug!(%event, "nats connection event");
 }
 
+/// Whether a publish was refused because the key had moved on. Besides "wrong last
+/// sequence" (10071), a clustered stream answers a CAS that raced another proposal with
+/// "wrong last sequence constant" (10164), which async-nats reports as `Other`.
+fn is_cas_conflict(e: &jetstream::context::PublishError) -> bool {
+    if e.kind() == PublishErrorKind::WrongLastSequence {
+        return true;
+    }
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<jetstream::Error>())
+        .is_some_and(|j| j.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT)
+}
+
 /// The result of a compare-and-set publish to a bucket key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cas {
@@ -464,7 +476,7 @@ impl Inner {
         };
         match ack {
             Ok(ack) => Ok(Cas::Written(ack.sequence)),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Cas::Conflict),
+            Err(e) if is_cas_conflict(&e) => Ok(Cas::Conflict),
             Err(e) => Err(self.failure(e)),
         }
     }

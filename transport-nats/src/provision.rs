@@ -244,25 +244,52 @@ async fn ensure_bucket(js: &jetstream::Context, wanted: stream::Config) -> Resul
     js.get_key_value(bucket.clone()).await.map_err(|e| server(format!("opening bucket {bucket}"))(e.to_string()))
 }
 
+/// How long provisioning keeps retrying what a cluster answers slowly: a stream another node
+/// is creating, a leader being elected.
+const PROVISION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Creates or checks the stream, retrying transient failures until [`PROVISION_DEADLINE`],
+/// and returns once it has a leader (a clustered stream accepts nothing before).
 async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<stream::Stream, ProvisionError> {
     let name = wanted.name.clone();
-    // Two nodes may race to create: the loser finds the winner's stream on its second look.
-    for _ in 0..2 {
-        match js.get_stream(&name).await {
-            Ok(existing) => {
-                check(&wanted, &existing.cached_info().config)?;
-                return Ok(existing);
-            }
-            Err(e) if !is_not_found(&e) => return Err(server(format!("looking up stream {name}"))(e.to_string())),
-            Err(_) => {}
+    let deadline = tokio::time::Instant::now() + PROVISION_DEADLINE;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let error = match find_or_create(js, &wanted).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) if info.cluster.as_ref().is_none_or(|c| c.leader.is_some()) => return Ok(stream),
+                Ok(_) => "no leader elected yet".to_owned(),
+                Err(e) => e.to_string(),
+            },
+            Err(incompatible @ ProvisionError::Incompatible { .. }) => return Err(incompatible),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(ProvisionError::Server { doing: format!("provisioning stream {name}"), error });
         }
-        match js.create_stream(wanted.clone()).await {
-            Ok(created) => return Ok(created),
-            Err(e) if already_exists(&e) => {}
-            Err(e) => return Err(server(format!("creating stream {name}"))(e.to_string())),
-        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
-    Err(ProvisionError::Server { doing: format!("creating stream {name}"), error: "it keeps changing".to_owned() })
+}
+
+async fn find_or_create(js: &jetstream::Context, wanted: &stream::Config) -> Result<stream::Stream, ProvisionError> {
+    let name = &wanted.name;
+    match js.get_stream(name).await {
+        Ok(existing) => {
+            check(wanted, &existing.cached_info().config)?;
+            return Ok(existing);
+        }
+        Err(e) if !is_not_found(&e) => return Err(server(format!("looking up stream {name}"))(e.to_string())),
+        Err(_) => {}
+    }
+    match js.create_stream(wanted.clone()).await {
+        Ok(created) => Ok(created),
+        // Another node won the race: the next look finds its stream.
+        Err(e) if already_exists(&e) => {
+            Err(ProvisionError::Server { doing: format!("creating stream {name}"), error: "created meanwhile".into() })
+        }
+        Err(e) => Err(server(format!("creating stream {name}"))(e.to_string())),
+    }
 }
 
 fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {

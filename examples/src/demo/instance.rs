@@ -1,0 +1,230 @@
+//! One demo service instance (the `service-instance` binary): a node of the fleet that calls
+//! the scripted dependency through its breaker as a real service would, and tells the
+//! orchestrator what it sees as [`InstanceLine`]s on stdout. It stops (stepping down) when
+//! its stdin closes or it is told to terminate, so a dying orchestrator leaves nothing behind.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use breaker_actors::machine::{
+    BreakerConfig, BreakerName, Event, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy, TripPolicy,
+    WindowConfig,
+};
+use breaker_actors::{Breaker, Registry, RegistryError};
+use tokio::io::AsyncReadExt;
+use transport_nats::nats::{NatsConfig, NatsTransport};
+
+use super::{BREAKER, InstanceLine, dependency, now_ms};
+
+/// What an instance is told on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceArgs {
+    /// Its node id.
+    pub node: String,
+    /// The NATS servers.
+    pub servers: Vec<String>,
+    /// The dependency's address.
+    pub dependency: SocketAddr,
+    /// Calls per second.
+    pub rate: u32,
+}
+
+impl InstanceArgs {
+    /// Parses `--node ID --server URL [--server URL...] --dependency ADDR [--rate N]`.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let (mut node, mut servers, mut dependency, mut rate) = (None, Vec::new(), None, 100);
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--node" => node = Some(value),
+                "--server" => servers.push(value),
+                "--dependency" => dependency = Some(value.parse().map_err(|e| format!("--dependency {value}: {e}"))?),
+                "--rate" => rate = value.parse().map_err(|e| format!("--rate {value}: {e}"))?,
+                other => return Err(format!("unknown flag {other}")),
+            }
+        }
+        Ok(Self {
+            node: node.ok_or("--node is required")?,
+            servers: if servers.is_empty() { return Err("at least one --server is required".into()) } else { servers },
+            dependency: dependency.ok_or("--dependency is required")?,
+            rate: rate.max(1),
+        })
+    }
+}
+
+/// The demo's breaker: trips at 50% failures over 20 calls, stays open 2 s, then 2 probes
+/// fleet-wide must both succeed; a node cut off from NATS keeps the last decision.
+pub fn config() -> BreakerConfig {
+    BreakerConfig {
+        trip: TripPolicy {
+            window: WindowConfig::Count { calls: 20 },
+            minimum_calls: 20,
+            failure_rate: Some(0.5),
+            ..TripPolicy::default()
+        },
+        open: OpenPolicy::Fixed { duration_ms: 2_000 },
+        half_open: HalfOpenPolicy { probe_budget: 2, success_threshold: 2, max_wait_ms: 3_000, ramp: None },
+        local: None,
+        outage: OutageConfig { policy: OutagePolicy::LastKnown, grace_ms: 2_000 },
+        ..BreakerConfig::default()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    rejected: AtomicU64,
+    probes: AtomicU64,
+}
+
+fn emit(line: &InstanceLine) {
+    if let Ok(text) = serde_json::to_string(line) {
+        let mut out = std::io::stdout().lock();
+        // The orchestrator gone means nobody reads: stopping is handled by stdin.
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
+/// Runs the instance until stdin closes or SIGTERM.
+pub async fn run(args: InstanceArgs) -> Result<(), String> {
+    let node = NodeId::new(&args.node).map_err(|e| format!("node id {}: {e}", args.node))?;
+    let mut nats = NatsConfig::new(args.servers.clone(), node.clone());
+    nats.store.replicas = args.servers.len().min(3);
+    let transport = NatsTransport::connect(nats).await.map_err(|e| e.to_string())?;
+    let registry = Registry::builder()
+        .transport(transport)
+        .lease_ttl(Duration::from_secs(3))
+        .lease_margin(Duration::from_secs(1))
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = BreakerName::new(BREAKER).map_err(|e| e.to_string())?;
+    let mut events = registry.subscribe().map_err(|e| e.to_string())?;
+    // A service retries a transient NATS error at startup (a bounded number of times).
+    let mut attempt = 0;
+    let breaker = loop {
+        match registry.breaker(BREAKER, config()).await {
+            Ok(breaker) => break breaker,
+            Err(RegistryError::Transport(e)) if attempt < 5 => {
+                eprintln!("service-instance {}: registering {BREAKER}: {e}; retrying", args.node);
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let counters = Arc::new(Counters::default());
+
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if let Event::Applied { id, to, .. } = event.event {
+                emit(&InstanceLine::Applied {
+                    node: event.node.to_string(),
+                    term: id.term.0,
+                    seq: id.seq,
+                    to: format!("{to:?}"),
+                    at_ms: now_ms(),
+                });
+            }
+        }
+    });
+    let calls = tokio::spawn(call_loop(breaker.clone(), args.dependency, args.rate, counters.clone()));
+    let status = {
+        let (registry, breaker, counters) = (registry.clone(), breaker.clone(), counters.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let machine = registry.machine(&name).await;
+                emit(&InstanceLine::Status {
+                    node: node.to_string(),
+                    state: format!("{:?}", breaker.state()),
+                    ok: counters.ok.load(Ordering::Relaxed),
+                    failed: counters.failed.load(Ordering::Relaxed),
+                    rejected: counters.rejected.load(Ordering::Relaxed),
+                    probes: counters.probes.load(Ordering::Relaxed),
+                    deciding: machine.as_ref().is_some_and(breaker_actors::machine::Machine::is_deciding),
+                    term: machine.map_or(0, |m| m.applied_id().term.0),
+                });
+            }
+        })
+    };
+
+    until_told_to_stop().await;
+    calls.abort();
+    status.abort();
+    registry.shutdown().await.map_err(|e| e.to_string())
+}
+
+async fn call_loop(breaker: Breaker, dependency: SocketAddr, rate: u32, counters: Arc<Counters>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Ok(permit) = breaker.try_acquire() else {
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if permit.is_probe() {
+            counters.probes.fetch_add(1, Ordering::Relaxed);
+        }
+        if dependency::call(dependency, Duration::from_millis(500)).await {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+            permit.success();
+        } else {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            permit.failure();
+        }
+    }
+}
+
+/// Returns when stdin closes (the orchestrator is gone) or on SIGTERM / Ctrl-C.
+async fn until_told_to_stop() {
+    let stdin_closed = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    #[cfg(unix)]
+    let terminated = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<()>();
+    tokio::select! {
+        () = stdin_closed => {}
+        () = terminated => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn arguments_parse_and_bad_ones_are_named() {
+        let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let parsed = InstanceArgs::parse(args(
+            "--node i1 --server nats://127.0.0.1:1 --server nats://127.0.0.1:2 --dependency 127.0.0.1:9 --rate 50",
+        ))
+        .unwrap();
+        assert_eq!(parsed.servers.len(), 2);
+        assert_eq!(parsed.rate, 50);
+        assert!(InstanceArgs::parse(args("--node i1 --dependency 127.0.0.1:9")).unwrap_err().contains("--server"));
+        assert!(InstanceArgs::parse(args("--bogus x")).unwrap_err().contains("--bogus"));
+        assert!(config().validate().is_ok());
+    }
+}

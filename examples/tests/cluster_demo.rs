@@ -1,0 +1,29 @@
+//! `make demo` end to end, faster (`--scale 0.4`) and without the screen redraws: a real
+//! 3-node nats-server cluster, real service-instance processes, the whole script. It must
+//! reach its summary, exit 0, and leave no process behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+#[test]
+fn the_cluster_demo_runs_its_script_to_the_summary() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cluster-demo"))
+        .args(["--ci", "--scale", "0.4", "--no-python"])
+        .output()
+        .expect("cluster-demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    for figure in ["detection", "propagation", "probes reaching the dependency", "failover", "every step of the script"]
+    {
+        assert!(stdout.contains(figure), "no {figure:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("killing the decider") && stdout.contains("killing nats-server"), "{stdout}");
+    // The probes per half-open round, as the dependency counted them, stay within the budget.
+    let line = stdout.lines().find(|l| l.starts_with("probes reaching the dependency")).unwrap();
+    let rounds = line.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap();
+    for probes in rounds.split(',').map(|p| p.trim().parse::<u64>().unwrap()) {
+        assert!(probes <= 2, "a round let {probes} probes through: {line}");
+    }
+}
