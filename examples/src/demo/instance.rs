@@ -159,7 +159,12 @@ pub async fn run(args: InstanceArgs) -> Result<(), String> {
     until_told_to_stop().await;
     calls.abort();
     status.abort();
-    registry.shutdown().await.map_err(|e| e.to_string())
+    // Step down if NATS is there to hear it; if not (the demo is being torn down), the lease
+    // expires on its own: never linger.
+    match tokio::time::timeout(Duration::from_secs(2), registry.shutdown()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Ok(()),
+    }
 }
 
 async fn call_loop(breaker: Breaker, dependency: SocketAddr, rate: u32, counters: Arc<Counters>) {

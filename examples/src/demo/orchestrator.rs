@@ -115,6 +115,7 @@ struct Demo {
     half_open_rounds: BTreeMap<(u64, u64), u64>,
     step: String,
     last_draw: Instant,
+    interrupted: bool,
 }
 
 fn label(state: &FleetState) -> StateLabel {
@@ -219,6 +220,7 @@ impl Demo {
                 () = tokio::time::sleep_until(deadline) => return until(self),
                 _ = tokio::signal::ctrl_c() => {
                     self.say("interrupted: stopping everything");
+                    self.interrupted = true;
                     return false;
                 }
             }
@@ -226,16 +228,23 @@ impl Demo {
     }
 
     async fn step(&mut self, name: &str, within: Duration, until: impl FnMut(&Self) -> bool) -> Result<(), String> {
-        self.step = name.to_owned();
+        name.clone_into(&mut self.step);
         self.say(&format!("--> {name}"));
         self.draw(true);
-        if self.wait(within, until).await { Ok(()) } else { Err(format!("{name}: not within {within:?}")) }
+        if self.wait(within, until).await {
+            Ok(())
+        } else if self.interrupted {
+            Err("interrupted".to_owned())
+        } else {
+            Err(format!("{name}: not within {within:?}"))
+        }
     }
 
-    async fn pause(&mut self, name: &str, duration: Duration) {
-        self.step = name.to_owned();
+    async fn pause(&mut self, name: &str, duration: Duration) -> Result<(), String> {
+        name.clone_into(&mut self.step);
         self.say(&format!("--> {name} ({:.0}s)", duration.as_secs_f64()));
         let _ = self.wait(duration, |_| false).await;
+        if self.interrupted { Err("interrupted".to_owned()) } else { Ok(()) }
     }
 
     fn last_decision_after(&self, ms: u64, state: StateLabel) -> Option<&Seen> {
@@ -322,7 +331,7 @@ impl Demo {
             d.instances.iter().filter(|i| i.row.state == "Closed").count() == count && d.decider().is_some()
         })
         .await?;
-        self.pause("dependency healthy, calls flowing", self.hold(5.0)).await;
+        self.pause("dependency healthy, calls flowing", self.hold(5.0)).await?;
 
         let failed_at = now_ms();
         self.dependency.set_healthy(false);
@@ -331,7 +340,7 @@ impl Demo {
         })
         .await?;
         let detection = self.last_decision_after(failed_at, StateLabel::Open).map(|s| s.created_ms - failed_at);
-        self.pause("dependency still failing: half-open probes fail, the fleet re-opens", self.hold(6.0)).await;
+        self.pause("dependency still failing: half-open probes fail, the fleet re-opens", self.hold(6.0)).await?;
 
         let recovered_at = now_ms();
         self.dependency.set_healthy(true);
@@ -340,7 +349,7 @@ impl Demo {
         })
         .await?;
         let recovery = self.last_decision_after(recovered_at, StateLabel::Closed).map(|s| s.created_ms - recovered_at);
-        self.pause("closed again", self.hold(3.0)).await;
+        self.pause("closed again", self.hold(3.0)).await?;
 
         let victim = self.decider().ok_or("nobody decides")?;
         let old_term = self.instances[victim].row.term;
@@ -362,7 +371,7 @@ impl Demo {
 
         self.say("killing nats-server n1 of 3");
         self.cluster.kill(0);
-        self.pause("one server down, the fleet carries on", self.hold(4.0)).await;
+        self.pause("one server down, the fleet carries on", self.hold(4.0)).await?;
         let failed_again = now_ms();
         self.dependency.set_healthy(false);
         self.step("dependency FAILING again, with a server down: the fleet trips", Duration::from_secs(20), |d| {
@@ -431,8 +440,9 @@ impl Demo {
             // Closing stdin asks for a graceful stop (step down, flush); a kill follows if not.
             drop(i.child.stdin.take());
         }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         for i in &mut self.instances {
-            if tokio::time::timeout(Duration::from_secs(5), i.child.wait()).await.is_err() {
+            if tokio::time::timeout_at(deadline, i.child.wait()).await.is_err() {
                 let _ = i.child.kill().await;
             }
         }
@@ -480,6 +490,7 @@ pub async fn run(args: DemoArgs) -> Summary {
         half_open_rounds: BTreeMap::new(),
         step: "starting".into(),
         last_draw: Instant::now(),
+        interrupted: false,
     };
     let outcome = demo.script(&program).await;
     demo.stop_instances().await;
