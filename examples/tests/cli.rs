@@ -65,7 +65,7 @@ fn payments() -> BreakerName {
 struct Fleet {
     server: NatsServer,
     breaker: Breaker,
-    _registry: Registry,
+    registry: Registry,
 }
 
 impl Fleet {
@@ -87,7 +87,7 @@ impl Fleet {
             assert!(Instant::now() < deadline, "no decision for payments");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Self { server, breaker, _registry: registry }
+        Self { server, breaker, registry }
     }
 
     async fn plain() -> Self {
@@ -303,7 +303,7 @@ fn finish(mut child: Child) -> (Option<i32>, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_breakers_and_missing_fleets_are_reported() {
+async fn unknown_breakers_missing_fleets_and_unapplied_commands_are_reported() {
     let fleet = Fleet::plain().await;
     let unknown = r#"unknown breaker "refunds" (no config or decision under prefix fusebox)"#;
     fleet.cli(&["history", "refunds"]).await.failed(unknown);
@@ -315,6 +315,15 @@ async fn unknown_breakers_and_missing_fleets_are_reported() {
     // A bad name is a usage error, found before connecting.
     let bad = fleet.cli(&["history", "pay.ments"]).await;
     assert_eq!(bad.code, Some(2), "{bad:#?}");
+
+    // With no node running, the control stream stores a command that nobody applies.
+    let Fleet { server, registry, .. } = fleet;
+    registry.shutdown().await.unwrap();
+    let url = server.url();
+    let args = ["--server", &url, "--timeout", "500ms", "force-open", "payments", "--reason", "x"];
+    run(args.map(str::to_owned).to_vec()).await.failed(
+        r#"force_open for "payments" published but not applied within 0.5 s — is any node deciding this breaker?"#,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
