@@ -359,7 +359,10 @@ async fn with_the_example_auth_config_an_operator_reads_and_commands_but_may_not
     let lost = fleet.cli(&["--user", "operator", "--password", "operator-secret", "status"]).await;
     let lost = lost.failed("permission denied: ");
     assert!(lost.stderr.contains("--js-api-prefix '$JS.fusebox.API' --inbox-prefix _INBOX_fusebox_ops"), "{lost:#?}");
-    // A foreign publisher reports under its own id.
+    // A foreign publisher reports under its own id, and only under it.
     let foreign = ["--user", "foreign", "--password", "foreign-secret", "publish", "payments", "--successes", "1"];
     fleet.cli(&[&foreign[..], &["--node", "py1"]].concat()).await.ok();
+    let posing =
+        fleet.cli(&foreign).await.failed("permission denied: publishing outcomes on fusebox.out.payments.cli: ");
+    assert!(!posing.stderr.contains("--js-api-prefix"), "no operator hint for an outcome: {posing:#?}");
 }

@@ -29,7 +29,9 @@ pub struct Session {
     timeout: Duration,
     /// The first permissions violation the server reported on this connection.
     violations: watch::Receiver<Option<String>>,
-    /// Appended to permission errors when the flags are a likely cause.
+    /// Appended to a refused `JetStream` API request or inbox subscription: with
+    /// credentials but without an API prefix, the missing operator flags are the likely
+    /// cause.
     hint: Option<String>,
 }
 
@@ -151,7 +153,9 @@ impl Session {
 
     fn denied(&self, what: &str, violation: Option<String>) -> CliError {
         let mut detail = violation.map_or_else(|| "refused by the server".to_owned(), |v| v.trim().to_owned());
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = &self.hint
+            && (detail.contains("$JS.API.") || detail.contains("Subscription"))
+        {
             detail += hint;
         }
         CliError::PermissionDenied { what: what.to_owned(), detail }
