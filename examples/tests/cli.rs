@@ -246,29 +246,39 @@ async fn force_open_is_applied_by_the_node_and_reset_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_prints_the_decision_a_command_makes() {
+async fn watch_prints_the_decision_a_command_makes_until_its_count_or_ctrl_c() {
     let fleet = Fleet::plain().await;
-    let args: Vec<String> = ["--server", &fleet.server.url(), "watch", "payments", "--count", "1", "--timeout", "10s"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let mut watcher =
-        command(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // The watcher says on stderr when it is subscribed; every decision after that shows.
-    let stderr = lines(watcher.stderr.take().unwrap());
-    let said = stderr.recv_timeout(WAIT).expect("the watcher never said it was watching");
-    assert!(said.starts_with("watching fusebox_state/payments"), "{said:?}");
+    let (one, one_out) = watcher(&fleet, &["watch", "payments", "--count", "1", "--timeout", "10s"], "payments");
+    let (all, all_out) = watcher(&fleet, &["watch", "--json"], ">");
 
     fleet.cli(&["disable", "payments", "--reason", "load test", "--actor", "bob"]).await.ok();
-    let (code, stdout) = tokio::task::spawn_blocking(move || finish(watcher)).await.unwrap();
-    assert_eq!(code, Some(0), "{stdout}");
-    let printed: Vec<&str> = stdout.lines().collect();
-    assert_eq!(printed.len(), 1, "{stdout}");
-    assert!(
-        printed[0].contains("payments  disabled") && printed[0].contains("manual disable by bob: load test"),
-        "{stdout}"
+    let line = one_out.recv_timeout(WAIT).expect("watch printed nothing");
+    assert!(line.contains("payments  disabled") && line.contains("manual disable by bob: load test"), "{line}");
+    let json: Value = serde_json::from_str(&all_out.recv_timeout(WAIT).expect("watch --json printed nothing")).unwrap();
+    assert_eq!(
+        (&json["breaker"], &json["state"], &json["reason_kind"]),
+        (&"payments".into(), &"disabled".into(), &"manual".into())
     );
     fleet.wait_for(StateLabel::Disabled).await;
+
+    // The first exits after its one decision; the other runs until Ctrl-C.
+    assert_eq!(tokio::task::spawn_blocking(move || finish(one)).await.unwrap(), Some(0));
+    let interrupted = Command::new("kill").args(["-INT", &all.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    assert_eq!(tokio::task::spawn_blocking(move || finish(all)).await.unwrap(), Some(0));
+    assert!(one_out.try_recv().is_err() && all_out.try_recv().is_err(), "one decision, one line");
+}
+
+/// `fusebox watch ...` running, once it has said (on stderr) that it is subscribed: every
+/// decision after that shows. Returns it and its stdout lines.
+fn watcher(fleet: &Fleet, args: &[&str], key: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut all = vec!["--server".to_owned(), fleet.server.url()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut child = command(&all).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let said = lines(child.stderr.take().unwrap()).recv_timeout(WAIT).expect("the watcher never said it was watching");
+    assert!(said.starts_with(&format!("watching fusebox_state/{key} ")), "{said:?}");
+    let stdout = lines(child.stdout.take().unwrap());
+    (child, stdout)
 }
 
 /// The lines `from` produces, as they come.
@@ -284,22 +294,19 @@ fn lines(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Waits for `child` to exit (killing it after [`WAIT`]) and returns its exit code and stdout.
-fn finish(mut child: Child) -> (Option<i32>, String) {
+/// Waits for `child` to exit (killing it after [`WAIT`]) and returns its exit code.
+fn finish(mut child: Child) -> Option<i32> {
     let deadline = Instant::now() + WAIT;
-    let status = loop {
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return status.code();
         }
         if Instant::now() >= deadline {
             child.kill().unwrap();
-            break child.wait().unwrap();
+            return child.wait().unwrap().code();
         }
         std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    (status.code(), stdout)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

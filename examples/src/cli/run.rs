@@ -123,12 +123,17 @@ async fn watch(
     log.flush()?;
     let started = Instant::now();
     let deadline = timeout.map(|t| started + t);
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = async {
+        // Without a signal handler the watch goes on until its count or timeout.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::pin!(ctrl_c);
     let mut seen = 0;
     while count.is_none_or(|wanted| seen < wanted) {
         tokio::select! {
-            _ = &mut ctrl_c => return Ok(()),
+            () = &mut ctrl_c => return Ok(()),
             () = sleep_until(deadline) => {
                 return match count {
                     Some(wanted) => Err(CliError::WatchTimedOut { seen, wanted, waited: started.elapsed() }),
