@@ -366,6 +366,10 @@ async fn with_the_example_auth_config_an_operator_reads_and_commands_but_may_not
     let lost = fleet.cli(&["--user", "operator", "--password", "operator-secret", "status"]).await;
     let lost = lost.failed("permission denied: ");
     assert!(lost.stderr.contains("--js-api-prefix '$JS.fusebox.API' --inbox-prefix _INBOX_fusebox_ops"), "{lost:#?}");
+    // Wrong or no credentials.
+    let wrong = fleet.cli(&["--user", "operator", "--password", "guess", "status"]).await;
+    wrong.failed(&format!("NATS at {} refused the credentials: ", fleet.server.url()));
+    fleet.cli(&["status"]).await.failed("(no --user given)");
     // A foreign publisher reports under its own id, and only under it.
     let foreign = ["--user", "foreign", "--password", "foreign-secret", "publish", "payments", "--successes", "1"];
     fleet.cli(&[&foreign[..], &["--node", "py1"]].concat()).await.ok();

@@ -65,7 +65,13 @@ impl Session {
                     && e.contains("Permissions Violation")
                 {
                     // The first one is the one that explains what failed.
-                    tx.send_if_modified(|first| first.is_none() && first.replace(e).is_none());
+                    tx.send_if_modified(|first| {
+                        if first.is_some() {
+                            return false;
+                        }
+                        *first = Some(e);
+                        true
+                    });
                 }
             }
         });
@@ -80,6 +86,7 @@ impl Session {
                 let detail = e.to_string();
                 return Err(match e.kind() {
                     ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                        let detail = if global.user.is_some() { detail } else { format!("{detail} (no --user given)") };
                         CliError::AuthenticationFailed { servers, detail }
                     }
                     ConnectErrorKind::ServerParse => CliError::Usage(format!("invalid server URL: {detail}")),
