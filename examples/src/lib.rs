@@ -1,5 +1,7 @@
 //! Fusebox examples as a library, so their logic is tested: the local cluster [`demo`]
-//! (`make demo`) and the scripted-outage [`timeline`] through the simulated fleet.
+//! (`make demo`), the `fusebox` operator [`cli`], and the scripted-outage [`timeline`]
+//! through the simulated fleet.
 
+pub mod cli;
 pub mod demo;
 pub mod timeline;

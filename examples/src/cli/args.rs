@@ -1,0 +1,238 @@
+//! The command line of `fusebox`: global connection options and the subcommands, as clap
+//! derive types, with the parsers that turn names and durations into checked values so that
+//! a bad one is a usage error (exit 2) before anything touches the network.
+
+use std::time::Duration;
+
+use breaker_actors::machine::{BreakerName, MAX_TEXT_LEN, NodeId};
+use clap::{Args, Parser, Subcommand};
+use transport_nats::codec::MAX_EVENT_COUNT;
+use transport_nats::layout::Layout;
+
+/// The server `--server` defaults to.
+pub const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
+/// How long a request (connect, KV read, publish ack) may take unless `--timeout` says.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a command waits for its decision unless `--timeout` says.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Look at and steer a Fusebox fleet's circuit breakers over NATS.
+#[derive(Debug, Parser)]
+#[command(name = "fusebox", version)]
+pub struct Cli {
+    /// How to reach the fleet.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Connection options, shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct Global {
+    /// NATS server URL; repeat for a cluster.
+    #[arg(
+        long = "server",
+        short = 's',
+        global = true,
+        env = "FUSEBOX_NATS_URL",
+        value_delimiter = ',',
+        default_value = DEFAULT_SERVER,
+        value_name = "URL"
+    )]
+    pub servers: Vec<String>,
+    /// User name.
+    #[arg(long, global = true, env = "FUSEBOX_NATS_USER", requires = "password")]
+    pub user: Option<String>,
+    /// Password (prefer the environment variable: arguments show in `ps`).
+    #[arg(long, global = true, env = "FUSEBOX_NATS_PASSWORD", hide_env_values = true, requires = "user")]
+    pub password: Option<String>,
+    /// The fleet's prefix: streams, buckets and subjects derive from it.
+    #[arg(long, global = true, default_value = "fusebox", value_parser = parse_layout, value_name = "PREFIX")]
+    pub prefix: Layout,
+    /// `JetStream` API prefix, for an account that imports the fleet's API
+    /// (the operators of docs/auth.md: `$JS.fusebox.API`).
+    #[arg(long, global = true, value_name = "SUBJECT")]
+    pub js_api_prefix: Option<String>,
+    /// Inbox prefix for replies and KV watches (the operators of docs/auth.md:
+    /// `_INBOX_fusebox_ops`).
+    #[arg(long, global = true, value_name = "SUBJECT")]
+    pub inbox_prefix: Option<String>,
+    /// How long to wait: for each request (default 5s); for a command's decision (default
+    /// 10s); for `watch`, how long to watch (default: until Ctrl-C). `500ms`, `5s`, `2m`; a
+    /// bare number is seconds.
+    #[arg(long, global = true, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+}
+
+impl Global {
+    /// How long one request may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Cmd {
+    /// Every breaker: fleet state, decision id, decider, last reason, age.
+    Status {
+        /// One JSON array instead of a table (fields in the `cli` module docs).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decisions as they are written, one line each, until Ctrl-C.
+    Watch {
+        /// Only this breaker (default: all).
+        #[arg(value_parser = parse_breaker)]
+        breaker: Option<BreakerName>,
+        /// Exit after this many decisions (an error if `--timeout` comes first).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The decisions kept for a breaker (the state bucket's history), oldest first.
+    History {
+        /// The breaker.
+        #[arg(value_parser = parse_breaker)]
+        breaker: BreakerName,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject every call until reset.
+    ForceOpen(CommandArgs),
+    /// Permit every call until reset, recording outcomes.
+    ForceClosed(CommandArgs),
+    /// Permit every call and record nothing.
+    Disable(CommandArgs),
+    /// Permit every call; evaluate the rules without enforcing them.
+    MetricsOnly(CommandArgs),
+    /// Back to automatic: closed, with fresh windows.
+    Reset(CommandArgs),
+    /// Report test outcomes as a foreign publisher would (one JSON batch).
+    Publish(PublishArgs),
+}
+
+/// The arguments of an operator command.
+#[derive(Debug, Clone, Args)]
+pub struct CommandArgs {
+    /// The breaker.
+    #[arg(value_parser = parse_breaker)]
+    pub breaker: BreakerName,
+    /// Why: recorded in the decision (at most 256 bytes).
+    #[arg(long, value_parser = parse_text)]
+    pub reason: String,
+    /// Who: recorded in the decision (default: `$USER`, else `cli`; at most 256 bytes).
+    #[arg(long, value_parser = parse_text)]
+    pub actor: Option<String>,
+}
+
+impl CommandArgs {
+    /// The actor to record.
+    pub fn actor(&self) -> String {
+        self.actor.clone().unwrap_or_else(default_actor)
+    }
+}
+
+/// The actor when none is given: the login name, else `cli`.
+pub fn default_actor() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty() && u.len() <= MAX_TEXT_LEN).unwrap_or_else(|| "cli".to_owned())
+}
+
+/// The arguments of `publish`.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// The breaker.
+    #[arg(value_parser = parse_breaker)]
+    pub breaker: BreakerName,
+    /// Failed calls.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_EVENT_COUNT))]
+    pub failures: u64,
+    /// Successful calls.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_EVENT_COUNT))]
+    pub successes: u64,
+    /// Slow (successful but slow) calls.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_EVENT_COUNT))]
+    pub slow: u64,
+    /// The node id to report as: the last token of the subject.
+    #[arg(long, default_value = "cli", value_parser = parse_node, value_name = "ID")]
+    pub node: NodeId,
+}
+
+fn parse_breaker(s: &str) -> Result<BreakerName, String> {
+    BreakerName::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_node(s: &str) -> Result<NodeId, String> {
+    NodeId::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    Layout::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_text(s: &str) -> Result<String, String> {
+    if s.len() > MAX_TEXT_LEN {
+        return Err(format!("{} bytes, at most {MAX_TEXT_LEN}", s.len()));
+    }
+    Ok(s.to_owned())
+}
+
+/// `500ms`, `5s`, `1.5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown unit {other:?} (ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["", "s", "5h", "-1s", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_and_texts_are_checked_while_parsing() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("fusebox").chain(args.iter().copied()));
+        assert!(parse(&["history", "payments"]).is_ok());
+        assert!(parse(&["history", "pay.ments"]).is_err());
+        assert!(parse(&["--prefix", "Fuse", "status"]).is_err());
+        assert!(parse(&["force-open", "payments"]).is_err(), "--reason is required");
+        let long = "x".repeat(MAX_TEXT_LEN + 1);
+        assert!(parse(&["reset", "payments", "--reason", &long]).is_err());
+        assert!(parse(&["publish", "payments", "--failures", "1000001"]).is_err());
+        let cli = parse(&["status", "--server", "nats://a:1", "--server", "nats://b:2", "--timeout", "2s"]).unwrap();
+        assert_eq!(cli.global.servers, ["nats://a:1", "nats://b:2"]);
+        assert_eq!(cli.global.timeout, Some(Duration::from_secs(2)));
+    }
+}

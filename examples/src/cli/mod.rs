@@ -1,0 +1,100 @@
+//! The `fusebox` operator CLI: look at a fleet's breakers and steer them over NATS, with
+//! plain async-nats and the fleet's names ([`transport_nats::layout::Layout`]) and codecs
+//! ([`transport_nats::codec`]). It is not a node: it never creates a stream or bucket (an
+//! operator may not), takes no lease and decides nothing. `docs/cli.md` is the user's guide;
+//! `src/bin/fusebox.rs` only calls [`main`].
+//!
+//! ```text
+//! fusebox [--server URL]... [--user U --password P] [--prefix fusebox]
+//!         [--js-api-prefix SUBJECT] [--inbox-prefix SUBJECT] [--timeout DURATION] <command>
+//!
+//!   status [--json]                      every breaker: state, term, seq, decider, reason, age
+//!   watch [BREAKER] [--count N] [--json] decisions as they are written
+//!   history BREAKER [--json]             the decisions kept in the state bucket
+//!   force-open | force-closed | disable | metrics-only | reset BREAKER --reason TEXT [--actor NAME]
+//!   publish BREAKER [--failures N] [--successes N] [--slow N] [--node ID]
+//! ```
+//!
+//! Exit codes: 0 success, 1 an operational error ([`CliError`] other than `Usage`), 2 a usage
+//! error. Environment: `FUSEBOX_NATS_URL` (comma-separated URLs), `FUSEBOX_NATS_USER`,
+//! `FUSEBOX_NATS_PASSWORD`.
+//!
+//! # JSON output
+//!
+//! The field names below are a stable interface: fields may be added, none renamed or
+//! removed. Absent values are `null`. States and kinds use the wire spelling of
+//! `docs/wire-format.md` (`half_open`, `forced_open`, `force_open`, `failure_rate`).
+//!
+//! `status --json` prints one array with one object per breaker that has a decision (a key
+//! of `<prefix>_state`) or a config (a key of `<prefix>_config`), sorted by name
+//! ([`StatusRow`]):
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `breaker` | string | the breaker |
+//! | `state` | string or null | fleet state of the current decision; null before the first one |
+//! | `term`, `seq` | integer or null | the decision's id |
+//! | `decider` | string or null | the node that made it |
+//! | `reason_kind` | string or null | `tripped`, `manual`, `open_elapsed`, ... |
+//! | `reason` | string or null | the reason in a few words (`tripped: failure_rate 10/10 from 1 node`) |
+//! | `revision` | integer or null | its KV revision |
+//! | `updated` | string or null | when the server stored it, RFC 3339 UTC with milliseconds |
+//! | `age_ms` | integer or null | milliseconds since then, by this machine's clock |
+//! | `configured` | boolean | whether `<prefix>_config` has a config for it |
+//! | `decision` | object or null | the decision as stored (`docs/wire-format.md`) |
+//! | `error` | string or null | why a stored value could not be read |
+//!
+//! `history --json` prints one array, oldest first, and `watch --json` one object per line,
+//! of [`DecisionRow`]s:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `breaker` | string | the breaker (the key) |
+//! | `revision` | integer | the KV revision |
+//! | `time` | string | when the server stored it, RFC 3339 UTC |
+//! | `operation` | string | `put`; `delete` or `purge` for a marker (no decision) |
+//! | `state`, `term`, `seq`, `decider`, `reason_kind` | | as in `status` |
+//! | `reason` | string or null | the reason with everything it carries (a trip's evidence) |
+//! | `evidence` | object or null | a trip's evidence: `rule`, `decisive`, `failed`, `slow`, `nodes`, `streak`, and `rate` (0 to 1: the slow share for `slow_call_rate`, the failure share otherwise; null without decisive calls) |
+//! | `decision` | object or null | the decision as stored |
+//! | `error` | string or null | a marker, or why the value could not be read |
+
+pub mod args;
+pub mod error;
+pub mod render;
+pub mod run;
+pub mod session;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use self::args::Cli;
+pub use self::error::CliError;
+pub use self::render::{DecisionRow, EvidenceRow, StatusRow};
+pub use self::run::run;
+
+/// The `fusebox` binary: parses the command line (clap exits 2 on a usage error), runs the
+/// command on a single-threaded runtime, prints an error to stderr and maps it to the exit
+/// code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut log = std::io::stderr();
+    match runtime.block_on(run(cli, &mut out, &mut log)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = out.flush();
+            let _ = writeln!(log, "error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

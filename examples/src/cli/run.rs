@@ -1,0 +1,270 @@
+//! What each subcommand does over a [`Session`]: read the state and config buckets
+//! (`status`, `history`, `watch`), publish an operator command and wait for the decision
+//! that applies it, or publish a foreign outcome batch. Output goes to the writers given,
+//! progress and hints to `log`, so the binary's stdout stays parseable.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::PublishMessage;
+use breaker_actors::machine::{BreakerName, Command, CommandKind, Reason, WIRE_VERSION};
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use transport_nats::codec::{self, CONTENT_TYPE, JSON, MSG_ID};
+
+use super::args::{Cli, Cmd, CommandArgs, DEFAULT_COMMAND_TIMEOUT, PublishArgs};
+use super::error::CliError;
+use super::render::{self, DecisionRow, HISTORY_HEADERS, STATUS_HEADERS, StatusRow};
+use super::session::Session;
+
+/// Runs `cli`, writing results to `out` and progress to `log`.
+pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result<(), CliError> {
+    // Usage errors come before any connection attempt.
+    if let Cmd::Publish(args) = &cli.command
+        && args.failures == 0
+        && args.successes == 0
+        && args.slow == 0
+    {
+        return Err(CliError::Usage("nothing to publish: give --failures, --successes or --slow".into()));
+    }
+    let session = Session::connect(&cli.global).await?;
+    let wait = cli.global.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+    match &cli.command {
+        Cmd::Status { json } => status(&session, *json, out).await,
+        Cmd::Watch { breaker, count, json } => {
+            watch(&session, breaker.as_ref(), *count, cli.global.timeout, *json, out, log).await
+        }
+        Cmd::History { breaker, json } => history(&session, breaker, *json, out).await,
+        Cmd::ForceOpen(args) => command(&session, CommandKind::ForceOpen, args, wait, out, log).await,
+        Cmd::ForceClosed(args) => command(&session, CommandKind::ForceClosed, args, wait, out, log).await,
+        Cmd::Disable(args) => command(&session, CommandKind::Disable, args, wait, out, log).await,
+        Cmd::MetricsOnly(args) => command(&session, CommandKind::MetricsOnly, args, wait, out, log).await,
+        Cmd::Reset(args) => command(&session, CommandKind::Reset, args, wait, out, log).await,
+        Cmd::Publish(args) => publish(&session, args, out).await,
+    }
+}
+
+fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string(value).map_err(|e| CliError::Output(e.to_string()))?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+async fn status(session: &Session, json: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let state = session.bucket(session.layout().state_bucket()).await?;
+    let config = session.bucket(session.layout().config_bucket()).await?;
+    let decided: BTreeSet<String> = session.keys(&state).await?.into_iter().collect();
+    let configured: BTreeSet<String> = session.keys(&config).await?.into_iter().collect();
+    let now = OffsetDateTime::now_utc();
+    let mut rows = Vec::new();
+    for breaker in decided.union(&configured) {
+        let entry = if decided.contains(breaker) { session.entry(&state, breaker).await? } else { None };
+        rows.push(StatusRow::new(breaker, entry.as_ref(), configured.contains(breaker), now));
+    }
+    if json {
+        return json_line(out, &rows);
+    }
+    let cells: Vec<Vec<String>> = rows.iter().map(StatusRow::cells).collect();
+    write!(out, "{}", render::table(&STATUS_HEADERS, &cells))?;
+    Ok(())
+}
+
+async fn history(session: &Session, breaker: &BreakerName, json: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let state = session.bucket(session.layout().state_bucket()).await?;
+    let entries = session.history(&state, breaker.as_str()).await?;
+    if entries.is_empty() {
+        known(session, None, breaker).await?;
+    }
+    let rows: Vec<DecisionRow> = entries.iter().map(DecisionRow::new).collect();
+    if json {
+        return json_line(out, &rows);
+    }
+    let cells: Vec<Vec<String>> = rows.iter().map(DecisionRow::cells).collect();
+    write!(out, "{}", render::table(&HISTORY_HEADERS, &cells))?;
+    Ok(())
+}
+
+/// Fails with [`CliError::UnknownBreaker`] unless `breaker` has a decision (when `state` is
+/// given) or a config.
+async fn known(
+    session: &Session,
+    state: Option<&async_nats::jetstream::kv::Store>,
+    breaker: &BreakerName,
+) -> Result<(), CliError> {
+    if let Some(state) = state
+        && session.entry(state, breaker.as_str()).await?.is_some()
+    {
+        return Ok(());
+    }
+    let config = session.bucket(session.layout().config_bucket()).await?;
+    if session.entry(&config, breaker.as_str()).await?.is_some() {
+        return Ok(());
+    }
+    Err(CliError::UnknownBreaker { breaker: breaker.to_string(), prefix: session.layout().prefix().to_owned() })
+}
+
+async fn watch(
+    session: &Session,
+    breaker: Option<&BreakerName>,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    json: bool,
+    out: &mut impl Write,
+    log: &mut impl Write,
+) -> Result<(), CliError> {
+    let state = session.bucket(session.layout().state_bucket()).await?;
+    let mut changes = session.watch(&state, breaker.map(BreakerName::as_str)).await?;
+    let what = format!("watching {}/{}", state.name, breaker.map_or(">", BreakerName::as_str));
+    // Tells whoever runs this (a person, or a test) that every decision from now on shows.
+    writeln!(log, "{what} (Ctrl-C to stop)")?;
+    log.flush()?;
+    let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let ctrl_c = async {
+        // Without a signal handler the watch goes on until its count or timeout.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(ctrl_c);
+    let mut seen = 0;
+    while count.is_none_or(|wanted| seen < wanted) {
+        tokio::select! {
+            () = &mut ctrl_c => return Ok(()),
+            () = sleep_until(deadline) => {
+                return match count {
+                    Some(wanted) => Err(CliError::WatchTimedOut { seen, wanted, waited: started.elapsed() }),
+                    None => Ok(()),
+                };
+            }
+            error = session.violation(&what) => return Err(error),
+            change = changes.next() => {
+                let entry = match change {
+                    Some(Ok(entry)) => entry,
+                    Some(Err(e)) => return Err(session.fail(&what, Some(e))),
+                    None => return Err(session.fail(&what, Some("the watch ended"))),
+                };
+                let row = DecisionRow::new(&entry);
+                if json {
+                    json_line(out, &row)?;
+                } else {
+                    writeln!(out, "{}", row.line())?;
+                }
+                out.flush()?;
+                seen += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn command(
+    session: &Session,
+    kind: CommandKind,
+    args: &CommandArgs,
+    wait: Duration,
+    out: &mut impl Write,
+    log: &mut impl Write,
+) -> Result<(), CliError> {
+    let layout = session.layout();
+    let breaker = &args.breaker;
+    let name = render::command_name(kind);
+    let state = session.bucket(layout.state_bucket()).await?;
+    known(session, Some(&state), breaker).await?;
+    // Watching before publishing: the decision may be written before the ack arrives.
+    let mut changes = session.watch(&state, Some(breaker.as_str())).await?;
+    let command = Command {
+        version: WIRE_VERSION,
+        breaker: breaker.clone(),
+        kind,
+        actor: args.actor(),
+        reason: args.reason.clone(),
+    };
+    let payload = codec::encode_command(&command)
+        .map_err(|e| CliError::Nats { what: format!("encoding the {name} command"), detail: e.to_string() })?;
+    let message = PublishMessage::build().payload(payload.into()).header(CONTENT_TYPE, JSON);
+    let what = format!("publishing {name} on {}", layout.control_subject(breaker));
+    let ack = session.publish(&what, layout.control_subject(breaker), message, layout.control_stream()).await?;
+    writeln!(
+        log,
+        "published {name} for {breaker} ({} seq {}); waiting for a decider to apply it",
+        ack.stream, ack.sequence
+    )?;
+    log.flush()?;
+
+    let what = format!("waiting for the decision applying {name}");
+    let deadline = Instant::now() + wait;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(CliError::NotApplied { command: name.to_owned(), breaker: breaker.to_string(), waited: wait });
+            }
+            error = session.violation(&what) => return Err(error),
+            change = changes.next() => {
+                let entry = match change {
+                    Some(Ok(entry)) => entry,
+                    Some(Err(e)) => return Err(session.fail(&what, Some(e))),
+                    None => return Err(session.fail(&what, Some("the watch ended"))),
+                };
+                let Ok(decision) = render::decode(&entry) else { continue };
+                let applies = matches!(
+                    &decision.reason,
+                    Reason::Manual { command: k, actor, reason }
+                        if *k == kind && *actor == command.actor && *reason == command.reason
+                );
+                if applies {
+                    writeln!(out, "applied: {}", DecisionRow::new(&entry).line())?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn publish(session: &Session, args: &PublishArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let layout = session.layout();
+    let subject = layout.outcome_subject(&args.breaker, &args.node);
+    // Failures last, so that they form the message's failure streak (event order counts).
+    let events: Vec<serde_json::Value> = [("success", args.successes), ("slow", args.slow), ("failure", args.failures)]
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(outcome, count)| serde_json::json!({ "outcome": outcome, "count": count }))
+        .collect();
+    let batch = serde_json::json!({
+        "version": WIRE_VERSION,
+        "breaker": args.breaker.as_str(),
+        "node": args.node.as_str(),
+        "events": events,
+    });
+    let payload = serde_json::to_vec(&batch).map_err(|e| CliError::Output(e.to_string()))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(MSG_ID, message_id(&args.node.to_string()).as_str());
+    let message = PublishMessage::build().payload(payload.into()).headers(headers);
+    let what = format!("publishing outcomes on {subject}");
+    let ack = session.publish(&what, subject.clone(), message, layout.outcome_stream()).await?;
+    let counts: Vec<String> = [("successes", args.successes), ("slow", args.slow), ("failures", args.failures)]
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(what, count)| format!("{count} {what}"))
+        .collect();
+    writeln!(out, "published {} on {subject} ({} seq {})", counts.join(", "), ack.stream, ack.sequence)?;
+    Ok(())
+}
+
+/// A `Nats-Msg-Id` no other message of the stream has: the node, this process and the
+/// time. (Retrying the same message would reuse it; the CLI does not retry.)
+fn message_id(node: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("fusebox-cli:{node}:{}:{nanos}", std::process::id())
+}

@@ -1,0 +1,379 @@
+//! The `fusebox` binary against a real nats-server started by each test, with a real Fusebox
+//! node in the test process deciding `payments` over `NatsTransport`: status, publishing
+//! outcomes that trip the breaker, history with the trip's evidence, operator commands the
+//! node applies, watch, and the errors an operator meets (unknown breaker, no fleet,
+//! unreachable server, permissions under the example auth config). Waits are polls against
+//! deadlines.
+//!
+//! The test command installs the pinned nats-server and points `FUSEBOX_NATS_SERVER` at it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use breaker_actors::Registry;
+use breaker_actors::hot::Breaker;
+use breaker_actors::machine::{
+    BreakerConfig, BreakerName, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy, WindowConfig,
+};
+use serde_json::Value;
+use transport_nats::nats::{NatsConfig, NatsTransport};
+use transport_nats::servers::NatsServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fusebox");
+const WAIT: Duration = Duration::from_secs(10);
+const ACCOUNTS: &str = include_str!("../../docs/nats-accounts.conf");
+/// The operator of `docs/nats-accounts.conf`, as the CLI connects.
+const OPERATOR: [&str; 8] = [
+    "--user",
+    "operator",
+    "--password",
+    "operator-secret",
+    "--js-api-prefix",
+    "$JS.fusebox.API",
+    "--inbox-prefix",
+    "_INBOX_fusebox_ops",
+];
+
+/// Trips on 5 failures out of 10 calls and stays open a minute, so that what the CLI shows
+/// after a trip is still the trip.
+fn config() -> BreakerConfig {
+    BreakerConfig {
+        trip: TripPolicy {
+            window: WindowConfig::Count { calls: 10 },
+            minimum_calls: 10,
+            failure_rate: Some(0.5),
+            ..TripPolicy::default()
+        },
+        open: OpenPolicy::Fixed { duration_ms: 60_000 },
+        local: None,
+        outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 300 },
+        ..BreakerConfig::default()
+    }
+}
+
+fn payments() -> BreakerName {
+    BreakerName::new("payments").unwrap()
+}
+
+/// One node, `n1`, deciding `payments` on `server`.
+struct Fleet {
+    server: NatsServer,
+    breaker: Breaker,
+    registry: Registry,
+}
+
+impl Fleet {
+    async fn start(server: NatsServer, credentials: Option<(&str, &str)>) -> Self {
+        let mut nats = NatsConfig::new(vec![server.url()], NodeId::new("n1").unwrap());
+        nats.credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let transport: Arc<NatsTransport> = NatsTransport::connect(nats).await.unwrap();
+        let registry = Registry::builder()
+            .transport(transport.clone())
+            .lease_ttl(Duration::from_secs(2))
+            .lease_margin(Duration::from_millis(500))
+            .start()
+            .await
+            .unwrap();
+        let breaker = registry.breaker("payments", config()).await.unwrap();
+        // The CLI reads the bucket: wait for the decider's first decision there.
+        let deadline = Instant::now() + WAIT;
+        while transport.decision(&payments()).await.ok().and_then(|r| r.decision).is_none() {
+            assert!(Instant::now() < deadline, "no decision for payments");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Self { server, breaker, registry }
+    }
+
+    async fn plain() -> Self {
+        Self::start(NatsServer::start().unwrap(), None).await
+    }
+
+    /// Runs `fusebox --server <url> args...`.
+    async fn cli(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--server".to_owned(), self.server.url()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        run(all).await
+    }
+
+    async fn wait_for(&self, state: StateLabel) {
+        let deadline = Instant::now() + WAIT;
+        while self.breaker.state() != state {
+            assert!(Instant::now() < deadline, "the node's breaker is {:?}, not {state:?}", self.breaker.state());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "fusebox failed: {self:#?}");
+        self
+    }
+
+    fn failed(self, message: &str) -> Self {
+        assert_eq!(self.code, Some(1), "fusebox did not fail as expected: {self:#?}");
+        assert!(self.stderr.contains(message), "stderr lacks {message:?}: {self:#?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
+    }
+}
+
+fn command(args: &[String]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    // The caller's environment must not point the CLI elsewhere.
+    for var in ["FUSEBOX_NATS_URL", "FUSEBOX_NATS_USER", "FUSEBOX_NATS_PASSWORD"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+async fn run(args: Vec<String>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let output = command(&args).stdin(Stdio::null()).output().unwrap();
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            took: started.elapsed(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// `args` after the operator's credentials and prefixes.
+fn operator<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    OPERATOR.iter().chain(args).copied().collect()
+}
+
+/// The object of `breaker` in `status --json`.
+fn row<'a>(status: &'a Value, breaker: &str) -> &'a Value {
+    let rows = status.as_array().unwrap();
+    rows.iter().find(|r| r["breaker"] == breaker).unwrap_or_else(|| panic!("no {breaker} in {status:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_the_breaker_closed_with_its_decider() {
+    let fleet = Fleet::plain().await;
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    let payments = row(&status, "payments");
+    assert_eq!(payments["state"], "closed", "{payments:#}");
+    assert_eq!(payments["decider"], "n1");
+    assert_eq!(payments["configured"], true);
+    assert!(payments["term"].as_u64().is_some_and(|t| t > 0), "{payments:#}");
+    assert!(payments["seq"].as_u64().is_some_and(|s| s > 0), "{payments:#}");
+    assert!(payments["age_ms"].as_u64().is_some(), "{payments:#}");
+    assert_eq!(payments["decision"]["breaker"], "payments");
+
+    let table = fleet.cli(&["status"]).await.ok();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("BREAKER") && lines[0].contains("REASON"), "{table:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("payments") && l.contains("closed") && l.contains("n1")), "{table:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_failures_trip_the_breaker_and_history_shows_the_evidence() {
+    let fleet = Fleet::plain().await;
+    let published = fleet.cli(&["publish", "payments", "--failures", "10"]).await.ok();
+    assert!(published.stdout.contains("published 10 failures on fusebox.out.payments.cli"), "{published:#?}");
+    fleet.wait_for(StateLabel::Open).await;
+
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    let payments = row(&status, "payments");
+    assert_eq!((&payments["state"], &payments["reason_kind"]), (&"open".into(), &"tripped".into()), "{payments:#}");
+    assert_eq!(payments["reason"], "tripped: failure_rate 10/10 from 1 node");
+    let table = fleet.cli(&["status"]).await.ok();
+    assert!(table.stdout.contains("tripped: failure_rate 10/10 from 1 node"), "{table:#?}");
+
+    let history = fleet.cli(&["history", "payments", "--json"]).await.ok().json();
+    let rows = history.as_array().unwrap();
+    assert!(rows.len() >= 2, "the first decision and the trip: {history:#}");
+    let trip = rows.last().unwrap();
+    assert_eq!((&trip["state"], &trip["operation"]), (&"open".into(), &"put".into()), "{history:#}");
+    let evidence = &trip["evidence"];
+    assert_eq!(evidence["rule"], "failure_rate");
+    assert_eq!((evidence["decisive"].as_u64(), evidence["failed"].as_u64()), (Some(10), Some(10)), "{trip:#}");
+    assert_eq!((evidence["slow"].as_u64(), evidence["nodes"].as_u64()), (Some(0), Some(1)), "{trip:#}");
+    assert_eq!(evidence["rate"].as_f64(), Some(1.0));
+    assert!(rows.windows(2).all(|w| w[0]["revision"].as_u64() < w[1]["revision"].as_u64()), "oldest first");
+
+    let table = fleet.cli(&["history", "payments"]).await.ok();
+    assert!(table.stdout.starts_with("REV"), "{table:#?}");
+    assert!(
+        table.stdout.contains("tripped: failure_rate (decisive 10, failed 10, slow 0, rate 100.0%, nodes 1)"),
+        "{table:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_open_is_applied_by_the_node_and_reset_closes() {
+    let fleet = Fleet::plain().await;
+    let forced = fleet.cli(&["force-open", "payments", "--reason", "INC-42", "--actor", "alice"]).await.ok();
+    assert!(forced.stdout.starts_with("applied: "), "{forced:#?}");
+    assert!(forced.stdout.contains("forced-open") && forced.stdout.contains("by n1"), "{forced:#?}");
+    assert!(forced.stdout.contains("manual force_open by alice: INC-42"), "{forced:#?}");
+    assert!(forced.stderr.contains("published force_open for payments (FUSEBOX_CONTROL seq"), "{forced:#?}");
+    fleet.wait_for(StateLabel::ForcedOpen).await;
+
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    assert_eq!(row(&status, "payments")["reason"], "manual force_open by alice: INC-42");
+
+    let reset = fleet.cli(&["reset", "payments", "--reason", "INC-42 resolved", "--actor", "alice"]).await.ok();
+    assert!(
+        reset.stdout.contains("closed") && reset.stdout.contains("manual reset by alice: INC-42 resolved"),
+        "{reset:#?}"
+    );
+    fleet.wait_for(StateLabel::Closed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_the_decision_a_command_makes_until_its_count_or_ctrl_c() {
+    let fleet = Fleet::plain().await;
+    let (one, one_out) = watcher(&fleet, &["watch", "payments", "--count", "1", "--timeout", "10s"], "payments");
+    let (all, all_out) = watcher(&fleet, &["watch", "--json"], ">");
+
+    fleet.cli(&["disable", "payments", "--reason", "load test", "--actor", "bob"]).await.ok();
+    let line = one_out.recv_timeout(WAIT).expect("watch printed nothing");
+    assert!(line.contains("payments  disabled") && line.contains("manual disable by bob: load test"), "{line}");
+    let json: Value = serde_json::from_str(&all_out.recv_timeout(WAIT).expect("watch --json printed nothing")).unwrap();
+    assert_eq!(
+        (&json["breaker"], &json["state"], &json["reason_kind"]),
+        (&"payments".into(), &"disabled".into(), &"manual".into())
+    );
+    fleet.wait_for(StateLabel::Disabled).await;
+
+    // The first exits after its one decision; the other runs until Ctrl-C.
+    assert_eq!(tokio::task::spawn_blocking(move || finish(one)).await.unwrap(), Some(0));
+    let interrupted = Command::new("kill").args(["-INT", &all.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    assert_eq!(tokio::task::spawn_blocking(move || finish(all)).await.unwrap(), Some(0));
+    assert!(one_out.try_recv().is_err() && all_out.try_recv().is_err(), "one decision, one line");
+}
+
+/// `fusebox watch ...` running, once it has said (on stderr) that it is subscribed: every
+/// decision after that shows. Returns it and its stdout lines.
+fn watcher(fleet: &Fleet, args: &[&str], key: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut all = vec!["--server".to_owned(), fleet.server.url()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut child = command(&all).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let said = lines(child.stderr.take().unwrap()).recv_timeout(WAIT).expect("the watcher never said it was watching");
+    assert!(said.starts_with(&format!("watching fusebox_state/{key} ")), "{said:?}");
+    let stdout = lines(child.stdout.take().unwrap());
+    (child, stdout)
+}
+
+/// The lines `from` produces, as they come.
+fn lines(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for `child` to exit (killing it after [`WAIT`]) and returns its exit code.
+fn finish(mut child: Child) -> Option<i32> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            return child.wait().unwrap().code();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_breakers_missing_fleets_and_unapplied_commands_are_reported() {
+    let fleet = Fleet::plain().await;
+    let unknown = r#"unknown breaker "refunds" (no config or decision under prefix fusebox)"#;
+    fleet.cli(&["history", "refunds"]).await.failed(unknown);
+    fleet.cli(&["force-open", "refunds", "--reason", "x"]).await.failed(unknown);
+    fleet
+        .cli(&["--prefix", "acme", "status"])
+        .await
+        .failed("no Fusebox fleet under prefix acme: bucket acme_state not found");
+    // A bad name is a usage error, found before connecting.
+    let bad = fleet.cli(&["history", "pay.ments"]).await;
+    assert_eq!(bad.code, Some(2), "{bad:#?}");
+
+    // With no node running, the control stream stores a command that nobody applies.
+    let Fleet { server, registry, .. } = fleet;
+    registry.shutdown().await.unwrap();
+    let url = server.url();
+    let args = ["--server", &url, "--timeout", "500ms", "force-open", "payments", "--reason", "x"];
+    run(args.map(str::to_owned).to_vec()).await.failed(
+        r#"force_open for "payments" published but not applied within 0.5 s — is any node deciding this breaker?"#,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_fails_fast() {
+    // A port nobody listens on: bound, then released.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let failed = run(vec!["--server".into(), url.clone(), "status".into()]).await;
+    let failed = failed.failed(&format!("cannot reach NATS at {url}: "));
+    assert!(failed.took < Duration::from_secs(3), "took {:?}", failed.took);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_example_auth_config_an_operator_reads_and_commands_but_may_not_report() {
+    let server = NatsServer::start_with(ACCOUNTS).unwrap();
+    let fleet = Fleet::start(server, Some(("node-n1", "n1-secret"))).await;
+
+    let status = fleet.cli(&operator(&["status", "--json"])).await.ok().json();
+    assert_eq!(row(&status, "payments")["decider"], "n1");
+    let forced = fleet.cli(&operator(&["force-open", "payments", "--reason", "INC-7", "--actor", "ops"])).await.ok();
+    assert!(forced.stdout.contains("manual force_open by ops: INC-7"), "{forced:#?}");
+    fleet.wait_for(StateLabel::ForcedOpen).await;
+
+    // Refused at once (the server's violation), not after the request timeout.
+    let refused = fleet.cli(&operator(&["publish", "payments", "--failures", "1"])).await;
+    let refused = refused.failed("permission denied: publishing outcomes on fusebox.out.payments.cli: ");
+    assert!(
+        refused.stderr.contains(r#"Permissions Violation for Publish to "fusebox.out.payments.cli""#),
+        "{refused:#?}"
+    );
+    assert!(refused.took < Duration::from_secs(3), "took {:?}", refused.took);
+    // Without the operator's prefixes the fleet's API is out of reach, and the error says so.
+    let lost = fleet.cli(&["--user", "operator", "--password", "operator-secret", "status"]).await;
+    let lost = lost.failed("permission denied: ");
+    assert!(lost.stderr.contains("--js-api-prefix '$JS.fusebox.API' --inbox-prefix _INBOX_fusebox_ops"), "{lost:#?}");
+    // Wrong or no credentials.
+    let wrong = fleet.cli(&["--user", "operator", "--password", "guess", "status"]).await;
+    wrong.failed(&format!("NATS at {} refused the credentials: ", fleet.server.url()));
+    fleet.cli(&["status"]).await.failed("(no --user given)");
+    // A foreign publisher reports under its own id, and only under it.
+    let foreign = ["--user", "foreign", "--password", "foreign-secret", "publish", "payments", "--successes", "1"];
+    fleet.cli(&[&foreign[..], &["--node", "py1"]].concat()).await.ok();
+    let posing =
+        fleet.cli(&foreign).await.failed("permission denied: publishing outcomes on fusebox.out.payments.cli: ");
+    assert!(!posing.stderr.contains("--js-api-prefix"), "no operator hint for an outcome: {posing:#?}");
+}
