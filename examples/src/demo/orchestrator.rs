@@ -371,16 +371,18 @@ impl Demo {
 
         self.say("killing nats-server n1 of 3");
         self.cluster.kill(0);
-        self.pause("one server down, the fleet carries on", self.hold(4.0)).await?;
+        // Not shorter than a JetStream leader election, whatever the scale.
+        let settle = self.hold(4.0).max(Duration::from_secs(3));
+        self.pause("one server down, the fleet carries on", settle).await?;
         let failed_again = now_ms();
         self.dependency.set_healthy(false);
-        self.step("dependency FAILING again, with a server down: the fleet trips", Duration::from_secs(20), |d| {
+        self.step("dependency FAILING again, with a server down: the fleet trips", Duration::from_secs(30), |d| {
             d.last_decision_after(failed_again, StateLabel::Open).is_some() && d.all_alive_in("Open")
         })
         .await?;
         let recovered_again = now_ms();
         self.dependency.set_healthy(true);
-        self.step("dependency recovered again: the fleet closes", Duration::from_secs(25), |d| {
+        self.step("dependency recovered again: the fleet closes", Duration::from_secs(30), |d| {
             d.last_decision_after(recovered_again, StateLabel::Closed).is_some() && d.all_alive_in("Closed")
         })
         .await?;
