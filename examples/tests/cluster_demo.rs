@@ -1,6 +1,7 @@
 //! `make demo` end to end, faster (`--scale 0.4`) and without the screen redraws: a real
 //! 3-node nats-server cluster, real service-instance processes, the whole script. It must
-//! reach its summary, exit 0, and leave no process behind.
+//! reach its summary, exit 0, and leave no process behind. The Python instance takes part when
+//! the venv of `scripts/install-tools.sh` is there (the test command makes it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +10,7 @@ use std::process::Command;
 #[test]
 fn the_cluster_demo_runs_its_script_to_the_summary() {
     let output = Command::new(env!("CARGO_BIN_EXE_cluster-demo"))
-        .args(["--ci", "--scale", "0.4", "--no-python"])
+        .args(["--ci", "--scale", "0.4"])
         .output()
         .expect("cluster-demo runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -20,6 +21,13 @@ fn the_cluster_demo_runs_its_script_to_the_summary() {
         assert!(stdout.contains(figure), "no {figure:?} in:\n{stdout}");
     }
     assert!(stdout.contains("killing the decider") && stdout.contains("killing nats-server"), "{stdout}");
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/python");
+    if venv.exists() || std::env::var_os("FUSEBOX_PYTHON").is_some() {
+        assert!(
+            stdout.lines().any(|l| l.starts_with("py1 ") && l.contains("yes")),
+            "the Python instance ran:\n{stdout}"
+        );
+    }
     // The probes per half-open round, as the dependency counted them, stay within the budget.
     let line = stdout.lines().find(|l| l.starts_with("probes reaching the dependency")).unwrap();
     let rounds = line.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap();

@@ -293,14 +293,43 @@ impl Demo {
                 Err(e) => return Err(format!("the state bucket never appeared: {e}")),
             }
         };
-        let mut watch = kv.watch_with_history(BREAKER).await.map_err(|e| format!("watching decisions: {e}"))?;
         let sender = self.sender.clone();
         tokio::spawn(async move {
-            while let Some(Ok(entry)) = watch.next().await {
-                let Ok(decision) = serde_json::from_slice::<Decision>(&entry.value) else { continue };
-                let created_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                if sender.send(Update::Decision(Seen { decision, created_ms })).await.is_err() {
-                    return;
+            // The watch is a push consumer that notices a lost server only by missed
+            // heartbeats (tens of seconds): a direct read twice a second spots a stall, and
+            // the watch starts again after the last revision seen, so nothing is missed.
+            let mut last = 0;
+            loop {
+                let watch = if last == 0 {
+                    kv.watch_with_history(BREAKER).await
+                } else {
+                    kv.watch_from_revision(BREAKER, last + 1).await
+                };
+                let Ok(mut watch) = watch else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                let mut check = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tokio::select! {
+                        entry = watch.next() => {
+                            let Some(Ok(entry)) = entry else { break };
+                            if entry.revision <= last {
+                                continue;
+                            }
+                            last = entry.revision;
+                            let Ok(decision) = serde_json::from_slice::<Decision>(&entry.value) else { continue };
+                            let created_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                            if sender.send(Update::Decision(Seen { decision, created_ms })).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = check.tick() => {
+                            if matches!(kv.entry(BREAKER).await, Ok(Some(e)) if e.revision > last) {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         });
@@ -324,6 +353,25 @@ impl Demo {
                 args.extend(["--server".to_owned(), url.clone()]);
             }
             self.spawn_instance(&format!("i{n}"), program, &args)?;
+        }
+        if self.args.python {
+            match python_instance() {
+                Ok((python, script)) => {
+                    let args = [
+                        script.display().to_string(),
+                        "--url".into(),
+                        urls.join(","),
+                        "--node".into(),
+                        "py1".into(),
+                        "--breaker".into(),
+                        BREAKER.into(),
+                        "--dependency".into(),
+                        self.dependency.addr().to_string(),
+                    ];
+                    self.spawn_instance("py1", &python, &args)?;
+                }
+                Err(e) => self.say(&format!("no Python instance: {e}")),
+            }
         }
         self.watch_decisions().await?;
         let count = self.instances.len();
@@ -460,6 +508,22 @@ fn instance_program() -> Result<PathBuf, String> {
     } else {
         Err(format!("{} not found: build it with `cargo build -p fusebox-examples --bins`", program.display()))
     }
+}
+
+/// The Python interpreter (`FUSEBOX_PYTHON`, or the venv `scripts/install-tools.sh` makes)
+/// and the Python instance's script.
+fn python_instance() -> Result<(PathBuf, PathBuf), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python =
+        std::env::var_os("FUSEBOX_PYTHON").map_or_else(|| root.join("../.tools/venv/bin/python"), PathBuf::from);
+    let script = root.join("python/fusebox_instance.py");
+    if !python.exists() {
+        return Err(format!("{} not found (run scripts/install-tools.sh)", python.display()));
+    }
+    if !script.exists() {
+        return Err(format!("{} not found", script.display()));
+    }
+    Ok((python, script))
 }
 
 /// Runs the demo to its summary.

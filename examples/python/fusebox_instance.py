@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""The Python instance of the local cluster demo (``make demo``).
+
+A service written in Python taking part in a Fusebox fleet: it calls the demo's HTTP
+dependency ``--rate`` times a second, asks ``DecisionFollower.allow()`` first (the fleet's
+decision, enforced locally, probes only as granted to its node id), reports every call
+through an ``OutcomeReporter`` (the calls it holds back as ``rejected``, so the decider grants
+it probes in half-open), and tells the demo's orchestrator what it sees, one JSON object per
+line on stdout, in the same shape as the Rust ``service-instance``::
+
+    {"kind": "status", "node": "py1", "state": "Closed", "ok": 10, "failed": 0,
+     "rejected": 0, "probes": 0, "deciding": false, "term": 3}
+    {"kind": "applied", "node": "py1", "term": 3, "seq": 2, "to": "Open", "at_ms": 1700000000000}
+
+It stops when its stdin closes (the orchestrator is gone) or on SIGTERM/SIGINT.
+
+    python fusebox_instance.py --url nats://127.0.0.1:4222 --node py1 --breaker inventory \\
+        --dependency 127.0.0.1:8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+from typing import Any, Dict, Optional, Sequence
+
+from fusebox_follow import Decision, DecisionFollower, LocalBreaker
+from fusebox_publish import OutcomePublisher, OutcomeReporter
+
+# The Rust side prints state labels in their Debug form.
+LABELS = {
+    "closed": "Closed",
+    "ramping": "Ramping",
+    "open": "Open",
+    "half_open": "HalfOpen",
+    "forced_open": "ForcedOpen",
+    "forced_closed": "ForcedClosed",
+    "disabled": "Disabled",
+    "metrics_only": "MetricsOnly",
+}
+
+
+def emit(line: Dict[str, Any]) -> None:
+    """Writes one line for the orchestrator."""
+    print(json.dumps(line), flush=True)
+
+
+async def call(host: str, port: int, timeout: float) -> bool:
+    """One GET against the dependency: True for a 2xx answer within ``timeout``."""
+
+    async def attempt() -> bool:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            await writer.drain()
+            response = await reader.read()
+            return response.startswith(b"HTTP/1.0 2")
+        finally:
+            writer.close()
+
+    try:
+        return await asyncio.wait_for(attempt(), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+
+
+def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The Python instance of the Fusebox cluster demo.")
+    parser.add_argument("--url", required=True, help="NATS URL(s), comma-separated")
+    parser.add_argument("--node", default="py1", help="this instance's node id")
+    parser.add_argument("--breaker", default="inventory", help="breaker name")
+    parser.add_argument("--dependency", required=True, help="host:port of the demo's dependency")
+    parser.add_argument("--rate", type=float, default=50.0, help="calls per second")
+    return parser.parse_args(argv)
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    # A thread: reading stdin without blocking the loop, portable across pipes and ttys.
+    def read() -> None:
+        while sys.stdin.buffer.read1(64):  # type: ignore[attr-defined]
+            pass
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=read, daemon=True).start()
+
+
+async def _run(args: argparse.Namespace) -> int:
+    host, _, port = args.dependency.rpartition(":")
+    servers = [u.strip() for u in args.url.split(",") if u.strip()]
+    publisher = await OutcomePublisher.connect(servers, args.node)
+    counts = {"ok": 0, "failed": 0, "rejected": 0, "probes": 0}
+
+    def on_apply(decision: Decision, breaker: LocalBreaker) -> None:
+        term, seq = decision.id
+        to = LABELS.get(decision.state, decision.state)
+        emit({"kind": "applied", "node": args.node, "term": term, "seq": seq, "to": to, "at_ms": int(time.time() * 1000)})
+
+    follower = DecisionFollower(publisher.nc, args.breaker, args.node, on_apply=on_apply)
+    reporter = OutcomeReporter(publisher, applied_source=follower)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    _watch_stdin(loop, stop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def calls() -> None:
+        while True:
+            await asyncio.sleep(1.0 / max(args.rate, 1.0))
+            decision = follower.breaker.decision
+            if not follower.allow():
+                counts["rejected"] += 1
+                reporter.rejected(args.breaker)
+                continue
+            if decision is not None and decision.state == "half_open":
+                counts["probes"] += 1
+            if await call(host, int(port), 0.5):
+                counts["ok"] += 1
+                reporter.success(args.breaker)
+            else:
+                counts["failed"] += 1
+                reporter.failure(args.breaker)
+
+    async def status() -> None:
+        while True:
+            decision = follower.breaker.decision
+            state = LABELS.get(decision.state, decision.state) if decision is not None else "starting"
+            term = decision.id[0] if decision is not None else 0
+            emit({"kind": "status", "node": args.node, "state": state, "deciding": False, "term": term, **counts})
+            await asyncio.sleep(0.25)
+
+    await follower.start()
+    tasks = [asyncio.ensure_future(t) for t in (calls(), status(), reporter.run(0.02))]
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await follower.stop()
+        await publisher.close()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command-line entry point; returns the exit status."""
+    return asyncio.run(_run(_parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
