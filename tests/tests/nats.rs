@@ -4,7 +4,7 @@
 //!
 //! The test command installs the pinned nats-server and points `FUSEBOX_NATS_SERVER` at it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::large_futures)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

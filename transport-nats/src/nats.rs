@@ -276,10 +276,12 @@ impl NatsTransport {
         if let Some((user, password)) = &config.credentials {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        let client = options.connect(config.servers.as_slice()).await.map_err(ConnectError::Connect)?;
+        // Boxed, like provisioning below: both hold a lot of state across their awaits, which
+        // would otherwise make every caller's future large.
+        let client = Box::pin(options.connect(config.servers.as_slice())).await.map_err(ConnectError::Connect)?;
         let js = jetstream::ContextBuilder::new().timeout(config.request_timeout).build(client.clone());
         let version = client.server_info().version;
-        let stores = provision::provision(&js, &config.layout, &config.store, &version)
+        let stores = Box::pin(provision::provision(&js, &config.layout, &config.store, &version))
             .await
             .map_err(ConnectError::Provision)?;
         Ok(Arc::new(Self {
