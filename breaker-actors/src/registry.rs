@@ -587,6 +587,8 @@ impl Registry {
         if self.shared.leases.send(LeaseCmd::Shutdown(tx)).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
         }
+        // The actors' last reports are handed over: see them out before the process goes.
+        let _ = self.shared.transport.flush(Duration::from_secs(2)).await;
         self.stop_everything(false).await;
         Ok(())
     }

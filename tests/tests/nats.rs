@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
+
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -770,4 +772,47 @@ async fn racing_lease_acquisitions_on_a_cluster_have_one_winner_and_no_errors() 
         assert!(results.iter().all(Result::is_ok), "round {round}: {results:?}");
         assert_eq!(winners, 1, "round {round}: {results:?}");
     }
+}
+
+// A graceful shutdown sees the last reports out before it returns: the process may exit
+// right after (here: the transport is dropped at once, which stops its publishers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_publishes_the_last_reports() {
+    let server = NatsServer::start().unwrap();
+    let node = Node::join(&[server.url()], "n1").await;
+    let b = node.reg.breaker("payments", config()).await.unwrap();
+    wait_deciding(std::slice::from_ref(&node), &name("payments")).await;
+    fail(&b, 3).await;
+    node.reg.shutdown().await.unwrap();
+    drop(b);
+    drop(node);
+
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let stream = async_nats::jetstream::new(raw).get_stream("FUSEBOX_OUTCOMES").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "fusebox.out.payments.n1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let (breaker, node_id) = (name("payments"), NodeId::new("n1").unwrap());
+    let mut failures = 0;
+    while failures < 3 {
+        let message = tokio::time::timeout(WAIT, messages.next()).await.expect("all three failures reported");
+        let message = message.unwrap().unwrap();
+        let decoded = transport_nats::codec::decode_outcome(
+            &breaker,
+            &node_id,
+            Some(transport_nats::codec::POSTCARD),
+            &message.payload,
+            &transport_nats::codec::Limits::default(),
+        )
+        .unwrap();
+        if let transport_nats::codec::Outcome::Report(report) = decoded {
+            failures += report.counts.failure;
+        }
+    }
+    assert_eq!(failures, 3);
 }

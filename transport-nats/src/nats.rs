@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -211,6 +211,8 @@ struct Queued {
 struct Outbox {
     queue: Mutex<VecDeque<Queued>>,
     ready: Notify,
+    /// 1 while the publish loop holds a report taken off the queue.
+    in_flight: AtomicUsize,
 }
 
 /// The node's transport over NATS: see the module documentation.
@@ -351,22 +353,6 @@ impl NatsTransport {
     /// The decision in the state bucket for `breaker`.
     pub async fn decision(&self, breaker: &BreakerName) -> Result<DecisionRead, TransportError> {
         self.inner.read(breaker).await
-    }
-
-    /// Waits until every queued report has been published or given up on, at most
-    /// `timeout`: `true` if the outboxes are empty.
-    pub async fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let pending: usize = lock(&self.inner.outboxes).values().map(|o| lock(&o.queue).len()).sum();
-            if pending == 0 {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     fn outbox(&self, breaker: &BreakerName) -> Arc<Outbox> {
@@ -606,54 +592,63 @@ async fn pull(
 /// last it saw from a node.
 async fn publish_loop(inner: Arc<Inner>, outbox: Arc<Outbox>) {
     let mut conn = inner.conn.clone();
-    let max_age = inner.stores.report_max_age;
     loop {
-        let next = lock(&outbox.queue).pop_front();
-        let Some(Queued { report, since }) = next else {
-            outbox.ready.notified().await;
+        let next = {
+            let mut queue = lock(&outbox.queue);
+            let next = queue.pop_front();
+            // Under the queue's lock, so that a flush never sees an empty queue and nothing
+            // in flight while a report is between the two.
+            outbox.in_flight.store(usize::from(next.is_some()), Ordering::SeqCst);
+            next
+        };
+        match next {
+            Some(Queued { report, since }) => publish_one(&inner, &mut conn, &report, since).await,
+            None => outbox.ready.notified().await,
+        }
+    }
+}
+
+/// Publishes `report` until acknowledged, or gives it up (counted) once it is older than the
+/// stream keeps reports.
+async fn publish_one(inner: &Inner, conn: &mut watch::Receiver<ConnState>, report: &Report, since: Instant) {
+    let max_age = inner.stores.report_max_age;
+    let lost = || {
+        TransportStats::bump(&inner.stats.reports_lost);
+        metrics::counter!("fusebox_reports_lost_total", "breaker" => report.breaker.as_str().to_owned()).increment(1);
+    };
+    let subject = inner.layout.outcome_subject(&report.breaker, &report.node);
+    let id = codec::report_msg_id(report);
+    let payload = match codec::encode_report(report) {
+        Ok(p) => Bytes::from(p),
+        Err(e) => {
+            tracing::error!(error = %e, "report cannot be encoded; dropped");
+            return lost();
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        if since.elapsed() >= max_age {
+            return lost();
+        }
+        if !inner.is_connected() {
+            let _ = tokio::time::timeout(max_age.saturating_sub(since.elapsed()), until_connected(conn)).await;
             continue;
+        }
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(&id)
+            .header(codec::CONTENT_TYPE, codec::POSTCARD);
+        let acked = match inner.js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await.map(|_| ()),
+            Err(e) => Err(e),
         };
-        let subject = inner.layout.outcome_subject(&report.breaker, &report.node);
-        let id = codec::report_msg_id(&report);
-        let payload = match codec::encode_report(&report) {
-            Ok(p) => Bytes::from(p),
+        match acked {
+            Ok(()) => return TransportStats::bump(&inner.stats.reports_published),
             Err(e) => {
-                tracing::error!(error = %e, "report cannot be encoded; dropped");
-                TransportStats::bump(&inner.stats.reports_lost);
-                continue;
-            }
-        };
-        let mut attempt = 0;
-        loop {
-            if since.elapsed() >= max_age {
-                TransportStats::bump(&inner.stats.reports_lost);
-                metrics::counter!("fusebox_reports_lost_total", "breaker" => report.breaker.as_str().to_owned())
-                    .increment(1);
-                break;
-            }
-            if !inner.is_connected() {
-                let _ = tokio::time::timeout(max_age.saturating_sub(since.elapsed()), until_connected(&mut conn)).await;
-                continue;
-            }
-            let message = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&id)
-                .header(codec::CONTENT_TYPE, codec::POSTCARD);
-            let acked = match inner.js.send_publish(subject.clone(), message).await {
-                Ok(ack) => ack.await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            match acked {
-                Ok(()) => {
-                    TransportStats::bump(&inner.stats.reports_published);
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(subject, error = %e, attempt, "report publish failed; retrying");
-                    TransportStats::bump(&inner.stats.publish_retries);
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt = attempt.saturating_add(1);
-                }
+                tracing::debug!(subject, error = %e, attempt, "report publish failed; retrying");
+                TransportStats::bump(&inner.stats.publish_retries);
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
             }
         }
     }
@@ -951,6 +946,28 @@ impl Transport for NatsTransport {
                 )
                 .await?;
             Ok(deleted != Cas::Conflict)
+        })
+    }
+
+    fn flush(&self, timeout: Duration) -> BoxFuture<bool> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let deadline = Instant::now() + timeout;
+            loop {
+                // An outbox whose report is in flight is empty but not done: count the
+                // publish loop's current report through `in_flight`.
+                let pending: usize = lock(&inner.outboxes)
+                    .values()
+                    .map(|o| lock(&o.queue).len() + o.in_flight.load(Ordering::SeqCst))
+                    .sum();
+                if pending == 0 {
+                    return true;
+                }
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
         })
     }
 

@@ -225,6 +225,15 @@ pub trait Transport: Send + Sync + 'static {
     /// Deletes the lease key if it is still at `revision`: `true` if it was.
     fn release_lease(&self, shard: LeaseShard, revision: Revision) -> BoxFuture<Result<bool, TransportError>>;
 
+    /// Waits, at most `timeout`, until every report this node has handed over is published
+    /// or given up (and counted): `true` if nothing is left. A registry shutting down calls
+    /// it after its actors made their last reports, so a clean stop loses none. The default
+    /// suits transports that publish synchronously.
+    fn flush(&self, timeout: Duration) -> BoxFuture<bool> {
+        let _ = timeout;
+        Box::pin(std::future::ready(true))
+    }
+
     /// Notifies `notify` whenever a lease key is released, so that standbys compete at once
     /// instead of at their next retry (expiry may go unannounced: standbys retry anyway).
     fn watch_leases(&self, notify: Arc<Notify>) -> Subscription;
