@@ -51,10 +51,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use breaker_actors::machine::{
-    Admission, BreakerConfig, BreakerName, ConfigError, Decision, DecisionId, Effect, Event, FleetState, Input,
-    LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng, Snapshot,
-    StateLabel, StepDownReason, Term, ValidConfig,
+    Admission, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
+    FleetState, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng,
+    Snapshot, StateLabel, StepDownReason, Term, ValidConfig, WIRE_VERSION,
 };
+
+use crate::properties::{SafetyMonitor, Violation};
 
 /// How long the simulated outcome stream keeps a report (the `JetStream` `max_age`), in sim ms.
 pub const REPORT_MAX_AGE_MS: u64 = 3_000;
@@ -65,6 +67,71 @@ pub const REPORT_MAX_MSGS: usize = 16_384;
 pub const MAX_DELIVERIES_PER_PUMP: u64 = 1_000_000;
 /// A dependency failing at least this many calls per thousand fails health checks.
 pub const UNHEALTHY_PER_MILLE: u16 = 500;
+/// How long a node's transport waits for the reply to a decision write before it tells
+/// its machine the write failed (the request timeout), in sim ms.
+pub const REQUEST_TIMEOUT_MS: u64 = 1_000;
+/// How often a node's transport re-reads the current decision directly, in sim ms (the
+/// real transport's `decision_resync`): a watch update lost in the network is made good
+/// within this long.
+pub const RESYNC_INTERVAL_MS: u64 = 2_000;
+/// Trace lines kept when a trace is recorded ([`Fleet::record_trace`]).
+pub const MAX_TRACE_LINES: usize = 1_000_000;
+
+/// Faults on one node's link to the server: what happens to the packets it sends and
+/// receives. A two-way cut is a disconnection the node's client notices
+/// ([`Input::ConnectionLost`]); a one-way cut goes unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkFaults {
+    /// Packets from the node are lost.
+    pub cut_out: bool,
+    /// Packets to the node are lost.
+    pub cut_in: bool,
+    /// Each packet is late by up to this long (uniformly), in sim ms. Packets on one
+    /// subject keep their order (a watch, a publisher's stream); replies and writes do not.
+    pub max_delay_ms: u64,
+    /// Packets lost, per thousand.
+    pub drop_per_mille: u16,
+    /// Publishes and watch updates delivered twice, per thousand.
+    pub duplicate_per_mille: u16,
+}
+
+impl LinkFaults {
+    /// Whether the node can reach the server and hear back (a request can succeed).
+    pub fn is_connected(&self) -> bool {
+        !self.cut_out && !self.cut_in
+    }
+}
+
+/// A node's monotonic clock, read as `offset + t + t * drift_ppm / 1e6 + jumps` at sim
+/// time `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeClock {
+    /// Constant offset from sim time, in ms.
+    pub offset_ms: u64,
+    /// Drift in parts per million (negative: slow), within +-100,000.
+    pub drift_ppm: i32,
+    /// Forward jumps so far, in ms.
+    pub jumped_ms: u64,
+}
+
+impl NodeClock {
+    /// The clock's reading at sim time `at_ms`.
+    pub fn read(&self, at_ms: u64) -> u64 {
+        let drift = i128::from(at_ms) * i128::from(self.drift_ppm) / 1_000_000;
+        let reading = i128::from(self.offset_ms) + i128::from(at_ms) + drift + i128::from(self.jumped_ms);
+        u64::try_from(reading.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+/// A bug planted in the simulated server on purpose, so that a test can show the
+/// properties catch it. It lives in the harness only: no release code has the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Fencing disabled: the state bucket accepts every write, whatever revision its
+    /// writer last observed, so a deposed decider's late write lands after its
+    /// successor's.
+    StoreWithoutCas,
+}
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,13 +246,40 @@ pub struct FleetStats {
     pub leases_acquired: u64,
     /// Pumps stopped by [`MAX_DELIVERIES_PER_PUMP`].
     pub pump_overflows: u64,
+    /// Packets lost to a cut link.
+    pub packets_cut: u64,
+    /// Packets lost at random.
+    pub packets_dropped: u64,
+    /// Packets delivered twice.
+    pub packets_duplicated: u64,
+    /// Packets delivered late.
+    pub packets_delayed: u64,
+    /// Packets held back until their node's pause ended.
+    pub packets_held: u64,
+    /// Writes whose reply did not come: the writer was told the write failed.
+    pub write_timeouts: u64,
+    /// Operator commands delivered to a decider.
+    pub commands_delivered: u64,
+}
+
+/// How a delivery reaches its node, which decides what faults apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Route {
+    /// A watch update: ordered, may be lost, delayed or duplicated.
+    Watch,
+    /// A request's reply: may be lost or delayed, not ordered with anything.
+    Reply,
+    /// Inside the node's process (a timer, the health checker): no network.
+    Local,
 }
 
 /// A message in flight between a simulated process and the simulated server.
 #[derive(Debug, Clone)]
 enum Packet {
-    /// A report published on the outcome stream (the report names its node).
+    /// A report published on the outcome stream.
     Publish {
+        /// The publisher's index.
+        from: usize,
         /// The report.
         report: Report,
     },
@@ -211,6 +305,8 @@ enum Packet {
         /// The state-bucket revision the input carries (a read, a watch update, a write
         /// reply): the transport remembers it for its next CAS.
         revision: Option<u64>,
+        /// How it travels.
+        route: Route,
     },
 }
 
@@ -300,6 +396,23 @@ struct Node {
     /// The lease this process's transport believes it holds and renews.
     lease: Option<HeldLease>,
     counters: NodeCounters,
+    link: LinkFaults,
+    clock: NodeClock,
+    /// The node does nothing (no tick, call, renewal or delivery) before this sim time.
+    paused_until: u64,
+    /// When its transport last re-read the current decision.
+    last_resync: u64,
+}
+
+impl Node {
+    fn is_paused(&self, now: u64) -> bool {
+        self.paused_until > now
+    }
+
+    /// Up, not paused: it runs this step.
+    fn is_running(&self, now: u64) -> bool {
+        self.machine.is_some() && !self.is_paused(now)
+    }
 }
 
 /// A fleet of simulated nodes; see the module documentation.
@@ -322,10 +435,18 @@ pub struct Fleet {
     /// The lease store's revision counter (every create, update and delete bumps it).
     lease_rev: u64,
     events: Vec<(u64, usize, Event)>,
-    probes_by_phase: BTreeMap<DecisionId, u64>,
     admitted_by_fleet_state: BTreeMap<StateLabel, u64>,
     stats: FleetStats,
     trace: u64,
+    /// Randomness of the network faults, apart from the dependency's.
+    net_rng: SeededRng,
+    /// The due time of the last packet on each ordered channel `(node, route, outbound)`.
+    fifo_due: BTreeMap<(usize, Route, bool), u64>,
+    /// Operator commands waiting for a decider to consume them.
+    commands: VecDeque<CommandKind>,
+    monitor: SafetyMonitor,
+    trace_log: Option<Vec<String>>,
+    planted: Option<PlantedBug>,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -378,10 +499,20 @@ impl Fleet {
                 observed_rev: 0,
                 lease: None,
                 counters: NodeCounters::default(),
+                link: LinkFaults::default(),
+                clock: NodeClock::default(),
+                paused_until: 0,
+                last_resync: 0,
             });
         }
         let mut fleet = Self {
             rng: SeededRng::new(spec.seed),
+            net_rng: SeededRng::new(spec.seed ^ 0x6e65_7477_6f72_6b21),
+            fifo_due: BTreeMap::new(),
+            commands: VecDeque::new(),
+            monitor: SafetyMonitor::new(spec.nodes),
+            trace_log: None,
+            planted: None,
             spec,
             breaker,
             config,
@@ -396,7 +527,6 @@ impl Fleet {
             lease: None,
             lease_rev: 0,
             events: Vec::new(),
-            probes_by_phase: BTreeMap::new(),
             admitted_by_fleet_state: BTreeMap::new(),
             stats: FleetStats::default(),
             trace: FNV_OFFSET,
@@ -509,8 +639,38 @@ impl Fleet {
 
     /// Probes admitted fleet-wide in each fleet half-open phase, keyed by the phase id of
     /// the half-open decision the admitting node had applied.
-    pub fn probes_by_phase(&self) -> &BTreeMap<DecisionId, u64> {
-        &self.probes_by_phase
+    pub fn probes_by_phase(&self) -> BTreeMap<DecisionId, u64> {
+        self.monitor.probes_by_phase().collect()
+    }
+
+    /// The safety violations found so far (none expected).
+    pub fn violations(&self) -> &[Violation] {
+        self.monitor.violations()
+    }
+
+    /// The safety monitor, for checks from outside (the driver's liveness checks).
+    pub fn monitor_mut(&mut self) -> &mut SafetyMonitor {
+        &mut self.monitor
+    }
+
+    /// The recorded trace (see [`Fleet::record_trace`]).
+    pub fn trace_lines(&self) -> &[String] {
+        self.trace_log.as_deref().unwrap_or_default()
+    }
+
+    /// Node `i`'s link faults.
+    pub fn link(&self, i: usize) -> Option<LinkFaults> {
+        self.nodes.get(i).map(|n| n.link)
+    }
+
+    /// Node `i`'s clock reading now.
+    pub fn node_now(&self, i: usize) -> Option<Millis> {
+        self.nodes.get(i).map(|n| Millis(n.clock.read(self.now)))
+    }
+
+    /// Whether node `i` is paused now.
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.is_paused(self.now))
     }
 
     /// Calls admitted fleet-wide, by the fleet state the admitting node had applied.
@@ -542,17 +702,22 @@ impl Fleet {
         self.now += self.spec.flush_ms;
         self.prune_stream();
         self.run_leases();
+        self.run_resyncs();
+        self.run_commands();
         for i in 0..self.nodes.len() {
-            self.feed(i, Input::Tick);
+            if self.nodes[i].is_running(self.now) {
+                self.feed(i, Input::Tick);
+            }
         }
         self.pump();
         for i in 0..self.nodes.len() {
-            if self.nodes[i].machine.is_some() {
+            if self.nodes[i].is_running(self.now) {
                 self.run_calls(i);
                 self.drain(i);
             }
         }
         self.pump();
+        self.check_nodes();
     }
 
     /// Steps until simulated time reaches `at_ms`.
@@ -573,6 +738,7 @@ impl Fleet {
         let node = &mut self.nodes[i];
         node.machine = None;
         node.lease = None;
+        node.paused_until = 0;
         node.hot.pending.clear();
         if self.consumer.is_some_and(|c| c.node == i) {
             self.consumer = None;
@@ -581,7 +747,8 @@ impl Fleet {
     }
 
     /// Node `i` starts afresh (killed first if up): a new incarnation and a new machine,
-    /// bootstrapped from the state bucket before it admits any call.
+    /// bootstrapped from the state bucket (directly if its link is up, else by its next
+    /// resync) before it admits any call.
     pub fn restart(&mut self, i: usize) -> Result<(), FleetError> {
         self.kill(i)?;
         self.trace_line(i, "restart");
@@ -593,6 +760,8 @@ impl Fleet {
         node.hot = HotPath::new(machine.snapshot());
         node.machine = Some(machine);
         node.observed_rev = 0;
+        node.last_resync = self.now;
+        self.monitor.restarted(i);
         self.bootstrap(i);
         Ok(())
     }
@@ -607,6 +776,84 @@ impl Fleet {
         self.kill(i)
     }
 
+    /// Sets node `i`'s link faults. Cutting both directions of a connected link tells its
+    /// machine the connection is lost; reconnecting tells it the connection is back.
+    pub fn set_link(&mut self, i: usize, link: LinkFaults) -> Result<(), FleetError> {
+        self.check_index(i)?;
+        let was = self.nodes[i].link;
+        self.nodes[i].link = link;
+        self.trace_line(i, &format!("link {link:?}"));
+        let both_cut = |l: LinkFaults| l.cut_in && l.cut_out;
+        if !both_cut(was) && both_cut(link) {
+            self.feed(i, Input::ConnectionLost);
+        } else if both_cut(was) && !both_cut(link) {
+            self.feed(i, Input::ConnectionRestored);
+            self.pump();
+        }
+        Ok(())
+    }
+
+    /// Node `i` does nothing until sim time `until_ms`: no tick, call, renewal or delivery
+    /// (a stop-the-world pause). Its clock keeps running.
+    pub fn pause(&mut self, i: usize, until_ms: u64) -> Result<(), FleetError> {
+        self.check_index(i)?;
+        self.trace_line(i, &format!("pause until {until_ms}"));
+        self.nodes[i].paused_until = until_ms;
+        Ok(())
+    }
+
+    /// Sets node `i`'s clock (its offset and drift; its jumps are kept).
+    pub fn set_clock(&mut self, i: usize, offset_ms: u64, drift_ppm: i32) -> Result<(), FleetError> {
+        self.check_index(i)?;
+        if !(-100_000..=100_000).contains(&drift_ppm) {
+            return spec_error("drift_ppm", format!("{drift_ppm} is beyond +-100,000"));
+        }
+        self.trace_line(i, &format!("clock {offset_ms} {drift_ppm}"));
+        let clock = &mut self.nodes[i].clock;
+        clock.offset_ms = offset_ms;
+        clock.drift_ppm = drift_ppm;
+        Ok(())
+    }
+
+    /// Node `i`'s clock jumps forward by `ms` (a monotonic clock never goes back).
+    pub fn jump_clock(&mut self, i: usize, ms: u64) -> Result<(), FleetError> {
+        self.check_index(i)?;
+        self.trace_line(i, &format!("jump {ms}"));
+        self.nodes[i].clock.jumped_ms += ms;
+        Ok(())
+    }
+
+    /// An operator command, consumed by whichever node decides next.
+    pub fn command(&mut self, kind: CommandKind) {
+        self.trace_line(usize::MAX, &format!("command {kind:?}"));
+        self.commands.push_back(kind);
+    }
+
+    /// From `from_ms` on, the dependency fails `per_mille` of calls (a change appended to
+    /// the spec's schedule; `from_ms` must not be before the last change).
+    pub fn set_dependency(&mut self, from_ms: u64, per_mille: u16) -> Result<(), FleetError> {
+        if per_mille > 1000 {
+            return spec_error("dependency", "a failure rate is more than 1000 per mille");
+        }
+        if self.spec.dependency.last().is_some_and(|(at, _)| *at > from_ms) {
+            return spec_error("dependency", "entries must be in order of their start time");
+        }
+        self.trace_line(usize::MAX, &format!("dependency {from_ms} {per_mille}"));
+        self.spec.dependency.push((from_ms, per_mille));
+        Ok(())
+    }
+
+    /// Plants `bug` in the simulated server (see [`PlantedBug`]).
+    pub fn plant(&mut self, bug: PlantedBug) {
+        self.trace_line(usize::MAX, &format!("plant {bug:?}"));
+        self.planted = Some(bug);
+    }
+
+    /// Keeps a readable trace from now on (at most [`MAX_TRACE_LINES`] lines).
+    pub fn record_trace(&mut self) {
+        self.trace_log.get_or_insert_with(Vec::new);
+    }
+
     fn check_index(&self, i: usize) -> Result<(), FleetError> {
         if i < self.nodes.len() { Ok(()) } else { Err(FleetError::NoSuchNode { index: i, nodes: self.nodes.len() }) }
     }
@@ -614,8 +861,11 @@ impl Fleet {
     // ----- the pieces of a step ---------------------------------------------------------
 
     /// Reads the bucket's current value straight into the machine: a node admits no call
-    /// before it knows the fleet state.
+    /// before it knows the fleet state. A node cut off learns it at its next resync.
     fn bootstrap(&mut self, i: usize) {
+        if !self.nodes[i].link.is_connected() {
+            return;
+        }
         let (rev, input) = self.current_read();
         self.nodes[i].observed_rev = rev;
         self.feed(i, input);
@@ -638,6 +888,12 @@ impl Fleet {
         }
     }
 
+    /// Whether node `i` can make a round trip to the server now.
+    fn can_request(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        node.is_running(self.now) && node.link.is_connected()
+    }
+
     fn run_leases(&mut self) {
         let ttl = self.spec.lease_ttl_ms;
         if self.lease.is_some_and(|l| l.expires_at <= self.now) {
@@ -647,18 +903,19 @@ impl Fleet {
             let Some(held) = self.nodes[i].lease else {
                 continue;
             };
-            if self.now < held.renewed_at + ttl / 3 {
+            if self.now < held.renewed_at + ttl / 3 || !self.can_request(i) {
                 continue;
             }
             let incarnation = self.nodes[i].incarnation;
             let ours = self.lease.is_some_and(|l| l.holder == i && l.incarnation == incarnation && l.term == held.term);
+            let sent_at = self.node_millis(i);
             if ours {
                 self.lease_rev += 1;
                 if let Some(l) = &mut self.lease {
                     l.expires_at = self.now + ttl;
                 }
                 self.nodes[i].lease = Some(HeldLease { term: held.term, renewed_at: self.now });
-                self.feed(i, Input::LeaseRenewed { term: held.term, sent_at: Millis(self.now), ttl_ms: ttl });
+                self.feed(i, Input::LeaseRenewed { term: held.term, sent_at, ttl_ms: ttl });
             } else {
                 self.nodes[i].lease = None;
                 self.feed(i, Input::LeaseLost { term: held.term });
@@ -667,8 +924,7 @@ impl Fleet {
         if self.lease.is_some() {
             return;
         }
-        let candidate =
-            (0..self.nodes.len()).find(|&i| self.nodes[i].machine.is_some() && self.nodes[i].lease.is_none());
+        let candidate = (0..self.nodes.len()).find(|&i| self.can_request(i) && self.nodes[i].lease.is_none());
         if let Some(i) = candidate {
             self.lease_rev += 1;
             let term = Term(self.lease_rev);
@@ -681,18 +937,61 @@ impl Fleet {
             let next_seq = self.stream.front().map_or(self.stream_next_seq, |e| e.seq);
             self.consumer = Some(Consumer { node: i, incarnation, term, next_seq });
             self.trace_line(i, &format!("lease {}", term.0));
-            self.feed(i, Input::LeaseGained { term, sent_at: Millis(self.now), ttl_ms: ttl });
+            let sent_at = self.node_millis(i);
+            self.feed(i, Input::LeaseGained { term, sent_at, ttl_ms: ttl });
+        }
+    }
+
+    /// Each running node's transport re-reads the current decision every
+    /// [`RESYNC_INTERVAL_MS`]: the request and its reply travel like any other.
+    fn run_resyncs(&mut self) {
+        for i in 0..self.nodes.len() {
+            let node = &self.nodes[i];
+            if !node.is_running(self.now) || self.now < node.last_resync + RESYNC_INTERVAL_MS {
+                continue;
+            }
+            self.nodes[i].last_resync = self.now;
+            if self.nodes[i].link.cut_out {
+                continue;
+            }
+            self.send_read(i);
+        }
+    }
+
+    fn send_read(&mut self, i: usize) {
+        let (rev, input) = self.current_read();
+        let incarnation = self.nodes[i].incarnation;
+        self.send(Packet::Deliver { to: i, incarnation, input, revision: Some(rev), route: Route::Reply });
+    }
+
+    /// The command consumer belongs to the lease holder: commands wait until it can take
+    /// them.
+    fn run_commands(&mut self) {
+        let Some(holder) = self.consumer.map(|c| c.node) else {
+            return;
+        };
+        if !self.can_request(holder) {
+            return;
+        }
+        while let Some(kind) = self.commands.pop_front() {
+            self.stats.commands_delivered += 1;
+            let command = Command {
+                version: WIRE_VERSION,
+                breaker: self.breaker.clone(),
+                kind,
+                actor: "sim".into(),
+                reason: "fault plan".into(),
+            };
+            self.feed(holder, Input::Command(command));
         }
     }
 
     fn run_calls(&mut self, i: usize) {
         let per_mille = self.failure_per_mille(self.now);
-        let fleet_phase = self.nodes[i]
-            .machine
-            .as_ref()
-            .and_then(|m| m.applied())
-            .filter(|d| matches!(d.state, FleetState::HalfOpen { .. }))
-            .map(|d| d.phase);
+        let half_open = self.nodes[i].machine.as_ref().and_then(|m| m.applied()).and_then(|d| match d.state {
+            FleetState::HalfOpen { budget, .. } => Some((d.phase, budget)),
+            _ => None,
+        });
         for _ in 0..self.spec.calls_per_flush {
             let node = &mut self.nodes[i];
             let snapshot = node.hot.snapshot;
@@ -710,10 +1009,11 @@ impl Fleet {
             *self.admitted_by_fleet_state.entry(snapshot.fleet).or_default() += 1;
             if probe {
                 node.counters.probes_admitted += 1;
-                if let Some(phase) = fleet_phase {
-                    *self.probes_by_phase.entry(phase).or_default() += 1;
+                if let Some((phase, budget)) = half_open {
+                    self.monitor.probe_admitted(self.now, i, phase, budget);
                 }
             }
+            let node = &mut self.nodes[i];
             if failed {
                 node.counters.failed += 1;
                 node.hot.streak += 1;
@@ -742,19 +1042,98 @@ impl Fleet {
         hot.longest = hot.streak;
         for (generation, counts) in pending {
             if !counts.is_empty() {
+                self.monitor.drained(i, counts.total());
                 self.feed(i, Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak }));
+            }
+        }
+    }
+
+    fn check_nodes(&mut self) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(machine) = &node.machine {
+                self.monitor.check_node(self.now, i, machine.applied(), &node.hot.snapshot, &machine.stats());
             }
         }
     }
 
     // ----- the network and the server ---------------------------------------------------
 
-    /// Puts `packet` in flight. Network faults hook in here: a delay is a later due time,
-    /// a loss is not inserting, a duplicate is inserting twice, a partition is a loss
-    /// decided by the endpoints.
+    /// Puts `packet` in flight, through its node's link faults: a cut or a random loss
+    /// drops it (a lost write or write reply becomes a request timeout), a delay makes it
+    /// due later (ordered channels never overtake), a duplicate is a second copy.
     fn send(&mut self, packet: Packet) {
+        let (node, route, outbound) = match &packet {
+            Packet::Publish { from, .. } => (*from, Route::Watch, true),
+            Packet::Write { from, .. } => (*from, Route::Reply, true),
+            Packet::Deliver { to, route, .. } => (*to, *route, false),
+        };
+        if route == Route::Local {
+            self.enqueue(self.now, packet);
+            return;
+        }
+        let link = self.nodes[node].link;
+        if (outbound && link.cut_out) || (!outbound && link.cut_in) {
+            self.stats.packets_cut += 1;
+            self.lost(packet);
+            return;
+        }
+        if self.roll(link.drop_per_mille) {
+            self.stats.packets_dropped += 1;
+            self.lost(packet);
+            return;
+        }
+        let ordered = route == Route::Watch;
+        let due = self.due_time(node, route, outbound, link.max_delay_ms, ordered);
+        let duplicate = ordered && self.roll(link.duplicate_per_mille);
+        if duplicate {
+            self.stats.packets_duplicated += 1;
+            let again = self.due_time(node, route, outbound, link.max_delay_ms, ordered);
+            self.enqueue(again, packet.clone());
+        }
+        self.enqueue(due, packet);
+    }
+
+    fn roll(&mut self, per_mille: u16) -> bool {
+        per_mille > 0 && self.net_rng.below(1000) < u64::from(per_mille)
+    }
+
+    fn due_time(&mut self, node: usize, route: Route, outbound: bool, max_delay_ms: u64, ordered: bool) -> u64 {
+        let mut due = self.now;
+        if max_delay_ms > 0 {
+            due += self.net_rng.below(max_delay_ms + 1);
+        }
+        if ordered {
+            let last = self.fifo_due.entry((node, route, outbound)).or_default();
+            due = due.max(*last);
+            *last = due;
+        }
+        if due > self.now {
+            self.stats.packets_delayed += 1;
+        }
+        due
+    }
+
+    fn enqueue(&mut self, due: u64, packet: Packet) {
         self.sent += 1;
-        self.in_flight.insert((self.now, self.sent), packet);
+        self.in_flight.insert((due, self.sent), packet);
+    }
+
+    /// A lost write, or a lost reply to one, reaches its writer as a timeout.
+    fn lost(&mut self, packet: Packet) {
+        let (to, incarnation, id) = match packet {
+            Packet::Write { from, incarnation, decision, .. } => (from, incarnation, decision.id),
+            Packet::Deliver {
+                to,
+                incarnation,
+                input: Input::DecisionWritten { id } | Input::DecisionRejected { id, .. },
+                ..
+            } => (to, incarnation, id),
+            _ => return,
+        };
+        self.stats.write_timeouts += 1;
+        let input = Input::DecisionWriteFailed { id };
+        let timeout = Packet::Deliver { to, incarnation, input, revision: None, route: Route::Local };
+        self.enqueue(self.now + REQUEST_TIMEOUT_MS, timeout);
     }
 
     fn pump(&mut self) {
@@ -768,7 +1147,6 @@ impl Fleet {
             let due = self.in_flight.first_key_value().is_some_and(|((at, _), _)| *at <= self.now);
             if due {
                 if let Some((_, packet)) = self.in_flight.pop_first() {
-                    self.stats.delivered += 1;
                     self.deliver(packet);
                 }
                 continue;
@@ -779,11 +1157,20 @@ impl Fleet {
         }
     }
 
-    /// Hands the consumer's next report to the lease holder. False when there is none.
+    /// Hands the consumer's next report to the lease holder. False when there is none, or
+    /// the holder cannot take it now (it is paused or cut off: the report waits).
     fn feed_consumer(&mut self) -> bool {
         let Some(consumer) = self.consumer else {
             return false;
         };
+        let node = &self.nodes[consumer.node];
+        if node.machine.is_none() || node.incarnation != consumer.incarnation {
+            self.consumer = None;
+            return true;
+        }
+        if node.is_paused(self.now) || node.link.cut_in {
+            return false;
+        }
         let Some(entry) = self.stream.iter().find(|e| e.seq >= consumer.next_seq) else {
             return false;
         };
@@ -792,31 +1179,36 @@ impl Fleet {
         }
         let (seq, report) = (entry.seq, entry.report.clone());
         self.consumer = Some(Consumer { next_seq: seq + 1, ..consumer });
-        let node = &self.nodes[consumer.node];
-        if node.machine.is_none() || node.incarnation != consumer.incarnation {
-            self.consumer = None;
-            return true;
-        }
+        self.monitor.report_delivered(consumer.node, consumer.term, &report);
         self.feed(consumer.node, Input::Report(report));
         true
     }
 
     fn deliver(&mut self, packet: Packet) {
         match packet {
-            Packet::Publish { report } => {
+            Packet::Publish { report, .. } => {
+                self.stats.delivered += 1;
                 self.stream.push_back(StreamEntry { seq: self.stream_next_seq, at: self.now, report });
                 self.stream_next_seq += 1;
                 self.prune_stream();
             }
             Packet::Write { from, incarnation, expected, decision } => {
+                self.stats.delivered += 1;
                 self.write(from, incarnation, expected, decision);
             }
-            Packet::Deliver { to, incarnation, input, revision } => {
+            Packet::Deliver { to, incarnation, input, revision, route } => {
                 let node = &mut self.nodes[to];
                 if node.machine.is_none() || node.incarnation != incarnation {
                     self.stats.dropped_dead += 1;
                     return;
                 }
+                if node.is_paused(self.now) {
+                    self.stats.packets_held += 1;
+                    let until = node.paused_until;
+                    self.enqueue(until, Packet::Deliver { to, incarnation, input, revision, route });
+                    return;
+                }
+                self.stats.delivered += 1;
                 if let Some(rev) = revision {
                     node.observed_rev = node.observed_rev.max(rev);
                 }
@@ -827,21 +1219,24 @@ impl Fleet {
 
     fn write(&mut self, from: usize, incarnation: u64, expected: u64, decision: Decision) {
         let current_rev = self.history.last().map_or(0, |(rev, _)| *rev);
-        if expected != current_rev {
+        let fenced = self.planted != Some(PlantedBug::StoreWithoutCas);
+        if fenced && expected != current_rev {
             self.stats.cas_conflicts += 1;
             let current = self.history.last().map(|(_, d)| d.clone());
             let input = Input::DecisionRejected { id: decision.id, current };
-            self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(current_rev) });
+            let route = Route::Reply;
+            self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(current_rev), route });
             return;
         }
         let rev = current_rev + 1;
+        self.monitor.stored(self.now, &decision);
         let input = Input::DecisionWritten { id: decision.id };
-        self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(rev) });
+        self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(rev), route: Route::Reply });
         for to in 0..self.nodes.len() {
             if self.nodes[to].machine.is_some() {
                 let incarnation = self.nodes[to].incarnation;
                 let input = Input::DecisionObserved(decision.clone());
-                self.send(Packet::Deliver { to, incarnation, input, revision: Some(rev) });
+                self.send(Packet::Deliver { to, incarnation, input, revision: Some(rev), route: Route::Watch });
             }
         }
         self.history.push((rev, decision));
@@ -849,8 +1244,12 @@ impl Fleet {
 
     // ----- machines and their effects ---------------------------------------------------
 
+    fn node_millis(&self, i: usize) -> Millis {
+        Millis(self.nodes[i].clock.read(self.now))
+    }
+
     fn feed(&mut self, i: usize, input: Input) {
-        let now = Millis(self.now);
+        let now = self.node_millis(i);
         let Some(machine) = self.nodes[i].machine.as_mut() else {
             return;
         };
@@ -865,24 +1264,34 @@ impl Fleet {
         let incarnation = self.nodes[i].incarnation;
         match effect {
             Effect::Snapshot(snapshot) => self.nodes[i].hot.install(snapshot),
-            Effect::PublishReport(report) => self.send(Packet::Publish { report }),
+            Effect::PublishReport(report) => {
+                self.monitor.published(self.now, i, &report);
+                self.send(Packet::Publish { from: i, report });
+            }
             Effect::WriteDecision(decision) => {
                 let expected = self.nodes[i].observed_rev;
                 self.send(Packet::Write { from: i, incarnation, expected, decision });
             }
             Effect::StepDown { term, reason } => self.stepped_down(i, term, reason),
             Effect::Resync => {
-                let (rev, input) = self.current_read();
-                self.send(Packet::Deliver { to: i, incarnation, input, revision: Some(rev) });
+                if !self.nodes[i].link.cut_out {
+                    self.send_read(i);
+                }
             }
             Effect::RunHealthCheck { attempt } => {
                 let healthy = self.failure_per_mille(self.now) < UNHEALTHY_PER_MILLE;
                 let input = Input::HealthCheckResult { attempt, healthy };
-                self.send(Packet::Deliver { to: i, incarnation, input, revision: None });
+                self.send(Packet::Deliver { to: i, incarnation, input, revision: None, route: Route::Local });
             }
             // Every node is ticked every step.
             Effect::WakeAt(_) => {}
-            Effect::Event(event) => self.events.push((self.now, i, event)),
+            Effect::Event(event) => {
+                if let Event::Applied { id, .. } = &event {
+                    let applied = self.nodes[i].machine.as_ref().and_then(Machine::applied);
+                    self.monitor.applied(self.now, i, applied, *id);
+                }
+                self.events.push((self.now, i, event));
+            }
         }
     }
 
@@ -901,9 +1310,18 @@ impl Fleet {
         }
     }
 
-    fn trace_line(&mut self, i: usize, what: &str) {
-        let line = format!("{}|{}|{}\n", self.now, i, what);
+    /// Hashes one line of the trace (and keeps it, when recording). `node` is
+    /// `usize::MAX` for the fleet itself.
+    fn trace_line(&mut self, node: usize, what: &str) {
+        let who = if node == usize::MAX { "fleet".to_owned() } else { format!("n{}", node + 1) };
+        let line = format!("{} {} {}", self.now, who, what);
         self.trace = fnv1a(self.trace, line.as_bytes());
+        self.trace = fnv1a(self.trace, b"\n");
+        if let Some(log) = &mut self.trace_log {
+            if log.len() < MAX_TRACE_LINES {
+                log.push(line);
+            }
+        }
     }
 }
 

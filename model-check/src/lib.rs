@@ -3,5 +3,7 @@
 //! build on it.
 
 pub mod fleet;
+pub mod properties;
+pub mod sim;
 
 pub use fleet::{Fleet, FleetError, FleetSpec, FleetStats, Lease, NodeCounters};

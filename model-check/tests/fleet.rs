@@ -115,7 +115,7 @@ fn the_probe_budget_is_fleet_wide_and_the_fleet_recovers() {
     }
     let probes = fleet.probes_by_phase();
     assert!(!probes.is_empty(), "no probe was ever admitted");
-    for (phase, n) in probes {
+    for (phase, n) in &probes {
         assert!(*n <= 2, "phase {phase}: {n} probes admitted fleet-wide, budget 2");
         assert!(half_opens.iter().any(|(p, _, _)| p == phase), "probes under a phase that never half-opened");
     }
@@ -285,7 +285,7 @@ fn overlay_changes_inside_a_fleet_round_never_re_arm_its_grant() {
         fleet.run_until(9_000);
         let probes = fleet.probes_by_phase();
         assert!(!probes.is_empty(), "seed {seed}: the fleet never half-opened");
-        for (phase, n) in probes {
+        for (phase, n) in &probes {
             assert!(*n <= 2, "seed {seed}: phase {phase}: {n} probes admitted fleet-wide, budget 2");
         }
     }

@@ -522,6 +522,10 @@ pub struct Machine {
     config: ValidConfig,
     now: Millis,
     bootstrapped: bool,
+    /// The phase of the decision this incarnation bootstrapped from (`None` after an empty
+    /// bucket): a half-open round that began before the process started is sat out (see
+    /// `fleet_admission`).
+    joined_phase: Option<DecisionId>,
     applied: Option<Decision>,
     applied_at: Millis,
     clock: VectorClock,
@@ -578,6 +582,7 @@ impl Machine {
             config,
             now: Millis(0),
             bootstrapped: false,
+            joined_phase: None,
             applied: None,
             applied_at: Millis(0),
             clock: VectorClock::new(Term(0)),
@@ -919,6 +924,9 @@ impl Machine {
             reason: decision.reason.clone(),
         }));
         self.stats.decisions_applied += 1;
+        if !self.bootstrapped {
+            self.joined_phase = Some(decision.phase);
+        }
         self.bootstrapped = true;
         self.applied_at = now;
         self.applied = Some(decision);
@@ -1069,6 +1077,13 @@ impl Machine {
                 (Admission::Fraction { per_mille: *admit_per_mille }, None)
             }
             Some(FleetState::Open { duration_ms }) => (Admission::Reject, Some(self.applied_at.plus(*duration_ms))),
+            // A grant is made to a node name, and an earlier process under this name may
+            // have spent it before it died: a process that joins during a half-open round
+            // sits that round out, or the fleet could probe beyond the round's budget
+            // (found by the simulator: crash after probing, restart within max_wait).
+            Some(FleetState::HalfOpen { .. }) if self.joined_phase == self.applied.as_ref().map(|d| d.phase) => {
+                (Admission::Probe { grant: 0, round: 0 }, None)
+            }
             Some(state @ FleetState::HalfOpen { .. }) => {
                 (Admission::Probe { grant: state.grant_for(&self.params.node), round: 0 }, None)
             }

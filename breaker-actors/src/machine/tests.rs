@@ -771,6 +771,28 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "a process that starts during a half-open round sits it out, and probes in the next one",
+            config: base(),
+            script: vec![
+                Act::Fresh,
+                Act::Foreign(
+                    1,
+                    4,
+                    FleetState::HalfOpen { budget: 1, grants: vec![super::Grant { node: node(ME), probes: 1 }] },
+                ),
+                E(Fleet(HalfOpen)),
+                E(Grant(ME, 1)),
+                E(Adm(Admission::Probe { grant: 0, round: 1 })),
+                Act::Foreign(1, 5, FleetState::Open { duration_ms: 1_000 }),
+                Act::Foreign(
+                    1,
+                    6,
+                    FleetState::HalfOpen { budget: 1, grants: vec![super::Grant { node: node(ME), probes: 1 }] },
+                ),
+                E(Adm(Admission::Probe { grant: 1, round: 2 })),
+            ],
+        },
+        Case {
             name: "an outage flip inside a fleet round keeps the probe round (the grant is not re-armed)",
             config: BreakerConfig { outage: OutageConfig { policy: OutagePolicy::LastKnown, grace_ms: 100 }, ..base() },
             script: vec![

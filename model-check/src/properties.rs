@@ -1,0 +1,321 @@
+//! The safety properties of the protocol, checked as the fleet harness runs: a
+//! [`SafetyMonitor`] sees every decision the simulated store accepts, every decision a
+//! node applies, every report it publishes or its decider receives, every call it admits
+//! and every drain into its machine, and records a [`Violation`] the moment one of them
+//! breaks a property. The liveness properties are judged by the simulation driver
+//! ([`crate::sim`]) once faults have healed; they share the [`Property`] names.
+//!
+//! The monitor judges what the real machines did, never what they say about themselves:
+//! "applied" is the [`Event::Applied`](breaker_actors::machine::Event::Applied) a machine
+//! emits, the decision's content is compared with the store's copy, and counts come from
+//! the harness's own tallies of what it fed in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use breaker_actors::machine::{Admission, Decision, DecisionId, FleetState, Report, Snapshot, Stats, Term};
+
+/// Violations kept per run: one is enough to fail it, a few show a pattern.
+pub const MAX_VIOLATIONS: usize = 32;
+
+/// A property of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Property {
+    /// Safety: the store holds at most one decision per `(term, seq)`, and every decision a
+    /// node applies is the store's decision with that id.
+    OneDecisionPerId,
+    /// Safety: the store accepts decisions in increasing `(term, seq)` (equal only for a
+    /// retried write of the same decision): a deposed decider's write never lands after
+    /// its successor's (the fence).
+    FencedStore,
+    /// Safety: every node (incarnation) applies decisions in strictly increasing
+    /// `(term, seq)`.
+    MonotonicApply,
+    /// Safety: probes admitted fleet-wide under one half-open phase never exceed its budget.
+    ProbeBudget,
+    /// Safety: a report names as applied only a decision its node had applied.
+    AttributedOutcomes,
+    /// Safety: a node that applied a manual state enforces it.
+    ForcedStates,
+    /// Safety: every outcome drained into a machine is recorded once or dropped as stale;
+    /// a decider counts no report twice in a term.
+    Conservation,
+    /// Liveness: after faults heal, every node applies the store's current decision.
+    Convergence,
+    /// Liveness: after faults heal, a failing dependency opens the fleet.
+    OpensWhenFailing,
+    /// Liveness: after faults heal, a recovered dependency closes the fleet.
+    ClosesWhenRecovered,
+    /// Liveness: after faults heal, no half-open decision stays current past its max wait.
+    HalfOpenBounded,
+    /// Determinism: the same seed gives the same trace.
+    Determinism,
+}
+
+impl Property {
+    /// Every property, in the order reports list them.
+    pub const ALL: [Self; 12] = [
+        Self::OneDecisionPerId,
+        Self::FencedStore,
+        Self::MonotonicApply,
+        Self::ProbeBudget,
+        Self::AttributedOutcomes,
+        Self::ForcedStates,
+        Self::Conservation,
+        Self::Convergence,
+        Self::OpensWhenFailing,
+        Self::ClosesWhenRecovered,
+        Self::HalfOpenBounded,
+        Self::Determinism,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OneDecisionPerId => "one-decision-per-id",
+            Self::FencedStore => "fenced-store",
+            Self::MonotonicApply => "monotonic-apply",
+            Self::ProbeBudget => "probe-budget",
+            Self::AttributedOutcomes => "attributed-outcomes",
+            Self::ForcedStates => "forced-states",
+            Self::Conservation => "conservation",
+            Self::Convergence => "convergence",
+            Self::OpensWhenFailing => "opens-when-failing",
+            Self::ClosesWhenRecovered => "closes-when-recovered",
+            Self::HalfOpenBounded => "half-open-bounded",
+            Self::Determinism => "determinism",
+        }
+    }
+
+    /// Whether it is a safety property (checked at every step).
+    pub fn is_safety(self) -> bool {
+        matches!(
+            self,
+            Self::OneDecisionPerId
+                | Self::FencedStore
+                | Self::MonotonicApply
+                | Self::ProbeBudget
+                | Self::AttributedOutcomes
+                | Self::ForcedStates
+                | Self::Conservation
+        )
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A property found broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Simulated time, in ms.
+    pub at_ms: u64,
+    /// Which property.
+    pub property: Property,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} ms] {}: {}", self.at_ms, self.property, self.detail)
+    }
+}
+
+/// What the monitor knows of one node's current incarnation.
+#[derive(Debug, Clone, Default)]
+struct NodeView {
+    /// The newest decision this incarnation applied.
+    last_applied: DecisionId,
+    /// Every decision this incarnation applied.
+    applied: BTreeSet<DecisionId>,
+    /// Outcomes (calls) drained into this incarnation's machine.
+    drained: u64,
+    /// Distinct reports delivered to this incarnation's decider, per term.
+    reports_seen: BTreeMap<Term, BTreeSet<(String, u64, u64)>>,
+}
+
+/// Watches a run for safety violations; see the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct SafetyMonitor {
+    /// Every decision the store accepted, by id.
+    stored: BTreeMap<DecisionId, Decision>,
+    /// The id of the last decision the store accepted.
+    last_stored: DecisionId,
+    nodes: Vec<NodeView>,
+    /// Probes admitted fleet-wide, by half-open phase: `(count, budget)`.
+    probes: BTreeMap<DecisionId, (u64, u32)>,
+    violations: Vec<Violation>,
+    /// Violations beyond [`MAX_VIOLATIONS`], counted.
+    violations_dropped: u64,
+}
+
+impl SafetyMonitor {
+    /// A monitor for `nodes` nodes.
+    pub fn new(nodes: usize) -> Self {
+        Self { nodes: vec![NodeView::default(); nodes], ..Self::default() }
+    }
+
+    /// The violations found so far (at most [`MAX_VIOLATIONS`]).
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// Violations found beyond those kept.
+    pub fn violations_dropped(&self) -> u64 {
+        self.violations_dropped
+    }
+
+    /// Probes admitted fleet-wide per half-open phase.
+    pub fn probes_by_phase(&self) -> impl Iterator<Item = (DecisionId, u64)> + '_ {
+        self.probes.iter().map(|(phase, (n, _))| (*phase, *n))
+    }
+
+    /// Records a violation found outside the monitor (by the driver's liveness checks).
+    pub fn violate(&mut self, at_ms: u64, property: Property, detail: String) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(Violation { at_ms, property, detail });
+        } else {
+            self.violations_dropped += 1;
+        }
+    }
+
+    fn view(&mut self, node: usize) -> Option<&mut NodeView> {
+        self.nodes.get_mut(node)
+    }
+
+    /// Node `node` started a new incarnation: what it applied and drained before is
+    /// forgotten.
+    pub fn restarted(&mut self, node: usize) {
+        if let Some(view) = self.view(node) {
+            *view = NodeView::default();
+        }
+    }
+
+    /// The store accepted `decision` as its new value.
+    pub fn stored(&mut self, at_ms: u64, decision: &Decision) {
+        // An equal id is a retried write of the same decision (its first reply was lost);
+        // the id check below tells it from a different decision under the same id.
+        if decision.id < self.last_stored {
+            let detail = format!("the store accepted {} after {}", decision.id, self.last_stored);
+            self.violate(at_ms, Property::FencedStore, detail);
+        }
+        self.last_stored = self.last_stored.max(decision.id);
+        if let Some(earlier) = self.stored.get(&decision.id) {
+            if earlier != decision {
+                let detail = format!("two different decisions {}: {earlier:?} and {decision:?}", decision.id);
+                self.violate(at_ms, Property::OneDecisionPerId, detail);
+            }
+            return;
+        }
+        self.stored.insert(decision.id, decision.clone());
+    }
+
+    /// Node `node` applied `decision` (its machine emitted `Event::Applied` for it).
+    pub fn applied(&mut self, at_ms: u64, node: usize, decision: Option<&Decision>, id: DecisionId) {
+        let matches_store = decision.is_some_and(|d| self.stored.get(&d.id) == Some(d));
+        if !matches_store {
+            let detail = format!("n{} applied {id}, which is not the store's decision {id}", node + 1);
+            self.violate(at_ms, Property::OneDecisionPerId, detail);
+        }
+        let Some(view) = self.view(node) else {
+            return;
+        };
+        let last = view.last_applied;
+        view.last_applied = view.last_applied.max(id);
+        view.applied.insert(id);
+        if id <= last {
+            let detail = format!("n{} applied {id} after {last}", node + 1);
+            self.violate(at_ms, Property::MonotonicApply, detail);
+        }
+    }
+
+    /// Node `node` published `report`.
+    pub fn published(&mut self, at_ms: u64, node: usize, report: &Report) {
+        let Some(view) = self.view(node) else {
+            return;
+        };
+        if report.applied != DecisionId::NONE && !view.applied.contains(&report.applied) {
+            let detail = format!("n{} reported outcomes under {}, which it never applied", node + 1, report.applied);
+            self.violate(at_ms, Property::AttributedOutcomes, detail);
+        }
+    }
+
+    /// `report` was delivered to node `node`'s machine while it decided for `term`.
+    pub fn report_delivered(&mut self, node: usize, term: Term, report: &Report) {
+        if let Some(view) = self.view(node) {
+            let key = (report.node.as_str().to_owned(), report.incarnation, report.seq);
+            view.reports_seen.entry(term).or_default().insert(key);
+        }
+    }
+
+    /// `calls` outcomes were drained into node `node`'s machine.
+    pub fn drained(&mut self, node: usize, calls: u64) {
+        if let Some(view) = self.view(node) {
+            view.drained += calls;
+        }
+    }
+
+    /// Node `node` admitted a probe while it had applied the half-open decision `phase`
+    /// with `budget` probes fleet-wide.
+    pub fn probe_admitted(&mut self, at_ms: u64, node: usize, phase: DecisionId, budget: u32) {
+        let entry = self.probes.entry(phase).or_insert((0, budget));
+        entry.0 += 1;
+        let (admitted, budget) = *entry;
+        if admitted > u64::from(budget) {
+            let detail = format!("n{} admitted probe {admitted} of phase {phase}, budget {budget}", node + 1);
+            self.violate(at_ms, Property::ProbeBudget, detail);
+        }
+    }
+
+    /// Checks the state of node `node` after a step: its machine's statistics against what
+    /// it was fed, and its hot path against a manual state it applied.
+    pub fn check_node(
+        &mut self,
+        at_ms: u64,
+        node: usize,
+        applied: Option<&Decision>,
+        snapshot: &Snapshot,
+        stats: &Stats,
+    ) {
+        let Some(view) = self.view(node) else {
+            return;
+        };
+        let accounted = stats.recorded.total() + stats.stale_outcomes;
+        let drained = view.drained;
+        let seen: u64 = view.reports_seen.values().map(|s| s.len() as u64).sum();
+        if accounted != drained {
+            let detail = format!(
+                "n{} drained {drained} outcomes into its machine, which recorded {} and dropped {} as stale",
+                node + 1,
+                stats.recorded.total(),
+                stats.stale_outcomes
+            );
+            self.violate(at_ms, Property::Conservation, detail);
+        }
+        if stats.reports_counted > seen {
+            let detail = format!(
+                "n{} counted {} reports but was delivered only {seen} distinct ones per term",
+                node + 1,
+                stats.reports_counted
+            );
+            self.violate(at_ms, Property::Conservation, detail);
+        }
+        let Some(manual) = applied.map(|d| &d.state) else {
+            return;
+        };
+        let enforced = match manual {
+            FleetState::ForcedOpen => snapshot.admission == Admission::Reject,
+            FleetState::ForcedClosed | FleetState::MetricsOnly => snapshot.admission == Admission::Allow,
+            FleetState::Disabled => snapshot.admission == Admission::Allow && !snapshot.record,
+            _ => true,
+        };
+        if !enforced {
+            let detail = format!("n{} applied {:?} but admits {:?}", node + 1, manual.label(), snapshot.admission);
+            self.violate(at_ms, Property::ForcedStates, detail);
+        }
+    }
+}
