@@ -99,6 +99,7 @@ fn the_probe_budget_is_fleet_wide_and_the_fleet_recovers() {
     s.calls_per_flush = 4;
     let mut fleet = Fleet::new(s).unwrap();
     fleet.run_until(9_000);
+    assert!(fleet.violations().is_empty(), "{:?}", fleet.violations());
 
     let half_opens: Vec<_> = fleet
         .history()
@@ -162,6 +163,7 @@ fn a_crashed_decider_is_replaced_after_the_ttl_and_the_new_one_decides() {
 
     // The new decider trips and recovers the fleet under its term.
     fleet.run_until(9_000);
+    assert!(fleet.violations().is_empty(), "{:?}", fleet.violations());
     let trip = trips(&fleet).into_iter().next().expect("the new decider never tripped");
     assert_eq!(trip.1.id.term, new_term);
     assert_eq!(trip.1.decider, *fleet.node_id(new).unwrap());
