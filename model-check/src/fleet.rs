@@ -10,24 +10,46 @@
 //! 1. prunes the outcome stream (`max_age` [`REPORT_MAX_AGE_MS`]);
 //! 2. runs the lease store: a holder renews every `ttl / 3`; a lease past its expiry is
 //!    gone; while none is held, the live node with the lowest index that holds no lease
-//!    acquires it (term = the lease store's revision counter, strictly increasing);
-//! 3. ticks every live machine ([`Effect::WakeAt`] is ignored: every node is ticked every
-//!    step, so deadlines are observed with a resolution of `flush_ms`);
-//! 4. delivers everything in flight (see below);
-//! 5. runs each live node's hot path (`calls_per_flush` calls under its latest snapshot)
-//!    and drains it into the machine (one flush);
-//! 6. delivers everything in flight again: the reports just published reach the decider,
-//!    and the decisions they cause reach every node, within this same step.
+//!    acquires it (term = the lease store's revision counter, strictly increasing)
+//!    (a holder, or a candidate, must be running and reach the store both ways);
+//! 3. sends each running node's periodic direct read ([`RESYNC_INTERVAL_MS`]) and hands
+//!    queued operator commands to the lease holder;
+//! 4. ticks every running machine ([`Effect::WakeAt`] is ignored: every node is ticked
+//!    every step, so deadlines are observed with a resolution of `flush_ms`);
+//! 5. delivers everything due (see below);
+//! 6. runs each running node's hot path (`calls_per_flush` calls under its latest
+//!    snapshot) and drains it into the machine (one flush);
+//! 7. delivers everything due again: without faults, the reports just published reach the
+//!    decider and the decisions they cause reach every node within this same step;
+//! 8. checks every node's safety properties.
 //!
 //! # Delivery
 //!
 //! Every message between a simulated process and the simulated server is a `Packet`
-//! that goes through `Fleet::send`, the one place network faults (delay, loss,
-//! duplication, partitions) will hook in. Today the network is perfect and has no latency:
-//! a packet is due at the time it is sent, and a pump delivers due packets in send order
-//! until nothing is left. Reports thus reach the decider in publish order within the step
-//! they were published in, and a decision reaches every live node within the step it was
-//! written in (propagation is 0 ms of sim time).
+//! that goes through `Fleet::send`, the one place network faults apply: each node has
+//! [`LinkFaults`] (cut either way, delay, random loss, duplication), set by the driver
+//! ([`crate::sim`]) or a test. With no faults a packet is due at the time it is sent and
+//! a pump delivers due packets in send order until nothing is left, so reports reach the
+//! decider and decisions reach every node within the step (propagation is 0 ms of sim
+//! time). With faults:
+//! - a watch update or a publish is delayed but never overtakes an earlier one on the
+//!   same subject and node (`JetStream` orders a subject); replies and writes are not
+//!   ordered with anything, so subjects overtake each other;
+//! - a lost write, or a lost reply to one, reaches the writer as
+//!   [`Input::DecisionWriteFailed`] after [`REQUEST_TIMEOUT_MS`] (the write may well
+//!   have landed: the ambiguity real requests have);
+//! - a lost watch update is made good by the transport's periodic direct read
+//!   ([`RESYNC_INTERVAL_MS`]);
+//! - cutting both directions tells the machine the connection is lost
+//!   ([`Input::ConnectionLost`]) and mending it that it is back; a one-way cut goes
+//!   unnoticed; lease requests need both directions;
+//! - a paused node runs nothing and deliveries to it wait until the pause ends;
+//! - each node reads its own [`NodeClock`] (offset, drift, forward jumps): every `now`
+//!   and lease `sent_at` its machine sees is on that clock, while lease expiry is on the
+//!   server's (sim time).
+//!
+//! Every step ends with the [`SafetyMonitor`]'s checks of every node; the monitor also
+//! sees every write the store accepts, every decision applied and every report published.
 //!
 //! # Choices (where the real transport leaves room)
 //!
@@ -44,8 +66,12 @@
 //!   lease key again.
 //! - A write is judged by the server whether or not its sender is still alive; replies and
 //!   watch updates addressed to an incarnation that is gone are dropped.
-//! - Lease operations are synchronous round trips (not packets yet): a renewal of a lease
-//!   the store no longer gives this node answers [`Input::LeaseLost`].
+//! - Lease operations are synchronous round trips, possible only over a link that is up
+//!   both ways: a renewal of a lease the store no longer gives this node answers
+//!   [`Input::LeaseLost`]; a node that cannot reach the store does not renew and its
+//!   machine stops deciding by its own clock.
+//! - Operator commands wait in a queue until the lease holder can take them (the durable
+//!   work-queue consumer of the real transport).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
