@@ -70,6 +70,9 @@
 //!   both ways: a renewal of a lease the store no longer gives this node answers
 //!   [`Input::LeaseLost`]; a node that cannot reach the store does not renew and its
 //!   machine stops deciding by its own clock.
+//! - A node's transport may acquire the lease before its machine has bootstrapped (its
+//!   bucket read was lost); like the runtime's actor, it holds the news back and tells the
+//!   machine once it has bootstrapped, renewing meanwhile.
 //! - Operator commands wait in a queue until the lease holder can take them (the durable
 //!   work-queue consumer of the real transport).
 
@@ -355,13 +358,20 @@ struct Consumer {
 struct HeldLease {
     term: Term,
     renewed_at: u64,
+    /// When the last acquiring or renewing request was sent, on the node's clock.
+    sent_at: Millis,
+    /// Whether the machine was told: like the runtime's actor, the transport holds lease
+    /// news back until the machine has bootstrapped (deciding needs the current state).
+    told: bool,
 }
 
 /// The simulated hot path of one node: what `Breaker::try_acquire` and the permits do.
 #[derive(Debug, Clone)]
 struct HotPath {
     snapshot: Snapshot,
-    /// Probes admitted in the snapshot's probe round.
+    /// The probe round of the last probe snapshot installed.
+    probe_round: Option<u64>,
+    /// Probes admitted in that round.
     probes_issued: u32,
     /// Running sum of `per_mille` for fractional admission.
     fraction_acc: u32,
@@ -375,17 +385,26 @@ struct HotPath {
 
 impl HotPath {
     fn new(snapshot: Snapshot) -> Self {
-        Self { snapshot, probes_issued: 0, fraction_acc: 0, streak: 0, longest: 0, pending: BTreeMap::new() }
+        Self {
+            snapshot,
+            probe_round: None,
+            probes_issued: 0,
+            fraction_acc: 0,
+            streak: 0,
+            longest: 0,
+            pending: BTreeMap::new(),
+        }
     }
 
     fn install(&mut self, snapshot: Snapshot) {
-        // A grant is a total for its probe round, which can outlive snapshot generations.
-        let round = |s: &Snapshot| match s.admission {
-            Admission::Probe { round, .. } => Some(round),
-            _ => None,
-        };
-        if round(&snapshot) != round(&self.snapshot) {
-            self.probes_issued = 0;
+        // A grant is a total for its probe round, which can outlive snapshot generations
+        // and even snapshots that admit no probe: like the real allowance, only a probe
+        // snapshot of another round resets the count.
+        if let Admission::Probe { round, .. } = snapshot.admission {
+            if self.probe_round != Some(round) {
+                self.probe_round = Some(round);
+                self.probes_issued = 0;
+            }
         }
         self.snapshot = snapshot;
     }
@@ -736,6 +755,7 @@ impl Fleet {
             }
         }
         self.pump();
+        self.tell_leases();
         for i in 0..self.nodes.len() {
             if self.nodes[i].is_running(self.now) {
                 self.run_calls(i);
@@ -940,11 +960,15 @@ impl Fleet {
                 if let Some(l) = &mut self.lease {
                     l.expires_at = self.now + ttl;
                 }
-                self.nodes[i].lease = Some(HeldLease { term: held.term, renewed_at: self.now });
-                self.feed(i, Input::LeaseRenewed { term: held.term, sent_at, ttl_ms: ttl });
+                self.nodes[i].lease = Some(HeldLease { renewed_at: self.now, sent_at, ..held });
+                if held.told {
+                    self.feed(i, Input::LeaseRenewed { term: held.term, sent_at, ttl_ms: ttl });
+                }
             } else {
                 self.nodes[i].lease = None;
-                self.feed(i, Input::LeaseLost { term: held.term });
+                if held.told {
+                    self.feed(i, Input::LeaseLost { term: held.term });
+                }
             }
         }
         if self.lease.is_some() {
@@ -956,15 +980,31 @@ impl Fleet {
             let term = Term(self.lease_rev);
             let incarnation = self.nodes[i].incarnation;
             self.lease = Some(Lease { holder: i, incarnation, term, expires_at: self.now + ttl });
-            self.nodes[i].lease = Some(HeldLease { term, renewed_at: self.now });
+            let sent_at = self.node_millis(i);
+            self.nodes[i].lease = Some(HeldLease { term, renewed_at: self.now, sent_at, told: false });
             self.stats.leases_acquired += 1;
             // The consumer exists before the machine hears of the lease, so that a
             // step-down it answers with also removes it.
             let next_seq = self.stream.front().map_or(self.stream_next_seq, |e| e.seq);
             self.consumer = Some(Consumer { node: i, incarnation, term, next_seq });
             self.trace_line(i, &format!("lease {}", term.0));
-            let sent_at = self.node_millis(i);
-            self.feed(i, Input::LeaseGained { term, sent_at, ttl_ms: ttl });
+        }
+        self.tell_leases();
+    }
+
+    /// Tells each bootstrapped machine of the lease its transport holds, once.
+    fn tell_leases(&mut self) {
+        for i in 0..self.nodes.len() {
+            let node = &mut self.nodes[i];
+            let Some(held) = node.lease.filter(|l| !l.told) else {
+                continue;
+            };
+            if !node.is_running(self.now) || !node.machine.as_ref().is_some_and(Machine::is_bootstrapped) {
+                continue;
+            }
+            node.lease = Some(HeldLease { told: true, ..held });
+            let input = Input::LeaseGained { term: held.term, sent_at: held.sent_at, ttl_ms: self.spec.lease_ttl_ms };
+            self.feed(i, input);
         }
     }
 

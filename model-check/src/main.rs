@@ -2,6 +2,7 @@
 //! `explore` checks the protocol exhaustively. Both print a summary and exit non-zero on
 //! any violation, or 2 on a command line they cannot run.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -124,11 +125,14 @@ fn run_sim(args: &[String]) -> Result<bool, UsageError> {
         let spec = SimSpec { seed, nodes, faults: faults.clone(), chaos_ms, planted, trace };
         let report = sim::run_seed(&spec).map_err(|e| UsageError(e.to_string()))?;
         if trace {
-            println!("plan: {:?}", report.plan);
-            for line in &report.trace {
-                println!("{line}");
+            // A reader that stops early (`| head`) closes the pipe: stop printing quietly.
+            let mut out = std::io::stdout().lock();
+            let printed = writeln!(out, "plan: {:?}", report.plan)
+                .and_then(|()| report.trace.iter().try_for_each(|line| writeln!(out, "{line}")))
+                .and_then(|()| writeln!(out));
+            if printed.is_err() {
+                return Ok(report.violations.is_empty());
             }
-            println!();
         }
         summary.add(&report);
     }

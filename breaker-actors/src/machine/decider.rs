@@ -105,6 +105,11 @@ pub struct Decider {
     pending: Option<PendingWrite>,
     queued: std::collections::VecDeque<Decision>,
     rebases: u32,
+    /// The decision this tenure last restated (`NONE` for the initial one).
+    base: DecisionId,
+    /// Whether any write of this tenure has landed: until one has, an older term's decision
+    /// newer than `base` means the bucket moved under the restatement.
+    landed: bool,
     seen: NodeTable<(u64, u64)>,
     health: Option<HealthState>,
 }
@@ -135,6 +140,8 @@ impl Decider {
             pending: None,
             queued: std::collections::VecDeque::new(),
             rebases: 0,
+            base: DecisionId::NONE,
+            landed: false,
             seen: NodeTable::new(config.max_nodes),
             health: config.health_check.clone().map(|policy| HealthState {
                 next_at: now,
@@ -160,6 +167,7 @@ impl Decider {
                     self.judge.restore(now, &d.state, d.backoff_level);
                 }
                 self.phase = d.phase;
+                self.base = d.id;
                 Reason::TermStarted { previous: d.id }
             }
             None => Reason::Initial,
@@ -371,6 +379,7 @@ impl Decider {
             return Vec::new();
         }
         self.pending = None;
+        self.landed = true;
         match self.queued.pop_front() {
             Some(next) => {
                 self.pending = Some(PendingWrite { decision: next.clone(), attempts: 1, retry_at: None });
@@ -395,6 +404,22 @@ impl Decider {
         p.attempts += 1;
         p.retry_at = Some(now.plus(delay));
         Vec::new()
+    }
+
+    /// This node observed `decision` of an older term. Before any write of this tenure has
+    /// landed, one newer than the restated base means the bucket moved after this decider
+    /// read it (its read was stale, or a deposed decider's write landed late): a retry of
+    /// the pending restatement could now pass the CAS and roll the bucket back, so rebase
+    /// on `decision` as if the write had lost its CAS to it. Once a write has landed, an
+    /// older term's decision is only a late delivery of what came before it.
+    pub fn older_term_observed(&mut self, now: Millis, decision: &Decision) -> Vec<DeciderOut> {
+        if self.landed || decision.id.term >= self.term || decision.id <= self.base {
+            return Vec::new();
+        }
+        let Some(pending) = self.pending.as_ref().map(|p| p.decision.id) else {
+            return Vec::new();
+        };
+        self.write_rejected(now, pending, Some(decision))
     }
 
     /// The CAS write of `id` lost: `current` is what the bucket holds now.

@@ -907,11 +907,14 @@ impl Machine {
             self.bootstrapped = true;
             return Self::ignore(&mut self.stats, fx, Ignored::StaleDecision { id: decision.id });
         }
+        let mut rebase = false;
         if let Some(d) = &self.decider {
             if decision.id.term > d.term() {
                 self.step_down(StepDownReason::Deposed { newer: decision.id.term }, fx);
             } else if decision.id.term == d.term() && decision.id > d.last_decided() {
                 return self.refuse(InputError::DecisionFromFuture { id: decision.id }, fx);
+            } else {
+                rebase = decision.id.term < d.term();
             }
         }
         let from = self.applied.as_ref().map_or(StateLabel::Closed, |d| d.state.label());
@@ -929,6 +932,13 @@ impl Machine {
         }
         self.bootstrapped = true;
         self.applied_at = now;
+        if rebase {
+            if let Some(d) = &mut self.decider {
+                let out = d.older_term_observed(now, &decision);
+                self.applied = Some(decision);
+                return self.decider_out(out, fx);
+            }
+        }
         self.applied = Some(decision);
     }
 

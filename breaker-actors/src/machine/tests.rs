@@ -771,6 +771,23 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "a new decider whose restatement has not landed rebases when an older term's newer decision shows up",
+            config: base(),
+            script: vec![
+                Act::Foreign(1, 7, FleetState::Open { duration_ms: 1_000 }),
+                Act::FailWrites,
+                Lead(5),
+                E(Emitted("previous: DecisionId { term: Term(1), seq: 7 }")),
+                E(NotEmitted("previous: DecisionId { term: Term(1), seq: 8 }")),
+                // The bucket moved after this decider read it (a late write of term 1, or
+                // a stale read): retrying the restatement of (1, 7) could pass the CAS now.
+                Act::Foreign(1, 8, FleetState::Open { duration_ms: 2_000 }),
+                E(Fleet(Open)),
+                E(Emitted("previous: DecisionId { term: Term(1), seq: 8 }")),
+                E(Deciding(true)),
+            ],
+        },
+        Case {
             name: "a process that starts during a half-open round sits it out, and probes in the next one",
             config: base(),
             script: vec![
