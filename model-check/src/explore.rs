@@ -72,8 +72,8 @@ use std::time::{Duration, Instant};
 use breaker_actors::machine::{
     Admission, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
     FleetState, HalfOpenPolicy, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OpenPolicy,
-    OutcomeCounts, Reason, Report, Snapshot, StateLabel, StepDownReason, Term, TripPolicy, ValidConfig,
-    WIRE_VERSION, WindowConfig,
+    OutcomeCounts, Reason, Report, Snapshot, StateLabel, StepDownReason, Term, TripPolicy, ValidConfig, WIRE_VERSION,
+    WindowConfig,
 };
 
 /// One advance of the model's clock, in ms: one lease TTL, one open period.
@@ -141,7 +141,12 @@ impl ExploreSpec {
             },
             max_nodes: 8,
             open: OpenPolicy::Fixed { duration_ms: QUANTUM_MS },
-            half_open: HalfOpenPolicy { probe_budget: 1, success_threshold: 1, max_wait_ms: 100 * QUANTUM_MS, ramp: None },
+            half_open: HalfOpenPolicy {
+                probe_budget: 1,
+                success_threshold: 1,
+                max_wait_ms: 100 * QUANTUM_MS,
+                ramp: None,
+            },
             health_check: None,
             local: None,
             ..BreakerConfig::default()
@@ -155,13 +160,13 @@ impl ExploreSpec {
             config: Self::model_config(),
             batches: 3,
             calls_per_batch: 1,
-            time_steps: 2,
+            time_steps: 1,
             crashes: 1,
-            lease_expiries: 1,
-            duplications: 1,
-            drops: 1,
-            commands: vec![CommandKind::ForceOpen],
-            max_in_flight: 12,
+            lease_expiries: 0,
+            duplications: 0,
+            drops: 0,
+            commands: Vec::new(),
+            max_in_flight: 3,
             max_states: 20_000_000,
             planted_bug: None,
         }
@@ -228,6 +233,10 @@ pub enum Property {
     /// A node that applied a manual state enforces it; the bucket never leaves a manual
     /// state except by another command.
     ForcedHonoured,
+    /// A decision that lands restates or follows the bucket's current value: an initial
+    /// decision lands only in an empty bucket, a takeover's restatement only on the value it
+    /// restates (anything else rolls the fleet state back).
+    NoRollback,
     /// Some node applies an open decision.
     CanOpen,
     /// Some node applies a decision that closes the breaker after probes succeeded.
@@ -239,13 +248,14 @@ pub enum Property {
 }
 
 impl Property {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::UniqueDecisionIds,
         Self::AppliedInOrder,
         Self::DeposedNeverAfterSuccessor,
         Self::ProbeBudget,
         Self::AttributionApplied,
         Self::ForcedHonoured,
+        Self::NoRollback,
         Self::CanOpen,
         Self::CanCloseAfterOpen,
         Self::CanTakeOver,
@@ -261,6 +271,7 @@ impl Property {
             Self::ProbeBudget => "probes within fleet budget",
             Self::AttributionApplied => "outcomes attributed to applied decisions",
             Self::ForcedHonoured => "forced states honoured",
+            Self::NoRollback => "no rollback of the bucket",
             Self::CanOpen => "fleet can open",
             Self::CanCloseAfterOpen => "fleet can close after open",
             Self::CanTakeOver => "takeover can happen",
@@ -435,6 +446,7 @@ impl WideHasher {
 }
 
 impl Hasher for WideHasher {
+    #[allow(clippy::cast_possible_truncation)] // Folding 128 bits into 64 truncates on purpose.
     fn finish(&self) -> u64 {
         // Only the wide form is used; this keeps `Hasher` honest.
         let wide = self.finish_wide();
@@ -832,10 +844,10 @@ impl World {
             let Some(machine) = &node.machine else {
                 return true;
             };
-            let stale = node.incarnation == *incarnation
+            let superseded = node.incarnation == *incarnation
                 && machine.applied_id() >= d.id
                 && revision.is_none_or(|r| node.observed_rev >= r);
-            !stale
+            !superseded
         });
     }
 
@@ -898,9 +910,8 @@ impl World {
         // A lease its holder no longer renews has run out its TTL by now.
         if let Some(lease) = state.lease {
             let node = &state.nodes[lease.holder];
-            let renewing = node.machine.is_some()
-                && node.incarnation == lease.incarnation
-                && node.lease_term == Some(lease.term);
+            let renewing =
+                node.machine.is_some() && node.incarnation == lease.incarnation && node.lease_term == Some(lease.term);
             if !renewing {
                 state.lease = None;
             }
@@ -910,9 +921,9 @@ impl World {
             let Some(term) = state.nodes[i].lease_term else {
                 continue;
             };
-            let ours = state.lease.is_some_and(|l| {
-                l.holder == i && l.incarnation == state.nodes[i].incarnation && l.term == term
-            });
+            let ours = state
+                .lease
+                .is_some_and(|l| l.holder == i && l.incarnation == state.nodes[i].incarnation && l.term == term);
             if ours {
                 self.feed(state, i, Input::LeaseRenewed { term, sent_at: now, ttl_ms: LEASE_TTL_MS }, obs);
             } else {
@@ -1043,6 +1054,18 @@ impl World {
                 );
             }
         }
+        let rolled_back = match (&decision.reason, &state.bucket) {
+            (Reason::Initial, Some(current)) => Some(current.id),
+            (Reason::TermStarted { previous }, Some(current)) if *previous != current.id => Some(current.id),
+            (Reason::TermStarted { previous }, None) if *previous != DecisionId::NONE => Some(DecisionId::NONE),
+            _ => None,
+        };
+        if let Some(current) = rolled_back {
+            obs.violate(
+                Property::NoRollback,
+                format!("{} ({:?}) replaced {current}, which it had not read", decision.id, decision.reason),
+            );
+        }
         if decision.id.term < state.max_landed_term {
             state.landed_late.insert(decision.id);
         }
@@ -1140,8 +1163,6 @@ impl World {
                 let input = Input::HealthCheckResult { attempt, healthy: true };
                 Self::send(state, Packet::Deliver { to: i, incarnation, input, revision: None });
             }
-            // Every machine is ticked at every advance of the clock.
-            Effect::WakeAt(_) => {}
             Effect::Event(Event::Applied { id, from, to, .. }) => {
                 let node = &mut state.nodes[i];
                 if id < node.max_applied || (id == node.max_applied && node.max_applied_by == incarnation) {
@@ -1173,7 +1194,9 @@ impl World {
                     obs.reached.push(Property::CanCloseAfterOpen);
                 }
             }
-            Effect::Event(_) => {}
+            // Every machine is ticked at every advance of the clock; other events are
+            // observability only.
+            Effect::WakeAt(_) | Effect::Event(_) => {}
         }
     }
 
@@ -1300,7 +1323,12 @@ impl World {
             Action::Crash { node } => format!("{} crashes", name(usize::from(node))),
             Action::Restart { node } => {
                 let i = usize::from(node);
-                format!("{}#{} restarts and bootstraps at rev {}", self.ids[i], state.nodes[i].incarnation + 1, state.bucket_rev)
+                format!(
+                    "{}#{} restarts and bootstraps at rev {}",
+                    self.ids[i],
+                    state.nodes[i].incarnation + 1,
+                    state.bucket_rev
+                )
             }
             Action::Command => {
                 let kind = self.spec.commands.get(state.commands as usize);
