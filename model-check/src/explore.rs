@@ -174,7 +174,7 @@ impl ExploreSpec {
 
     /// The three-node model (larger: run it in release).
     pub fn three_nodes() -> Self {
-        Self { nodes: 3, batches: 3, commands: Vec::new(), ..Self::two_nodes() }
+        Self { nodes: 3, max_states: 3_000_000, ..Self::two_nodes() }
     }
 }
 

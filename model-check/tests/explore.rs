@@ -70,3 +70,12 @@ fn a_search_over_its_state_limit_is_incomplete() {
     assert!(!report.complete);
     assert_eq!(report.verdict(Property::UniqueDecisionIds), Some(&Verdict::NotViolatedSoFar));
 }
+
+/// The three-node model is too large for the test profile: run it in release with
+/// `cargo test --release -p model-check --test explore -- --ignored --nocapture`.
+#[test]
+#[ignore = "minutes in release"]
+fn the_three_node_model() {
+    let report = explore(&ExploreSpec::three_nodes()).unwrap();
+    println!("{report}");
+}
