@@ -53,10 +53,13 @@
 //! Batches per node, time advances, crashes, lease expiries under a live holder,
 //! duplications, drops and commands are each budgeted, so the space is finite; the
 //! messages in flight are capped (a state over the cap is counted and not expanded).
-//! With a one-call window, a probe budget of 1 and a success threshold of 1, two batches
-//! per node already reach trip -> open -> half-open -> probe -> closed and reopen; one
-//! expiry gives two concurrent deciders (the interesting case for fencing); one crash
-//! covers a decider dying with writes in flight and a node bootstrapping mid-protocol.
+//! With a one-call window, a probe budget of 1 and a success threshold of 1, three
+//! batches in all reach trip -> open -> (demand) -> half-open -> probe -> closed; one
+//! advance of time passes the open period; one crash gives a takeover with the dead
+//! decider's writes still in flight. The presets cap the messages in flight at 3 (a write
+//! fans out to a reply and one watch update per node, so the cap bites harder on three
+//! nodes); duplications, drops, lease expiries under a live holder and commands are
+//! available but off in the presets, which must run in the test profile.
 //!
 //! # Dedup
 //!
