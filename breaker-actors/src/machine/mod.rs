@@ -679,6 +679,64 @@ impl Machine {
         self.wake
     }
 
+    /// A hash of everything that decides this machine's future behaviour — everything but
+    /// its statistics and its config; for model checkers, which must recognise two
+    /// machines that will act alike as one state although their counters differ.
+    /// Stable across runs and platforms of one build (see [`Machine::hash_behaviour`]).
+    pub fn fingerprint(&self) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.hash_behaviour(&mut hasher);
+        std::hash::Hasher::finish(&hasher)
+    }
+
+    /// Feeds what [`Machine::fingerprint`] hashes into `hasher` (the `Debug` text of every
+    /// field but the statistics and the config), so a checker can combine independent
+    /// hashes into a wider fingerprint.
+    pub fn hash_behaviour<H: std::hash::Hasher>(&self, hasher: &mut H) {
+        struct Feed<'a, H>(&'a mut H);
+        impl<H: std::hash::Hasher> std::fmt::Write for Feed<'_, H> {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                self.0.write(s.as_bytes());
+                Ok(())
+            }
+        }
+        // Destructured in full so that a new field must be classified here.
+        let Self {
+            params,
+            config: _,
+            now,
+            bootstrapped,
+            applied,
+            applied_at,
+            clock,
+            report_seq,
+            overlay,
+            lost_since,
+            outage_active,
+            generation,
+            generation_key,
+            recent_generations,
+            probe_round,
+            probe_round_key,
+            snapshot,
+            wake,
+            decider,
+            suspended_announced,
+            retired_term,
+            stats: _,
+        } = self;
+        // Writing into a hasher cannot fail.
+        let _ = std::fmt::Write::write_fmt(
+            &mut Feed(hasher),
+            format_args!(
+                "{params:?}|{now:?}|{bootstrapped:?}|{applied:?}|{applied_at:?}|{clock:?}|{report_seq:?}|{overlay:?}|\
+                 {lost_since:?}|{outage_active:?}|{generation:?}|{generation_key:?}|{recent_generations:?}|\
+                 {probe_round:?}|{probe_round_key:?}|{snapshot:?}|{wake:?}|{decider:?}|{suspended_announced:?}|\
+                 {retired_term:?}"
+            ),
+        );
+    }
+
     /// Runs one step; see [`step`].
     pub fn step(&mut self, now: Millis, input: Input) -> Vec<Effect> {
         if now < self.now {
