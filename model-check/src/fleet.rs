@@ -1197,6 +1197,7 @@ impl Fleet {
             _ => return,
         };
         self.stats.write_timeouts += 1;
+        self.trace_line(to, &format!("write of {id} or its reply lost: times out"));
         let input = Input::DecisionWriteFailed { id };
         let timeout = Packet::Deliver { to, incarnation, input, revision: None, route: Route::Local };
         self.enqueue(self.now + REQUEST_TIMEOUT_MS, timeout);
@@ -1288,6 +1289,10 @@ impl Fleet {
         let fenced = self.planted != Some(PlantedBug::StoreWithoutCas);
         if fenced && expected != current_rev {
             self.stats.cas_conflicts += 1;
+            self.trace_line(
+                from,
+                &format!("store rejects {} (expected rev {expected}, at {current_rev})", decision.id),
+            );
             let current = self.history.last().map(|(_, d)| d.clone());
             let input = Input::DecisionRejected { id: decision.id, current };
             let route = Route::Reply;
@@ -1295,6 +1300,7 @@ impl Fleet {
             return;
         }
         let rev = current_rev + 1;
+        self.trace_line(from, &format!("store accepts {} as rev {rev}", decision.id));
         self.monitor.stored(self.now, &decision);
         let input = Input::DecisionWritten { id: decision.id };
         self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(rev), route: Route::Reply });

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use model_check::explore::{ExploreSpec, explore};
 use model_check::fleet::PlantedBug;
 use model_check::sim::{self, FaultKind, SimSpec, SimSummary};
 
@@ -14,7 +15,7 @@ usage:
   model-check sim [--seeds N] [--first-seed S] [--nodes M] [--faults all|none|KIND,...]
                   [--chaos-ms T] [--plant store-without-cas]
   model-check sim --seed S [--nodes M] [--faults ...] [--chaos-ms T] [--trace] [--plant ...]
-  model-check explore [--nodes 2|3]
+  model-check explore [--nodes 2|3] [--max-states N]
 
 fault kinds: delay, reorder, duplicate, drop, partition, clock, crash, pause, command";
 
@@ -142,7 +143,17 @@ fn run_sim(args: &[String]) -> Result<bool, UsageError> {
 }
 
 fn run_explore(args: &[String]) -> Result<bool, UsageError> {
-    let flags = Flags::parse(args, &["--nodes"], &[])?;
-    let nodes = flags.number("--nodes", 2)?;
-    Err(UsageError(format!("explore --nodes {nodes}: not built yet")))
+    let flags = Flags::parse(args, &["--nodes", "--max-states"], &[])?;
+    let mut spec = match flags.number("--nodes", 2)? {
+        2 => ExploreSpec::two_nodes(),
+        3 => ExploreSpec::three_nodes(),
+        other => return Err(UsageError(format!("explore runs 2 or 3 nodes, not {other}"))),
+    };
+    if flags.value("--max-states").is_some() {
+        let limit = flags.number("--max-states", 0)?;
+        spec.max_states = usize::try_from(limit).map_err(|_| UsageError("--max-states is too large".into()))?;
+    }
+    let report = explore(&spec).map_err(|e| UsageError(e.to_string()))?;
+    println!("{report}");
+    Ok(report.all_pass())
 }

@@ -16,8 +16,8 @@ fn the_two_node_model_is_exhausted_and_pinned() {
     assert!(report.complete);
     // Pinned: a change to the model or to the machine's behaviour changes these. Update
     // them deliberately, after reading why they moved.
-    assert_eq!(report.states, 781_432);
-    assert_eq!(report.max_depth, 29);
+    assert_eq!(report.states, 684_876);
+    assert_eq!(report.max_depth, 25);
     for property in [
         Property::UniqueDecisionIds,
         Property::AppliedInOrder,
@@ -25,18 +25,16 @@ fn the_two_node_model_is_exhausted_and_pinned() {
         Property::ProbeBudget,
         Property::AttributionApplied,
         Property::ForcedHonoured,
+        // Found violated by this model, then fixed in the machine: a decider rebases on the
+        // newest decision it knows, not on a rejection's older `current`.
+        Property::NoRollback,
     ] {
         assert_eq!(report.verdict(property), Some(&Verdict::Holds), "{}", property.name());
     }
     for property in [Property::CanOpen, Property::CanCloseAfterOpen, Property::CanTakeOver] {
         assert!(matches!(report.verdict(property), Some(Verdict::Found { .. })), "{} not reached", property.name());
     }
-    // A known finding in the machine (see the report of the explore branch): a decider whose
-    // CAS write is rejected restates the reply's `current` even when it has already applied
-    // a newer decision; its transport's revision is the newer one, so the restatement lands
-    // and rolls the bucket back (a trip is lost). When the machine is fixed this becomes
-    // `Verdict::Holds` (and the pinned figures move).
-    assert!(matches!(report.verdict(Property::NoRollback), Some(Verdict::Violated { .. })));
+    assert!(report.all_pass());
 }
 
 #[test]
@@ -69,13 +67,4 @@ fn a_search_over_its_state_limit_is_incomplete() {
     let report = explore(&ExploreSpec { max_states: 1_000, ..ExploreSpec::two_nodes() }).unwrap();
     assert!(!report.complete);
     assert_eq!(report.verdict(Property::UniqueDecisionIds), Some(&Verdict::NotViolatedSoFar));
-}
-
-/// The three-node model is too large for the test profile: run it in release with
-/// `cargo test --release -p model-check --test explore -- --ignored --nocapture`.
-#[test]
-#[ignore = "minutes in release"]
-fn the_three_node_model() {
-    let report = explore(&ExploreSpec::three_nodes()).unwrap();
-    println!("{report}");
 }

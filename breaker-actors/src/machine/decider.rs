@@ -373,6 +373,11 @@ impl Decider {
         self.decide(reason, true)
     }
 
+    /// The decision being written, if its id is `id`.
+    pub fn pending_decision(&self, id: DecisionId) -> Option<&Decision> {
+        self.pending.as_ref().map(|p| &p.decision).filter(|d| d.id == id)
+    }
+
     /// The transport confirmed decision `id`.
     pub fn written(&mut self, id: DecisionId) -> Vec<DeciderOut> {
         if self.pending.as_ref().is_none_or(|p| p.decision.id != id) {

@@ -706,6 +706,7 @@ impl Machine {
             config: _,
             now,
             bootstrapped,
+            joined_phase,
             applied,
             applied_at,
             clock,
@@ -729,7 +730,7 @@ impl Machine {
         let _ = std::fmt::Write::write_fmt(
             &mut Feed(hasher),
             format_args!(
-                "{params:?}|{now:?}|{bootstrapped:?}|{applied:?}|{applied_at:?}|{clock:?}|{report_seq:?}|{overlay:?}|\
+                "{params:?}|{now:?}|{bootstrapped:?}|{joined_phase:?}|{applied:?}|{applied_at:?}|{clock:?}|{report_seq:?}|{overlay:?}|\
                  {lost_since:?}|{outage_active:?}|{generation:?}|{generation_key:?}|{recent_generations:?}|\
                  {probe_round:?}|{probe_round_key:?}|{snapshot:?}|{wake:?}|{decider:?}|{suspended_announced:?}|\
                  {retired_term:?}"
@@ -777,8 +778,14 @@ impl Machine {
                 _ => Self::ignore(&mut self.stats, fx, Ignored::StaleLease { term }),
             },
             Input::DecisionWritten { id } => {
+                // The bucket holds it now: apply it, so that this machine never knows less
+                // than the revision its transport will CAS on next (the watch may lag).
+                let landed = self.decider.as_ref().and_then(|d| d.pending_decision(id)).cloned();
                 let out = self.decider.as_mut().map(|d| d.written(id)).unwrap_or_default();
                 self.decider_out(out, fx);
+                if let Some(landed) = landed.filter(|d| d.id > self.applied_id()) {
+                    self.observe(now, landed, fx);
+                }
             }
             Input::DecisionWriteFailed { id } => {
                 let out = self.decider.as_mut().map(|d| d.write_failed(now, id)).unwrap_or_default();
@@ -790,12 +797,20 @@ impl Machine {
                         return self.refuse(e, fx);
                     }
                 }
-                let out =
-                    self.decider.as_mut().map(|d| d.write_rejected(now, id, current.as_ref())).unwrap_or_default();
-                self.decider_out(out, fx);
-                if let Some(current) = current {
-                    self.observe(now, current, fx);
+                // Learn the reply's value first (it may depose this decider or move the
+                // bucket past its restatement), then rebase on the newest decision known:
+                // a watch update can bring a newer one before the rejection arrives, and
+                // restating the reply's older value would roll the bucket back (found by
+                // the exhaustive model).
+                if let Some(current) = &current {
+                    self.observe(now, current.clone(), fx);
                 }
+                let newest = match (current, &self.applied) {
+                    (Some(current), Some(applied)) if applied.id > current.id => Some(applied.clone()),
+                    (current, _) => current,
+                };
+                let out = self.decider.as_mut().map(|d| d.write_rejected(now, id, newest.as_ref())).unwrap_or_default();
+                self.decider_out(out, fx);
             }
             Input::Command(command) => self.command(now, &command, fx),
             Input::HealthCheckResult { attempt, healthy } => {
@@ -990,14 +1005,21 @@ impl Machine {
         }
         self.bootstrapped = true;
         self.applied_at = now;
-        if rebase {
-            if let Some(d) = &mut self.decider {
-                let out = d.older_term_observed(now, &decision);
-                self.applied = Some(decision);
-                return self.decider_out(out, fx);
-            }
-        }
+        let id = decision.id;
         self.applied = Some(decision);
+        let Some(d) = &mut self.decider else {
+            return;
+        };
+        let out = if rebase {
+            self.applied.as_ref().map(|applied| d.older_term_observed(now, applied)).unwrap_or_default()
+        } else if d.pending_decision(id).is_some() {
+            // The watch showed this decider's pending write in the bucket before the
+            // write's reply came: it landed, and the next one need not wait for the reply.
+            d.written(id)
+        } else {
+            Vec::new()
+        };
+        self.decider_out(out, fx);
     }
 
     /// A manual decision clears the overlay; an open fleet decision that has seen the

@@ -771,6 +771,20 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "a rejection carrying an older value than the decider has applied never rolls the bucket back",
+            config: base(),
+            script: vec![
+                Act::Foreign(1, 2, FleetState::Open { duration_ms: 60_000 }),
+                // The reply says (1, 1) closed, which the watch already superseded.
+                Act::LoseCas(1, FleetState::Closed),
+                Lead(2),
+                E(NotEmitted("previous: DecisionId { term: Term(1), seq: 1 }")),
+                E(Expect::Reason("TermStarted { previous: DecisionId { term: Term(1), seq: 2 }")),
+                E(Fleet(Open)),
+                E(Deciding(true)),
+            ],
+        },
+        Case {
             name: "a new decider whose restatement has not landed rebases when an older term's newer decision shows up",
             config: base(),
             script: vec![
@@ -936,7 +950,9 @@ fn cases() -> Vec<Case> {
                 E(Deciding(true)),
                 Act::Foreign(2, 9, FleetState::ForcedOpen),
                 E(Fleet(Closed)),
-                E(Stat("stale_decisions", 1)),
+                // The older term's, and the watch's copy of the restatement (applied when
+                // its write was confirmed).
+                E(Stat("stale_decisions", 2)),
                 Act::Foreign(4, 1, FleetState::Open { duration_ms: 5 }),
                 E(Deciding(false)),
                 E(Emitted("Deposed")),
