@@ -72,6 +72,8 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hasher};
 use std::time::{Duration, Instant};
 
+use crate::properties::{Property, PropertyKind};
+
 use breaker_actors::machine::{
     Admission, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
     FleetState, HalfOpenPolicy, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OpenPolicy,
@@ -90,14 +92,7 @@ pub const MAX_MODEL_NODES: usize = 4;
 
 const BREAKER: &str = "model";
 
-/// A bug planted in the model's world (never in release code), to show that the checker
-/// finds what it is meant to find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlantedBug {
-    /// The state bucket stores every write whatever revision it expected: fencing is off
-    /// at the store, so a deposed decider's write can land after its successor's.
-    StoreWithoutCas,
-}
+pub use crate::fleet::PlantedBug;
 
 /// What to explore.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,87 +204,20 @@ impl fmt::Display for ExploreError {
 
 impl std::error::Error for ExploreError {}
 
-/// Whether a property must hold in every state or be reached in some.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PropertyKind {
-    /// Safety: never violated on any transition.
-    Always,
-    /// Reachability: some explored state shows it.
-    Sometimes,
-}
-
-/// The properties checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Property {
-    /// Never two different decisions with the same `(term, seq)`.
-    UniqueDecisionIds,
-    /// Every node (over all its incarnations) applies decisions in strictly increasing
-    /// `(term, seq)`.
-    AppliedInOrder,
-    /// A decision that reached the bucket after a newer term's decision is never applied.
-    DeposedNeverAfterSuccessor,
-    /// Probes admitted fleet-wide in one half-open phase never exceed the probe budget.
-    ProbeBudget,
-    /// A report the decider counts towards a phase was produced by a node that had applied
-    /// a decision of that phase.
-    AttributionApplied,
-    /// A node that applied a manual state enforces it; the bucket never leaves a manual
-    /// state except by another command.
-    ForcedHonoured,
-    /// A decision that lands restates or follows the bucket's current value: an initial
-    /// decision lands only in an empty bucket, a takeover's restatement only on the value it
-    /// restates (anything else rolls the fleet state back).
-    NoRollback,
-    /// Some node applies an open decision.
-    CanOpen,
-    /// Some node applies a decision that closes the breaker after probes succeeded.
-    CanCloseAfterOpen,
-    /// A new decider restates an earlier decider's decision (a takeover lands).
-    CanTakeOver,
-    /// Some node applies a forced-open decision (only with a command in the spec).
-    CanForceOpen,
-}
-
-impl Property {
-    const ALL: [Self; 11] = [
-        Self::UniqueDecisionIds,
-        Self::AppliedInOrder,
-        Self::DeposedNeverAfterSuccessor,
-        Self::ProbeBudget,
-        Self::AttributionApplied,
-        Self::ForcedHonoured,
-        Self::NoRollback,
-        Self::CanOpen,
-        Self::CanCloseAfterOpen,
-        Self::CanTakeOver,
-        Self::CanForceOpen,
-    ];
-
-    /// Its name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::UniqueDecisionIds => "unique decision ids",
-            Self::AppliedInOrder => "applied in (term, seq) order",
-            Self::DeposedNeverAfterSuccessor => "deposed never applied after successor",
-            Self::ProbeBudget => "probes within fleet budget",
-            Self::AttributionApplied => "outcomes attributed to applied decisions",
-            Self::ForcedHonoured => "forced states honoured",
-            Self::NoRollback => "no rollback of the bucket",
-            Self::CanOpen => "fleet can open",
-            Self::CanCloseAfterOpen => "fleet can close after open",
-            Self::CanTakeOver => "takeover can happen",
-            Self::CanForceOpen => "forced open can be applied",
-        }
-    }
-
-    /// Safety or reachability.
-    pub fn kind(self) -> PropertyKind {
-        match self {
-            Self::CanOpen | Self::CanCloseAfterOpen | Self::CanTakeOver | Self::CanForceOpen => PropertyKind::Sometimes,
-            _ => PropertyKind::Always,
-        }
-    }
-}
+/// The properties the exploration judges, in the order it reports them.
+const CHECKED: [Property; 11] = [
+    Property::OneDecisionPerId,
+    Property::MonotonicApply,
+    Property::FencedStore,
+    Property::ProbeBudget,
+    Property::AttributedOutcomes,
+    Property::ForcedStates,
+    Property::NoRollback,
+    Property::CanOpen,
+    Property::CanCloseAfterOpen,
+    Property::CanTakeOver,
+    Property::CanForceOpen,
+];
 
 /// What the exploration concluded about one property.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -396,11 +324,7 @@ impl fmt::Display for ExploreReport {
         }
         writeln!(f, "{:<42} {:<10} verdict", "property", "kind")?;
         for p in &self.properties {
-            let kind = match p.property.kind() {
-                PropertyKind::Always => "always",
-                PropertyKind::Sometimes => "sometimes",
-            };
-            writeln!(f, "{:<42} {:<10} {}", p.property.name(), kind, p.verdict.short())?;
+            writeln!(f, "{:<42} {:<10} {}", p.property.name(), p.property.kind().name(), p.verdict.short())?;
         }
         for p in &self.properties {
             if let Verdict::Violated { trace, detail } = &p.verdict {
@@ -487,7 +411,7 @@ fn machine_fingerprint(machine: &Machine) -> u128 {
 #[derive(Debug, Clone)]
 enum Packet {
     /// A report on the outcome stream, with the phase of the decision its node had applied
-    /// when the calls were admitted (ghost data for [`Property::AttributionApplied`]).
+    /// when the calls were admitted (ghost data for [`Property::AttributedOutcomes`]).
     Publish { report: Report, admitted_phase: DecisionId },
     /// An operator command on the control stream.
     Control { command: Command },
@@ -996,7 +920,7 @@ impl World {
                 if let (Some(phase), true) = (phase, counted_after > counted_before) {
                     if admitted_phase < phase {
                         obs.violate(
-                            Property::AttributionApplied,
+                            Property::AttributedOutcomes,
                             format!(
                                 "report of {from} (applied {applied}, admitted under phase {admitted_phase}) counted \
                                  towards phase {phase}"
@@ -1046,7 +970,7 @@ impl World {
             let by_command = matches!(decision.reason, Reason::Manual { .. });
             if manual && !by_command && decision.state != current.state {
                 obs.violate(
-                    Property::ForcedHonoured,
+                    Property::ForcedStates,
                     format!(
                         "decision {} ({}) replaced the manual {} ({}) without a command",
                         decision.id,
@@ -1132,7 +1056,7 @@ impl World {
                 let fingerprint = debug_fingerprint(&decision);
                 match state.made.get(&decision.id) {
                     Some(known) if *known != fingerprint => obs.violate(
-                        Property::UniqueDecisionIds,
+                        Property::OneDecisionPerId,
                         format!("two different decisions {} (the second: {decision:?})", decision.id),
                     ),
                     Some(_) => {}
@@ -1170,7 +1094,7 @@ impl World {
                 let node = &mut state.nodes[i];
                 if id < node.max_applied || (id == node.max_applied && node.max_applied_by == incarnation) {
                     obs.violate(
-                        Property::AppliedInOrder,
+                        Property::MonotonicApply,
                         format!("{} applied {id} after {}", self.ids[i], node.max_applied),
                     );
                 }
@@ -1180,7 +1104,7 @@ impl World {
                 node.max_applied_by = incarnation;
                 if state.landed_late.contains(&id) {
                     obs.violate(
-                        Property::DeposedNeverAfterSuccessor,
+                        Property::FencedStore,
                         format!(
                             "{} applied {id}, which reached the bucket after a decision of a newer term",
                             self.ids[i]
@@ -1218,7 +1142,7 @@ impl World {
             };
             if node.hot.snapshot.admission != expected {
                 obs.violate(
-                    Property::ForcedHonoured,
+                    Property::ForcedStates,
                     format!(
                         "{} applied {} ({}) but admits {:?}",
                         machine.params().node,
@@ -1401,7 +1325,7 @@ enum Found {
 pub fn explore(spec: &ExploreSpec) -> Result<ExploreReport, ExploreError> {
     let started = Instant::now();
     let world = World::new(spec)?;
-    let checked: Vec<Property> = Property::ALL
+    let checked: Vec<Property> = CHECKED
         .into_iter()
         .filter(|p| *p != Property::CanForceOpen || spec.commands.contains(&CommandKind::ForceOpen))
         .collect();
@@ -1460,8 +1384,9 @@ pub fn explore(spec: &ExploreSpec) -> Result<ExploreReport, ExploreError> {
                 (Some(Found::Reached { state, action }), _) => {
                     Verdict::Found { trace: world.trace(&parents, *state, Some(*action)) }
                 }
-                (None, PropertyKind::Always) if complete => Verdict::Holds,
-                (None, PropertyKind::Always) => Verdict::NotViolatedSoFar,
+                // The exploration checks no liveness property: none is in `CHECKED`.
+                (None, PropertyKind::Always | PropertyKind::Eventually) if complete => Verdict::Holds,
+                (None, PropertyKind::Always | PropertyKind::Eventually) => Verdict::NotViolatedSoFar,
                 (None, PropertyKind::Sometimes) => Verdict::NotFound,
             };
             PropertyReport { property, verdict }

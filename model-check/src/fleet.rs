@@ -1301,7 +1301,8 @@ impl Fleet {
         }
         let rev = current_rev + 1;
         self.trace_line(from, &format!("store accepts {} as rev {rev}", decision.id));
-        self.monitor.stored(self.now, &decision);
+        let current = self.history.last().map(|(_, d)| d);
+        self.monitor.stored(self.now, current, &decision);
         let input = Input::DecisionWritten { id: decision.id };
         self.send(Packet::Deliver { to: from, incarnation, input, revision: Some(rev), route: Route::Reply });
         for to in 0..self.nodes.len() {

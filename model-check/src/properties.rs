@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use breaker_actors::machine::{Admission, Decision, DecisionId, FleetState, Report, Snapshot, Stats, Term};
+use breaker_actors::machine::{Admission, Decision, DecisionId, FleetState, Reason, Report, Snapshot, Stats, Term};
 
 /// Violations kept per run: one is enough to fail it, a few show a pattern.
 pub const MAX_VIOLATIONS: usize = 32;
@@ -24,10 +24,15 @@ pub enum Property {
     /// Safety: the store holds at most one decision per `(term, seq)`, and every decision a
     /// node applies is the store's decision with that id.
     OneDecisionPerId,
-    /// Safety: the store accepts decisions in increasing `(term, seq)` (equal only for a
-    /// retried write of the same decision): a deposed decider's write never lands after
-    /// its successor's (the fence).
+    /// Safety: a deposed decider's decision never lands after its successor's (the fence):
+    /// the store accepts decisions in increasing `(term, seq)`, equal only for a retried
+    /// write of the same decision (the simulation), and a decision that landed after a
+    /// newer term's is never applied (the exploration, where the store may be unfenced).
     FencedStore,
+    /// Safety: a decision lands only on the value it follows: an initial decision only in
+    /// an empty bucket, a takeover's restatement only on the decision it restates; anything
+    /// else rolls the fleet state back (a trip lost).
+    NoRollback,
     /// Safety: every node (incarnation) applies decisions in strictly increasing
     /// `(term, seq)`.
     MonotonicApply,
@@ -50,13 +55,33 @@ pub enum Property {
     HalfOpenBounded,
     /// Determinism: the same seed gives the same trace.
     Determinism,
+    /// Reachability: some node applies an open decision.
+    CanOpen,
+    /// Reachability: some node applies a closed decision after probes succeeded.
+    CanCloseAfterOpen,
+    /// Reachability: a new decider's restatement of an earlier decider's decision lands.
+    CanTakeOver,
+    /// Reachability: some node applies a forced-open decision.
+    CanForceOpen,
+}
+
+/// How a property is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyKind {
+    /// Safety: never violated, checked at every step or transition.
+    Always,
+    /// Liveness: holds within a bound once faults have healed.
+    Eventually,
+    /// Reachability: some explored state shows it (evidence the model can get there).
+    Sometimes,
 }
 
 impl Property {
     /// Every property, in the order reports list them.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 17] = [
         Self::OneDecisionPerId,
         Self::FencedStore,
+        Self::NoRollback,
         Self::MonotonicApply,
         Self::ProbeBudget,
         Self::AttributedOutcomes,
@@ -67,6 +92,10 @@ impl Property {
         Self::ClosesWhenRecovered,
         Self::HalfOpenBounded,
         Self::Determinism,
+        Self::CanOpen,
+        Self::CanCloseAfterOpen,
+        Self::CanTakeOver,
+        Self::CanForceOpen,
     ];
 
     /// Its name in reports.
@@ -74,6 +103,7 @@ impl Property {
         match self {
             Self::OneDecisionPerId => "one-decision-per-id",
             Self::FencedStore => "fenced-store",
+            Self::NoRollback => "no-rollback",
             Self::MonotonicApply => "monotonic-apply",
             Self::ProbeBudget => "probe-budget",
             Self::AttributedOutcomes => "attributed-outcomes",
@@ -84,21 +114,33 @@ impl Property {
             Self::ClosesWhenRecovered => "closes-when-recovered",
             Self::HalfOpenBounded => "half-open-bounded",
             Self::Determinism => "determinism",
+            Self::CanOpen => "can-open",
+            Self::CanCloseAfterOpen => "can-close-after-open",
+            Self::CanTakeOver => "can-take-over",
+            Self::CanForceOpen => "can-force-open",
         }
     }
 
-    /// Whether it is a safety property (checked at every step).
-    pub fn is_safety(self) -> bool {
-        matches!(
-            self,
-            Self::OneDecisionPerId
-                | Self::FencedStore
-                | Self::MonotonicApply
-                | Self::ProbeBudget
-                | Self::AttributedOutcomes
-                | Self::ForcedStates
-                | Self::Conservation
-        )
+    /// How it is judged.
+    pub fn kind(self) -> PropertyKind {
+        match self {
+            Self::Convergence | Self::OpensWhenFailing | Self::ClosesWhenRecovered | Self::HalfOpenBounded => {
+                PropertyKind::Eventually
+            }
+            Self::CanOpen | Self::CanCloseAfterOpen | Self::CanTakeOver | Self::CanForceOpen => PropertyKind::Sometimes,
+            _ => PropertyKind::Always,
+        }
+    }
+}
+
+impl PropertyKind {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Eventually => "eventually",
+            Self::Sometimes => "sometimes",
+        }
     }
 }
 
@@ -195,8 +237,8 @@ impl SafetyMonitor {
         }
     }
 
-    /// The store accepted `decision` as its new value.
-    pub fn stored(&mut self, at_ms: u64, decision: &Decision) {
+    /// The store accepted `decision` as its new value, replacing `current`.
+    pub fn stored(&mut self, at_ms: u64, current: Option<&Decision>, decision: &Decision) {
         // An equal id is a retried write of the same decision (its first reply was lost);
         // the id check below tells it from a different decision under the same id.
         if decision.id < self.last_stored {
@@ -204,6 +246,18 @@ impl SafetyMonitor {
             self.violate(at_ms, Property::FencedStore, detail);
         }
         self.last_stored = self.last_stored.max(decision.id);
+        // Landing on itself is a retried write whose first reply was lost: harmless.
+        let follows = current == Some(decision)
+            || match &decision.reason {
+                Reason::Initial => current.is_none(),
+                Reason::TermStarted { previous } => current.is_some_and(|c| c.id == *previous),
+                _ => true,
+            };
+        if !follows {
+            let on = current.map_or_else(|| "an empty bucket".to_owned(), |c| c.id.to_string());
+            let detail = format!("{} ({:?}) landed on {on}", decision.id, decision.reason);
+            self.violate(at_ms, Property::NoRollback, detail);
+        }
         if let Some(earlier) = self.stored.get(&decision.id) {
             if earlier != decision {
                 let detail = format!("two different decisions {}: {earlier:?} and {decision:?}", decision.id);

@@ -57,3 +57,16 @@ fn bad_command_lines_exit_two_with_the_usage() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"), "{args:?}");
     }
 }
+
+#[test]
+fn explore_reports_its_verdicts_and_an_incomplete_search_fails() {
+    let out = model_check(&["explore", "--nodes", "2", "--max-states", "2000"]);
+    let text = stdout(&out);
+    // Cut short, the search proves nothing: exit 1, every safety property "not violated so far".
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("explored 2 nodes: 2000 states"), "{text}");
+    assert!(text.contains("one-decision-per-id"), "{text}");
+    let out = model_check(&["explore", "--nodes", "4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 or 3 nodes"));
+}

@@ -2,7 +2,8 @@
 //! verdicts and pinned size, the planted bug caught, and invalid specs refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use model_check::explore::{ExploreError, ExploreSpec, PlantedBug, Property, Verdict, explore};
+use model_check::explore::{ExploreError, ExploreSpec, PlantedBug, Verdict, explore};
+use model_check::properties::Property;
 
 /// A small spec for the planted-bug tests: one batch, one crash, one advance of time.
 fn small() -> ExploreSpec {
@@ -19,12 +20,12 @@ fn the_two_node_model_is_exhausted_and_pinned() {
     assert_eq!(report.states, 684_876);
     assert_eq!(report.max_depth, 25);
     for property in [
-        Property::UniqueDecisionIds,
-        Property::AppliedInOrder,
-        Property::DeposedNeverAfterSuccessor,
+        Property::OneDecisionPerId,
+        Property::MonotonicApply,
+        Property::FencedStore,
         Property::ProbeBudget,
-        Property::AttributionApplied,
-        Property::ForcedHonoured,
+        Property::AttributedOutcomes,
+        Property::ForcedStates,
         // Found violated by this model, then fixed in the machine: a decider rebases on the
         // newest decision it knows, not on a rejection's older `current`.
         Property::NoRollback,
@@ -41,11 +42,11 @@ fn the_two_node_model_is_exhausted_and_pinned() {
 fn a_store_without_cas_is_caught() {
     let fenced = explore(&small()).unwrap();
     assert!(fenced.complete);
-    assert_eq!(fenced.verdict(Property::DeposedNeverAfterSuccessor), Some(&Verdict::Holds));
+    assert_eq!(fenced.verdict(Property::FencedStore), Some(&Verdict::Holds));
     let report = explore(&ExploreSpec { planted_bug: Some(PlantedBug::StoreWithoutCas), ..small() }).unwrap();
     println!("{report}");
     assert!(
-        matches!(report.verdict(Property::DeposedNeverAfterSuccessor), Some(Verdict::Violated { .. })),
+        matches!(report.verdict(Property::FencedStore), Some(Verdict::Violated { .. })),
         "without fencing, a dead decider's write lands after its successor's and is applied"
     );
 }
@@ -66,5 +67,5 @@ fn invalid_specs_are_refused() {
 fn a_search_over_its_state_limit_is_incomplete() {
     let report = explore(&ExploreSpec { max_states: 1_000, ..ExploreSpec::two_nodes() }).unwrap();
     assert!(!report.complete);
-    assert_eq!(report.verdict(Property::UniqueDecisionIds), Some(&Verdict::NotViolatedSoFar));
+    assert_eq!(report.verdict(Property::OneDecisionPerId), Some(&Verdict::NotViolatedSoFar));
 }
