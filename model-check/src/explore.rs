@@ -72,6 +72,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hasher};
 use std::time::{Duration, Instant};
 
+use crate::admission::Admitter;
 use crate::properties::{Property, PropertyKind};
 
 use breaker_actors::machine::{
@@ -430,45 +431,13 @@ struct Flight {
 /// The hot path's memory beside the machine's snapshot (which it mirrors).
 #[derive(Debug, Clone)]
 struct Hot {
-    snapshot: Snapshot,
-    probes_issued: u32,
-    fraction_acc: u32,
+    admitter: Admitter,
     streak: u64,
 }
 
 impl Hot {
     fn new(snapshot: Snapshot) -> Self {
-        Self { snapshot, probes_issued: 0, fraction_acc: 0, streak: 0 }
-    }
-
-    fn install(&mut self, snapshot: Snapshot) {
-        let round = |s: &Snapshot| match s.admission {
-            Admission::Probe { round, .. } => Some(round),
-            _ => None,
-        };
-        if round(&snapshot) != round(&self.snapshot) {
-            self.probes_issued = 0;
-        }
-        self.snapshot = snapshot;
-    }
-
-    /// `None`: rejected; `Some(probe)`: admitted, as a probe or not (as `HotPath::admit`).
-    fn admit(&mut self) -> Option<bool> {
-        match self.snapshot.admission {
-            Admission::Allow => Some(false),
-            Admission::Reject => None,
-            Admission::Probe { grant, .. } => (self.probes_issued < grant).then(|| {
-                self.probes_issued += 1;
-                true
-            }),
-            Admission::Fraction { per_mille } => {
-                self.fraction_acc += u32::from(per_mille);
-                (self.fraction_acc >= 1000).then(|| {
-                    self.fraction_acc -= 1000;
-                    false
-                })
-            }
-        }
+        Self { admitter: Admitter::new(snapshot), streak: 0 }
     }
 }
 
@@ -788,12 +757,12 @@ impl World {
         let applied_phase = machine.applied().map_or(DecisionId::NONE, |d| d.phase);
         let half_open_phase =
             machine.applied().filter(|d| matches!(d.state, FleetState::HalfOpen { .. })).map(|d| d.phase);
-        let snapshot = node.hot.snapshot;
+        let snapshot = node.hot.admitter.snapshot;
         let mut counts = OutcomeCounts::default();
         let mut longest = node.hot.streak;
         let mut probes = 0;
         for _ in 0..calls {
-            match node.hot.admit() {
+            match node.hot.admitter.admit() {
                 None => counts.rejected += 1,
                 Some(probe) => {
                     if probe {
@@ -1050,7 +1019,7 @@ impl World {
     ) {
         let incarnation = state.nodes[i].incarnation;
         match effect {
-            Effect::Snapshot(snapshot) => state.nodes[i].hot.install(snapshot),
+            Effect::Snapshot(snapshot) => state.nodes[i].hot.admitter.install(snapshot),
             Effect::PublishReport(report) => Self::send(state, Packet::Publish { report, admitted_phase }),
             Effect::WriteDecision(decision) => {
                 let fingerprint = debug_fingerprint(&decision);
@@ -1140,7 +1109,7 @@ impl World {
                 FleetState::ForcedClosed | FleetState::Disabled | FleetState::MetricsOnly => Admission::Allow,
                 _ => continue,
             };
-            if node.hot.snapshot.admission != expected {
+            if node.hot.admitter.snapshot.admission != expected {
                 obs.violate(
                     Property::ForcedStates,
                     format!(
@@ -1148,7 +1117,7 @@ impl World {
                         machine.params().node,
                         applied.id,
                         applied.state.label().as_str(),
-                        node.hot.snapshot.admission
+                        node.hot.admitter.snapshot.admission
                     ),
                 );
             }
@@ -1167,8 +1136,9 @@ impl World {
             h.write_u64(n.incarnation);
             h.write_u64(n.observed_rev);
             h.write_u64(n.lease_term.map_or(u64::MAX, |t| t.0));
-            h.write_u32(n.hot.probes_issued);
-            h.write_u32(n.hot.fraction_acc);
+            h.write_u64(n.hot.admitter.probe_round().map_or(u64::MAX, |r| r));
+            h.write_u32(n.hot.admitter.probes_issued);
+            h.write_u32(n.hot.admitter.fraction_acc);
             h.write_u64(n.hot.streak);
             h.write_u64(n.max_applied.term.0);
             h.write_u64(n.max_applied.seq);
@@ -1227,7 +1197,7 @@ impl World {
             }
             Action::Batch { node, failing } => {
                 let node = usize::from(node);
-                let admission = state.nodes[node].hot.snapshot.admission;
+                let admission = state.nodes[node].hot.admitter.snapshot.admission;
                 format!(
                     "{} runs {} {} call(s) under {admission:?}",
                     name(node),

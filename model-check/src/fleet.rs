@@ -80,11 +80,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use breaker_actors::machine::{
-    Admission, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
-    FleetState, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng,
-    Snapshot, StateLabel, StepDownReason, Term, ValidConfig, WIRE_VERSION,
+    BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event, FleetState,
+    Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng, Snapshot,
+    StateLabel, StepDownReason, Term, ValidConfig, WIRE_VERSION,
 };
 
+use crate::admission::Admitter;
 use crate::properties::{SafetyMonitor, Violation};
 
 /// How long the simulated outcome stream keeps a report (the `JetStream` `max_age`), in sim ms.
@@ -368,13 +369,7 @@ struct HeldLease {
 /// The simulated hot path of one node: what `Breaker::try_acquire` and the permits do.
 #[derive(Debug, Clone)]
 struct HotPath {
-    snapshot: Snapshot,
-    /// The probe round of the last probe snapshot installed.
-    probe_round: Option<u64>,
-    /// Probes admitted in that round.
-    probes_issued: u32,
-    /// Running sum of `per_mille` for fractional admission.
-    fraction_acc: u32,
+    admitter: Admitter,
     /// The current run of consecutive failures.
     streak: u64,
     /// The longest run since the last drain, counting the run carried into it.
@@ -385,47 +380,7 @@ struct HotPath {
 
 impl HotPath {
     fn new(snapshot: Snapshot) -> Self {
-        Self {
-            snapshot,
-            probe_round: None,
-            probes_issued: 0,
-            fraction_acc: 0,
-            streak: 0,
-            longest: 0,
-            pending: BTreeMap::new(),
-        }
-    }
-
-    fn install(&mut self, snapshot: Snapshot) {
-        // A grant is a total for its probe round, which can outlive snapshot generations
-        // and even snapshots that admit no probe: like the real allowance, only a probe
-        // snapshot of another round resets the count.
-        if let Admission::Probe { round, .. } = snapshot.admission {
-            if self.probe_round != Some(round) {
-                self.probe_round = Some(round);
-                self.probes_issued = 0;
-            }
-        }
-        self.snapshot = snapshot;
-    }
-
-    /// Whether the next call is admitted, and whether as a probe.
-    fn admit(&mut self) -> Option<bool> {
-        match self.snapshot.admission {
-            Admission::Allow => Some(false),
-            Admission::Reject => None,
-            Admission::Probe { grant, .. } => (self.probes_issued < grant).then(|| {
-                self.probes_issued += 1;
-                true
-            }),
-            Admission::Fraction { per_mille } => {
-                self.fraction_acc += u32::from(per_mille);
-                (self.fraction_acc >= 1000).then(|| {
-                    self.fraction_acc -= 1000;
-                    false
-                })
-            }
-        }
+        Self { admitter: Admitter::new(snapshot), streak: 0, longest: 0, pending: BTreeMap::new() }
     }
 }
 
@@ -632,7 +587,7 @@ impl Fleet {
 
     /// The snapshot node `i`'s hot path enforces (`None` while it is down).
     pub fn snapshot(&self, i: usize) -> Option<Snapshot> {
-        self.nodes.get(i).filter(|n| n.machine.is_some()).map(|n| n.hot.snapshot)
+        self.nodes.get(i).filter(|n| n.machine.is_some()).map(|n| n.hot.admitter.snapshot)
     }
 
     /// Node `i`'s machine (`None` while it is down).
@@ -1060,9 +1015,9 @@ impl Fleet {
         });
         for _ in 0..self.spec.calls_per_flush {
             let node = &mut self.nodes[i];
-            let snapshot = node.hot.snapshot;
+            let snapshot = node.hot.admitter.snapshot;
             let record = snapshot.record;
-            let Some(probe) = node.hot.admit() else {
+            let Some(probe) = node.hot.admitter.admit() else {
                 node.counters.rejected += 1;
                 if record {
                     let counts = node.hot.pending.entry(snapshot.generation).or_default();
@@ -1117,7 +1072,7 @@ impl Fleet {
     fn check_nodes(&mut self) {
         for (i, node) in self.nodes.iter().enumerate() {
             if let Some(machine) = &node.machine {
-                self.monitor.check_node(self.now, i, machine.applied(), &node.hot.snapshot, &machine.stats());
+                self.monitor.check_node(self.now, i, machine.applied(), &node.hot.admitter.snapshot, &machine.stats());
             }
         }
     }
@@ -1336,7 +1291,7 @@ impl Fleet {
         self.trace_line(i, &format!("{effect:?}"));
         let incarnation = self.nodes[i].incarnation;
         match effect {
-            Effect::Snapshot(snapshot) => self.nodes[i].hot.install(snapshot),
+            Effect::Snapshot(snapshot) => self.nodes[i].hot.admitter.install(snapshot),
             Effect::PublishReport(report) => {
                 self.monitor.published(self.now, i, &report);
                 self.send(Packet::Publish { from: i, report });

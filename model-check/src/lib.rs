@@ -2,6 +2,7 @@
 //! ([`fleet`]); proptest suites, the fault-injecting simulator and the exhaustive model
 //! build on it.
 
+mod admission;
 pub mod explore;
 pub mod fleet;
 pub mod properties;

@@ -35,13 +35,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `text` and a newline; a reader that went away (`| head`) is not an error.
+fn emit(text: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 /// Runs the command; whether every property held.
 fn run(args: &[String]) -> Result<bool, UsageError> {
     match args.first().map(String::as_str) {
         Some("sim") => run_sim(&args[1..]),
         Some("explore") => run_explore(&args[1..]),
         Some("-h" | "--help") => {
-            println!("{USAGE}");
+            emit(USAGE);
             Ok(true)
         }
         Some(other) => Err(UsageError(format!("unknown command {other:?}"))),
@@ -137,8 +142,7 @@ fn run_sim(args: &[String]) -> Result<bool, UsageError> {
         }
         summary.add(&report);
     }
-    println!("{summary}");
-    println!("wall time:        {:.1} s", started.elapsed().as_secs_f64());
+    emit(format_args!("{summary}\nwall time:        {:.1} s", started.elapsed().as_secs_f64()));
     Ok(summary.failures.is_empty())
 }
 
@@ -154,6 +158,6 @@ fn run_explore(args: &[String]) -> Result<bool, UsageError> {
         spec.max_states = usize::try_from(limit).map_err(|_| UsageError("--max-states is too large".into()))?;
     }
     let report = explore(&spec).map_err(|e| UsageError(e.to_string()))?;
-    println!("{report}");
+    emit(&report);
     Ok(report.all_pass())
 }
