@@ -175,6 +175,18 @@ impl ExploreSpec {
     pub fn three_nodes() -> Self {
         Self { nodes: 3, max_states: 3_000_000, ..Self::two_nodes() }
     }
+
+    /// Two nodes over an unreliable network: one message may be delivered twice and one
+    /// lost, besides a crash; one batch of calls (a trip) to keep the space small.
+    pub fn faulty_network() -> Self {
+        Self { batches: 1, duplications: 1, drops: 1, ..Self::two_nodes() }
+    }
+
+    /// Two nodes where the lease may expire under a live decider that keeps running (a
+    /// paused or cut-off old leader), over a network that may duplicate and lose a message.
+    pub fn zombie_decider() -> Self {
+        Self { batches: 1, crashes: 0, lease_expiries: 1, duplications: 1, drops: 1, ..Self::two_nodes() }
+    }
 }
 
 /// A spec the explorer cannot run.

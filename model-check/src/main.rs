@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use breaker_actors::machine::CommandKind;
 use model_check::explore::{ExploreSpec, explore};
 use model_check::fleet::PlantedBug;
 use model_check::sim::{self, FaultKind, SimSpec, SimSummary};
@@ -15,7 +16,9 @@ usage:
   model-check sim [--seeds N] [--first-seed S] [--nodes M] [--faults all|none|KIND,...]
                   [--chaos-ms T] [--plant store-without-cas]
   model-check sim --seed S [--nodes M] [--faults ...] [--chaos-ms T] [--trace] [--plant ...]
-  model-check explore [--nodes 2|3] [--max-states N]
+  model-check explore [--nodes 2|3] [--batches N] [--time-steps N] [--crashes N]
+                      [--duplications N] [--drops N] [--lease-expiries N]
+                      [--commands force-open,reset,...] [--max-in-flight N] [--max-states N]
 
 fault kinds: delay, reorder, duplicate, drop, partition, clock, crash, pause, command";
 
@@ -147,17 +150,55 @@ fn run_sim(args: &[String]) -> Result<bool, UsageError> {
 }
 
 fn run_explore(args: &[String]) -> Result<bool, UsageError> {
-    let flags = Flags::parse(args, &["--nodes", "--max-states"], &[])?;
+    let budgets = ["--batches", "--crashes", "--duplications", "--drops", "--lease-expiries", "--time-steps"];
+    let mut known = vec!["--nodes", "--max-states", "--max-in-flight", "--commands"];
+    known.extend(budgets);
+    let flags = Flags::parse(args, &known, &[])?;
     let mut spec = match flags.number("--nodes", 2)? {
         2 => ExploreSpec::two_nodes(),
         3 => ExploreSpec::three_nodes(),
         other => return Err(UsageError(format!("explore runs 2 or 3 nodes, not {other}"))),
     };
+    let too_large = |name: &str| UsageError(format!("{name} is too large"));
+    for name in budgets {
+        let Some(_) = flags.value(name) else { continue };
+        let value = u32::try_from(flags.number(name, 0)?).map_err(|_| too_large(name))?;
+        match name {
+            "--batches" => spec.batches = value,
+            "--crashes" => spec.crashes = value,
+            "--duplications" => spec.duplications = value,
+            "--drops" => spec.drops = value,
+            "--lease-expiries" => spec.lease_expiries = value,
+            _ => spec.time_steps = value,
+        }
+    }
     if flags.value("--max-states").is_some() {
-        let limit = flags.number("--max-states", 0)?;
-        spec.max_states = usize::try_from(limit).map_err(|_| UsageError("--max-states is too large".into()))?;
+        spec.max_states = usize::try_from(flags.number("--max-states", 0)?).map_err(|_| too_large("--max-states"))?;
+    }
+    if flags.value("--max-in-flight").is_some() {
+        spec.max_in_flight =
+            usize::try_from(flags.number("--max-in-flight", 0)?).map_err(|_| too_large("--max-in-flight"))?;
+    }
+    if let Some(list) = flags.value("--commands") {
+        spec.commands = parse_commands(list)?;
     }
     let report = explore(&spec).map_err(|e| UsageError(e.to_string()))?;
     emit(&report);
     Ok(report.all_pass())
+}
+
+/// `force-open,force-closed,disable,metrics-only,reset`, in order.
+fn parse_commands(list: &str) -> Result<Vec<CommandKind>, UsageError> {
+    list.split(',')
+        .map(|name| match name.trim() {
+            "force-open" => Ok(CommandKind::ForceOpen),
+            "force-closed" => Ok(CommandKind::ForceClosed),
+            "disable" => Ok(CommandKind::Disable),
+            "metrics-only" => Ok(CommandKind::MetricsOnly),
+            "reset" => Ok(CommandKind::Reset),
+            other => Err(UsageError(format!(
+                "unknown command {other:?} (known: force-open, force-closed, disable, metrics-only, reset)"
+            ))),
+        })
+        .collect()
 }

@@ -38,6 +38,28 @@ fn the_two_node_model_is_exhausted_and_pinned() {
     assert!(report.all_pass());
 }
 
+/// Every safety property holds and the figures are as pinned.
+fn holds_pinned(spec: &ExploreSpec, states: usize, depth: u32) {
+    let report = explore(spec).unwrap();
+    println!("{report}");
+    assert!(report.complete);
+    assert!(report.violations().is_empty(), "{report}");
+    assert!(matches!(report.verdict(Property::CanOpen), Some(Verdict::Found { .. })), "{report}");
+    assert!(matches!(report.verdict(Property::CanTakeOver), Some(Verdict::Found { .. })), "{report}");
+    // Pinned, like the two-node model's.
+    assert_eq!((report.states, report.max_depth), (states, depth));
+}
+
+#[test]
+fn a_duplicating_and_lossy_network_breaks_no_safety_property() {
+    holds_pinned(&ExploreSpec::faulty_network(), 75_549, 17);
+}
+
+#[test]
+fn a_zombie_decider_breaks_no_safety_property() {
+    holds_pinned(&ExploreSpec::zombie_decider(), 63_487, 19);
+}
+
 #[test]
 fn a_store_without_cas_is_caught() {
     let fenced = explore(&small()).unwrap();
