@@ -1,5 +1,5 @@
 # Fusebox developer entry points. `make test` is exactly what CI runs.
-.PHONY: test demo timeline tools clean-tools
+.PHONY: test demo timeline sim explore tools clean-tools
 
 test:
 	bash scripts/test.sh
@@ -15,6 +15,14 @@ demo:
 # The same kind of outage through the deterministic simulated fleet (no NATS).
 timeline:
 	cargo run --release --quiet -p fusebox-examples --bin outage-timeline
+
+# The seeded fault simulation and the exhaustive model of the real machine
+# (docs/verification.md). SIM_ARGS / EXPLORE_ARGS: e.g. --seeds 10000 --nodes 5, --nodes 3.
+sim:
+	cargo run --release --quiet -p model-check -- sim $(or $(SIM_ARGS),--seeds 1000 --nodes 3)
+
+explore:
+	cargo run --release --quiet -p model-check -- explore $(EXPLORE_ARGS)
 
 tools:
 	bash scripts/install-tools.sh

@@ -49,10 +49,9 @@ cargo test --workspace --locked
 header "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
-# ---------------------------------------------------------------------------
-# LATER SUITES GO HERE -- add each as a further step, each with its own `header`:
-#   - model-check suites (model-check crate)
-# ---------------------------------------------------------------------------
+# The model-check suites (200 + 50 simulated seeds, the exhaustive 2-node models, the
+# planted bugs) run inside `cargo test --workspace` above; docs/verification.md has the
+# longer runs for nightly use.
 
 # The loom models of the hot path (breaker-actors/tests/loom.rs). A target dir of its own,
 # so the cfg change does not invalidate the main build; under CARGO_TARGET_DIR if set.
