@@ -293,6 +293,19 @@ class DecisionFollower:
             asyncio.ensure_future(self._resync(kv)),
         ]
 
+    async def start_when_created(self, deadline: Optional[float]) -> None:
+        """Like :meth:`start`, but waits for a Fusebox node to create the bucket, until the
+        event loop's ``deadline`` (``None``: forever); raises ``BucketNotFoundError`` after it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.start()
+                return
+            except nats.js.errors.BucketNotFoundError:
+                if deadline is not None and loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
     async def wait_ready(self, timeout: float) -> None:
         """Waits until the current value (or its absence) has been read."""
         await asyncio.wait_for(self._ready.wait(), timeout)
@@ -367,19 +380,6 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-async def _bind(nc: Client, follower: DecisionFollower, deadline: Optional[float]) -> None:
-    """Starts ``follower``, waiting for the bucket if no Fusebox node has created it yet."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            await follower.start()
-            return
-        except nats.js.errors.BucketNotFoundError:
-            if deadline is not None and loop.time() >= deadline:
-                raise
-            await asyncio.sleep(0.1)
-
-
 async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.timeout if args.timeout is not None else None
@@ -425,7 +425,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     follower = DecisionFollower(nc, args.breaker, args.node, prefix=args.prefix, on_apply=on_apply)
     try:
-        await _bind(nc, follower, deadline)
+        await follower.start_when_created(deadline)
         remaining = None if deadline is None else max(0.0, deadline - loop.time())
         try:
             if args.until:

@@ -32,6 +32,9 @@ from typing import Any, Dict, Optional, Sequence
 from fusebox_follow import Decision, DecisionFollower, LocalBreaker
 from fusebox_publish import OutcomePublisher, OutcomeReporter
 
+# How long to wait for a Fusebox node to create the state bucket.
+BUCKET_WAIT_S = 30.0
+
 # The Rust side prints state labels in their Debug form.
 LABELS = {
     "closed": "Closed",
@@ -50,13 +53,14 @@ def emit(line: Dict[str, Any]) -> None:
     print(json.dumps(line), flush=True)
 
 
-async def call(host: str, port: int, timeout: float) -> bool:
-    """One GET against the dependency: True for a 2xx answer within ``timeout``."""
+async def call(host: str, port: int, timeout: float, probe: bool) -> bool:
+    """One GET against the dependency, saying whether it is a probe: True for a 2xx answer
+    within ``timeout``."""
 
     async def attempt() -> bool:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            writer.write(b"GET /probe HTTP/1.0\r\n\r\n" if probe else b"GET / HTTP/1.0\r\n\r\n")
             await writer.drain()
             response = await reader.read()
             return response.startswith(b"HTTP/1.0 2")
@@ -116,9 +120,10 @@ async def _run(args: argparse.Namespace) -> int:
                 counts["rejected"] += 1
                 reporter.rejected(args.breaker)
                 continue
-            if decision is not None and decision.state == "half_open":
+            probe = decision is not None and decision.state == "half_open"
+            if probe:
                 counts["probes"] += 1
-            if await call(host, int(port), 0.5):
+            if await call(host, int(port), 0.5, probe):
                 counts["ok"] += 1
                 reporter.success(args.breaker)
             else:
@@ -133,7 +138,8 @@ async def _run(args: argparse.Namespace) -> int:
             emit({"kind": "status", "node": args.node, "state": state, "deciding": False, "term": term, **counts})
             await asyncio.sleep(0.25)
 
-    await follower.start()
+    # The Rust instances create the bucket; this one may well start first.
+    await follower.start_when_created(asyncio.get_running_loop().time() + BUCKET_WAIT_S)
     tasks = [asyncio.ensure_future(t) for t in (calls(), status(), reporter.run(0.02))]
     try:
         await stop.wait()

@@ -1,7 +1,10 @@
 //! The demo's scripted dependency: a tiny HTTP/1.0 server on loopback whose health the
 //! orchestrator sets (healthy: 200, failing: 500), and which counts the requests that reach
-//! it by the fleet state the orchestrator last saw: the honest measure of what a breaker let
-//! through (calls while open, probes per half-open round).
+//! it: the honest measure of what a breaker let through. Calls count by the fleet state the
+//! orchestrator last saw (calls while open); a call an instance admitted as a probe says so
+//! (`GET /probe`) and counts towards the newest half-open round the orchestrator has seen, so
+//! a round's count is not inflated by ordinary calls of instances that already applied the
+//! next decision while the orchestrator's watch still shows the round.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +31,10 @@ struct Shared {
     healthy: AtomicBool,
     view: Mutex<FleetView>,
     counts: Mutex<BTreeMap<FleetView, u64>>,
+    /// Probe requests by half-open round (`None`: before any round was seen).
+    probes: Mutex<BTreeMap<Option<u64>, u64>>,
+    /// The newest half-open round the orchestrator has seen.
+    last_round: Mutex<Option<u64>>,
 }
 
 /// The dependency: see the module documentation.
@@ -46,6 +53,8 @@ impl Dependency {
             healthy: AtomicBool::new(true),
             view: Mutex::new(FleetView::Flowing),
             counts: Mutex::new(BTreeMap::new()),
+            probes: Mutex::new(BTreeMap::new()),
+            last_round: Mutex::new(None),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -73,7 +82,15 @@ impl Dependency {
 
     /// Records how the fleet looks now, for the requests that arrive from now on.
     pub fn set_view(&self, view: FleetView) {
+        if let FleetView::HalfOpen(round) = view {
+            *self.shared.last_round.lock().unwrap_or_else(PoisonError::into_inner) = Some(round);
+        }
         *self.shared.view.lock().unwrap_or_else(PoisonError::into_inner) = view;
+    }
+
+    /// Probe requests received, by half-open round (`None`: before any round was seen).
+    pub fn probes(&self) -> BTreeMap<Option<u64>, u64> {
+        self.shared.probes.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Requests received, by fleet view.
@@ -88,8 +105,13 @@ async fn answer(shared: Arc<Shared>, mut stream: TcpStream) {
     if !matches!(tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await, Ok(Ok(n)) if n > 0) {
         return;
     }
-    let view = *shared.view.lock().unwrap_or_else(PoisonError::into_inner);
-    *shared.counts.lock().unwrap_or_else(PoisonError::into_inner).entry(view).or_default() += 1;
+    if request.starts_with(PROBE_REQUEST) {
+        let round = *shared.last_round.lock().unwrap_or_else(PoisonError::into_inner);
+        *shared.probes.lock().unwrap_or_else(PoisonError::into_inner).entry(round).or_default() += 1;
+    } else {
+        let view = *shared.view.lock().unwrap_or_else(PoisonError::into_inner);
+        *shared.counts.lock().unwrap_or_else(PoisonError::into_inner).entry(view).or_default() += 1;
+    }
     let response: &[u8] = if shared.healthy.load(Ordering::SeqCst) {
         b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
     } else {
@@ -98,11 +120,15 @@ async fn answer(shared: Arc<Shared>, mut stream: TcpStream) {
     let _ = stream.write_all(response).await;
 }
 
-/// One GET against the dependency: `true` for a 2xx answer within `timeout`.
-pub async fn call(addr: SocketAddr, timeout: Duration) -> bool {
+const PROBE_REQUEST: &[u8] = b"GET /probe HTTP/1.0\r\n\r\n";
+const CALL_REQUEST: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
+
+/// One GET against the dependency, saying whether it is a probe: `true` for a 2xx answer
+/// within `timeout`.
+pub async fn call(addr: SocketAddr, timeout: Duration, probe: bool) -> bool {
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await.ok()?;
-        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        stream.write_all(if probe { PROBE_REQUEST } else { CALL_REQUEST }).await.ok()?;
         let mut response = Vec::with_capacity(64);
         stream.read_to_end(&mut response).await.ok()?;
         Some(response.starts_with(b"HTTP/1.0 2"))
@@ -118,13 +144,17 @@ mod tests {
     #[tokio::test]
     async fn answers_by_health_and_counts_by_view() {
         let dep = Dependency::start().await.unwrap();
-        assert!(call(dep.addr(), Duration::from_secs(2)).await);
+        assert!(call(dep.addr(), Duration::from_secs(2), false).await);
         dep.set_healthy(false);
         dep.set_view(FleetView::HalfOpen(7));
-        assert!(!call(dep.addr(), Duration::from_secs(2)).await);
-        assert!(!call(dep.addr(), Duration::from_secs(2)).await);
+        assert!(!call(dep.addr(), Duration::from_secs(2), false).await);
+        assert!(!call(dep.addr(), Duration::from_secs(2), true).await);
+        // A late probe of round 7 still counts there once the view has moved on.
+        dep.set_view(FleetView::Flowing);
+        assert!(!call(dep.addr(), Duration::from_secs(2), true).await);
         let counts = dep.counts();
         assert_eq!(counts.get(&FleetView::Flowing), Some(&1));
-        assert_eq!(counts.get(&FleetView::HalfOpen(7)), Some(&2));
+        assert_eq!(counts.get(&FleetView::HalfOpen(7)), Some(&1));
+        assert_eq!(dep.probes(), BTreeMap::from([(Some(7), 2)]));
     }
 }

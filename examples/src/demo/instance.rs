@@ -176,10 +176,11 @@ async fn call_loop(breaker: Breaker, dependency: SocketAddr, rate: u32, counters
             counters.rejected.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        if permit.is_probe() {
+        let probe = permit.is_probe();
+        if probe {
             counters.probes.fetch_add(1, Ordering::Relaxed);
         }
-        if dependency::call(dependency, Duration::from_millis(500)).await {
+        if dependency::call(dependency, Duration::from_millis(500), probe).await {
             counters.ok.fetch_add(1, Ordering::Relaxed);
             permit.success();
         } else {

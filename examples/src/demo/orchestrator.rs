@@ -448,8 +448,9 @@ impl Demo {
             .filter_map(|(_, term, seq, at)| created.get(&(*term, *seq)).map(|c| at.saturating_sub(*c)))
             .collect();
         let counts = self.dependency.counts();
+        let probes = self.dependency.probes();
         let per_round: Vec<u64> = (0..u64::try_from(self.half_open_rounds.len()).unwrap_or(0))
-            .map(|r| counts.get(&FleetView::HalfOpen(r)).copied().unwrap_or(0))
+            .map(|r| probes.get(&Some(r)).copied().unwrap_or(0))
             .collect();
         let granted: BTreeSet<u32> = self
             .decisions
