@@ -235,7 +235,7 @@ pub struct NodeCounters {
     pub slow: u64,
     /// Calls the breaker rejected.
     pub rejected: u64,
-    /// Calls admitted as probes (under [`Admission::Probe`]).
+    /// Calls admitted as probes (under [`Admission::Probe`](breaker_actors::machine::Admission::Probe)).
     pub probes_admitted: u64,
 }
 
