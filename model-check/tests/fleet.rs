@@ -12,19 +12,10 @@ use model_check::fleet::{Fleet, FleetSpec};
 const FLUSH_MS: u64 = 10;
 const TTL_MS: u64 = 1_500;
 
+/// The simulation's configuration: trips at 50 % of 40 calls (10 at least), open 1 s, two
+/// probes that must both succeed, 2 s max wait.
 fn config() -> BreakerConfig {
-    BreakerConfig {
-        trip: TripPolicy {
-            window: WindowConfig::Count { calls: 40 },
-            minimum_calls: 10,
-            failure_rate: Some(0.5),
-            ..TripPolicy::default()
-        },
-        open: OpenPolicy::Fixed { duration_ms: 1_000 },
-        half_open: HalfOpenPolicy { probe_budget: 2, success_threshold: 2, max_wait_ms: 2_000, ramp: None },
-        local: None,
-        ..BreakerConfig::default()
-    }
+    model_check::sim::sim_config()
 }
 
 fn spec(nodes: usize, dependency: Vec<(u64, u16)>) -> FleetSpec {
