@@ -63,7 +63,7 @@
 //!
 //! # Dedup
 //!
-//! A state's fingerprint is 128 bits (FNV-1a and `SipHash` over the same bytes) of
+//! A state's fingerprint is 128 bits (`SipHash` and a multiply-rotate hash over the same bytes) of
 //! everything that decides its future, including the property monitors' memory; a
 //! machine contributes [`Machine::hash_behaviour`], which leaves out its statistics.
 

@@ -679,19 +679,10 @@ impl Machine {
         self.wake
     }
 
-    /// A hash of everything that decides this machine's future behaviour — everything but
-    /// its statistics and its config; for model checkers, which must recognise two
-    /// machines that will act alike as one state although their counters differ.
-    /// Stable across runs and platforms of one build (see [`Machine::hash_behaviour`]).
-    pub fn fingerprint(&self) -> u64 {
-        let mut hasher = std::hash::DefaultHasher::new();
-        self.hash_behaviour(&mut hasher);
-        std::hash::Hasher::finish(&hasher)
-    }
-
-    /// Feeds what [`Machine::fingerprint`] hashes into `hasher` (the `Debug` text of every
-    /// field but the statistics and the config), so a checker can combine independent
-    /// hashes into a wider fingerprint.
+    /// Feeds everything that decides this machine's future behaviour into `hasher`: the
+    /// `Debug` text of every field but its statistics and its config. For model checkers,
+    /// which must recognise two machines that will act alike as one state although their
+    /// counters differ.
     pub fn hash_behaviour<H: std::hash::Hasher>(&self, hasher: &mut H) {
         struct Feed<'a, H>(&'a mut H);
         impl<H: std::hash::Hasher> std::fmt::Write for Feed<'_, H> {
