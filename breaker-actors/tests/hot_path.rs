@@ -502,3 +502,75 @@ fn racing_installs_and_drains_lose_nothing_and_never_over_issue_probes() {
     }
     assert!(rounds >= 3 && full_rounds > 0, "the race covered probe rounds ({rounds}, {full_rounds} used up)");
 }
+
+/// Counter shards belong to one thread each (see `hot::OWNED_SHARDS`): a permit recorded
+/// by another thread than the one that acquired it records on the recording thread's shard;
+/// threads that exit give their shard to the next thread; more threads than there are owned
+/// shards share locked ones. Across all of that, with drains racing, every call is drained
+/// once under its generation.
+#[test]
+fn permits_moving_between_threads_and_threads_coming_and_going_lose_nothing() {
+    use breaker_actors::hot::OWNED_SHARDS;
+    const WAVES: usize = 3;
+    const CALLS: u64 = 500;
+    let threads = OWNED_SHARDS + 16;
+    let hot = Arc::new(closed());
+    let done = Arc::new(AtomicU64::new(0));
+    let drain_thread = {
+        let (hot, done) = (Arc::clone(&hot), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut drained = Vec::new();
+            while done.load(Ordering::Acquire) == 0 {
+                drained.push(hot.drain());
+                std::thread::yield_now();
+            }
+            drained
+        })
+    };
+    for _ in 0..WAVES {
+        // A wave of more threads than owned shards, all alive at once; each acquires, hands
+        // every other permit to a thread of its own to record, and exits.
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let wave: Vec<_> = (0..threads)
+            .map(|_| {
+                let (hot, barrier) = (Arc::clone(&hot), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    std::thread::scope(|scope| {
+                        let (to_recorder, recorder_inbox) = std::sync::mpsc::channel();
+                        scope.spawn(move || {
+                            for permit in recorder_inbox {
+                                breaker_actors::hot::Permit::failure(permit);
+                            }
+                        });
+                        for i in 0..CALLS {
+                            let permit = hot.try_acquire().unwrap();
+                            if i % 2 == 0 {
+                                permit.success();
+                            } else {
+                                to_recorder.send(permit).unwrap();
+                            }
+                        }
+                    });
+                })
+            })
+            .collect();
+        for thread in wave {
+            thread.join().unwrap();
+        }
+    }
+    done.store(1, Ordering::Release);
+    let mut drained = drain_thread.join().unwrap();
+    drained.push(hot.drain());
+
+    let calls = (WAVES * threads) as u64 * CALLS;
+    let mut by_generation: BTreeMap<u64, OutcomeCounts> = BTreeMap::new();
+    for d in &drained {
+        assert_eq!(d.stale_calls, 0, "one generation: nothing is late");
+        for (generation, counts) in counts_by_generation(d) {
+            by_generation.entry(generation).or_default().add(&counts);
+        }
+    }
+    let expected = OutcomeCounts { success: calls / 2, failure: calls / 2, ..OutcomeCounts::default() };
+    assert_eq!(by_generation, BTreeMap::from([(1, expected)]));
+}

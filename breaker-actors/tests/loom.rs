@@ -2,8 +2,10 @@
 //! counter drain and generation handoff against records, and the probe allowance against
 //! acquirers and installs. Every interleaving of the real code runs (the two largest
 //! models: every one with at most 4 preemptions, to keep the run to seconds); under
-//! `--cfg loom` the hot path uses 2 shards, 2 generation slots and cells that saturate at
-//! 2, so slot reuse and saturation are reachable in a few operations.
+//! `--cfg loom` the hot path has 2 owned counter shards (0 and 1: a model never lets two
+//! threads write one at once, as the thread registry guarantees outside loom), 2 shared,
+//! locked shards (2 and 3: any number of threads), and 2 generation slots, so slot takeovers are
+//! reachable in a few operations.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p breaker-actors --test loom
 //! --target-dir target/loom` (`LOOM_MAX_PREEMPTIONS` overrides every model's bound; add
@@ -141,10 +143,10 @@ fn snapshot_reads_are_never_torn() {
     });
 }
 
-/// (b) Two callers record on one shard while the actor installs a new generation and
-/// drains: each outcome is drained exactly once, under the generation its permit was
-/// granted under. The callers tell the generations apart by the admission: generation 1
-/// admits every call, generation 2 is a probe round.
+/// (b) Two callers record on one shard (a shared, locked one) while the actor installs a
+/// new generation and drains: each outcome is drained exactly once, under the generation
+/// its permit was granted under. The callers tell the generations apart by the admission:
+/// generation 1 admits every call, generation 2 is a probe round.
 #[test]
 fn a_drain_racing_records_across_a_generation_change_takes_each_once_under_its_generation() {
     model("a_drain_racing_records_across_a_generation_change_takes_each_once_under_its_generation", None, || {
@@ -153,7 +155,7 @@ fn a_drain_racing_records_across_a_generation_change_takes_each_once_under_its_g
             .map(|_| {
                 let hot = Arc::clone(&hot);
                 thread::spawn(move || {
-                    let permit = hot.try_acquire_on(0).unwrap();
+                    let permit = hot.try_acquire_on(2).unwrap();
                     let probe = permit.is_probe();
                     permit.success();
                     probe
@@ -206,11 +208,11 @@ fn a_drain_on_another_thread_than_the_install_still_maps_every_tag() {
 }
 
 /// (b, continued) Outcomes that finish after their slot moved on (two generations later,
-/// with two slots) or that overflow a cell (loom cells hold 2) are counted stale, still
-/// exactly once; the actor's own outcome under the newest generation always counts there.
+/// with two slots) are counted stale, still exactly once; the actor's own outcome under the
+/// newest generation always counts there.
 #[test]
-fn late_and_overflowing_records_are_stale_never_lost_or_doubled() {
-    model("late_and_overflowing_records_are_stale_never_lost_or_doubled", None, || {
+fn late_records_are_stale_never_lost_or_doubled() {
+    model("late_records_are_stale_never_lost_or_doubled", None, || {
         let hot = hot();
         let caller = {
             let hot = Arc::clone(&hot);
@@ -226,8 +228,8 @@ fn late_and_overflowing_records_are_stale_never_lost_or_doubled() {
         };
         hot.install(&snap(2, Admission::Probe { grant: 5, round: 1 }));
         hot.install(&snap(3, Admission::Allow));
-        // Generation 3 shares generation 1's slot: this success may evict it.
-        hot.try_acquire_on(0).unwrap().success();
+        // Generation 3 shares generation 1's slot: this success may take its cell over.
+        hot.try_acquire_on(1).unwrap().success();
         let mut drains = vec![hot.drain()];
         let probes = caller.join().unwrap();
         drains.push(hot.drain());
@@ -238,6 +240,46 @@ fn late_and_overflowing_records_are_stale_never_lost_or_doubled() {
         assert!(count(&counts, 3, |c| c.success) >= 1, "the newest generation's outcome is never stale");
         assert!(count(&counts, 2, |c| c.success) <= probes + 1, "generation 2's calls were probes");
         assert!(counts.keys().all(|g| (1..=3).contains(g)), "{counts:?}");
+    });
+}
+
+/// (b, continued) One writer takes its own shard's cell over for a newer generation, twice,
+/// while the actor drains between installs: a drain that finds the cell's new tag also
+/// finds where that tag began (or, a later takeover under way, leaves the cell to the next
+/// drain), so the calls before a takeover count under their generation or stale and the
+/// ones after it under the new generation, each exactly once. Generations 1, 3 and 5 share
+/// a slot; the caller tells generation 3 apart by its admission (a probe round; 1 and 5
+/// admit every call).
+#[test]
+fn takeovers_racing_drains_lose_and_double_nothing() {
+    model("takeovers_racing_drains_lose_and_double_nothing", None, || {
+        let hot = hot();
+        let caller = {
+            let hot = Arc::clone(&hot);
+            thread::spawn(move || {
+                let mut probes = 0;
+                for _ in 0..3 {
+                    let permit = hot.try_acquire_on(0).unwrap();
+                    probes += u64::from(permit.is_probe());
+                    permit.success();
+                }
+                probes
+            })
+        };
+        hot.install(&snap(3, Admission::Probe { grant: 5, round: 1 }));
+        let mut drains = vec![hot.drain()];
+        hot.install(&snap(5, Admission::Fraction { per_mille: 1000 }));
+        drains.push(hot.drain());
+        let probes = caller.join().unwrap();
+        drains.push(hot.drain());
+
+        let (counts, stale) = merge(&drains);
+        let drained: u64 = counts.values().map(|c| c.success).sum();
+        assert_eq!(drained + stale, 3, "conservation: {counts:?}, {stale} stale");
+        assert!(counts.keys().all(|g| [1, 3, 5].contains(g)), "{counts:?}");
+        assert!(count(&counts, 3, |c| c.success) <= probes, "{counts:?}");
+        assert!(count(&counts, 1, |c| c.success) + count(&counts, 5, |c| c.success) <= 3 - probes, "{counts:?}");
+        assert_eq!(hot.drain(), Drained::default(), "everything was taken");
     });
 }
 

@@ -1,52 +1,75 @@
-//! The outcome counters: per-shard cells tagged by generation, recorded into with one CAS
-//! and drained by the breaker actor, so that every outcome is drained exactly once under
-//! its own generation or counted stale.
+//! The outcome counters: per-writer shards of cumulative cells tagged by generation, written
+//! by one thread at a time with a plain load and store (no locked instruction), and read by
+//! the breaker actor, which never writes them: it remembers what it took and drains the
+//! difference, so that every outcome is drained exactly once under its own generation or
+//! counted stale.
 //!
-//! Layout: [`SHARDS`] shards, each on cache lines of its own; a thread records into the
-//! shard it was given on first use (round robin over a process-wide counter), so two threads
-//! never write the same line while there are no more threads than shards. A shard holds
-//! [`SLOTS`] generation slots of one cell per outcome class; generation `g` counts in slot
-//! `g mod SLOTS`, so the calls of the last `SLOTS` generations count side by side while the
-//! outcomes of an older generation finish.
+//! # Writers
 //!
-//! A cell packs a 24-bit generation tag (bits 40-63) and a 40-bit count. Recording with
-//! tag `t` is one CAS on the cell of slot `t mod SLOTS`:
-//! - the cell's tag is `t`: count one more (a full cell, 2^40 - 1 calls of one class since
-//!   the last drain in one shard, counts the call stale: never wraps);
-//! - the cell's tag is older: that generation is at least `SLOTS` behind; the CAS takes
-//!   the cell over as `(t, 1)` and moves what it held, undrained, to the shard's stale
-//!   count;
-//! - the cell is empty (drained, or never used): take it over whatever its tag, so a tag
-//!   left alone for half the tag space never blocks its slot, and a late call still counts
-//!   under its own generation if the slot's newer generation has nothing undrained;
-//! - the cell's tag is newer and it holds counts: the call finished after its slot moved
-//!   on; it is stale.
+//! A thread claims a process-wide writer index on its first call of any breaker and gives
+//! it back when it exits ([`writer`]); while it holds index `i`, it is the only thread that
+//! writes shard `i` of any breaker, so a record is a load and a store on lines no other
+//! thread writes. Up to [`OWNED`] threads hold an index at once. Threads beyond that (and a
+//! thread whose thread-locals are being torn down) write one of [`SHARED`] shared shards,
+//! each behind a spin lock that only writers take: the same single-writer steps, one writer
+//! at a time. A permit records on the shard of the thread that records it, not the one that
+//! acquired it (an async call may finish on another worker thread). Shards are allocated
+//! when their index first writes to the breaker, so a breaker costs memory in proportion to
+//! the threads that call it.
 //!
-//! The drainer takes each cell's count with one `fetch_and` that keeps the tag (so a late
-//! outcome of a drained generation still counts in it, at the next drain) and maps the tag
-//! back to the newest installed generation with those bits. Each count moves from a cell
-//! in exactly one read-modify-write: taken by the drainer, or evicted into the stale count
-//! (which the drainer also takes), never both. An eviction's move lands in the stale count
-//! just after its CAS, so a drain between the two reports it at the next drain instead.
+//! # Cells
 //!
-//! Fraction admission counts in the shard too (see [`Counters::admit_fraction`]).
+//! A shard holds [`SLOTS`] generation slots of one cell per outcome class; generation `g`
+//! counts in slot `g mod SLOTS`, so the calls of the last `SLOTS` generations count side by
+//! side while the outcomes of an older generation finish. A cell packs a 24-bit generation
+//! tag (bits 40-63) and a 40-bit running total of every call the cell has counted, under
+//! any tag (wrapping: the drainer takes differences modulo 2^40). Beside it, `began` holds
+//! the tag and the total at which that tag took the cell over. Recording under tag `t`:
+//! - the cell's tag is `t`: total plus one;
+//! - the cell's tag is newer than `t` (between `t` and the generation in force): the call
+//!   finished after its slot moved on; it counts in the shard's running stale total;
+//! - otherwise (older, or so old that it wrapped): take the cell over: `began := (t, total)`
+//!   first, then the cell `:= (t, total + 1)` with Release.
+//!
+//! # Draining
+//!
+//! The drainer keeps, per cell, the last cell word it accounted for. A cell whose tag is
+//! unchanged yields `total - seen` to that tag. A cell whose tag changed was taken over: it
+//! reads `began` after the cell (Acquire on the cell, so `began` is at least the takeover
+//! that wrote the tag it saw); if `began` carries that tag, the calls up to the takeover
+//! were undrained calls of older generations (stale) and the rest belong to the new tag; if
+//! `began` carries another tag, a later takeover is under way, and the cell waits for the
+//! next drain (nothing is lost: totals only grow). Each call is in exactly one cell's total
+//! or the stale total, and each difference is taken once: exactly once, never doubled.
+//!
+//! Limits: a shard counts fewer than 2^40 calls of one class and slot between two drains
+//! (days at full speed, with drains every flush tick); a cell not written for 2^21 takeovers
+//! of its slot is fine, one taken over by the same tag 2^21 takeovers apart between two
+//! drains is not. Fraction admission counts in the shard too (see
+//! [`Counters::admit_fraction`]).
 
 use std::collections::BTreeMap;
 
 use crate::machine::{BreakerName, OutcomeCounts};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, spin_loop};
 
 use super::word::GEN_TAG_BITS;
 
-/// Shards per breaker. Loom models use two, to keep the interleavings few.
+/// Writer indices that own a shard. Loom models use two.
 #[cfg(not(loom))]
-pub(super) const SHARDS: usize = 16;
+pub(super) const OWNED: usize = 128;
 #[cfg(loom)]
-pub(super) const SHARDS: usize = 2;
+pub(super) const OWNED: usize = 2;
+
+/// Shared, locked shards for writers without an index of their own.
+#[cfg(not(loom))]
+pub(super) const SHARED: usize = 4;
+#[cfg(loom)]
+pub(super) const SHARED: usize = 2;
 
 /// Generation slots per shard: the calls of this many generations count side by side. As
-/// many as the machine keeps generations for (`TRACKED_GENERATIONS`): an outcome evicted
-/// to stale is one of a generation the machine no longer takes outcomes for.
+/// many as the machine keeps generations for (`TRACKED_GENERATIONS`): an outcome counted
+/// stale is one of a generation the machine no longer takes outcomes for.
 #[cfg(not(loom))]
 pub(super) const SLOTS: usize = crate::machine::TRACKED_GENERATIONS;
 #[cfg(loom)]
@@ -54,14 +77,8 @@ pub(super) const SLOTS: usize = 2;
 
 const CLASSES: usize = 5;
 const TAG_SHIFT: u32 = 64 - GEN_TAG_BITS;
-const COUNT_MASK: u64 = (1 << TAG_SHIFT) - 1;
-
-/// The most a cell counts before further calls count stale. Loom models cap it at 2, so
-/// the saturation path is modelled too.
-#[cfg(not(loom))]
-const COUNT_MAX: u64 = COUNT_MASK;
-#[cfg(loom)]
-const COUNT_MAX: u64 = 2;
+const TOTAL_MASK: u64 = (1 << TAG_SHIFT) - 1;
+const TAG_MASK: u64 = (1 << GEN_TAG_BITS) - 1;
 
 /// An outcome class, as a cell index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,168 +90,367 @@ pub(super) enum Class {
     Rejected = 4,
 }
 
-/// One thread's (or a few threads') counters.
+/// Which shard a thread writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Writer {
+    /// Its own: no other thread writes it.
+    Owned(usize),
+    /// A shared one, written under its lock.
+    Shared(usize),
+}
+
+impl Writer {
+    fn index(self) -> usize {
+        match self {
+            Self::Owned(i) => i % OWNED,
+            Self::Shared(i) => OWNED + i % SHARED,
+        }
+    }
+}
+
+/// One writer's counters; every field is written by that writer only.
 #[repr(align(128))]
 struct Shard {
+    /// `(tag, running total)` per slot and class.
     cells: [[AtomicU64; CLASSES]; SLOTS],
+    /// Running total of calls that came too late for their slot.
     stale: AtomicU64,
+    /// Calls seen by fraction admission.
     fraction: AtomicU64,
+    /// `(tag, total when the tag took the cell over)`; written only on takeovers.
+    began: [[AtomicU64; CLASSES]; SLOTS],
+    /// Held by the writer of a shared shard (never by the drainer).
+    lock: AtomicBool,
     /// The breaker's name for this shard's rejections: its own allocation, so cloning it
     /// into a `Rejected` does not bounce one shared reference count between cores.
     name: BreakerName,
 }
 
 impl Shard {
-    fn new(name: BreakerName) -> Self {
+    fn new(name: &BreakerName) -> Self {
+        // A validated name always validates again; the fallback shares the original.
+        let name = BreakerName::new(name.as_str()).unwrap_or_else(|_| name.clone());
         Self {
             cells: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             stale: AtomicU64::new(0),
             fraction: AtomicU64::new(0),
+            began: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            lock: AtomicBool::new(false),
             name,
         }
     }
+
+    /// Adds one to a running total that only this shard's writer writes.
+    #[inline]
+    fn bump(total: &AtomicU64) -> u64 {
+        let next = total.load(Ordering::Relaxed).wrapping_add(1);
+        total.store(next, Ordering::Relaxed);
+        next
+    }
+
+    /// Counts one call of `class` under `tag`; `current` is the generation tag in force.
+    #[inline]
+    fn count(&self, tag: u64, class: Class, current: impl FnOnce() -> u64) {
+        #[expect(clippy::cast_possible_truncation, reason = "only the low bits pick the slot")]
+        let slot = tag as usize % SLOTS;
+        let cell = &self.cells[slot][class as usize];
+        let word = cell.load(Ordering::Relaxed);
+        let total = word & TOTAL_MASK;
+        let next = (tag << TAG_SHIFT) | (total.wrapping_add(1) & TOTAL_MASK);
+        let held = word >> TAG_SHIFT;
+        if held != tag {
+            if held_is_newer(held, tag, current()) {
+                Self::bump(&self.stale);
+                return;
+            }
+            // Before the cell: a drainer that sees the new tag finds where it began.
+            self.began[slot][class as usize].store((tag << TAG_SHIFT) | total, Ordering::Relaxed);
+        }
+        // Release: the drainer that takes this count also sees the install that published
+        // `tag` (it maps tags through the newest generation it sees) and the `began` above.
+        cell.store(next, Ordering::Release);
+    }
+
+    /// Runs `write` as this shard's only writer: at once for an owned shard, under the
+    /// lock for a shared one.
+    #[inline]
+    fn write<R>(&self, writer: Writer, write: impl FnOnce(&Self) -> R) -> R {
+        if let Writer::Owned(_) = writer {
+            return write(self);
+        }
+        while self.lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            spin_loop();
+        }
+        let result = write(self);
+        self.lock.store(false, Ordering::Release);
+        result
+    }
+}
+
+/// Whether a cell holding tag `held` has moved on past `tag`: `held` lies after `tag` and
+/// not after `current`, the generation in force (tags wrap; a cell's tag is never after
+/// the generation in force, so one that seems to be is an old tag that wrapped).
+fn held_is_newer(held: u64, tag: u64, current: u64) -> bool {
+    let ahead = |to: u64| to.wrapping_sub(tag) & TAG_MASK;
+    held != tag && ahead(held) <= ahead(current)
+}
+
+/// What the drainer has accounted for, per shard.
+#[derive(Clone, Default)]
+struct Seen {
+    cells: [[u64; CLASSES]; SLOTS],
+    stale: u64,
 }
 
 /// All shards of one breaker.
 pub(super) struct Counters {
-    shards: [Shard; SHARDS],
+    name: BreakerName,
+    shards: Shards,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl Counters {
     pub(super) fn new(name: &BreakerName) -> Self {
-        // A validated name always validates again; the fallback shares the original.
-        let fresh = || BreakerName::new(name.as_str()).unwrap_or_else(|_| name.clone());
-        Self { shards: std::array::from_fn(|_| Shard::new(fresh())) }
+        Self { name: name.clone(), shards: Shards::new(name), seen: Mutex::new(Vec::new()) }
     }
 
     #[inline]
-    fn shard(&self, shard: usize) -> &Shard {
-        &self.shards[shard % SHARDS]
+    fn shard(&self, writer: Writer) -> &Shard {
+        self.shards.get_or_create(writer.index(), &self.name)
     }
 
-    /// The name to hand out in a rejection on `shard`.
-    pub(super) fn name(&self, shard: usize) -> &BreakerName {
-        &self.shard(shard).name
+    /// The name to hand out in a rejection by `writer`.
+    pub(super) fn name(&self, writer: Writer) -> &BreakerName {
+        &self.shard(writer).name
     }
 
-    /// Counts one call of `class` under generation tag `tag` in `shard`.
+    /// Counts one call of `class` under generation tag `tag` in `writer`'s shard;
+    /// `current` gives the generation tag in force (read only if the slot moved).
     #[inline]
-    pub(super) fn count(&self, shard: usize, tag: u64, class: Class) {
-        let shard = self.shard(shard);
-        #[expect(clippy::cast_possible_truncation, reason = "only the low bits pick the slot")]
-        let slot = tag as usize % SLOTS;
-        let cell = &shard.cells[slot][class as usize];
-        let mut current = cell.load(Ordering::Relaxed);
-        loop {
-            let held = current >> TAG_SHIFT;
-            let (next, evicted) = if held == tag {
-                if current & COUNT_MASK >= COUNT_MAX {
-                    shard.stale.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                (current + 1, 0)
-            } else if current & COUNT_MASK == 0 || is_newer(tag, held) {
-                ((tag << TAG_SHIFT) | 1, current & COUNT_MASK)
-            } else {
-                shard.stale.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            // Release: the drainer that takes this count also sees the install that
-            // published `tag` (it maps tags through the newest generation it sees).
-            match cell.compare_exchange_weak(current, next, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => {
-                    if evicted > 0 {
-                        shard.stale.fetch_add(evicted, Ordering::Relaxed);
-                    }
-                    return;
-                }
-                Err(now) => current = now,
-            }
-        }
+    pub(super) fn count(&self, writer: Writer, tag: u64, class: Class, current: impl FnOnce() -> u64) {
+        self.shard(writer).write(writer, |shard| shard.count(tag, class, current));
     }
 
-    /// Whether the next call on `shard` falls in the admitted `per_mille`: of every thousand
-    /// calls on a shard exactly `per_mille` are admitted, spread evenly. Per breaker and per
-    /// shard, not per thread across breakers, so one breaker's calls never take another's
-    /// admissions; the write lands on the shard's own line, which recording dirties anyway.
-    pub(super) fn admit_fraction(&self, shard: usize, per_mille: u16) -> bool {
-        let n = self.shard(shard).fraction.fetch_add(1, Ordering::Relaxed) % 1000;
+    /// Whether the next call by `writer` falls in the admitted `per_mille`: of every
+    /// thousand calls on a shard exactly `per_mille` are admitted, spread evenly. Per
+    /// breaker and per shard, not per thread across breakers, so one breaker's calls never
+    /// take another's admissions; the write lands on the shard's own line.
+    pub(super) fn admit_fraction(&self, writer: Writer, per_mille: u16) -> bool {
+        let n = self.shard(writer).write(writer, |shard| Shard::bump(&shard.fraction)).wrapping_sub(1) % 1000;
         let p = u64::from(per_mille.min(1000));
         (n + 1) * p / 1000 > n * p / 1000
     }
 
-    /// Takes every count: per generation tag, and the stale calls.
+    /// Takes every count since the last call: per generation tag, and the stale calls.
     pub(super) fn take(&self) -> (BTreeMap<u64, OutcomeCounts>, u64) {
         let mut by_tag: BTreeMap<u64, OutcomeCounts> = BTreeMap::new();
         let mut stale = 0u64;
-        for shard in &self.shards {
-            for slot in &shard.cells {
-                for (class, cell) in slot.iter().enumerate() {
-                    // Look before taking: an idle cell's line stays shared with its
-                    // recording thread instead of being pulled over on every drain.
-                    if cell.load(Ordering::Relaxed) & COUNT_MASK == 0 {
+        // One drainer at a time; a drainer that panicked left `seen` consistent per cell.
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (index, shard) in self.shards.present() {
+            if seen.len() <= index {
+                seen.resize(index + 1, Seen::default());
+            }
+            let seen = &mut seen[index];
+            for (slot, cells) in shard.cells.iter().enumerate() {
+                for (class, cell) in cells.iter().enumerate() {
+                    let Some((tag, counts, late)) =
+                        take_cell(cell, &shard.began[slot][class], &mut seen.cells[slot][class])
+                    else {
                         continue;
-                    }
-                    let taken = cell.fetch_and(!COUNT_MASK, Ordering::Acquire);
-                    let count = taken & COUNT_MASK;
-                    if count > 0 {
-                        let counts = by_tag.entry(taken >> TAG_SHIFT).or_default();
+                    };
+                    stale = stale.saturating_add(late);
+                    if counts > 0 {
+                        let total = by_tag.entry(tag).or_default();
                         let field = match class {
-                            0 => &mut counts.success,
-                            1 => &mut counts.failure,
-                            2 => &mut counts.slow,
-                            3 => &mut counts.ignored,
-                            _ => &mut counts.rejected,
+                            0 => &mut total.success,
+                            1 => &mut total.failure,
+                            2 => &mut total.slow,
+                            3 => &mut total.ignored,
+                            _ => &mut total.rejected,
                         };
-                        *field = field.saturating_add(count);
+                        *field = field.saturating_add(counts);
                     }
                 }
             }
-            if shard.stale.load(Ordering::Relaxed) > 0 {
-                stale = stale.saturating_add(shard.stale.swap(0, Ordering::Relaxed));
-            }
+            let now = shard.stale.load(Ordering::Relaxed);
+            stale = stale.saturating_add(now.wrapping_sub(seen.stale));
+            seen.stale = now;
         }
         (by_tag, stale)
     }
 }
 
-/// Whether generation tag `a` is after `b` (tags wrap; they are compared within half the
-/// tag space).
-fn is_newer(a: u64, b: u64) -> bool {
-    let ahead = a.wrapping_sub(b) & ((1 << GEN_TAG_BITS) - 1);
-    ahead != 0 && ahead < 1 << (GEN_TAG_BITS - 1)
+/// What one cell counted since `seen`: `(tag, calls under it, stale calls)`, and `seen`
+/// moved on; `None` if nothing changed or a takeover is under way.
+fn take_cell(cell: &AtomicU64, began: &AtomicU64, seen: &mut u64) -> Option<(u64, u64, u64)> {
+    let word = cell.load(Ordering::Acquire);
+    if word == *seen {
+        return None;
+    }
+    let (tag, total) = (word >> TAG_SHIFT, word & TOTAL_MASK);
+    let seen_total = *seen & TOTAL_MASK;
+    let taken = if tag == *seen >> TAG_SHIFT {
+        (tag, total.wrapping_sub(seen_total) & TOTAL_MASK, 0)
+    } else {
+        let began = began.load(Ordering::Relaxed);
+        if began >> TAG_SHIFT != tag {
+            return None;
+        }
+        let start = began & TOTAL_MASK;
+        (tag, total.wrapping_sub(start) & TOTAL_MASK, start.wrapping_sub(seen_total) & TOTAL_MASK)
+    };
+    *seen = word;
+    Some(taken)
 }
 
-/// This thread's shard: given round robin on first use, so up to [`SHARDS`] threads each
-/// have their own. A thread being torn down (its thread-locals gone) shares shard 0.
+/// The shards of one breaker, indexed by [`Writer::index`]: created on a writer's first
+/// use, so an idle writer index costs a pointer.
+#[cfg(not(loom))]
+struct Shards(Box<[std::sync::OnceLock<Box<Shard>>]>);
+
+#[cfg(not(loom))]
+impl Shards {
+    fn new(_: &BreakerName) -> Self {
+        Self((0..OWNED + SHARED).map(|_| std::sync::OnceLock::new()).collect())
+    }
+
+    #[inline]
+    fn get_or_create(&self, index: usize, name: &BreakerName) -> &Shard {
+        self.0[index].get_or_init(|| Box::new(Shard::new(name)))
+    }
+
+    fn present(&self) -> impl Iterator<Item = (usize, &Shard)> {
+        self.0.iter().enumerate().filter_map(|(index, shard)| Some((index, &**shard.get()?)))
+    }
+}
+
+/// Under loom every shard exists from the start: lazy creation is std's `OnceLock`, which
+/// loom does not model, and the models are about the counting.
+#[cfg(loom)]
+struct Shards(Box<[Shard]>);
+
+#[cfg(loom)]
+impl Shards {
+    fn new(name: &BreakerName) -> Self {
+        Self((0..OWNED + SHARED).map(|_| Shard::new(name)).collect())
+    }
+
+    fn get_or_create(&self, index: usize, _: &BreakerName) -> &Shard {
+        &self.0[index]
+    }
+
+    fn present(&self) -> impl Iterator<Item = (usize, &Shard)> {
+        self.0.iter().enumerate()
+    }
+}
+
+/// This thread's writer: an owned index while fewer than [`OWNED`] threads hold one, else
+/// a shared shard; a thread being torn down (its thread-locals gone) writes shared shard 0.
 #[cfg(not(loom))]
 #[inline]
-pub(super) fn shard_index() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::AtomicUsize;
-
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+pub(super) fn writer() -> Writer {
+    let cached = claim::WRITER.get();
+    if cached != claim::UNCLAIMED {
+        return decode(cached);
     }
-    SHARD
-        .try_with(|shard| {
-            let index = shard.get();
-            if index != usize::MAX {
-                return index;
-            }
-            let index = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            shard.set(index);
-            index
-        })
-        .unwrap_or(0)
+    claim::claim()
 }
 
-/// Under loom every call without an explicit shard uses shard 0: a process-wide counter
-/// would make one model's executions differ; models pick shards with `try_acquire_on`.
+#[cfg(not(loom))]
+#[inline]
+fn decode(code: u32) -> Writer {
+    let index = (code >> 1) as usize;
+    if code & 1 == 0 { Writer::Owned(index) } else { Writer::Shared(index) }
+}
+
+/// Under loom a model names each call's writer (`try_acquire_on`); this is never used.
 #[cfg(loom)]
-pub(super) fn shard_index() -> usize {
-    0
+pub(super) fn writer() -> Writer {
+    Writer::Shared(0)
+}
+
+/// The process-wide registry of owned writer indices.
+#[cfg(not(loom))]
+mod claim {
+    use std::sync::{Mutex, PoisonError};
+
+    use super::{OWNED, SHARED, Writer};
+
+    struct Registry {
+        /// Indices never handed out start here.
+        next: usize,
+        /// Indices given back by threads that exited.
+        free: Vec<usize>,
+        /// Round robin over the shared shards.
+        shared: usize,
+    }
+
+    static REGISTRY: Mutex<Registry> = Mutex::new(Registry { next: 0, free: Vec::new(), shared: 0 });
+
+    /// A thread's writer; an owned index goes back to the registry when the thread exits.
+    pub(super) struct Claim {
+        pub(super) writer: Writer,
+    }
+
+    impl Claim {
+        fn take() -> Self {
+            let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+            let owned = registry.free.pop().or_else(|| {
+                let index = registry.next;
+                (index < OWNED).then(|| {
+                    registry.next += 1;
+                    index
+                })
+            });
+            let writer = owned.map_or_else(
+                || {
+                    registry.shared = (registry.shared + 1) % SHARED;
+                    Writer::Shared(registry.shared)
+                },
+                Writer::Owned,
+            );
+            Self { writer }
+        }
+    }
+
+    impl Drop for Claim {
+        fn drop(&mut self) {
+            // This thread's later thread-local destructors may still call a breaker.
+            WRITER.set(TORN_DOWN);
+            if let Writer::Owned(index) = self.writer {
+                // The registry's lock orders this thread's last writes before the next
+                // owner's first.
+                REGISTRY.lock().unwrap_or_else(PoisonError::into_inner).free.push(index);
+            }
+        }
+    }
+
+    /// This thread's writer, encoded (`index << 1 | shared`); read on every call, so a
+    /// plain thread-local without a destructor.
+    pub(super) const UNCLAIMED: u32 = u32::MAX;
+    const TORN_DOWN: u32 = 1; // shared shard 0
+
+    thread_local! {
+        pub(super) static WRITER: std::cell::Cell<u32> = const { std::cell::Cell::new(UNCLAIMED) };
+        static CLAIM: Claim = Claim::take();
+    }
+
+    fn encode(writer: Writer) -> u32 {
+        #[expect(clippy::cast_possible_truncation, reason = "indices are below OWNED and SHARED")]
+        match writer {
+            Writer::Owned(i) => (i as u32) << 1,
+            Writer::Shared(i) => ((i as u32) << 1) | 1,
+        }
+    }
+
+    /// Claims this thread's writer on its first call.
+    #[cold]
+    pub(super) fn claim() -> Writer {
+        let writer = CLAIM.try_with(|claim| claim.writer).unwrap_or(Writer::Shared(0));
+        WRITER.set(encode(writer));
+        writer
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -249,39 +465,113 @@ mod tests {
     #[test]
     fn counts_land_under_their_tag_and_late_ones_go_stale() {
         let c = counters();
-        c.count(0, 7, Class::Success);
-        c.count(1, 7, Class::Failure);
-        c.count(1, 8, Class::Rejected);
+        let (a, b) = (Writer::Owned(0), Writer::Shared(1));
+        c.count(a, 7, Class::Success, || 7);
+        c.count(b, 7, Class::Failure, || 7);
+        c.count(b, 8, Class::Rejected, || 8);
         let (by_tag, stale) = c.take();
         assert_eq!(by_tag[&7], OutcomeCounts { success: 1, failure: 1, ..OutcomeCounts::default() });
         assert_eq!(by_tag[&8].rejected, 1);
         assert_eq!(stale, 0);
-        // Drained cells keep their tag: a late outcome of 7 still counts as 7.
-        c.count(0, 7, Class::Success);
-        // Generation 7 + SLOTS takes 7's slot over; 7's next late outcome is stale.
+        assert_eq!(c.take(), (BTreeMap::new(), 0), "a drain takes each call once");
+        // A late outcome of a drained generation still counts under it.
+        c.count(a, 7, Class::Success, || 8);
+        // Generation 7 + SLOTS takes 7's slot over: 7's undrained and later outcomes are stale.
         let next = 7 + SLOTS as u64;
-        c.count(0, next, Class::Success);
-        c.count(0, 7, Class::Success);
+        c.count(a, 7, Class::Success, || 8);
+        c.count(a, next, Class::Success, || next);
+        c.count(a, 7, Class::Success, || next);
         let (by_tag, stale) = c.take();
-        assert_eq!(by_tag.get(&7), None, "the undrained 7 was evicted to stale");
+        assert_eq!(by_tag.get(&7), None, "the undrained 7s went stale at the takeover");
         assert_eq!(by_tag[&next].success, 1);
-        assert_eq!(stale, 2);
+        assert_eq!(stale, 3);
     }
 
     #[test]
-    fn tags_compare_across_the_wrap() {
-        let top = (1 << GEN_TAG_BITS) - 1;
-        assert!(is_newer(0, top));
-        assert!(!is_newer(top, 0));
-        assert!(!is_newer(5, 5));
+    fn a_cell_left_alone_until_its_tag_wrapped_is_taken_over() {
+        let c = counters();
+        let w = Writer::Owned(3);
+        c.count(w, 9, Class::Failure, || 9);
+        assert_eq!(c.take().0[&9].failure, 1);
+        // Half the tag space later, tag 9 looks newer than the slot's new generation by
+        // distance; the generation in force says it is older.
+        let later = 9 + (1 << (GEN_TAG_BITS - 1)) + SLOTS as u64;
+        c.count(w, later, Class::Failure, || later);
+        let (by_tag, stale) = c.take();
+        assert_eq!((by_tag.get(&9), by_tag[&later].failure, stale), (None, 1, 0));
+    }
+
+    #[test]
+    fn totals_wrap_without_losing_a_call() {
+        let cell = AtomicU64::new((5 << TAG_SHIFT) | 1);
+        let began = AtomicU64::new(0);
+        let mut seen = (5 << TAG_SHIFT) | (TOTAL_MASK - 1);
+        assert_eq!(take_cell(&cell, &began, &mut seen), Some((5, 3, 0)));
+    }
+
+    #[test]
+    fn a_takeover_under_way_waits_for_the_next_drain() {
+        // The cell shows tag 6 but `began` already holds the next takeover's tag 14.
+        let cell = AtomicU64::new((6 << TAG_SHIFT) | 0xa);
+        let began = AtomicU64::new((14 << TAG_SHIFT) | 0xc);
+        let mut seen = (4 << TAG_SHIFT) | 2;
+        assert_eq!(take_cell(&cell, &began, &mut seen), None);
+        assert_eq!(seen, (4 << TAG_SHIFT) | 2);
+        cell.store((14 << TAG_SHIFT) | 0xd, Ordering::Relaxed);
+        // 2..12: older tags' undrained calls (stale); 12..13: tag 14's.
+        assert_eq!(take_cell(&cell, &began, &mut seen), Some((14, 1, 10)));
+    }
+
+    #[test]
+    fn tags_compare_within_the_live_window() {
+        assert!(held_is_newer(8, 7, 8));
+        assert!(!held_is_newer(7, 7, 9));
+        assert!(!held_is_newer(0, 2, 2), "an older tag");
+        let top = TAG_MASK;
+        assert!(held_is_newer(0, top, 1), "across the wrap");
     }
 
     #[test]
     fn fractions_are_exact_per_thousand() {
         let c = counters();
         for per_mille in [0u16, 1, 250, 999, 1000, 5000] {
-            let admitted = (0..1000).filter(|_| c.admit_fraction(3, per_mille)).count();
-            assert_eq!(admitted, usize::from(per_mille.min(1000)));
+            for writer in [Writer::Owned(3), Writer::Shared(0)] {
+                let admitted = (0..1000).filter(|_| c.admit_fraction(writer, per_mille)).count();
+                assert_eq!(admitted, usize::from(per_mille.min(1000)));
+            }
         }
+    }
+
+    #[test]
+    fn threads_beyond_the_owned_indices_share_locked_shards_and_lose_nothing() {
+        use std::sync::Barrier;
+        const THREADS: usize = OWNED + 8;
+        const CALLS: u64 = 200;
+        let c = counters();
+        let barrier = Barrier::new(THREADS);
+        let writers = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    // All alive at once, so some cannot own an index.
+                    let me = writer();
+                    barrier.wait();
+                    for _ in 0..CALLS {
+                        c.count(writer(), 3, Class::Success, || 3);
+                    }
+                    writers.lock().unwrap().push(me);
+                });
+            }
+        });
+        let writers = writers.into_inner().unwrap();
+        let shared = writers.iter().filter(|w| matches!(w, Writer::Shared(_))).count();
+        assert!(shared >= THREADS - OWNED, "{shared} shared writers");
+        let mut owned: Vec<_> =
+            writers.iter().filter_map(|w| if let Writer::Owned(i) = w { Some(*i) } else { None }).collect();
+        owned.sort_unstable();
+        owned.dedup();
+        assert_eq!(owned.len(), THREADS - shared, "no owned index is held twice at once");
+        let (by_tag, stale) = c.take();
+        assert_eq!((by_tag[&3].success, stale), (THREADS as u64 * CALLS, 0));
     }
 }
