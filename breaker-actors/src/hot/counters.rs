@@ -305,14 +305,15 @@ fn take_cell(cell: &AtomicU64, began: &AtomicU64, seen: &mut u64) -> Option<(u64
 }
 
 /// The shards of one breaker, indexed by [`Writer::index`]: created on a writer's first
-/// use, so an idle writer index costs a pointer.
+/// use, so an idle writer index costs 16 bytes. Inline in the breaker (not boxed), so
+/// finding a shard is one load fewer on every call.
 #[cfg(not(loom))]
-struct Shards(Box<[std::sync::OnceLock<Box<Shard>>]>);
+struct Shards([std::sync::OnceLock<Box<Shard>>; OWNED + SHARED]);
 
 #[cfg(not(loom))]
 impl Shards {
     fn new(_: &BreakerName) -> Self {
-        Self((0..OWNED + SHARED).map(|_| std::sync::OnceLock::new()).collect())
+        Self(std::array::from_fn(|_| std::sync::OnceLock::new()))
     }
 
     #[inline]

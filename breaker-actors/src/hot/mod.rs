@@ -332,7 +332,11 @@ impl HotPath {
 
     /// Admits a call or says why not. A rejected call is counted (as demand: the decider
     /// grants probes to nodes that were turning calls away).
-    #[inline]
+    #[expect(
+        clippy::inline_always,
+        reason = "the closed state's admission must land in the caller's code: measured, see BENCHMARKS.md"
+    )]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         self.acquire_on(counters::writer)
     }
@@ -348,13 +352,24 @@ impl HotPath {
     }
 
     /// `writer` names the counter shard this call writes, if it writes one: asked only
-    /// off the closed state's path.
-    #[inline]
+    /// off the closed state's path. Always inlined and tiny, so the closed state's call is
+    /// one load and a test in the caller's own code; every other state goes out of line.
+    #[expect(
+        clippy::inline_always,
+        reason = "the closed state's admission must land in the caller's code: measured, see BENCHMARKS.md"
+    )]
+    #[inline(always)]
     fn acquire_on(&self, writer: impl Fn() -> Writer + Copy) -> Result<Permit<'_>, Rejected> {
-        let mut word = self.published.load();
+        let word = self.published.load();
         if word.admits_all() {
             return Ok(self.permit(word, writer, false));
         }
+        self.decide(word, writer)
+    }
+
+    /// Admission in every state but "allow" (in the open state, this is the hot path).
+    #[inline(never)]
+    fn decide(&self, mut word: Word, writer: impl Fn() -> Writer + Copy) -> Result<Permit<'_>, Rejected> {
         loop {
             if word.is_shut() {
                 return Err(self.shut_down(word, writer()));
@@ -411,9 +426,8 @@ impl HotPath {
         Rejected { state: word.label(), reason: RejectReason::ShutDown, retry_after: None, breaker }
     }
 
-    // Out of line to keep the admitting path short; in the open state this is the hot path,
-    // so not marked cold.
-    #[inline(never)]
+    // Part of `decide`, already out of line: in the open state this is the hot path.
+    #[inline]
     fn reject(&self, word: Word, writer: Writer, reason: RejectReason) -> Option<Rejected> {
         // First, so a rejection decided under an out-of-date word is neither counted nor
         // paired with a newer install's hint.
@@ -630,7 +644,11 @@ impl Breaker {
     }
 
     /// Admits a call or says why not; a rejection is counted as demand.
-    #[inline]
+    #[expect(
+        clippy::inline_always,
+        reason = "the closed state's admission must land in the caller's code: measured, see BENCHMARKS.md"
+    )]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         self.hot.try_acquire()
     }
