@@ -90,21 +90,35 @@ pub(super) enum Class {
     Rejected = 4,
 }
 
-/// Which shard a thread writes.
+/// Which shard a thread writes: its index in the breaker's shard table. Below [`OWNED`], a
+/// shard of its own; from there on, a shared one written under its lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Writer {
-    /// Its own: no other thread writes it.
-    Owned(usize),
-    /// A shared one, written under its lock.
-    Shared(usize),
-}
+pub(super) struct Writer(u32);
 
 impl Writer {
+    /// The only writer of owned shard `index` (taken modulo [`OWNED`]).
+    pub(super) fn owned(index: usize) -> Self {
+        Self::at(index % OWNED)
+    }
+
+    /// One of the writers of shared shard `index` (taken modulo [`SHARED`]).
+    pub(super) fn shared(index: usize) -> Self {
+        Self::at(OWNED + index % SHARED)
+    }
+
+    fn at(index: usize) -> Self {
+        #[expect(clippy::cast_possible_truncation, reason = "below OWNED + SHARED")]
+        Self(index as u32)
+    }
+
+    #[inline]
     fn index(self) -> usize {
-        match self {
-            Self::Owned(i) => i % OWNED,
-            Self::Shared(i) => OWNED + i % SHARED,
-        }
+        self.0 as usize
+    }
+
+    #[inline]
+    fn owns(self) -> bool {
+        self.index() < OWNED
     }
 }
 
@@ -175,7 +189,7 @@ impl Shard {
     /// lock for a shared one.
     #[inline]
     fn write<R>(&self, writer: Writer, write: impl FnOnce(&Self) -> R) -> R {
-        if let Writer::Owned(_) = writer {
+        if writer.owns() {
             return write(self);
         }
         while self.lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -353,30 +367,24 @@ impl Shards {
 pub(super) fn writer() -> Writer {
     let cached = claim::WRITER.get();
     if cached != claim::UNCLAIMED {
-        return decode(cached);
+        return Writer(cached);
     }
     claim::claim()
-}
-
-#[cfg(not(loom))]
-#[inline]
-fn decode(code: u32) -> Writer {
-    let index = (code >> 1) as usize;
-    if code & 1 == 0 { Writer::Owned(index) } else { Writer::Shared(index) }
 }
 
 /// Under loom a model names each call's writer (`try_acquire_on`); this is never used.
 #[cfg(loom)]
 pub(super) fn writer() -> Writer {
-    Writer::Shared(0)
+    Writer::shared(0)
 }
 
 /// The process-wide registry of owned writer indices.
 #[cfg(not(loom))]
 mod claim {
+    use std::cell::Cell;
     use std::sync::{Mutex, PoisonError};
 
-    use super::{OWNED, SHARED, Writer};
+    use super::{OWNED, Writer};
 
     struct Registry {
         /// Indices never handed out start here.
@@ -406,10 +414,10 @@ mod claim {
             });
             let writer = owned.map_or_else(
                 || {
-                    registry.shared = (registry.shared + 1) % SHARED;
-                    Writer::Shared(registry.shared)
+                    registry.shared = registry.shared.wrapping_add(1);
+                    Writer::shared(registry.shared)
                 },
-                Writer::Owned,
+                Writer::owned,
             );
             Self { writer }
         }
@@ -418,8 +426,9 @@ mod claim {
     impl Drop for Claim {
         fn drop(&mut self) {
             // This thread's later thread-local destructors may still call a breaker.
-            WRITER.set(TORN_DOWN);
-            if let Writer::Owned(index) = self.writer {
+            WRITER.set(Writer::shared(0).0);
+            if self.writer.owns() {
+                let index = self.writer.index();
                 // The registry's lock orders this thread's last writes before the next
                 // owner's first.
                 REGISTRY.lock().unwrap_or_else(PoisonError::into_inner).free.push(index);
@@ -427,29 +436,20 @@ mod claim {
         }
     }
 
-    /// This thread's writer, encoded (`index << 1 | shared`); read on every call, so a
-    /// plain thread-local without a destructor.
+    /// This thread's writer; read on every call, so a plain thread-local without a
+    /// destructor (the claim beside it has one).
     pub(super) const UNCLAIMED: u32 = u32::MAX;
-    const TORN_DOWN: u32 = 1; // shared shard 0
 
     thread_local! {
-        pub(super) static WRITER: std::cell::Cell<u32> = const { std::cell::Cell::new(UNCLAIMED) };
+        pub(super) static WRITER: Cell<u32> = const { Cell::new(UNCLAIMED) };
         static CLAIM: Claim = Claim::take();
-    }
-
-    fn encode(writer: Writer) -> u32 {
-        #[expect(clippy::cast_possible_truncation, reason = "indices are below OWNED and SHARED")]
-        match writer {
-            Writer::Owned(i) => (i as u32) << 1,
-            Writer::Shared(i) => ((i as u32) << 1) | 1,
-        }
     }
 
     /// Claims this thread's writer on its first call.
     #[cold]
     pub(super) fn claim() -> Writer {
-        let writer = CLAIM.try_with(|claim| claim.writer).unwrap_or(Writer::Shared(0));
-        WRITER.set(encode(writer));
+        let writer = CLAIM.try_with(|claim| claim.writer).unwrap_or(Writer::shared(0));
+        WRITER.set(writer.0);
         writer
     }
 }
@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn counts_land_under_their_tag_and_late_ones_go_stale() {
         let c = counters();
-        let (a, b) = (Writer::Owned(0), Writer::Shared(1));
+        let (a, b) = (Writer::owned(0), Writer::shared(1));
         c.count(a, 7, Class::Success, || 7);
         c.count(b, 7, Class::Failure, || 7);
         c.count(b, 8, Class::Rejected, || 8);
@@ -491,7 +491,7 @@ mod tests {
     #[test]
     fn a_cell_left_alone_until_its_tag_wrapped_is_taken_over() {
         let c = counters();
-        let w = Writer::Owned(3);
+        let w = Writer::owned(3);
         c.count(w, 9, Class::Failure, || 9);
         assert_eq!(c.take().0[&9].failure, 1);
         // Half the tag space later, tag 9 looks newer than the slot's new generation by
@@ -536,7 +536,7 @@ mod tests {
     fn fractions_are_exact_per_thousand() {
         let c = counters();
         for per_mille in [0u16, 1, 250, 999, 1000, 5000] {
-            for writer in [Writer::Owned(3), Writer::Shared(0)] {
+            for writer in [Writer::owned(3), Writer::shared(0)] {
                 let admitted = (0..1000).filter(|_| c.admit_fraction(writer, per_mille)).count();
                 assert_eq!(admitted, usize::from(per_mille.min(1000)));
             }
@@ -565,10 +565,9 @@ mod tests {
             }
         });
         let writers = writers.into_inner().unwrap();
-        let shared = writers.iter().filter(|w| matches!(w, Writer::Shared(_))).count();
+        let shared = writers.iter().filter(|w| !w.owns()).count();
         assert!(shared >= THREADS - OWNED, "{shared} shared writers");
-        let mut owned: Vec<_> =
-            writers.iter().filter_map(|w| if let Writer::Owned(i) = w { Some(*i) } else { None }).collect();
+        let mut owned: Vec<_> = writers.iter().filter(|w| w.owns()).map(|w| w.index()).collect();
         owned.sort_unstable();
         owned.dedup();
         assert_eq!(owned.len(), THREADS - shared, "no owned index is held twice at once");

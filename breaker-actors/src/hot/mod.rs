@@ -347,7 +347,7 @@ impl HotPath {
     /// thread-locals to claim a shard with.
     #[cfg(loom)]
     pub fn try_acquire_on(&self, shard: usize) -> Result<Permit<'_>, Rejected> {
-        let writer = if shard < OWNED_SHARDS { Writer::Owned(shard) } else { Writer::Shared(shard - OWNED_SHARDS) };
+        let writer = if shard < OWNED_SHARDS { Writer::owned(shard) } else { Writer::shared(shard - OWNED_SHARDS) };
         self.acquire_on(move || writer)
     }
 
