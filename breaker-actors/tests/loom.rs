@@ -42,6 +42,15 @@ fn model(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send + 'static)
     eprintln!("loom model {name}: {runs} interleavings (preemption bound {bound:?})");
 }
 
+/// `loom::thread::spawn`, then a yield: loom 0.7 explores no interleaving at all of a
+/// spawned thread whose first operation is an atomic load (as every acquire's is) unless the
+/// spawning thread yields (tokio-rs/loom#392: `runs 1` instead of every interleaving).
+fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> thread::JoinHandle<T> {
+    let handle = thread::spawn(f);
+    thread::yield_now();
+    handle
+}
+
 fn hot() -> Arc<HotPath> {
     Arc::new(HotPath::new(BreakerName::new("loom").unwrap(), HotSettings::default(), CoarseClock::new()))
 }
@@ -84,7 +93,7 @@ fn an_acquire_never_sees_a_half_installed_snapshot() {
 
         let caller = {
             let hot = Arc::clone(&hot);
-            thread::spawn(move || {
+            spawn(move || {
                 let (mut probes, mut no_probe, mut opened) = (0, 0, 0);
                 for _ in 0..2 {
                     match hot.try_acquire_on(1) {
@@ -135,7 +144,7 @@ fn snapshot_reads_are_never_torn() {
         second.local = Some(StateLabel::HalfOpen);
         let reader = {
             let hot = Arc::clone(&hot);
-            thread::spawn(move || hot.snapshot())
+            spawn(move || hot.snapshot())
         };
         hot.install(&second);
         let seen = reader.join().unwrap();
@@ -154,7 +163,7 @@ fn a_drain_racing_records_across_a_generation_change_takes_each_once_under_its_g
         let callers: Vec<_> = (0..2)
             .map(|_| {
                 let hot = Arc::clone(&hot);
-                thread::spawn(move || {
+                spawn(move || {
                     let permit = hot.try_acquire_on(2).unwrap();
                     let probe = permit.is_probe();
                     permit.success();
@@ -184,11 +193,11 @@ fn a_drain_on_another_thread_than_the_install_still_maps_every_tag() {
         let hot = hot();
         let installer = {
             let hot = Arc::clone(&hot);
-            thread::spawn(move || hot.install(&snap(2, Admission::Probe { grant: 5, round: 1 })))
+            spawn(move || hot.install(&snap(2, Admission::Probe { grant: 5, round: 1 })))
         };
         let caller = {
             let hot = Arc::clone(&hot);
-            thread::spawn(move || {
+            spawn(move || {
                 let permit = hot.try_acquire_on(1).unwrap();
                 let probe = permit.is_probe();
                 permit.success();
@@ -216,7 +225,7 @@ fn late_records_are_stale_never_lost_or_doubled() {
         let hot = hot();
         let caller = {
             let hot = Arc::clone(&hot);
-            thread::spawn(move || {
+            spawn(move || {
                 let permits = [hot.try_acquire_on(0).unwrap(), hot.try_acquire_on(0).unwrap()];
                 let probes = permits.iter().filter(|p| p.is_probe()).count() as u64;
                 for permit in permits {
@@ -256,7 +265,7 @@ fn takeovers_racing_drains_lose_and_double_nothing() {
         let hot = hot();
         let caller = {
             let hot = Arc::clone(&hot);
-            thread::spawn(move || {
+            spawn(move || {
                 let mut probes = 0;
                 for _ in 0..3 {
                     let permit = hot.try_acquire_on(0).unwrap();
@@ -297,7 +306,7 @@ fn the_probe_allowance_is_never_over_issued_within_a_round() {
             .into_iter()
             .map(|shard| {
                 let (hot, out) = (Arc::clone(&hot), Arc::clone(&out));
-                thread::spawn(move || {
+                spawn(move || {
                     let mut recorded = 0u64;
                     for attempt in 0..2 - shard {
                         if let Ok(permit) = hot.try_acquire_on(shard) {
@@ -336,7 +345,7 @@ fn a_new_round_resets_the_allowance_and_each_round_keeps_its_grant() {
             .into_iter()
             .map(|shard| {
                 let hot = Arc::clone(&hot);
-                thread::spawn(move || hot.try_acquire_on(shard).map(breaker_actors::hot::Permit::success).is_ok())
+                spawn(move || hot.try_acquire_on(shard).map(breaker_actors::hot::Permit::success).is_ok())
             })
             .collect();
         hot.install(&snap(3, Admission::Probe { grant: 1, round: 2 }));
@@ -358,7 +367,7 @@ fn close_survives_a_racing_install() {
         let hot = hot();
         let closer = {
             let hot = Arc::clone(&hot);
-            thread::spawn(move || hot.close())
+            spawn(move || hot.close())
         };
         hot.install(&snap(2, Admission::Allow));
         closer.join().unwrap();

@@ -177,7 +177,9 @@ impl Shard {
                 Self::bump(&self.stale);
                 return;
             }
-            // Before the cell: a drainer that sees the new tag finds where it began.
+            // Before the cell, so a drainer that sees the new tag finds where it began (one
+            // that finds another tag's `began` leaves the cell to its next drain: safe in
+            // either order, timely in this one).
             self.began[slot][class as usize].store((tag << TAG_SHIFT) | total, Ordering::Relaxed);
         }
         // Release: the drainer that takes this count also sees the install that published
