@@ -22,7 +22,7 @@ pub(crate) mod sync;
 #[cfg(not(loom))]
 pub mod transport;
 
-pub use hot::{Breaker, CallError, Outcome, Permit, RejectReason, Rejected};
+pub use hot::{Breaker, CallError, Outcome, OwnedPermit, Permit, RejectReason, Rejected};
 pub use machine::BreakerConfig;
 #[cfg(not(loom))]
 pub use observe::BreakerEvent;

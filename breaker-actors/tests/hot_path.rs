@@ -210,6 +210,35 @@ fn a_dropped_permit_gives_its_probe_back_and_records_nothing() {
     assert_eq!(counts[&3], OutcomeCounts { rejected: 1, ..OutcomeCounts::default() });
 }
 
+/// An owned permit is the same permit holding a share of the breaker: it records the same,
+/// gives its probe slot back when dropped, can be recorded on another thread, and gives its
+/// share back when done; a rejection takes no share.
+#[test]
+fn owned_permits_record_and_give_back_like_borrowed_ones() {
+    let breaker = Breaker::new(Arc::new(closed()));
+    let shares = || Arc::strong_count(breaker.hot_path());
+    let owned = breaker.try_acquire_owned().unwrap();
+    assert!(!owned.is_probe());
+    assert_eq!(shares(), 2, "an owned permit holds a share of the breaker");
+    std::thread::spawn(move || owned.failure()).join().unwrap();
+    breaker.try_acquire_owned().unwrap().success();
+    drop(breaker.try_acquire_owned().unwrap());
+    assert_eq!(shares(), 1, "every permit gave its share back");
+
+    breaker.hot_path().install(&probe(2, 1, 1));
+    drop(breaker.try_acquire_owned().unwrap());
+    let again = breaker.try_acquire_owned().expect("the dropped probe's slot is back");
+    assert!(again.is_probe());
+    let rejected = breaker.try_acquire_owned().map(drop).unwrap_err();
+    assert_eq!(rejected.reason, RejectReason::NoProbeLeft);
+    assert_eq!(shares(), 2, "a rejection takes no share");
+    again.slow(Duration::from_secs(1));
+
+    let counts = counts_by_generation(&breaker.hot_path().drain());
+    assert_eq!(counts[&1], OutcomeCounts { success: 1, failure: 1, ..OutcomeCounts::default() });
+    assert_eq!(counts[&2], OutcomeCounts { success: 1, rejected: 1, ..OutcomeCounts::default() });
+}
+
 #[test]
 fn a_fraction_admits_its_share_of_calls() {
     let hot = closed();

@@ -2,6 +2,9 @@
 //! breaker actor installed and hands out a [`Permit`] or a typed [`Rejected`]; the permit
 //! records the outcome into counters tagged with the snapshot generation, which the actor
 //! drains on its flush tick and feeds to the machine as `LocalOutcomes`.
+//! [`Breaker::try_acquire_owned`] hands out the same permit holding a share of the breaker
+//! instead of a borrow ([`OwnedPermit`]), for a caller that must keep it in something
+//! `'static`, such as a tower response future.
 //!
 //! The contract (what the actor, the registry and the benchmarks rely on):
 //! - one writer installs snapshots ([`HotPath::install`]) and one drainer drains
@@ -14,7 +17,8 @@
 //! - in the closed state, acquire and record take no lock, execute no locked (read-modify-
 //!   write) instruction, allocate nothing and read no clock (a thread's first call of a
 //!   breaker allocates its counter shard, once); the coarse clock is read only when a
-//!   slow-call threshold is configured.
+//!   slow-call threshold is configured. An owned permit adds its share of the breaker: one
+//!   reference-count increment and decrement (locked), still no allocation.
 //!
 //! # How it is built (lock-free)
 //!
@@ -79,6 +83,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::ops::Deref;
 use std::time::Duration;
 
 mod counters;
@@ -440,7 +445,7 @@ impl HotPath {
     }
 
     #[inline]
-    fn record(&self, permit: &Permit<'_>, outcome: Outcome, measured: Option<Duration>) {
+    fn record<H: Deref<Target = HotPath>>(&self, permit: &PermitOn<H>, outcome: Outcome, measured: Option<Duration>) {
         let slow = match (measured, self.settings.slow_call_threshold_ms) {
             (Some(elapsed), Some(threshold)) => elapsed.as_millis() >= u128::from(threshold),
             (Some(_), None) => false,
@@ -463,13 +468,17 @@ impl HotPath {
     }
 }
 
-/// Permission for one call. Record how it went with [`Permit::success`], [`Permit::slow`],
-/// [`Permit::failure`], [`Permit::ignore`] or [`Permit::record`]; dropping it records nothing
-/// and gives a probe slot back.
+/// Permission for one call, reaching its breaker's hot path through `H`: a borrow
+/// ([`Permit`], from [`HotPath::try_acquire`] or [`Breaker::try_acquire`]) or a share of the
+/// breaker ([`OwnedPermit`], from [`Breaker::try_acquire_owned`], for a permit that must
+/// outlive the borrow, such as one held by a `'static` future). Both are the same code: only
+/// how the hot path is reached differs. Record how the call went with [`PermitOn::success`],
+/// [`PermitOn::slow`], [`PermitOn::failure`], [`PermitOn::ignore`] or [`PermitOn::record`];
+/// dropping it records nothing and gives a probe slot back.
 #[derive(Debug)]
 #[must_use = "a permit records nothing unless its outcome is reported"]
-pub struct Permit<'a> {
-    hot: &'a HotPath,
+pub struct PermitOn<H: Deref<Target = HotPath>> {
+    hot: H,
     /// The word it was granted under: generation tag, round tag, record flag.
     word: Word,
     /// The shard that records its outcome under loom (elsewhere, the recording thread's).
@@ -480,7 +489,36 @@ pub struct Permit<'a> {
     done: bool,
 }
 
+/// A permit borrowing its hot path: what [`HotPath::try_acquire`] and
+/// [`Breaker::try_acquire`] hand out (see [`PermitOn`]).
+pub type Permit<'a> = PermitOn<&'a HotPath>;
+
+/// A permit holding a share of its breaker, so it borrows nothing and may be kept anywhere,
+/// for as long as the call runs: what [`Breaker::try_acquire_owned`] hands out (see
+/// [`PermitOn`]).
+pub type OwnedPermit = PermitOn<Arc<HotPath>>;
+
 impl Permit<'_> {
+    /// The same permit, reaching its hot path through `hot` (the one it borrows, in another
+    /// form) instead: the call's duty to report, and its probe slot, go with it.
+    #[inline]
+    fn reaching_through<H: Deref<Target = HotPath>>(mut self, hot: H) -> PermitOn<H> {
+        debug_assert!(std::ptr::eq(&raw const *hot, self.hot), "a permit moves only to its own hot path");
+        // This one hands over: dropping it must neither give the probe slot back nor record.
+        self.done = true;
+        PermitOn {
+            hot,
+            word: self.word,
+            #[cfg(loom)]
+            writer: self.writer,
+            probe: self.probe,
+            started: self.started,
+            done: false,
+        }
+    }
+}
+
+impl<H: Deref<Target = HotPath>> PermitOn<H> {
     /// Whether this call is a half-open probe.
     #[inline]
     pub fn is_probe(&self) -> bool {
@@ -545,7 +583,7 @@ impl Permit<'_> {
     }
 }
 
-impl Drop for Permit<'_> {
+impl<H: Deref<Target = HotPath>> Drop for PermitOn<H> {
     #[inline]
     fn drop(&mut self) {
         if !self.done && self.probe {
@@ -651,6 +689,14 @@ impl Breaker {
     #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         self.hot.try_acquire()
+    }
+
+    /// [`Self::try_acquire`], for a permit that borrows nothing: it holds a share of the
+    /// breaker (one reference-count increment, no allocation), so it can go into a `'static`
+    /// future or to another thread. A rejection takes no share.
+    #[inline]
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit, Rejected> {
+        self.hot.try_acquire().map(|permit| permit.reaching_through(Arc::clone(&self.hot)))
     }
 
     /// Runs `call` if admitted; every error counts as a failure.
