@@ -16,23 +16,55 @@
 //! # }
 //! ```
 //!
-//! Why the response future is boxed, and the permit is taken when it is first polled rather
-//! than in `call`: a hot-path [`Permit`](crate::hot::Permit) borrows its breaker, and a
-//! response future must own everything it holds. Only a compiler-built `async` future may
-//! hold both a `Breaker` and a permit borrowing it, and such a future has no name to put in
-//! `Service::Future` on stable Rust. So `call` moves the ready inner service into that future
-//! (tower's usual clone-and-swap), which then acquires, and calls the inner service only once
-//! admitted: a rejected call never reaches it. The cost is one allocation per call.
+//! # No allocation per call
+//!
+//! A call through the layer allocates nothing: it is the hot path's acquire and record (see
+//! [`crate::hot`]), the inner service's own call, and one reference-count increment (and
+//! decrement) each for the breaker and the classifier, and only for an admitted call (a
+//! [`Fallback`] takes one more, of its fallback). The response future is a named type,
+//! [`ResponseFuture`], with the inner service's future inline, so nothing is boxed. (It
+//! used to be a boxed `async` block, one allocation per call: with only borrowing permits,
+//! a compiler-built future, which has no name to give `Service::Future` on stable Rust, was
+//! the only one that could hold both the breaker and a permit borrowing it.) Two things
+//! make a named future possible:
+//!
+//! - an owned permit: a response future must own what it holds, and a
+//!   [`Permit`](crate::hot::Permit) borrows its breaker. `call` takes an
+//!   [`OwnedPermit`] instead ([`Breaker::try_acquire_owned`]), the
+//!   same permit holding a share of the breaker's `Arc`; it records exactly as a borrowed
+//!   permit does (on the counter shard of the thread that records it, which may be another
+//!   worker than the one that called), and, dropped unrecorded, gives a probe slot back;
+//! - pin projection without `unsafe` of this crate's own (the workspace forbids it): the
+//!   inner future need not be `Unpin`, so polling it through `Pin<&mut ResponseFuture>`
+//!   needs a pinned projection to the field, which `pin-project-lite` writes (the projection
+//!   tokio and tower themselves use). Its macro expands to `unsafe` code, sound by that
+//!   crate's construction, which this crate's `forbid(unsafe_code)` does not see: lints
+//!   pass over code another crate's macro wrote.
+//!
+//! # What is taken when
+//!
+//! - `poll_ready` polls the inner service only; the breaker is not asked yet (a permit
+//!   taken there could wait unused for as long as the caller likes).
+//! - `call` asks the breaker at once. Rejected: the inner service is not called, its
+//!   readiness stays for the next call, the rejection is counted (as demand) there and then,
+//!   and the future is ready with [`FuseboxError::Rejected`]. Admitted: the inner service is
+//!   called (the one polled ready: nothing is cloned), and the slow-call clock, if one is
+//!   configured, starts.
+//! - The response future, when the inner one completes, records the outcome: a success, or
+//!   what the classifier makes of the error.
+//! - A response future dropped before it completes records nothing, and a half-open probe's
+//!   slot goes back to the breaker.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use ::tower::{Layer, Service};
+use pin_project_lite::pin_project;
 
-use crate::hot::{AllErrorsFail, Breaker, CallError, Classifier, Rejected};
+use crate::hot::{AllErrorsFail, Breaker, CallError, Classifier, OwnedPermit, Rejected};
 
 /// What a [`FuseboxService`] returns when it does not return the inner service's response:
 /// the same error as [`Breaker::call`]'s (`Failed` holds the inner service's error, from
@@ -142,46 +174,95 @@ impl<S: fmt::Debug, C> fmt::Debug for FuseboxService<S, C> {
     }
 }
 
-/// The future a [`FuseboxService`] returns.
-pub type ResponseFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, FuseboxError<E>>> + Send>>;
+pin_project! {
+    /// The future a [`FuseboxService`] returns: the inner service's future `Fut`, whose
+    /// outcome it records when it completes, or the rejection (see the [module docs](self)).
+    #[must_use = "futures do nothing unless polled; dropped, this one records nothing"]
+    pub struct ResponseFuture<Fut, C> {
+        #[pin]
+        state: ResponseState<Fut, C>,
+    }
+}
+
+pin_project! {
+    /// Admitted or not: decided in `call`, before there is a future.
+    #[project = ResponseStateProjection]
+    enum ResponseState<Fut, C> {
+        /// The inner call runs; the permit reports how it went.
+        Admitted {
+            #[pin]
+            call: Fut,
+            // Taken when the call completes: a permit reports once.
+            permit: Option<OwnedPermit>,
+            classifier: Arc<C>,
+        },
+        /// The breaker turned the call away: the inner service was not called.
+        Rejected {
+            rejection: Ready<Rejected>,
+        },
+    }
+}
+
+impl<Fut, C> fmt::Debug for ResponseFuture<Fut, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let admitted = matches!(self.state, ResponseState::Admitted { .. });
+        f.debug_struct("ResponseFuture").field("admitted", &admitted).finish_non_exhaustive()
+    }
+}
+
+impl<Fut, C, T, E> Future for ResponseFuture<Fut, C>
+where
+    Fut: Future<Output = Result<T, E>>,
+    C: Classifier<E>,
+{
+    type Output = Result<T, FuseboxError<E>>;
+
+    /// # Panics
+    ///
+    /// A rejected call's future panics if polled again after it completed (as
+    /// [`std::future::Ready`] does); an admitted one polls the inner future again.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ResponseStateProjection::Admitted { call, permit, classifier } => {
+                let result = ready!(call.poll(cx));
+                if let Some(permit) = permit.take() {
+                    match &result {
+                        Ok(_) => permit.success(),
+                        Err(error) => permit.record(classifier.classify(error)),
+                    }
+                }
+                Poll::Ready(result.map_err(FuseboxError::Failed))
+            }
+            ResponseStateProjection::Rejected { rejection } => {
+                Pin::new(rejection).poll(cx).map(|rejected| Err(FuseboxError::Rejected(rejected)))
+            }
+        }
+    }
+}
 
 impl<S, C, Req> Service<Req> for FuseboxService<S, C>
 where
-    S: Service<Req> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Response: 'static,
-    S::Error: 'static,
-    C: Classifier<S::Error> + Send + Sync + 'static,
-    Req: Send + 'static,
+    S: Service<Req>,
+    C: Classifier<S::Error>,
 {
     type Response = S::Response;
     type Error = FuseboxError<S::Error>;
-    type Future = ResponseFuture<S::Response, S::Error>;
+    type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(FuseboxError::Failed)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        // The service polled ready is the one that must serve this call: it goes into the
-        // future and a clone stays behind to be polled ready for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let breaker = self.breaker.clone();
-        let classifier = Arc::clone(&self.classifier);
-        Box::pin(async move {
-            let permit = breaker.try_acquire().map_err(FuseboxError::Rejected)?;
-            match inner.call(request).await {
-                Ok(response) => {
-                    permit.success();
-                    Ok(response)
-                }
-                Err(error) => {
-                    permit.record(classifier.classify(&error));
-                    Err(FuseboxError::Failed(error))
-                }
-            }
-        })
+        let state = match self.breaker.try_acquire_owned() {
+            Ok(permit) => ResponseState::Admitted {
+                call: self.inner.call(request),
+                permit: Some(permit),
+                classifier: Arc::clone(&self.classifier),
+            },
+            Err(rejected) => ResponseState::Rejected { rejection: std::future::ready(rejected) },
+        };
+        ResponseFuture { state }
     }
 }
 
@@ -233,42 +314,51 @@ impl<S: fmt::Debug, C, F> fmt::Debug for Fallback<S, C, F> {
 
 impl<S, C, F, Req> Service<Req> for Fallback<S, C, F>
 where
-    FuseboxService<S, C>: Service<Req, Error = FuseboxError<S::Error>, Future = ResponseFuture<S::Response, S::Error>>,
     S: Service<Req>,
+    C: Classifier<S::Error>,
     F: Fn(Rejected) -> S::Response,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = FallbackFuture<S::Response, S::Error, F>;
+    type Future = FallbackFuture<S::Future, C, F>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.service.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        FallbackFuture { inner: self.service.call(request), fallback: Arc::clone(&self.fallback) }
+        FallbackFuture { response: self.service.call(request), fallback: Arc::clone(&self.fallback) }
     }
 }
 
-/// The future a [`Fallback`] returns.
-pub struct FallbackFuture<T, E, F> {
-    inner: ResponseFuture<T, E>,
-    fallback: Arc<F>,
+pin_project! {
+    /// The future a [`Fallback`] returns: a [`FuseboxService`]'s, with rejections answered
+    /// by the fallback `F`.
+    #[must_use = "futures do nothing unless polled; dropped, this one records nothing"]
+    pub struct FallbackFuture<Fut, C, F> {
+        #[pin]
+        response: ResponseFuture<Fut, C>,
+        fallback: Arc<F>,
+    }
 }
 
-impl<T, E, F> fmt::Debug for FallbackFuture<T, E, F> {
+impl<Fut, C, F> fmt::Debug for FallbackFuture<Fut, C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FallbackFuture").finish_non_exhaustive()
+        f.debug_struct("FallbackFuture").field("response", &self.response).finish_non_exhaustive()
     }
 }
 
-impl<T, E, F: Fn(Rejected) -> T> Future for FallbackFuture<T, E, F> {
+impl<Fut, C, F, T, E> Future for FallbackFuture<Fut, C, F>
+where
+    Fut: Future<Output = Result<T, E>>,
+    C: Classifier<E>,
+    F: Fn(Rejected) -> T,
+{
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Both fields are `Unpin` (a boxed future and an `Arc`), so no pin projection is needed.
-        let this = self.get_mut();
-        this.inner.as_mut().poll(cx).map(|result| match result {
+        let this = self.project();
+        this.response.poll(cx).map(|result| match result {
             Ok(response) => Ok(response),
             Err(FuseboxError::Rejected(rejected)) => Ok((this.fallback)(rejected)),
             Err(FuseboxError::Failed(error)) => Err(error),

@@ -138,3 +138,56 @@ fn response_futures_are_send_when_the_inner_ones_are() {
     let mut fallback = FuseboxLayer::new(breaker()).with_fallback(|_| 0).layer(inner(&calls));
     send(&fallback.call(1));
 }
+
+#[tokio::test]
+async fn a_dropped_probe_call_gives_its_slot_back() {
+    let breaker = breaker();
+    breaker.hot_path().install(&Snapshot::standalone(2, Admission::Probe { grant: 1, round: 1 }));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service = FuseboxLayer::new(breaker.clone()).layer(inner(&calls));
+    // `call` takes the permit at once: the round's one probe is held by this future.
+    let probe = service.ready().await.unwrap().call(1);
+    let error = service.ready().await.unwrap().call(3).await.unwrap_err();
+    assert_eq!(error.rejected().map(|r| r.reason), Some(RejectReason::NoProbeLeft));
+    drop(probe);
+    assert_eq!(service.ready().await.unwrap().call(5).await.unwrap(), 10, "the dropped probe's slot is back");
+    assert_eq!(calls.load(Ordering::Relaxed), 2, "the dropped probe's call was made, the rejected one was not");
+    assert_eq!(drained(&breaker), OutcomeCounts { success: 1, rejected: 1, ..OutcomeCounts::default() });
+}
+
+#[tokio::test]
+async fn an_inner_future_that_waits_is_polled_to_its_end() {
+    let breaker = breaker();
+    // Not `Unpin`, and pending on its first poll: the response future holds it pinned.
+    let mut service = FuseboxLayer::new(breaker.clone()).layer(service_fn(|n: u32| async move {
+        tokio::task::yield_now().await;
+        if n == 0 { Err("zero") } else { Ok(n) }
+    }));
+    assert_eq!(service.ready().await.unwrap().call(7).await, Ok(7));
+    let error = service.ready().await.unwrap().call(0).await.unwrap_err();
+    assert_eq!(error.into_failure(), Some("zero"));
+    assert_eq!(drained(&breaker), OutcomeCounts { success: 1, failure: 1, ..OutcomeCounts::default() });
+}
+
+#[tokio::test]
+async fn a_response_future_completes_on_another_thread() {
+    let breaker = breaker();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service = FuseboxLayer::new(breaker.clone()).layer(inner(&calls));
+    // Called here, awaited on another thread: the permit each holds goes with it.
+    let mut futures = Vec::new();
+    for n in 1..=4 {
+        futures.push(service.ready().await.unwrap().call(n));
+    }
+    let results = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        futures
+            .into_iter()
+            .map(|future| runtime.block_on(future).map_err(FuseboxError::into_failure))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(results, [Ok(2), Err(Some("2 is even".to_owned())), Ok(6), Err(Some("4 is even".to_owned()))]);
+    assert_eq!(drained(&breaker), OutcomeCounts { success: 2, failure: 2, ..OutcomeCounts::default() });
+}
