@@ -43,7 +43,8 @@
 //! or the stale total, and each difference is taken once: exactly once, never doubled.
 //!
 //! Limits: a shard counts fewer than 2^40 calls of one class and slot between two drains
-//! (days at full speed, with drains every flush tick); a cell not written for 2^21 takeovers
+//! (about 10^12: an hour and more of one thread calling flat out, against a drain every
+//! flush tick); a cell not written for 2^21 takeovers
 //! of its slot is fine, one taken over by the same tag 2^21 takeovers apart between two
 //! drains is not. Fraction admission counts in the shard too (see
 //! [`Counters::admit_fraction`]).
