@@ -72,6 +72,15 @@ fn merge(drains: &[Drained]) -> (BTreeMap<u64, OutcomeCounts>, u64) {
     (by_generation, stale)
 }
 
+/// Everything drained, summed per generation, after checking conservation: every one of the
+/// `calls` successes was drained once or counted stale.
+fn conserved(drains: &[Drained], calls: u64) -> BTreeMap<u64, OutcomeCounts> {
+    let (counts, stale) = merge(drains);
+    let drained: u64 = counts.values().map(|c| c.success).sum();
+    assert_eq!(drained + stale, calls, "conservation: {counts:?}, {stale} stale");
+    counts
+}
+
 fn count(by_generation: &BTreeMap<u64, OutcomeCounts>, generation: u64, field: fn(&OutcomeCounts) -> u64) -> u64 {
     by_generation.get(&generation).map_or(0, field)
 }
@@ -243,9 +252,7 @@ fn late_records_are_stale_never_lost_or_doubled() {
         let probes = caller.join().unwrap();
         drains.push(hot.drain());
 
-        let (counts, stale) = merge(&drains);
-        let drained: u64 = counts.values().map(|c| c.success).sum();
-        assert_eq!(drained + stale, 4, "conservation: {counts:?}, {stale} stale");
+        let counts = conserved(&drains, 4);
         assert!(count(&counts, 3, |c| c.success) >= 1, "the newest generation's outcome is never stale");
         assert!(count(&counts, 2, |c| c.success) <= probes + 1, "generation 2's calls were probes");
         assert!(counts.keys().all(|g| (1..=3).contains(g)), "{counts:?}");
@@ -282,9 +289,7 @@ fn takeovers_racing_drains_lose_and_double_nothing() {
         let probes = caller.join().unwrap();
         drains.push(hot.drain());
 
-        let (counts, stale) = merge(&drains);
-        let drained: u64 = counts.values().map(|c| c.success).sum();
-        assert_eq!(drained + stale, 3, "conservation: {counts:?}, {stale} stale");
+        let counts = conserved(&drains, 3);
         assert!(counts.keys().all(|g| [1, 3, 5].contains(g)), "{counts:?}");
         assert!(count(&counts, 3, |c| c.success) <= probes, "{counts:?}");
         assert!(count(&counts, 1, |c| c.success) + count(&counts, 5, |c| c.success) <= 3 - probes, "{counts:?}");
