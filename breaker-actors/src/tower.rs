@@ -226,10 +226,7 @@ where
             ResponseStateProjection::Admitted { call, permit, classifier } => {
                 let result = ready!(call.poll(cx));
                 if let Some(permit) = permit.take() {
-                    match &result {
-                        Ok(_) => permit.success(),
-                        Err(error) => permit.record(classifier.classify(error)),
-                    }
+                    permit.record_result(&result, &**classifier);
                 }
                 Poll::Ready(result.map_err(FuseboxError::Failed))
             }

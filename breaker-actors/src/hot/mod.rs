@@ -563,6 +563,16 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
         }
     }
 
+    /// Records how a call that returned `result` went: a success, or what `classifier`
+    /// makes of the error.
+    #[inline]
+    pub fn record_result<T, E, C: Classifier<E> + ?Sized>(self, result: &Result<T, E>, classifier: &C) {
+        match result {
+            Ok(_) => self.success(),
+            Err(error) => self.record(classifier.classify(error)),
+        }
+    }
+
     /// The writer that records this permit's outcome: the thread recording it, which may not
     /// be the one that acquired it (an async call can move between worker threads).
     #[inline]
@@ -714,16 +724,9 @@ impl Breaker {
         C: Classifier<E> + ?Sized,
     {
         let permit = self.try_acquire().map_err(CallError::Rejected)?;
-        match call.await {
-            Ok(value) => {
-                permit.success();
-                Ok(value)
-            }
-            Err(error) => {
-                permit.record(classifier.classify(&error));
-                Err(CallError::Failed(error))
-            }
-        }
+        let result = call.await;
+        permit.record_result(&result, classifier);
+        result.map_err(CallError::Failed)
     }
 
     /// The shared hot path (for the runtime).
