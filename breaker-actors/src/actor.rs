@@ -176,6 +176,9 @@ impl Actor for BreakerActor {
                 let _ = reply.send(());
             }
             BreakerMsg::Inspect(reply) => {
+                // Brought up to now first: a process resumed after a long stop must not
+                // answer from its machine's last step (a lease it still thinks good).
+                state.feed(&myself, Input::Tick);
                 let _ = reply.send(Box::new(state.machine.clone()));
             }
             BreakerMsg::Panic => panic!("breaker {}: panic injected by a test hook", state.args.name),

@@ -82,7 +82,7 @@ use std::fmt;
 use breaker_actors::machine::{
     BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event, FleetState,
     Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng, Snapshot,
-    StateLabel, StepDownReason, Term, ValidConfig, WIRE_VERSION,
+    StateLabel, StepDownReason, Term, ValidConfig, VectorClock, WIRE_VERSION,
 };
 
 use crate::admission::Admitter;
@@ -270,6 +270,8 @@ pub struct FleetStats {
     pub cas_conflicts: u64,
     /// Reports removed from the stream by age or count.
     pub reports_pruned: u64,
+    /// Reports published by foreign publishers ([`Fleet::publish_foreign`]).
+    pub foreign_reports: u64,
     /// Reports the stream dropped before its consumer got them.
     pub reports_missed: u64,
     /// Leases acquired.
@@ -855,6 +857,34 @@ impl Fleet {
         self.trace_log.get_or_insert_with(Vec::new);
     }
 
+    /// A foreign publisher (an app in another language, or anyone allowed to publish on
+    /// the outcome subjects) publishes `counts` as `node`, claiming to have applied
+    /// `applied`, true or not. The report goes straight into the outcome stream as the
+    /// transport converts a JSON report: incarnation 0, the stream sequence as `seq`, a
+    /// clock of the claimed term with `node` ticked once.
+    pub fn publish_foreign(&mut self, node: &NodeId, applied: DecisionId, counts: OutcomeCounts, streak: u64) {
+        let seq = self.stream_next_seq;
+        let mut clock = VectorClock::new(applied.term);
+        clock.tick(node);
+        let report = Report {
+            version: WIRE_VERSION,
+            breaker: self.breaker.clone(),
+            node: node.clone(),
+            incarnation: 0,
+            seq,
+            applied,
+            clock,
+            counts,
+            longest_failure_streak: streak,
+            local_open: false,
+        };
+        self.trace_line(usize::MAX, &format!("foreign report from {node} claiming {applied}: {counts:?}"));
+        self.stats.foreign_reports += 1;
+        self.stream.push_back(StreamEntry { seq, at: self.now, report });
+        self.stream_next_seq += 1;
+        self.prune_stream();
+    }
+
     fn check_index(&self, i: usize) -> Result<(), FleetError> {
         if i < self.nodes.len() { Ok(()) } else { Err(FleetError::NoSuchNode { index: i, nodes: self.nodes.len() }) }
     }
@@ -938,6 +968,7 @@ impl Fleet {
             let sent_at = self.node_millis(i);
             self.nodes[i].lease = Some(HeldLease { term, renewed_at: self.now, sent_at, told: false });
             self.stats.leases_acquired += 1;
+            self.monitor.lease_granted(term);
             // The consumer exists before the machine hears of the lease, so that a
             // step-down it answers with also removes it.
             let next_seq = self.stream.front().map_or(self.stream_next_seq, |e| e.seq);
@@ -1317,6 +1348,9 @@ impl Fleet {
                 if let Event::Applied { id, .. } = &event {
                     let applied = self.nodes[i].machine.as_ref().and_then(Machine::applied);
                     self.monitor.applied(self.now, i, applied, *id);
+                }
+                if let Event::SteppedDown { term, reason } = &event {
+                    self.monitor.stepped_down(self.now, i, *term, *reason);
                 }
                 self.events.push((self.now, i, event));
             }

@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use breaker_actors::machine::{Admission, Decision, DecisionId, FleetState, Reason, Report, Snapshot, Stats, Term};
+use breaker_actors::machine::{
+    Admission, Decision, DecisionId, FleetState, Reason, Report, Snapshot, Stats, StepDownReason, Term,
+};
 
 /// Violations kept per run: one is enough to fail it, a few show a pattern.
 pub const MAX_VIOLATIONS: usize = 32;
@@ -45,6 +47,9 @@ pub enum Property {
     /// Safety: every outcome drained into a machine is recorded once or dropped as stale;
     /// a decider counts no report twice in a term.
     Conservation,
+    /// Safety: only the store deposes a decider: a decider steps down as deposed only by a
+    /// term the lease store granted, never by what a report (anyone's, forged or not) claims.
+    DeposedByStore,
     /// Liveness: after faults heal, every node applies the store's current decision.
     Convergence,
     /// Liveness: after faults heal, a failing dependency opens the fleet.
@@ -78,7 +83,7 @@ pub enum PropertyKind {
 
 impl Property {
     /// Every property, in the order reports list them.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::OneDecisionPerId,
         Self::FencedStore,
         Self::NoRollback,
@@ -87,6 +92,7 @@ impl Property {
         Self::AttributedOutcomes,
         Self::ForcedStates,
         Self::Conservation,
+        Self::DeposedByStore,
         Self::Convergence,
         Self::OpensWhenFailing,
         Self::ClosesWhenRecovered,
@@ -109,6 +115,7 @@ impl Property {
             Self::AttributedOutcomes => "attributed-outcomes",
             Self::ForcedStates => "forced-states",
             Self::Conservation => "conservation",
+            Self::DeposedByStore => "deposed-by-store",
             Self::Convergence => "convergence",
             Self::OpensWhenFailing => "opens-when-failing",
             Self::ClosesWhenRecovered => "closes-when-recovered",
@@ -188,6 +195,8 @@ pub struct SafetyMonitor {
     /// The id of the last decision the store accepted.
     last_stored: DecisionId,
     nodes: Vec<NodeView>,
+    /// The newest term the lease store has granted.
+    newest_lease_term: Term,
     /// Probes admitted fleet-wide, by half-open phase: `(count, budget)`.
     probes: BTreeMap<DecisionId, (u64, u32)>,
     violations: Vec<Violation>,
@@ -303,6 +312,28 @@ impl SafetyMonitor {
         if let Some(view) = self.view(node) {
             let key = (report.node.as_str().to_owned(), report.incarnation, report.seq);
             view.reports_seen.entry(term).or_default().insert(key);
+        }
+    }
+
+    /// The lease store granted `term`.
+    pub fn lease_granted(&mut self, term: Term) {
+        self.newest_lease_term = self.newest_lease_term.max(term);
+    }
+
+    /// Node `node`'s machine stepped down from `term` for `reason`.
+    pub fn stepped_down(&mut self, at_ms: u64, node: usize, term: Term, reason: StepDownReason) {
+        if let StepDownReason::Deposed { newer } = reason {
+            if newer > self.newest_lease_term {
+                let detail = format!(
+                    "n{} stepped down from term {} as deposed by term {}, which the lease store never granted \
+                     (newest granted: {})",
+                    node + 1,
+                    term.0,
+                    newer.0,
+                    self.newest_lease_term.0
+                );
+                self.violate(at_ms, Property::DeposedByStore, detail);
+            }
         }
     }
 

@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use breaker_actors::machine::{
-    Admission, BreakerConfig, CommandKind, FleetState, HalfOpenPolicy, OpenPolicy, SeededRng, TripPolicy, WindowConfig,
+    Admission, BreakerConfig, CommandKind, DecisionId, FleetState, HalfOpenPolicy, NodeId, OpenPolicy, OutcomeCounts,
+    SeededRng, TripPolicy, WindowConfig,
 };
 
 use crate::fleet::{Fleet, FleetError, FleetSpec, FleetStats, LinkFaults, PlantedBug};
@@ -73,11 +74,17 @@ pub enum FaultKind {
     Pause,
     /// An operator forces a manual state, and resets it later.
     Command,
+    /// A foreign publisher sends reports claiming arbitrary applied decisions: far in the
+    /// future, a later term, a later sequence of this term, none, or the current one.
+    Foreign,
 }
 
 impl FaultKind {
+    /// Kinds whose episodes are drawn apart from the others (see [`plan`]).
+    pub const DRAWN_APART: [Self; 1] = [Self::Foreign];
+
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Delay,
         Self::Reorder,
         Self::Duplicate,
@@ -87,6 +94,7 @@ impl FaultKind {
         Self::Crash,
         Self::Pause,
         Self::Command,
+        Self::Foreign,
     ];
 
     /// Its name on the command line.
@@ -101,6 +109,7 @@ impl FaultKind {
             Self::Crash => "crash",
             Self::Pause => "pause",
             Self::Command => "command",
+            Self::Foreign => "foreign",
         }
     }
 
@@ -235,6 +244,14 @@ pub enum Fault {
         /// The manual state.
         kind: CommandKind,
     },
+    /// A foreign publisher reports as node `py-<publisher>` every `every_ms` or so, each
+    /// report claiming an applied decision drawn anew (see [`FaultKind::Foreign`]).
+    Foreign {
+        /// Which publisher (its node id is not a simulated node's).
+        publisher: u64,
+        /// Mean time between its reports.
+        every_ms: u64,
+    },
 }
 
 impl Fault {
@@ -250,6 +267,7 @@ impl Fault {
             Self::Crash { .. } => FaultKind::Crash,
             Self::Pause { .. } => FaultKind::Pause,
             Self::Command { .. } => FaultKind::Command,
+            Self::Foreign { .. } => FaultKind::Foreign,
         }
     }
 }
@@ -419,8 +437,6 @@ pub fn sim_config() -> BreakerConfig {
 pub fn plan(spec: &SimSpec) -> Plan {
     let mut rng = SeededRng::new(spec.seed ^ 0x706c_616e_706c_616e);
     let chaos = spec.chaos_ms.max(1_000);
-    let nodes = u64::try_from(spec.nodes.max(1)).unwrap_or(1);
-    let node = |rng: &mut SeededRng| usize::try_from(rng.below(nodes)).unwrap_or(0);
     let dependency = match rng.below(4) {
         0 => DependencyPattern::Healthy,
         1 => DependencyPattern::Failing {
@@ -434,78 +450,97 @@ pub fn plan(spec: &SimSpec) -> Plan {
         }
     };
     let mut episodes = Vec::new();
-    if !spec.faults.is_empty() {
+    // Kinds added after regression seeds were pinned draw from streams of their own, so a
+    // seed's plan for the older kinds stays what it was.
+    let (together, apart): (Vec<FaultKind>, Vec<FaultKind>) =
+        spec.faults.iter().partition(|k| !FaultKind::DRAWN_APART.contains(k));
+    if !together.is_empty() {
         let count = 2 + rng.below(5);
-        let kinds = u64::try_from(spec.faults.len()).unwrap_or(1);
+        let kinds = u64::try_from(together.len()).unwrap_or(1);
         for _ in 0..count {
-            let kind = spec.faults[usize::try_from(rng.below(kinds)).unwrap_or(0)];
-            let from_ms = rng.below(chaos - 500);
-            let length = |rng: &mut SeededRng, min: u64, spread: u64| min + rng.below(spread);
-            let (fault, until_ms) = match kind {
-                FaultKind::Delay => {
-                    let fault = Fault::Delay { node: node(&mut rng), max_delay_ms: 20 + rng.below(2_500) };
-                    (fault, from_ms + length(&mut rng, 500, 5_000))
-                }
-                FaultKind::Reorder => {
-                    let fault = Fault::Reorder { max_delay_ms: 5 + rng.below(100) };
-                    (fault, from_ms + length(&mut rng, 500, 8_000))
-                }
-                FaultKind::Duplicate => {
-                    let per_mille = u16::try_from(100 + rng.below(500)).unwrap_or(500);
-                    (Fault::Duplicate { node: node(&mut rng), per_mille }, from_ms + length(&mut rng, 500, 8_000))
-                }
-                FaultKind::Drop => {
-                    let per_mille = u16::try_from(50 + rng.below(400)).unwrap_or(200);
-                    (Fault::Drop { node: node(&mut rng), per_mille }, from_ms + length(&mut rng, 500, 8_000))
-                }
-                FaultKind::Partition => {
-                    let mut cut: Vec<usize> = (0..spec.nodes).filter(|_| rng.below(2) == 0).collect();
-                    if cut.is_empty() {
-                        cut.push(node(&mut rng));
-                    }
-                    let shape = match rng.below(4) {
-                        0 => PartitionShape::TwoWay,
-                        1 => PartitionShape::OutboundOnly,
-                        2 => PartitionShape::InboundOnly,
-                        _ => PartitionShape::Flapping { period_ms: 200 + rng.below(1_500) },
-                    };
-                    (Fault::Partition { nodes: cut, shape }, from_ms + length(&mut rng, 500, 6_000))
-                }
-                // A monotonic clock only ever moves forward: a skew and a drift hold from
-                // the start, a jump goes forward once; neither ends before the run does.
-                FaultKind::Clock => {
-                    if rng.below(2) == 0 {
-                        let drift = i32::try_from(rng.below(40_001)).unwrap_or(0) - 20_000;
-                        let skew = Fault::ClockSkew {
-                            node: node(&mut rng),
-                            offset_ms: rng.below(1_000_000),
-                            drift_ppm: drift,
-                        };
-                        episodes.push(Episode { from_ms: 0, until_ms: chaos, fault: skew });
-                        continue;
-                    }
-                    (Fault::ClockJump { node: node(&mut rng), jump_ms: 100 + rng.below(5_000) }, chaos)
-                }
-                FaultKind::Crash => (Fault::Crash { node: node(&mut rng) }, from_ms + length(&mut rng, 100, 5_000)),
-                FaultKind::Pause => {
-                    let target =
-                        if rng.below(3) == 0 { PauseTarget::Node(node(&mut rng)) } else { PauseTarget::Decider };
-                    (Fault::Pause { target }, from_ms + length(&mut rng, LEASE_TTL_MS, 2 * LEASE_TTL_MS))
-                }
-                FaultKind::Command => {
-                    let kind = match rng.below(3) {
-                        0 => CommandKind::ForceOpen,
-                        1 => CommandKind::ForceClosed,
-                        _ => CommandKind::Disable,
-                    };
-                    (Fault::Command { kind }, from_ms + length(&mut rng, 200, 4_000))
-                }
-            };
-            episodes.push(Episode { from_ms, until_ms: until_ms.min(chaos), fault });
+            let kind = together[usize::try_from(rng.below(kinds)).unwrap_or(0)];
+            draw_episode(kind, &mut rng, chaos, spec.nodes, &mut episodes);
+        }
+    }
+    for kind in apart {
+        let mut rng = SeededRng::new(
+            spec.seed ^ kind.name().bytes().fold(0xa5a5_a5a5_u64, |h, b| h.rotate_left(8) ^ u64::from(b)),
+        );
+        let count = if together.is_empty() { 1 + rng.below(3) } else { rng.below(2) };
+        for _ in 0..count {
+            draw_episode(kind, &mut rng, chaos, spec.nodes, &mut episodes);
         }
     }
     episodes.sort_by_key(|e| e.from_ms);
     Plan { dependency, episodes }
+}
+
+/// Draws one episode of `kind` within the chaos phase into `episodes`.
+fn draw_episode(kind: FaultKind, rng: &mut SeededRng, chaos: u64, nodes: usize, episodes: &mut Vec<Episode>) {
+    let node_count = u64::try_from(nodes.max(1)).unwrap_or(1);
+    let node = |rng: &mut SeededRng| usize::try_from(rng.below(node_count)).unwrap_or(0);
+    let from_ms = rng.below(chaos - 500);
+    let length = |rng: &mut SeededRng, min: u64, spread: u64| min + rng.below(spread);
+    let (fault, until_ms) = match kind {
+        FaultKind::Delay => {
+            let fault = Fault::Delay { node: node(rng), max_delay_ms: 20 + rng.below(2_500) };
+            (fault, from_ms + length(rng, 500, 5_000))
+        }
+        FaultKind::Reorder => {
+            let fault = Fault::Reorder { max_delay_ms: 5 + rng.below(100) };
+            (fault, from_ms + length(rng, 500, 8_000))
+        }
+        FaultKind::Duplicate => {
+            let per_mille = u16::try_from(100 + rng.below(500)).unwrap_or(500);
+            (Fault::Duplicate { node: node(rng), per_mille }, from_ms + length(rng, 500, 8_000))
+        }
+        FaultKind::Drop => {
+            let per_mille = u16::try_from(50 + rng.below(400)).unwrap_or(200);
+            (Fault::Drop { node: node(rng), per_mille }, from_ms + length(rng, 500, 8_000))
+        }
+        FaultKind::Partition => {
+            let mut cut: Vec<usize> = (0..nodes).filter(|_| rng.below(2) == 0).collect();
+            if cut.is_empty() {
+                cut.push(node(rng));
+            }
+            let shape = match rng.below(4) {
+                0 => PartitionShape::TwoWay,
+                1 => PartitionShape::OutboundOnly,
+                2 => PartitionShape::InboundOnly,
+                _ => PartitionShape::Flapping { period_ms: 200 + rng.below(1_500) },
+            };
+            (Fault::Partition { nodes: cut, shape }, from_ms + length(rng, 500, 6_000))
+        }
+        // A monotonic clock only ever moves forward: a skew and a drift hold from
+        // the start, a jump goes forward once; neither ends before the run does.
+        FaultKind::Clock => {
+            if rng.below(2) == 0 {
+                let drift = i32::try_from(rng.below(40_001)).unwrap_or(0) - 20_000;
+                let skew = Fault::ClockSkew { node: node(rng), offset_ms: rng.below(1_000_000), drift_ppm: drift };
+                episodes.push(Episode { from_ms: 0, until_ms: chaos, fault: skew });
+                return;
+            }
+            (Fault::ClockJump { node: node(rng), jump_ms: 100 + rng.below(5_000) }, chaos)
+        }
+        FaultKind::Crash => (Fault::Crash { node: node(rng) }, from_ms + length(rng, 100, 5_000)),
+        FaultKind::Pause => {
+            let target = if rng.below(3) == 0 { PauseTarget::Node(node(rng)) } else { PauseTarget::Decider };
+            (Fault::Pause { target }, from_ms + length(rng, LEASE_TTL_MS, 2 * LEASE_TTL_MS))
+        }
+        FaultKind::Command => {
+            let kind = match rng.below(3) {
+                0 => CommandKind::ForceOpen,
+                1 => CommandKind::ForceClosed,
+                _ => CommandKind::Disable,
+            };
+            (Fault::Command { kind }, from_ms + length(rng, 200, 4_000))
+        }
+        FaultKind::Foreign => {
+            let fault = Fault::Foreign { publisher: 1 + rng.below(3), every_ms: FLUSH_MS + rng.below(200) };
+            (fault, from_ms + length(rng, 500, 8_000))
+        }
+    };
+    episodes.push(Episode { from_ms, until_ms: until_ms.min(chaos), fault });
 }
 
 /// What one seed did.
@@ -570,12 +605,14 @@ pub fn run_once(spec: &SimSpec) -> Result<SeedReport, SimError> {
         active: vec![false; plan.episodes.len()],
         links: vec![LinkFaults::default(); spec.nodes],
         half_open_since: None,
+        foreign_rng: SeededRng::new(spec.seed ^ 0x666f_7265_6967_6e00),
     };
     let mut episodes = BTreeMap::new();
     while run.fleet.now() < spec.chaos_ms {
         for kind in run.apply_plan()? {
             *episodes.entry(kind).or_insert(0) += 1;
         }
+        run.publish_foreign();
         run.fleet.step();
     }
     run.heal()?;
@@ -629,9 +666,45 @@ struct Run {
     /// The current half-open decision, since when it is current (as seen after a step),
     /// and whether it was reported overdue.
     half_open_since: Option<(breaker_actors::machine::DecisionId, u64, bool)>,
+    /// Draws what foreign publishers send (apart from the fleet's own randomness).
+    foreign_rng: SeededRng,
 }
 
 impl Run {
+    /// Each active foreign publisher sends a report with probability `FLUSH_MS / every_ms`
+    /// per step: failures or successes, claiming an applied decision far in the future, of
+    /// a later term, later in the current term, none at all, or the current one.
+    fn publish_foreign(&mut self) {
+        for k in 0..self.plan.episodes.len() {
+            let Fault::Foreign { publisher, every_ms } = self.plan.episodes[k].fault else {
+                continue;
+            };
+            if !self.active[k] || self.foreign_rng.below(every_ms.max(1)) >= FLUSH_MS {
+                continue;
+            }
+            let Ok(node) = NodeId::new(&format!("py-{publisher}")) else {
+                continue;
+            };
+            let current = self.fleet.current_decision().map_or(DecisionId::NONE, |d| d.id);
+            let rng = &mut self.foreign_rng;
+            let applied = match rng.below(5) {
+                0 => DecisionId::new(u64::MAX, rng.below(2)),
+                1 => DecisionId::new(current.term.0.saturating_add(1 + rng.below(500)), rng.below(10)),
+                2 => DecisionId::new(current.term.0, current.seq.saturating_add(1 + rng.below(1_000))),
+                3 => DecisionId::NONE,
+                _ => current,
+            };
+            let calls = 1 + rng.below(5);
+            let counts = if rng.below(2) == 0 {
+                OutcomeCounts { failure: calls, ..OutcomeCounts::default() }
+            } else {
+                OutcomeCounts { success: calls, ..OutcomeCounts::default() }
+            };
+            let streak = counts.failure;
+            self.fleet.publish_foreign(&node, applied, counts, streak);
+        }
+    }
+
     /// Starts and ends episodes due now; the kinds of those started.
     fn apply_plan(&mut self) -> Result<Vec<FaultKind>, SimError> {
         let now = self.fleet.now();
@@ -666,7 +739,8 @@ impl Run {
                 }
             }
             Fault::Command { kind } => self.fleet.command(*kind),
-            Fault::Delay { .. }
+            Fault::Foreign { .. }
+            | Fault::Delay { .. }
             | Fault::Reorder { .. }
             | Fault::Duplicate { .. }
             | Fault::Drop { .. }

@@ -816,3 +816,57 @@ async fn a_graceful_shutdown_publishes_the_last_reports() {
     }
     assert_eq!(failures, 3);
 }
+
+// Hardening 1: what a report claims to have applied never deposes a decider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_claiming_a_decision_from_the_future_deposes_nobody_and_counts_for_nothing() {
+    let server = NatsServer::start().unwrap();
+    let (nodes, breakers) = fleet(&[server.url()], 2, "inventory").await;
+    let breaker = name("inventory");
+    let decider = wait_deciding(&nodes, &breaker).await;
+    let term = nodes[decider].reg.machine(&breaker).await.unwrap().decider_term().unwrap();
+    let decisions_before = nodes[0].transport.history(&breaker).await.unwrap().len();
+
+    // Schema-valid JSON from any authorised publisher: ten failures (enough to trip the
+    // breaker if they counted), claiming decisions nobody made.
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(raw);
+    let claims = [(u64::MAX, 0), (term.0 + 200, 1), (term.0, 999)];
+    for (i, (claimed_term, claimed_seq)) in claims.iter().enumerate() {
+        let body = format!(
+            r#"{{"version":1,"outcome":"failure","count":10,"applied":{{"term":{claimed_term},"seq":{claimed_seq}}}}}"#
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Content-Type", "application/json");
+        headers.insert("Nats-Msg-Id", format!("py-1:future-{i}").as_str());
+        js.publish_with_headers("fusebox.out.inventory.py-1", headers, body.into_bytes().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let refused = |m: &breaker_actors::machine::Machine| m.stats().refused_inputs;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = nodes[decider].reg.machine(&breaker).await.unwrap();
+        if refused(&m) >= claims.len() as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the decider never refused the claims: {:?}", m.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let m = nodes[decider].reg.machine(&breaker).await.unwrap();
+    assert_eq!(m.decider_term(), Some(term), "the decider kept its term");
+    assert!(m.is_deciding());
+    assert_eq!(m.stats().refused_inputs, claims.len() as u64);
+    assert_eq!(nodes[0].transport.history(&breaker).await.unwrap().len(), decisions_before, "no extra decision");
+    assert!(all_in(&breakers, StateLabel::Closed), "the claimed failures did not count");
+
+    // A real failure burst inside the stream's retention window still trips at once.
+    let started = Instant::now();
+    fail(&breakers[1], 10).await;
+    eventually_fleet("honest failures trip every node", &nodes, &breaker, || all_in(&breakers, StateLabel::Open)).await;
+    eprintln!("tripped {:?} after the burst began", started.elapsed());
+    let m = nodes[decider].reg.machine(&breaker).await.unwrap();
+    assert_eq!(m.decider_term(), Some(term), "the same decider tripped it");
+}

@@ -28,7 +28,7 @@ pub const MAX_QUEUED: usize = 8;
 pub enum StepDownReason {
     /// The lease was lost or released.
     LeaseLost,
-    /// A decision, report or CAS failure showed a newer term: another decider exists.
+    /// The store showed a newer term (a decision, a lost CAS): another decider exists.
     Deposed {
         /// The newer term seen.
         newer: Term,
@@ -256,14 +256,10 @@ impl Decider {
         }
     }
 
-    /// Judges a report; a report of a newer term makes the decider step down.
+    /// Judges a report. Its `applied` must not be ahead of [`Decider::last_decided`] (the
+    /// machine refuses such reports before they get here): a report never deposes.
     pub fn ingest(&mut self, now: Millis, report: &Report) -> (ReportFate, Vec<DeciderOut>) {
-        if report.applied.term > self.term {
-            return (
-                ReportFate::Stale,
-                vec![DeciderOut::StepDown(StepDownReason::Deposed { newer: report.applied.term })],
-            );
-        }
+        debug_assert!(report.applied <= self.last_decided(), "reports from the future are refused before judging");
         if !self.is_valid(now) {
             // Suspended (renewal overdue): no verdicts, and no evidence half-taken either.
             return (ReportFate::NotDeciding, Vec::new());

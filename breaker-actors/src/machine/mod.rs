@@ -428,7 +428,8 @@ pub enum InputError {
         /// Its id.
         id: DecisionId,
     },
-    /// A report claiming a decision of this term that was never made.
+    /// A report claiming to have applied a decision newer than any its decider made (of
+    /// this term or a later one): refused, never a reason to step down.
     ReportFromFuture {
         /// What it claims to have applied.
         applied: DecisionId,
@@ -639,9 +640,16 @@ impl Machine {
         self.decider.as_ref().map(Decider::term)
     }
 
-    /// Whether this node decides right now (holds a lease still good by its clock).
+    /// Whether this node decided at its last step (held a lease still good by its clock
+    /// then). See [`Machine::is_deciding_at`] for a later time.
     pub fn is_deciding(&self) -> bool {
-        self.decider.as_ref().is_some_and(|d| d.is_valid(self.now))
+        self.is_deciding_at(self.now)
+    }
+
+    /// Whether this node decides at `now` on its clock: a lease whose validity has run out
+    /// by then does not count, even before the machine has been stepped to `now`.
+    pub fn is_deciding_at(&self, now: Millis) -> bool {
+        self.decider.as_ref().is_some_and(|d| d.is_valid(now.max(self.now)))
     }
 
     /// The phase this node's decider attributes reports against, when deciding.
@@ -949,7 +957,10 @@ impl Machine {
             self.stats.reports_not_judged += 1;
             return;
         };
-        if report.applied.term == decider.term() && report.applied > decider.last_decided() {
+        // A report claims what its node applied, and anyone allowed to publish can claim
+        // anything: only the store (a newer decision, a lost CAS, a lost lease) deposes a
+        // decider. A claim ahead of the newest decision this decider made is refused.
+        if report.applied > decider.last_decided() {
             let applied = report.applied;
             return self.refuse(InputError::ReportFromFuture { applied }, fx);
         }

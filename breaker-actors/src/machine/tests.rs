@@ -25,6 +25,9 @@ enum Act {
     Report(&'static str, u64, u64, u64, u64, u64),
     /// A peer's report attributed to a decision from before the current phase.
     StaleReport(&'static str, u64, u64),
+    /// A peer's report claiming to have applied decision `(term, seq)`: (node, failure,
+    /// term, seq), whatever this node knows of it.
+    ClaimsApplied(&'static str, u64, u64, u64),
     /// The same peer report again (a redelivery).
     Redeliver,
     /// Local outcomes under the current generation: (success, failure, slow, rejected, streak).
@@ -196,6 +199,11 @@ impl Rig {
                 let phase = self.m.applied().map_or(DecisionId::NONE, |d| d.phase);
                 let older = self.written.iter().rev().find(|d| d.id < phase).map_or(DecisionId::NONE, |d| d.id);
                 let r = self.peer_report(peer, counts, 0, older);
+                self.input(Input::Report(r));
+            }
+            Act::ClaimsApplied(peer, failure, term, seq) => {
+                let counts = OutcomeCounts { failure, ..OutcomeCounts::default() };
+                let r = self.peer_report(peer, counts, failure, DecisionId::new(term, seq));
                 self.input(Input::Report(r));
             }
             Act::Redeliver => {
@@ -960,6 +968,27 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "a report claiming a decision from the future neither deposes the decider nor counts",
+            config: base(),
+            script: vec![
+                Lead(3),
+                Act::ClaimsApplied("py-1", 10, u64::MAX, 0),
+                Act::ClaimsApplied("py-1", 10, 203, 1),
+                Act::ClaimsApplied("py-1", 10, 3, 999),
+                E(Deciding(true)),
+                E(NotEmitted("Deposed")),
+                E(NotEmitted("StepDown")),
+                E(Emitted("ReportFromFuture")),
+                E(Stat("refused_inputs", 3)),
+                E(Stat("reports_counted", 0)),
+                E(Fleet(Closed)),
+                // Honest evidence still trips at once.
+                R("n1", 0, 10, 0, 0, 0),
+                E(Fleet(Open)),
+                E(Decisions(2)),
+            ],
+        },
+        Case {
             name: "the decider stops deciding at sent_at + ttl - margin",
             config: base(),
             script: vec![
@@ -1118,4 +1147,16 @@ fn exponential_backoff_caps_and_jitter_follows_the_seed() {
     for (d, b) in a.iter().zip(bases) {
         assert!(*d >= b && *d <= (b + b / 2).min(1_000), "{a:?}");
     }
+}
+
+#[test]
+fn a_lease_run_out_by_the_clock_is_not_deciding_before_the_next_step() {
+    // A decider resumed after a stop longer than its lease: asked before its first step,
+    // it must not call itself deciding (it printed `deciding: true` for ~1 ms).
+    let mut rig = Rig::new(&base());
+    rig.act(&Lead(4), "resumed");
+    assert!(rig.m.is_deciding_at(Millis(9_899)));
+    assert!(!rig.m.is_deciding_at(Millis(9_900)), "ttl 10 s, margin 100 ms: run out at 9.9 s");
+    assert!(!rig.m.is_deciding_at(Millis(60_000)));
+    assert_eq!(rig.m.decider_term(), Some(Term(4)), "nothing was stepped: the term is still held");
 }
