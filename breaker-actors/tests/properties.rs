@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use breaker_actors::machine::{
-    Admission, BreakerConfig, BreakerName, CLOCK_CAP, Causality, Command, CommandKind, Decision, DecisionId, Effect,
-    Event, FleetState, HalfOpenPolicy, HealthCheckPolicy, Input, LocalOutcomes, LocalOverlayPolicy, MAX_WINDOW_REPORTS,
-    Machine, Millis, NodeId, NodeParams, OpenPolicy, OutageConfig, OutagePolicy, OutcomeCounts, RampPolicy, Reason,
-    Report, Snapshot, StateLabel, Stats, Term, TripPolicy, VectorClock, WIRE_VERSION, WindowConfig,
+    Admission, Arrival, BreakerConfig, BreakerName, CLOCK_CAP, Causality, Command, CommandKind, Decision, DecisionId,
+    Effect, Event, FleetState, HalfOpenPolicy, HealthCheckPolicy, Input, LocalOutcomes, LocalOverlayPolicy,
+    MAX_WINDOW_REPORTS, Machine, Millis, NodeId, NodeParams, OpenPolicy, OutageConfig, OutagePolicy, OutcomeCounts,
+    RampPolicy, Reason, Report, Snapshot, StateLabel, Stats, Term, TripPolicy, VectorClock, WIRE_VERSION, WindowConfig,
 };
 use proptest::prelude::*;
 
@@ -244,7 +244,9 @@ impl Driver {
                 Effect::WriteDecision(d) => self.in_flight.push_back((d.clone(), self.seen_rev)),
                 Effect::RunHealthCheck { attempt } => self.health = Some(*attempt),
                 // The outcome feed brings this node's own reports back to its decider.
-                Effect::PublishReport(r) => follow_ups.push(Input::Report(r.clone())),
+                Effect::PublishReport(r) => {
+                    follow_ups.push(Input::Report { report: r.clone(), arrival: Arrival::LIVE });
+                }
                 Effect::Resync => follow_ups.push(self.read_bucket()),
                 _ => {}
             }
@@ -339,11 +341,11 @@ impl Driver {
                     local_open: false,
                 };
                 self.last_peer = Some(report.clone());
-                self.step(Input::Report(report));
+                self.step(Input::Report { report, arrival: Arrival::LIVE });
             }
             Ev::Redeliver => {
                 if let Some(r) = self.last_peer.clone() {
-                    self.step(Input::Report(r));
+                    self.step(Input::Report { report: r, arrival: Arrival::LIVE });
                 }
             }
             Ev::GainLease { term_step, stale } => {
@@ -642,7 +644,7 @@ proptest! {
     fn stale_reports_never_move_the_window((config, events) in scenario()) {
         let trace = run(&config, &events);
         for s in &trace {
-            let (Input::Report(r), Some(phase)) = (&s.input, s.phase_before) else { continue };
+            let (Input::Report { report: r, .. }, Some(phase)) = (&s.input, s.phase_before) else { continue };
             if r.applied < phase && r.applied.term <= phase.term {
                 prop_assert_eq!(s.window_before, s.window_after);
                 prop_assert_eq!(s.stats.decisions_made, s.stats_before.decisions_made);

@@ -76,10 +76,10 @@ use crate::admission::Admitter;
 use crate::properties::{Property, PropertyKind};
 
 use breaker_actors::machine::{
-    Admission, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
-    FleetState, HalfOpenPolicy, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OpenPolicy,
-    OutcomeCounts, Reason, Report, Snapshot, StateLabel, StepDownReason, Term, TripPolicy, ValidConfig, WIRE_VERSION,
-    WindowConfig,
+    Admission, Arrival, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect,
+    Event, FleetState, HalfOpenPolicy, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams,
+    OpenPolicy, OutcomeCounts, Reason, Report, Snapshot, StateLabel, StepDownReason, Term, TripPolicy, ValidConfig,
+    WIRE_VERSION, WindowConfig,
 };
 
 /// One advance of the model's clock, in ms: one lease TTL, one open period.
@@ -896,7 +896,7 @@ impl World {
                 let phase = machine.decider_phase();
                 let applied = report.applied;
                 let from = report.node.clone();
-                self.feed(state, holder, Input::Report(report), obs);
+                self.feed(state, holder, Input::Report { report, arrival: Arrival::LIVE }, obs);
                 let counted_after = state.nodes[holder].machine.as_ref().map_or(0, |m| m.stats().reports_counted);
                 if let (Some(phase), true) = (phase, counted_after > counted_before) {
                     if admitted_phase < phase {

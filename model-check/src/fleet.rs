@@ -80,9 +80,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use breaker_actors::machine::{
-    BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event, FleetState,
-    Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng, Snapshot,
-    StateLabel, StepDownReason, Term, ValidConfig, VectorClock, WIRE_VERSION,
+    Arrival, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
+    FleetState, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng,
+    Snapshot, StateLabel, StepDownReason, Term, ValidConfig, VectorClock, WIRE_VERSION,
 };
 
 use crate::admission::Admitter;
@@ -1230,10 +1230,15 @@ impl Fleet {
         if entry.seq > consumer.next_seq {
             self.stats.reports_missed += entry.seq - consumer.next_seq;
         }
-        let (seq, report) = (entry.seq, entry.report.clone());
+        let (seq, at, report) = (entry.seq, entry.at, entry.report.clone());
         self.consumer = Some(Consumer { next_seq: seq + 1, ..consumer });
         self.monitor.report_delivered(consumer.node, consumer.term, &report);
-        self.feed(consumer.node, Input::Report(report));
+        self.monitor.evidence_delivered(consumer.node, consumer.term, at, &report);
+        // Its age by the server's clock, as the transport measures it; more retained
+        // reports behind it make it part of a replay.
+        let backlog = self.stream.back().is_some_and(|last| last.seq > seq);
+        let arrival = Arrival { age_ms: self.now.saturating_sub(at), backlog };
+        self.feed(consumer.node, Input::Report { report, arrival });
         true
     }
 
@@ -1328,6 +1333,7 @@ impl Fleet {
                 self.send(Packet::Publish { from: i, report });
             }
             Effect::WriteDecision(decision) => {
+                self.monitor.decided(self.now, i, &decision, self.config.fleet.rules.max_evidence_age_ms);
                 let expected = self.nodes[i].observed_rev;
                 self.send(Packet::Write { from: i, incarnation, expected, decision });
             }

@@ -10,15 +10,18 @@
 //! emits, the decision's content is compared with the store's copy, and counts come from
 //! the harness's own tallies of what it fed in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use breaker_actors::machine::{
-    Admission, Decision, DecisionId, FleetState, Reason, Report, Snapshot, Stats, StepDownReason, Term,
+    Admission, Decision, DecisionId, FleetState, Reason, Report, Snapshot, Stats, StepDownReason, Term, TripRule,
 };
 
 /// Violations kept per run: one is enough to fail it, a few show a pattern.
 pub const MAX_VIOLATIONS: usize = 32;
+
+/// Delivered reports the monitor keeps per node for [`Property::FreshEvidence`].
+pub const MAX_EVIDENCE_KEPT: usize = 65_536;
 
 /// A property of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,6 +50,11 @@ pub enum Property {
     /// Safety: every outcome drained into a machine is recorded once or dropped as stale;
     /// a decider counts no report twice in a term.
     Conservation,
+    /// Safety: a decider trips only on evidence younger than the evidence age bound (with
+    /// an allowance for clock drift): the failures (slow calls, streak) a trip names are
+    /// found in reports delivered to it in its term that the stream stored within the
+    /// bound. A decider taking over must not trip on a replay of old outcomes.
+    FreshEvidence,
     /// Safety: only the store deposes a decider: a decider steps down as deposed only by a
     /// term the lease store granted, never by what a report (anyone's, forged or not) claims.
     DeposedByStore,
@@ -83,7 +91,7 @@ pub enum PropertyKind {
 
 impl Property {
     /// Every property, in the order reports list them.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::OneDecisionPerId,
         Self::FencedStore,
         Self::NoRollback,
@@ -93,6 +101,7 @@ impl Property {
         Self::ForcedStates,
         Self::Conservation,
         Self::DeposedByStore,
+        Self::FreshEvidence,
         Self::Convergence,
         Self::OpensWhenFailing,
         Self::ClosesWhenRecovered,
@@ -116,6 +125,7 @@ impl Property {
             Self::ForcedStates => "forced-states",
             Self::Conservation => "conservation",
             Self::DeposedByStore => "deposed-by-store",
+            Self::FreshEvidence => "fresh-evidence",
             Self::Convergence => "convergence",
             Self::OpensWhenFailing => "opens-when-failing",
             Self::ClosesWhenRecovered => "closes-when-recovered",
@@ -185,6 +195,11 @@ struct NodeView {
     drained: u64,
     /// Distinct reports delivered to this incarnation's decider, per term.
     reports_seen: BTreeMap<Term, BTreeSet<(String, u64, u64)>>,
+    /// Evidence delivered to this incarnation's decider: `(term, stored at, failures, slow,
+    /// streak)`, oldest first, pruned to what a trip could still name.
+    evidence: VecDeque<(Term, u64, u64, u64, u64)>,
+    /// The newest decision this incarnation's decider asked to write.
+    last_decided: DecisionId,
 }
 
 /// Watches a run for safety violations; see the module documentation.
@@ -334,6 +349,55 @@ impl SafetyMonitor {
                 );
                 self.violate(at_ms, Property::DeposedByStore, detail);
             }
+        }
+    }
+
+    /// Report `report`, stored by the stream at `stored_at_ms`, was delivered to node `node`'s
+    /// decider of `term`.
+    pub fn evidence_delivered(&mut self, node: usize, term: Term, stored_at_ms: u64, report: &Report) {
+        if let Some(view) = self.view(node) {
+            let c = &report.counts;
+            view.evidence.push_back((term, stored_at_ms, c.failure, c.slow, report.longest_failure_streak));
+            if view.evidence.len() > MAX_EVIDENCE_KEPT {
+                view.evidence.pop_front();
+            }
+        }
+    }
+
+    /// Node `node`'s decider asks to write `decision` at `at_ms`; evidence older than
+    /// `max_age_ms` (its config's bound) must not have tripped it.
+    pub fn decided(&mut self, at_ms: u64, node: usize, decision: &Decision, max_age_ms: u64) {
+        let Some(view) = self.view(node) else {
+            return;
+        };
+        if decision.id <= view.last_decided {
+            return; // a retried write
+        }
+        view.last_decided = decision.id;
+        // Drift of up to 2 % either way on the decider's clock, and a flush or two.
+        let cutoff = at_ms.saturating_sub(max_age_ms + max_age_ms / 20 + 100);
+        while view.evidence.front().is_some_and(|e| e.1 < cutoff.saturating_sub(max_age_ms)) {
+            view.evidence.pop_front();
+        }
+        let Reason::Tripped { rule, evidence } = &decision.reason else {
+            return;
+        };
+        let fresh = view.evidence.iter().filter(|e| e.0 == decision.id.term && e.1 >= cutoff);
+        let (failed, slow, streak) =
+            fresh.fold((0u64, 0u64, 0u64), |(f, s, k), e| (f.saturating_add(e.2), s.saturating_add(e.3), k.max(e.4)));
+        let supported = match rule {
+            TripRule::FailureRate | TripRule::BurnRate => failed >= evidence.failed,
+            TripRule::SlowCallRate => slow >= evidence.slow,
+            TripRule::ConsecutiveFailures => streak >= evidence.streak,
+        };
+        if !supported {
+            let detail = format!(
+                "n{} tripped ({rule:?}, {evidence:?}) as {} on evidence older than {max_age_ms} ms: reports stored \
+                 since {cutoff} ms held only {failed} failures, {slow} slow, streak {streak}",
+                node + 1,
+                decision.id
+            );
+            self.violate(at_ms, Property::FreshEvidence, detail);
         }
     }
 

@@ -50,6 +50,8 @@ pub const CLOSE_WITHIN_MS: u64 = 2 * (OPEN_MS + MAX_WAIT_MS) + 1_000;
 /// How much longer than `max_wait` a half-open decision may stay current: the decider
 /// notices at its next tick and the write travels.
 pub const HALF_OPEN_SLACK_MS: u64 = 500;
+/// The evidence age bound of the simulated breaker.
+pub const MAX_EVIDENCE_AGE_MS: u64 = 1_000;
 /// The default length of the chaos phase.
 pub const DEFAULT_CHAOS_MS: u64 = 20_000;
 
@@ -424,6 +426,9 @@ pub fn sim_config() -> BreakerConfig {
             window: WindowConfig::Count { calls: 40 },
             minimum_calls: 10,
             failure_rate: Some(0.5),
+            // Scaled like the lease and the stream (3 s retention): a replay holds reports
+            // older than the bound.
+            max_evidence_age_ms: MAX_EVIDENCE_AGE_MS,
             ..TripPolicy::default()
         },
         open: OpenPolicy::Fixed { duration_ms: OPEN_MS },

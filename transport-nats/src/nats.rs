@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, message::PublishMessage};
 use async_nats::{ConnectOptions, Event, HeaderMap};
-use breaker_actors::machine::{BreakerConfig, BreakerName, Command, Decision, DecisionId, Input, NodeId, Report};
+use breaker_actors::machine::{
+    Arrival, BreakerConfig, BreakerName, Command, Decision, DecisionId, Input, NodeId, Report,
+};
 use breaker_actors::transport::{
     BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseShard, Revision, Subscription, Transport,
     TransportError, WriteOutcome,
@@ -725,12 +727,26 @@ impl Transport for NatsTransport {
                     ..Default::default()
                 };
                 let consumer = inner.stores.outcomes.create_consumer(config).await.map_err(backend)?;
+                // A report's age is the server's now less the server's timestamp of it:
+                // the server's clock at the consumer's creation, moved on by this node's
+                // monotonic clock. No clock of this node is compared with the server's.
+                let server_then = consumer.cached_info().created.unix_timestamp_nanos();
+                let here_then = std::time::Instant::now();
                 let mut messages = pull(&consumer, PULL_BATCH).await?;
                 while let Some(Ok(message)) = messages.next().await {
-                    let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
+                    let Ok((sequence, published, pending)) =
+                        message.info().map(|i| (i.stream_sequence, i.published.unix_timestamp_nanos(), i.pending))
+                    else {
+                        continue;
+                    };
                     resume = sequence + 1;
                     if let Some(report) = inner.decode_report(&breaker, &message, sequence) {
-                        if inbox.push(Input::Report(report), None).await.is_err() {
+                        let server_now = server_then
+                            .saturating_add(i128::try_from(here_then.elapsed().as_nanos()).unwrap_or(i128::MAX));
+                        let age_ms =
+                            u64::try_from(server_now.saturating_sub(published).max(0) / 1_000_000).unwrap_or(u64::MAX);
+                        let arrival = Arrival { age_ms, backlog: pending > 0 };
+                        if inbox.push(Input::Report { report, arrival }, None).await.is_err() {
                             return Ok(Session::Stop);
                         }
                         TransportStats::bump(&inner.stats.outcomes_delivered);

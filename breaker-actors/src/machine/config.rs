@@ -97,6 +97,22 @@ pub struct TripPolicy {
     pub consecutive_failures: Option<u32>,
     /// SLO error-budget burn rate over two windows.
     pub burn_rate: Option<BurnRateRule>,
+    /// Outcomes older than this are not evidence: a replayed report older than this is
+    /// not judged, and a count window and the consecutive-failure streaks forget reports
+    /// once they are this old (a time window keeps its own duration), by a decider that
+    /// decided all along and by one that just took over alike. The outcome stream keeps
+    /// reports for 60 s by default, so a new decider could never see older ones. Default
+    /// 60 000; at least 100. Left out of the serialised form while it is the default.
+    #[serde(skip_serializing_if = "is_default_evidence_age")]
+    pub max_evidence_age_ms: u64,
+}
+
+/// The default [`TripPolicy::max_evidence_age_ms`]: the outcome stream's default retention.
+pub const DEFAULT_MAX_EVIDENCE_AGE_MS: u64 = 60_000;
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_default_evidence_age(ms: &u64) -> bool {
+    *ms == DEFAULT_MAX_EVIDENCE_AGE_MS
 }
 
 impl Default for TripPolicy {
@@ -108,6 +124,7 @@ impl Default for TripPolicy {
             slow_call_rate: None,
             consecutive_failures: None,
             burn_rate: None,
+            max_evidence_age_ms: DEFAULT_MAX_EVIDENCE_AGE_MS,
         }
     }
 }
@@ -391,6 +408,8 @@ pub struct Rules {
     pub burn_rate: Option<BurnRate>,
     /// Distinct bad nodes needed.
     pub quorum: u32,
+    /// Evidence older than this is not judged.
+    pub max_evidence_age_ms: u64,
 }
 
 /// Compiled open policy.
@@ -556,6 +575,9 @@ fn compile_cycle(
             Window::Time { bucket_ms: duration_ms / u64::from(buckets), buckets }
         }
     };
+    if trip.max_evidence_age_ms < 100 {
+        return fail(f("trip.max_evidence_age_ms"), format!("{} ms is less than 100 ms", trip.max_evidence_age_ms));
+    }
     let failure_rate = trip.failure_rate.map(|r| rate(&f("trip.failure_rate"), r)).transpose()?;
     let slow_call_rate = trip.slow_call_rate.map(|r| rate(&f("trip.slow_call_rate"), r)).transpose()?;
     if slow_call_rate.is_some() && !slow_calls_classified {
@@ -622,6 +644,7 @@ fn compile_cycle(
             consecutive_failures,
             burn_rate,
             quorum,
+            max_evidence_age_ms: trip.max_evidence_age_ms,
         },
         backoff,
         probing: Probing {

@@ -10,6 +10,10 @@ use super::rng::SeededRng;
 use super::units::Millis;
 use super::window::{Bad, BurnSeries, EvidenceWindow, NodeTable};
 
+/// How long after the last replayed report the evidence of an unfinished replay is judged
+/// anyway (its last report may never come: the consumer failed, the stream was pruned).
+pub const REPLAY_QUIET_MS: u64 = 50;
+
 /// Evidence is reported in `u64`; window sums are exact `u128`.
 fn saturate(wide: u128) -> u64 {
     u64::try_from(wide).unwrap_or(u64::MAX)
@@ -56,6 +60,22 @@ pub struct ProbeSlot {
     pub settled: u32,
 }
 
+/// How a report reached its judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Arrival {
+    /// How long before now its outcomes happened (how long it had been in the outcome
+    /// stream; 0 when live).
+    pub age_ms: u64,
+    /// More retained reports wait behind it (a replay in progress): record it, judge once
+    /// the backlog is through.
+    pub backlog: bool,
+}
+
+impl Arrival {
+    /// A report delivered as it was published.
+    pub const LIVE: Self = Self { age_ms: 0, backlog: false };
+}
+
 /// The cycle's state and evidence.
 #[derive(Debug, Clone)]
 pub struct Judge {
@@ -63,8 +83,13 @@ pub struct Judge {
     phase: Phase,
     window: EvidenceWindow,
     burn: Option<BurnSeries>,
-    /// Each node's latest reported failure streak in this phase.
-    streaks: NodeTable<u64>,
+    /// Each node's latest reported failure streak in this phase, and when it happened.
+    streaks: NodeTable<(u64, Millis)>,
+    /// Evidence recorded while a replay was under way and not judged yet: when the last
+    /// replayed report came.
+    unjudged_since: Option<Millis>,
+    /// Reports whose outcomes were older than the evidence age bound: not judged.
+    aged_out: u64,
     /// Calls each node saw rejected in this phase: who wants probes.
     demand: NodeTable<u64>,
     /// A node that always counts as demanding (the local overlay's own node).
@@ -89,6 +114,8 @@ impl Judge {
             backoff_level: 0,
             rng: SeededRng::new(seed),
             excess_probe_results: 0,
+            unjudged_since: None,
+            aged_out: 0,
         }
     }
 
@@ -105,6 +132,11 @@ impl Judge {
     /// Probe results that were beyond a grant and so ignored.
     pub fn excess_probe_results(&self) -> u64 {
         self.excess_probe_results
+    }
+
+    /// Reports too old to be evidence (see [`Arrival`]), so not judged.
+    pub fn aged_out(&self) -> u64 {
+        self.aged_out
     }
 
     /// Per-node entries evicted from the bounded tables.
@@ -143,14 +175,21 @@ impl Judge {
     /// The earliest time at which [`Judge::tick`] may change something.
     pub fn next_deadline(&self) -> Option<Millis> {
         match &self.phase {
-            Phase::Closed => None,
-            Phase::Ramping { stage_ends, .. } => Some(*stage_ends),
+            Phase::Closed => self.replay_deadline(),
+            Phase::Ramping { stage_ends, .. } => {
+                Some(self.replay_deadline().map_or(*stage_ends, |u| u.min(*stage_ends)))
+            }
             Phase::Open { until, .. } => Some(*until),
             Phase::HalfOpen { deadline, .. } => Some(*deadline),
         }
     }
 
+    fn replay_deadline(&self) -> Option<Millis> {
+        self.unjudged_since.map(|at| at.plus(REPLAY_QUIET_MS))
+    }
+
     fn clear_evidence(&mut self) {
+        self.unjudged_since = None;
         self.window.clear();
         if let Some(burn) = &mut self.burn {
             burn.clear();
@@ -261,18 +300,32 @@ impl Judge {
         self.phase = Phase::HalfOpen { deadline: now.plus(self.cycle.probing.max_wait_ms), slots, successes: 0 };
     }
 
-    /// Judges one node's outcomes, already attributed to the current phase.
-    pub fn ingest(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) -> Option<Reason> {
+    /// Judges one node's outcomes, already attributed to the current phase. While closed
+    /// or ramping they are evidence: filed at the time they happened (`now - age`), not
+    /// judged at all if older than the evidence age bound, and judged as the window stands
+    /// now once no replayed report waits behind them — so a decider that takes over judges
+    /// what a decider that had never stopped would have in its window now, not what it had
+    /// at some point of the replayed past.
+    pub fn ingest(
+        &mut self,
+        now: Millis,
+        node: &NodeId,
+        counts: &OutcomeCounts,
+        streak: u64,
+        arrival: Arrival,
+    ) -> Option<Reason> {
         match &self.phase {
             Phase::Closed | Phase::Ramping { .. } => {
-                self.record_evidence(now, node, counts, streak);
-                let (rule, evidence) = self.evaluate(now)?;
-                if matches!(self.phase, Phase::Ramping { .. }) {
-                    // Recovery failed on the way back: escalate as a failed round would.
-                    self.backoff_level = self.backoff_level.saturating_add(1);
+                if arrival.age_ms < self.cycle.rules.max_evidence_age_ms {
+                    self.record_evidence(Millis(now.0.saturating_sub(arrival.age_ms)), now, node, counts, streak);
+                } else {
+                    self.aged_out = self.aged_out.saturating_add(1);
                 }
-                self.open(now);
-                Some(Reason::Tripped { rule, evidence })
+                if arrival.backlog {
+                    self.unjudged_since = Some(now);
+                    return None;
+                }
+                self.judge_evidence(now)
             }
             Phase::Open { .. } => {
                 if counts.rejected > 0 {
@@ -285,14 +338,38 @@ impl Judge {
         }
     }
 
-    fn record_evidence(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) {
-        self.window.record(now, node, counts);
+    /// Evaluates the rules on the evidence as it stands at `now` and trips if one fires.
+    fn judge_evidence(&mut self, now: Millis) -> Option<Reason> {
+        self.unjudged_since = None;
+        if let Some(cutoff) = now.0.checked_sub(self.cycle.rules.max_evidence_age_ms) {
+            self.window.forget_before(Millis(cutoff));
+        }
+        let (rule, evidence) = self.evaluate(now)?;
+        if matches!(self.phase, Phase::Ramping { .. }) {
+            // Recovery failed on the way back: escalate as a failed round would.
+            self.backoff_level = self.backoff_level.saturating_add(1);
+        }
+        self.open(now);
+        Some(Reason::Tripped { rule, evidence })
+    }
+
+    fn record_evidence(&mut self, at: Millis, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) {
+        self.window.record(at, node, counts);
         if let Some(burn) = &mut self.burn {
-            burn.record(now, counts);
+            burn.record(at, counts);
         }
         if self.cycle.rules.consecutive_failures.is_some() && (streak > 0 || self.streaks.get(node).is_some()) {
-            *self.streaks.entry(now, node, || 0) = streak;
+            let entry = self.streaks.entry(now, node, || (0, at));
+            if at >= entry.1 {
+                *entry = (streak, at);
+            }
         }
+    }
+
+    /// The streaks recent enough to count at `now`.
+    fn live_streaks(&self, now: Millis) -> impl Iterator<Item = u64> + '_ {
+        let cutoff = now.0.checked_sub(self.cycle.rules.max_evidence_age_ms);
+        self.streaks.iter().filter(move |(_, (_, at))| cutoff.is_none_or(|c| at.0 > c)).map(|(_, (s, _))| *s)
     }
 
     fn ingest_probes(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts) -> Option<Reason> {
@@ -355,10 +432,10 @@ impl Judge {
             failed: saturate(totals.failed),
             slow: saturate(totals.slow),
             nodes: 0,
-            streak: self.streaks.iter().map(|(_, s)| *s).max().unwrap_or(0),
+            streak: self.live_streaks(now).max().unwrap_or(0),
         };
         if let Some(limit) = rules.consecutive_failures {
-            let nodes = self.streaks.iter().filter(|(_, s)| **s >= limit).count();
+            let nodes = self.live_streaks(now).filter(|s| *s >= limit).count();
             evidence.nodes = u32::try_from(nodes).unwrap_or(u32::MAX);
             if evidence.nodes >= rules.quorum {
                 return Some((TripRule::ConsecutiveFailures, evidence));
@@ -397,7 +474,7 @@ impl Judge {
     /// a rule that fires is returned and the evidence forgotten, so it fires once per
     /// window's worth of bad outcomes rather than on every report.
     pub fn shadow(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) -> Option<TripRule> {
-        self.record_evidence(now, node, counts, streak);
+        self.record_evidence(now, now, node, counts, streak);
         let (rule, _) = self.evaluate(now)?;
         self.clear_evidence();
         Some(rule)
@@ -405,6 +482,13 @@ impl Judge {
 
     /// Moves on by time alone: open period over, round timed out, ramp stage over.
     pub fn tick(&mut self, now: Millis) -> Option<Reason> {
+        let replay_stalled = self.unjudged_since.is_some_and(|at| now >= at.plus(REPLAY_QUIET_MS));
+        if replay_stalled && matches!(self.phase, Phase::Closed | Phase::Ramping { .. }) {
+            // A replay's evidence waited for a report that never came: judge it now.
+            if let Some(verdict) = self.judge_evidence(now) {
+                return Some(verdict);
+            }
+        }
         match &self.phase {
             Phase::Closed => None,
             Phase::Open { until, .. } => (now >= *until).then(|| {

@@ -7,7 +7,7 @@
 //! half-open without the open between).
 
 use super::config::{HealthChecks, ValidConfig};
-use super::cycle::{Judge, Phase};
+use super::cycle::{Arrival, Judge, Phase};
 use super::domain::{Command, Decision, FleetState, Reason, Report, WIRE_VERSION};
 use super::names::{BreakerName, NodeId};
 use super::units::{DecisionId, Millis, Term};
@@ -258,7 +258,7 @@ impl Decider {
 
     /// Judges a report. Its `applied` must not be ahead of [`Decider::last_decided`] (the
     /// machine refuses such reports before they get here): a report never deposes.
-    pub fn ingest(&mut self, now: Millis, report: &Report) -> (ReportFate, Vec<DeciderOut>) {
+    pub fn ingest(&mut self, now: Millis, report: &Report, arrival: Arrival) -> (ReportFate, Vec<DeciderOut>) {
         debug_assert!(report.applied <= self.last_decided(), "reports from the future are refused before judging");
         if !self.is_valid(now) {
             // Suspended (renewal overdue): no verdicts, and no evidence half-taken either.
@@ -283,7 +283,7 @@ impl Decider {
             }
             Some(_) => return (ReportFate::Manual, Vec::new()),
         }
-        let out = match self.judge.ingest(now, &report.node, &report.counts, report.longest_failure_streak) {
+        let out = match self.judge.ingest(now, &report.node, &report.counts, report.longest_failure_streak, arrival) {
             Some(verdict) => self.after_verdict(now, verdict),
             None => Vec::new(),
         };

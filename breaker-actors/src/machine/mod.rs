@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use breaker_actors::machine::{
-//!     Admission, BreakerConfig, BreakerName, Effect, Input, LocalOutcomes, Machine, Millis, NodeId, NodeParams,
+//!     Admission, Arrival, BreakerConfig, BreakerName, Effect, Input, LocalOutcomes, Machine, Millis, NodeId, NodeParams,
 //!     OutcomeCounts, Term,
 //! };
 //!
@@ -48,7 +48,7 @@
 //! let Some(Effect::PublishReport(report)) = fx.into_iter().find(|e| matches!(e, Effect::PublishReport(_))) else {
 //!     panic!("outcomes are reported")
 //! };
-//! let fx = m.step(Millis(12), Input::Report(report));
+//! let fx = m.step(Millis(12), Input::Report { report, arrival: Arrival::LIVE });
 //! let Some(Effect::WriteDecision(open)) = fx.into_iter().find(|e| matches!(e, Effect::WriteDecision(_))) else {
 //!     panic!("the decider trips the fleet")
 //! };
@@ -67,10 +67,10 @@ mod vclock;
 mod window;
 
 pub use config::{
-    BreakerConfig, BurnRateRule, ConfigError, HalfOpenPolicy, HealthCheckPolicy, LocalOverlayPolicy, OpenPolicy,
-    OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
+    BreakerConfig, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy,
+    LocalOverlayPolicy, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
 };
-pub use cycle::{Judge, Phase, ProbeSlot};
+pub use cycle::{Arrival, Judge, Phase, ProbeSlot};
 pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
 pub use domain::{
     Command, CommandKind, Decision, Evidence, FleetState, Grant, LocalOutcomes, MAX_TEXT_LEN, OutcomeCounts, Reason,
@@ -92,7 +92,12 @@ pub enum Input {
     /// Outcomes drained from the hot path.
     LocalOutcomes(LocalOutcomes),
     /// A report from the outcome feed (any node's, this one's included).
-    Report(Report),
+    Report {
+        /// The report.
+        report: Report,
+        /// How old it is and whether a replay continues behind it.
+        arrival: Arrival,
+    },
     /// A decision read from the state bucket.
     DecisionObserved(Decision),
     /// The state bucket holds no decision for this breaker: bootstrap is complete.
@@ -756,7 +761,7 @@ impl Machine {
         match input {
             Input::Tick => {}
             Input::LocalOutcomes(outcomes) => self.local_outcomes(now, &outcomes, fx),
-            Input::Report(report) => self.report(now, &report, fx),
+            Input::Report { report, arrival } => self.report(now, &report, arrival, fx),
             Input::DecisionObserved(decision) => self.observe(now, decision, fx),
             Input::NoDecisionYet => self.bootstrapped = true,
             Input::LeaseGained { term, sent_at, ttl_ms } => self.lease_gained(now, term, sent_at, ttl_ms, fx),
@@ -910,7 +915,8 @@ impl Machine {
         if let (Some(overlay), false, true) = (&mut self.overlay, manual, local_current) {
             let before = overlay.label();
             let me = self.params.node.clone();
-            if let Some(verdict) = overlay.judge.ingest(now, &me, &outcomes.counts, outcomes.longest_failure_streak) {
+            let (counts, streak) = (&outcomes.counts, outcomes.longest_failure_streak);
+            if let Some(verdict) = overlay.judge.ingest(now, &me, counts, streak, Arrival::LIVE) {
                 if verdict.starts_phase() {
                     overlay.serial += 1;
                 }
@@ -946,7 +952,7 @@ impl Machine {
         }));
     }
 
-    fn report(&mut self, now: Millis, report: &Report, fx: &mut Vec<Effect>) {
+    fn report(&mut self, now: Millis, report: &Report, arrival: Arrival, fx: &mut Vec<Effect>) {
         if let Err(e) = self.check_breaker(&report.breaker, report.version) {
             return self.refuse(e, fx);
         }
@@ -964,7 +970,7 @@ impl Machine {
             let applied = report.applied;
             return self.refuse(InputError::ReportFromFuture { applied }, fx);
         }
-        let (fate, out) = decider.ingest(now, report);
+        let (fate, out) = decider.ingest(now, report, arrival);
         match fate {
             ReportFate::Counted => self.stats.reports_counted += 1,
             ReportFate::Stale => Self::ignore(&mut self.stats, fx, Ignored::StaleReport),

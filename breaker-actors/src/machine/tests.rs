@@ -28,6 +28,8 @@ enum Act {
     /// A peer's report claiming to have applied decision `(term, seq)`: (node, failure,
     /// term, seq), whatever this node knows of it.
     ClaimsApplied(&'static str, u64, u64, u64),
+    /// A peer's report replayed from the stream: (node, success, failure, age ms, backlog).
+    Replayed(&'static str, u64, u64, u64, bool),
     /// The same peer report again (a redelivery).
     Redeliver,
     /// Local outcomes under the current generation: (success, failure, slow, rejected, streak).
@@ -144,7 +146,9 @@ impl Rig {
                             queue.push_back(Input::DecisionWriteFailed { id: d.id });
                         }
                     }
-                    Effect::PublishReport(r) => queue.push_back(Input::Report(r.clone())),
+                    Effect::PublishReport(r) => {
+                        queue.push_back(Input::Report { report: r.clone(), arrival: Arrival::LIVE });
+                    }
                     Effect::RunHealthCheck { attempt } => self.last_health = Some(*attempt),
                     _ => {}
                 }
@@ -192,23 +196,28 @@ impl Rig {
                 let counts = OutcomeCounts { success, failure, slow, rejected, ignored: 0 };
                 let r = self.peer_report(peer, counts, streak, self.m.applied_id());
                 self.last_peer_report = Some(r.clone());
-                self.input(Input::Report(r));
+                self.input(Input::Report { report: r, arrival: Arrival::LIVE });
             }
             Act::StaleReport(peer, success, failure) => {
                 let counts = OutcomeCounts { success, failure, ..OutcomeCounts::default() };
                 let phase = self.m.applied().map_or(DecisionId::NONE, |d| d.phase);
                 let older = self.written.iter().rev().find(|d| d.id < phase).map_or(DecisionId::NONE, |d| d.id);
                 let r = self.peer_report(peer, counts, 0, older);
-                self.input(Input::Report(r));
+                self.input(Input::Report { report: r, arrival: Arrival::LIVE });
             }
             Act::ClaimsApplied(peer, failure, term, seq) => {
                 let counts = OutcomeCounts { failure, ..OutcomeCounts::default() };
                 let r = self.peer_report(peer, counts, failure, DecisionId::new(term, seq));
-                self.input(Input::Report(r));
+                self.input(Input::Report { report: r, arrival: Arrival::LIVE });
+            }
+            Act::Replayed(peer, success, failure, age_ms, backlog) => {
+                let counts = OutcomeCounts { success, failure, ..OutcomeCounts::default() };
+                let report = self.peer_report(peer, counts, failure, self.m.applied_id());
+                self.input(Input::Report { report, arrival: Arrival { age_ms, backlog } });
             }
             Act::Redeliver => {
                 let r = self.last_peer_report.clone().expect("a report to redeliver");
-                self.input(Input::Report(r));
+                self.input(Input::Report { report: r, arrival: Arrival::LIVE });
             }
             Act::Local(success, failure, slow, rejected, streak) => {
                 let counts = OutcomeCounts { success, failure, slow, rejected, ignored: 0 };
@@ -986,6 +995,64 @@ fn cases() -> Vec<Case> {
                 R("n1", 0, 10, 0, 0, 0),
                 E(Fleet(Open)),
                 E(Decisions(2)),
+            ],
+        },
+        Case {
+            name: "a new decider judges a replay as the window stands once it is through, not mid-way",
+            config: base(),
+            script: vec![
+                Lead(1),
+                At(5_000),
+                // A 1 s outage that ended while no one decided: its failures, then the
+                // recovery, replayed.
+                Act::Replayed("n1", 0, 10, 3_000, true),
+                E(Fleet(Closed)),
+                Act::Replayed("n1", 10, 0, 1_500, false),
+                E(Fleet(Closed)),
+                E(Decisions(1)),
+                // Live failures still trip at once.
+                R("n1", 0, 10, 0, 0, 0),
+                E(Fleet(Open)),
+            ],
+        },
+        Case {
+            name: "a replay whose last report never comes is judged once the replay has been quiet a while",
+            config: base(),
+            script: vec![
+                Lead(1),
+                At(5_000),
+                Act::Replayed("n1", 0, 10, 200, true),
+                E(Fleet(Closed)),
+                At(5_049),
+                E(Fleet(Closed)),
+                At(5_050),
+                E(Fleet(Open)),
+            ],
+        },
+        Case {
+            name: "evidence older than the age bound is not judged",
+            config: BreakerConfig { trip: TripPolicy { max_evidence_age_ms: 2_000, ..base().trip }, ..base() },
+            script: vec![
+                Lead(1),
+                At(9_000),
+                Act::Replayed("n1", 0, 10, 2_000, false),
+                E(Fleet(Closed)),
+                Act::Replayed("n1", 0, 10, 1_900, false),
+                E(Fleet(Open)),
+            ],
+        },
+        Case {
+            name: "a count window forgets evidence older than the age bound, deciding all along",
+            config: BreakerConfig { trip: TripPolicy { max_evidence_age_ms: 2_000, ..base().trip }, ..base() },
+            script: vec![
+                Lead(1),
+                R("n1", 1, 4, 0, 0, 0),
+                At(2_000),
+                R("n1", 1, 4, 0, 0, 0),
+                E(Fleet(Closed)),
+                At(3_000),
+                R("n1", 1, 4, 0, 0, 0),
+                E(Fleet(Open)),
             ],
         },
         Case {

@@ -57,6 +57,8 @@ pub enum Bad {
 struct CountEntry {
     node: NodeId,
     totals: Totals,
+    /// When its outcomes happened, on the judge's clock (a replayed report's is in the past).
+    at: Millis,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -122,14 +124,16 @@ impl EvidenceWindow {
         }
     }
 
-    /// Adds one report's decisive outcomes.
-    pub fn record(&mut self, now: Millis, node: &NodeId, counts: &OutcomeCounts) {
+    /// Adds one report's decisive outcomes, which happened at `at` (earlier than the judge's
+    /// now for a replayed report; a time window files them in that bucket, and drops them if
+    /// that bucket has already been reused).
+    pub fn record(&mut self, at: Millis, node: &NodeId, counts: &OutcomeCounts) {
         if Totals::of(counts).decisive == 0 {
             return;
         }
         match &mut self.0 {
             Kind::Count { calls, entries, totals } => {
-                let entry = CountEntry { node: node.clone(), totals: Totals::of(counts) };
+                let entry = CountEntry { node: node.clone(), totals: Totals::of(counts), at };
                 totals.add(&entry.totals);
                 entries.push_back(entry);
                 while let Some(front) = entries.front() {
@@ -142,9 +146,13 @@ impl EvidenceWindow {
                 }
             }
             Kind::Time { bucket_ms, ring, node_cap } => {
-                let epoch = now.0 / *bucket_ms;
+                let epoch = at.0 / *bucket_ms;
                 let len = ring.len() as u64;
                 let bucket = &mut ring[usize::try_from(epoch % len).unwrap_or(0)];
+                if bucket.epoch > epoch {
+                    // A whole window later than these outcomes: they are out of it already.
+                    return;
+                }
                 if bucket.epoch != epoch {
                     *bucket = Bucket { epoch, ..Bucket::default() };
                 }
@@ -155,6 +163,20 @@ impl EvidenceWindow {
                 if counts.slow > 0 {
                     insert_sorted(&mut bucket.slow_nodes, node, *node_cap);
                 }
+            }
+        }
+    }
+
+    /// Forgets count-window reports whose outcomes happened at or before `cutoff` (a time
+    /// window's buckets age out by themselves).
+    pub fn forget_before(&mut self, cutoff: Millis) {
+        if let Kind::Count { entries, totals, .. } = &mut self.0 {
+            while let Some(front) = entries.front() {
+                if front.at > cutoff {
+                    break;
+                }
+                totals.sub(&front.totals);
+                entries.pop_front();
             }
         }
     }
@@ -230,14 +252,18 @@ impl BurnSeries {
         self.ring.iter_mut().for_each(|b| *b = (u64::MAX, 0, 0));
     }
 
-    /// Adds outcomes at `now`; failures are the errors that burn the budget.
-    pub fn record(&mut self, now: Millis, counts: &OutcomeCounts) {
+    /// Adds outcomes that happened at `at`; failures are the errors that burn the budget.
+    pub fn record(&mut self, at: Millis, counts: &OutcomeCounts) {
         if Totals::of(counts).decisive == 0 {
             return;
         }
-        let epoch = now.0 / self.rule.bucket_ms;
+        let epoch = at.0 / self.rule.bucket_ms;
         let len = self.ring.len() as u64;
         let slot = &mut self.ring[usize::try_from(epoch % len).unwrap_or(0)];
+        if slot.0 != u64::MAX && slot.0 > epoch {
+            // The slot holds a later epoch: these outcomes are out of the long window.
+            return;
+        }
         if slot.0 != epoch {
             *slot = (epoch, 0, 0);
         }
@@ -357,6 +383,21 @@ mod tests {
         assert_eq!(w.bad_nodes(Millis(999), Bad::Failed), 2);
         assert_eq!(w.totals(Millis(1000)).decisive, 3, "bucket 0 expired at 1000 ms");
         assert_eq!(w.totals(Millis(2000)).decisive, 0);
+    }
+
+    #[test]
+    fn outcomes_from_the_past_land_where_they_happened() {
+        let mut w = EvidenceWindow::new(&WindowSpec::Time { bucket_ms: 100, buckets: 10 }, 8);
+        w.record(Millis(5_000), &n("a"), &c(1, 0));
+        w.record(Millis(4_950), &n("b"), &c(0, 2));
+        w.record(Millis(3_000), &n("b"), &c(0, 9));
+        assert_eq!(w.totals(Millis(5_000)), Totals { decisive: 3, failed: 2, slow: 0 }, "3 s back is out");
+        assert_eq!(w.totals(Millis(5_960)).decisive, 1, "the bucket of 4.95 s expired first");
+        let mut counted = EvidenceWindow::new(&WindowSpec::Count(100), 8);
+        counted.record(Millis(1_000), &n("a"), &c(0, 5));
+        counted.record(Millis(2_000), &n("b"), &c(3, 0));
+        counted.forget_before(Millis(1_000));
+        assert_eq!(counted.totals(Millis(2_000)), Totals { decisive: 3, failed: 0, slow: 0 });
     }
 
     #[test]

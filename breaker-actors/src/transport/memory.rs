@@ -29,7 +29,7 @@ use super::{
     BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseShard, Revision, Subscription, Transport,
     TransportError, WriteOutcome,
 };
-use crate::machine::{BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report};
+use crate::machine::{Arrival, BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report};
 
 /// Limits of the simulated broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,16 +374,19 @@ impl Transport for MemoryTransport {
                     return;
                 }
                 published.borrow_and_update();
-                let batch: Vec<(u64, Report)> = {
+                let (batch, newest): (Vec<(u64, Instant, Report)>, u64) = {
                     let mut state = broker.state();
                     let log = state.log(&breaker);
                     log.prune(&settings, Instant::now());
-                    log.entries
+                    let newest = log.entries.back().map_or(0, |(seq, _, _)| *seq);
+                    let batch = log
+                        .entries
                         .iter()
                         .filter(|(seq, _, _)| *seq >= next)
                         .take(settings.pull_batch)
-                        .map(|(seq, _, r)| (*seq, r.clone()))
-                        .collect()
+                        .map(|(seq, at, r)| (*seq, *at, r.clone()))
+                        .collect();
+                    (batch, newest)
                 };
                 if batch.is_empty() {
                     tokio::select! {
@@ -392,11 +395,14 @@ impl Transport for MemoryTransport {
                     }
                     continue;
                 }
-                for (seq, report) in batch {
+                for (seq, at, report) in batch {
                     if !conn.borrow().connected {
                         break;
                     }
-                    if inbox.push(Input::Report(report), None).await.is_err() {
+                    let age = Instant::now().saturating_duration_since(at);
+                    let arrival =
+                        Arrival { age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX), backlog: seq < newest };
+                    if inbox.push(Input::Report { report, arrival }, None).await.is_err() {
                         return;
                     }
                     next = seq + 1;
