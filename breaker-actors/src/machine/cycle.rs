@@ -4,7 +4,7 @@
 //! *which* evidence belongs to the current phase (causality) is its callers' job.
 
 use super::config::{Backoff, Cycle};
-use super::domain::{Evidence, FleetState, Grant, OutcomeCounts, Reason, TripRule};
+use super::domain::{Contribution, Evidence, FleetState, Grant, MAX_CONTRIBUTORS, OutcomeCounts, Reason, TripRule};
 use super::names::NodeId;
 use super::rng::SeededRng;
 use super::units::Millis;
@@ -85,6 +85,8 @@ pub struct Judge {
     burn: Option<BurnSeries>,
     /// Each node's latest reported failure streak in this phase, and when it happened.
     streaks: NodeTable<(u64, Millis)>,
+    /// Failed and slow calls each node reported as evidence in this phase: who to name.
+    contributions: NodeTable<(u64, u64)>,
     /// Evidence recorded while a replay was under way and not judged yet: when the last
     /// replayed report came.
     unjudged_since: Option<Millis>,
@@ -108,6 +110,7 @@ impl Judge {
             burn: cycle.rules.burn_rate.as_ref().map(BurnSeries::new),
             streaks: NodeTable::new(max_nodes),
             demand: NodeTable::new(max_nodes),
+            contributions: NodeTable::new(max_nodes),
             cycle,
             phase: Phase::Closed,
             self_demand,
@@ -196,6 +199,7 @@ impl Judge {
         }
         self.streaks.clear();
         self.demand.clear();
+        self.contributions.clear();
     }
 
     /// Back to closed with fresh evidence and backoff level 0 (a manual reset).
@@ -355,6 +359,11 @@ impl Judge {
 
     fn record_evidence(&mut self, at: Millis, now: Millis, node: &NodeId, counts: &OutcomeCounts, streak: u64) {
         self.window.record(at, node, counts);
+        if counts.failure > 0 || counts.slow > 0 {
+            let (failed, slow) = self.contributions.entry(now, node, || (0, 0));
+            *failed = failed.saturating_add(counts.failure);
+            *slow = slow.saturating_add(counts.slow);
+        }
         if let Some(burn) = &mut self.burn {
             burn.record(at, counts);
         }
@@ -433,6 +442,7 @@ impl Judge {
             slow: saturate(totals.slow),
             nodes: 0,
             streak: self.live_streaks(now).max().unwrap_or(0),
+            top: self.top_contributors(),
         };
         if let Some(limit) = rules.consecutive_failures {
             let nodes = self.live_streaks(now).filter(|s| *s >= limit).count();
@@ -468,6 +478,19 @@ impl Judge {
             }
         }
         None
+    }
+
+    /// The nodes with the most failed (then slow) calls in this phase, most first, ties by
+    /// node id: at most [`MAX_CONTRIBUTORS`].
+    fn top_contributors(&self) -> Vec<Contribution> {
+        let mut all: Vec<Contribution> = self
+            .contributions
+            .iter()
+            .map(|(node, (failed, slow))| Contribution { node: node.clone(), failed: *failed, slow: *slow })
+            .collect();
+        all.sort_by(|a, b| (b.failed, b.slow).cmp(&(a.failed, a.slow)).then_with(|| a.node.cmp(&b.node)));
+        all.truncate(MAX_CONTRIBUTORS);
+        all
     }
 
     /// Records evidence and evaluates the rules without acting on them (metrics-only):

@@ -110,8 +110,20 @@ pub struct Decider {
     /// Whether any write of this tenure has landed: until one has, an older term's decision
     /// newer than `base` means the bucket moved under the restatement.
     landed: bool,
-    seen: NodeTable<(u64, u64)>,
+    seen: NodeTable<Seen>,
     health: Option<HealthState>,
+}
+
+/// The incarnation of every report a foreign (JSON) publisher's message becomes.
+const FOREIGN_INCARNATION: u64 = 0;
+
+/// The newest report seen from one node id, per kind of publisher.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    /// A Rust node's `(incarnation, seq)`.
+    node: (u64, u64),
+    /// A foreign publisher's stream sequence.
+    foreign: u64,
 }
 
 impl Decider {
@@ -264,11 +276,22 @@ impl Decider {
             // Suspended (renewal overdue): no verdicts, and no evidence half-taken either.
             return (ReportFate::NotDeciding, Vec::new());
         }
-        let last = self.seen.entry(now, &report.node, || (0, 0));
-        if report.incarnation < last.0 || (report.incarnation == last.0 && report.seq <= last.1) {
-            return (ReportFate::Duplicate, Vec::new());
+        let seen = self.seen.entry(now, &report.node, Seen::default);
+        if report.incarnation == FOREIGN_INCARNATION {
+            // A foreign (JSON) publisher's messages are ordered by stream sequence, a Rust
+            // node's reports by (incarnation, seq): one node id's two kinds are deduplicated
+            // apart, so neither can make the other's reports look like redeliveries.
+            if report.seq <= seen.foreign {
+                return (ReportFate::Duplicate, Vec::new());
+            }
+            seen.foreign = report.seq;
+        } else {
+            let last = seen.node;
+            if report.incarnation < last.0 || (report.incarnation == last.0 && report.seq <= last.1) {
+                return (ReportFate::Duplicate, Vec::new());
+            }
+            seen.node = (report.incarnation, report.seq);
         }
-        *last = (report.incarnation, report.seq);
         if report.clock.term() == self.term {
             self.clock.merge(&report.clock);
         }

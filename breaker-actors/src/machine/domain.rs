@@ -222,8 +222,23 @@ pub enum TripRule {
     BurnRate,
 }
 
+/// The most nodes a trip's evidence names in [`Evidence::top`].
+pub const MAX_CONTRIBUTORS: usize = 4;
+
+/// One node's share of a trip's evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contribution {
+    /// The node (a Rust node's id, or a foreign publisher's subject token).
+    pub node: NodeId,
+    /// Failed calls it reported in the phase that tripped.
+    pub failed: u64,
+    /// Slow calls it reported in the phase that tripped.
+    pub slow: u64,
+}
+
 /// What a trip was based on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Decisive calls in the window.
     pub decisive: u64,
@@ -235,6 +250,11 @@ pub struct Evidence {
     pub nodes: u32,
     /// Longest failure streak of any node.
     pub streak: u64,
+    /// The nodes that reported the most bad outcomes (failed, then slow) in the phase that
+    /// tripped, most first, at most [`MAX_CONTRIBUTORS`]: who made it open. Absent in
+    /// decisions written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<Contribution>,
 }
 
 /// The manual commands.

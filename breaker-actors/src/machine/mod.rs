@@ -73,8 +73,8 @@ pub use config::{
 pub use cycle::{Arrival, Judge, Phase, ProbeSlot};
 pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
 pub use domain::{
-    Command, CommandKind, Decision, Evidence, FleetState, Grant, LocalOutcomes, MAX_TEXT_LEN, OutcomeCounts, Reason,
-    Report, StateLabel, TripRule, WIRE_VERSION,
+    Command, CommandKind, Contribution, Decision, Evidence, FleetState, Grant, LocalOutcomes, MAX_CONTRIBUTORS,
+    MAX_TEXT_LEN, OutcomeCounts, Reason, Report, StateLabel, TripRule, WIRE_VERSION,
 };
 pub use names::{BreakerName, MAX_NAME_LEN, NameError, NodeId};
 pub use rng::SeededRng;
@@ -886,6 +886,11 @@ impl Machine {
         if let Reason::Manual { actor, reason, .. } = &d.reason {
             if actor.len() > MAX_TEXT_LEN || reason.len() > MAX_TEXT_LEN {
                 return Err(InputError::TextTooLong);
+            }
+        }
+        if let Reason::Tripped { evidence, .. } = &d.reason {
+            if evidence.top.len() > MAX_CONTRIBUTORS {
+                return Err(InputError::MalformedDecision);
             }
         }
         Ok(())

@@ -1227,3 +1227,41 @@ fn a_lease_run_out_by_the_clock_is_not_deciding_before_the_next_step() {
     assert!(!rig.m.is_deciding_at(Millis(60_000)));
     assert_eq!(rig.m.decider_term(), Some(Term(4)), "nothing was stepped: the term is still held");
 }
+
+#[test]
+fn a_trip_names_the_nodes_whose_failures_made_it() {
+    let mut rig = Rig::new(&base());
+    rig.act(&Lead(1), "named");
+    rig.act(&R("n1", 2, 3, 0, 0, 0), "named");
+    rig.act(&R("py-1", 0, 5, 0, 0, 0), "named");
+    let Some(Reason::Tripped { evidence, .. }) = rig.written.last().map(|d| d.reason.clone()) else {
+        panic!("tripped: {:?}", rig.written.last())
+    };
+    let top: Vec<(&str, u64)> = evidence.top.iter().map(|c| (c.node.as_str(), c.failed)).collect();
+    assert_eq!(top, [("py-1", 5), ("n1", 3)], "most failures first");
+}
+
+#[test]
+fn a_foreign_publishers_messages_and_a_rust_node_of_the_same_id_are_deduplicated_apart() {
+    // A postcard report from id `py-1` at incarnation 3 once made every later JSON message
+    // of `py-1` (incarnation 0, the stream sequence as seq) look like a redelivery.
+    let mut rig = Rig::new(&base());
+    rig.act(&Lead(1), "dedupe");
+    let counts = OutcomeCounts { failure: 1, ..OutcomeCounts::default() };
+    let mut postcard = rig.peer_report("py-1", counts, 1, rig.m.applied_id());
+    postcard.incarnation = 3;
+    postcard.seq = 500;
+    rig.input(Input::Report { report: postcard, arrival: Arrival::LIVE });
+    for seq in [7, 8] {
+        let mut json = rig.peer_report("py-1", counts, 1, rig.m.applied_id());
+        json.incarnation = 0;
+        json.seq = seq;
+        rig.input(Input::Report { report: json, arrival: Arrival::LIVE });
+    }
+    assert_eq!((rig.m.stats().reports_counted, rig.m.stats().duplicate_reports), (3, 0));
+    let mut again = rig.peer_report("py-1", counts, 1, rig.m.applied_id());
+    again.incarnation = 0;
+    again.seq = 8;
+    rig.input(Input::Report { report: again, arrival: Arrival::LIVE });
+    assert_eq!(rig.m.stats().duplicate_reports, 1, "a redelivered JSON message is still a duplicate");
+}

@@ -97,8 +97,9 @@ pub fn long_reason(reason: &Reason) -> String {
             // The decider tracks streaks only for the consecutive-failures rule: a 0 from a
             // breaker without it means "not measured", so it is left out.
             let streak = if evidence.streak > 0 { format!(", streak {}", evidence.streak) } else { String::new() };
+            let top = contributors(evidence);
             format!(
-                "tripped: {} (decisive {}, failed {}, slow {}, rate {rate}, nodes {}{streak})",
+                "tripped: {} (decisive {}, failed {}, slow {}, rate {rate}, nodes {}{streak}){top}",
                 rule_name(*rule),
                 evidence.decisive,
                 evidence.failed,
@@ -108,6 +109,20 @@ pub fn long_reason(reason: &Reason) -> String {
         }
         _ => common_reason(reason),
     }
+}
+
+/// ` from py-1 (12 failed), n2 (3 failed, 1 slow)`: the nodes a trip names, or nothing.
+fn contributors(evidence: &Evidence) -> String {
+    let named: Vec<String> = evidence
+        .top
+        .iter()
+        .map(|c| match (c.failed, c.slow) {
+            (f, 0) => format!("{} ({f} failed)", c.node),
+            (0, s) => format!("{} ({s} slow)", c.node),
+            (f, s) => format!("{} ({f} failed, {s} slow)", c.node),
+        })
+        .collect();
+    if named.is_empty() { String::new() } else { format!(" from {}", named.join(", ")) }
 }
 
 fn common_reason(reason: &Reason) -> String {
@@ -425,13 +440,13 @@ pub const STATUS_HEADERS: [&str; 7] = ["BREAKER", "STATE", "TERM", "SEQ", "DECID
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use breaker_actors::machine::{NodeId, Term, VectorClock};
+    use breaker_actors::machine::{Contribution, NodeId, Term, VectorClock};
     use time::Duration;
 
     use super::*;
 
     fn evidence() -> Evidence {
-        Evidence { decisive: 10, failed: 10, slow: 0, nodes: 1, streak: 10 }
+        Evidence { decisive: 10, failed: 10, slow: 0, nodes: 1, streak: 10, top: Vec::new() }
     }
 
     fn decision(state: FleetState, reason: Reason) -> Decision {
@@ -471,10 +486,25 @@ mod tests {
         );
         let slow = Reason::Tripped {
             rule: TripRule::SlowCallRate,
-            evidence: Evidence { decisive: 20, failed: 0, slow: 12, nodes: 3, streak: 0 },
+            evidence: Evidence { decisive: 20, failed: 0, slow: 12, nodes: 3, streak: 0, top: Vec::new() },
         };
         assert_eq!(short_reason(&slow), "tripped: slow_call_rate 12/20 from 3 nodes");
         assert_eq!(long_reason(&slow), "tripped: slow_call_rate (decisive 20, failed 0, slow 12, rate 60.0%, nodes 3)");
+        let named = Reason::Tripped {
+            rule: TripRule::FailureRate,
+            evidence: Evidence {
+                top: vec![
+                    Contribution { node: NodeId::new("py-1").unwrap(), failed: 12, slow: 0 },
+                    Contribution { node: NodeId::new("n2").unwrap(), failed: 3, slow: 1 },
+                ],
+                ..evidence()
+            },
+        };
+        assert_eq!(
+            long_reason(&named),
+            "tripped: failure_rate (decisive 10, failed 10, slow 0, rate 100.0%, nodes 1, streak 10) \
+             from py-1 (12 failed), n2 (3 failed, 1 slow)"
+        );
         let streak = Reason::Tripped { rule: TripRule::ConsecutiveFailures, evidence: evidence() };
         assert_eq!(short_reason(&streak), "tripped: consecutive_failures 10 in a row from 1 node");
         let manual = Reason::Manual { command: CommandKind::ForceOpen, actor: "alice".into(), reason: "INC-42".into() };
