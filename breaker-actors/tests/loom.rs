@@ -377,9 +377,10 @@ fn a_new_round_resets_the_allowance_and_each_round_keeps_its_grant() {
     });
 }
 
-/// A failure recorded on another thread racing an install and a drain: a run of failures
-/// belongs to its permit's generation, so the new generation's streak is only its own run
-/// and the old one's never exceeds its failures (a streak never crosses a phase).
+/// A late failure racing an install (and a failure under the new generation) and a drain:
+/// a run of failures belongs to its permit's generation, so the new generation's streak is
+/// at most its own run and the old one's never exceeds its failures (a streak never crosses
+/// a phase).
 #[test]
 fn a_failure_racing_a_new_generation_is_no_part_of_its_streak() {
     model("a_failure_racing_a_new_generation_is_no_part_of_its_streak", None, || {
@@ -388,11 +389,18 @@ fn a_failure_racing_a_new_generation_is_no_part_of_its_streak() {
         hot.install(&snap(2, Admission::Allow));
         hot.try_acquire_on(0).unwrap().failure();
         let late = hot.try_acquire_on(1).unwrap();
-        let recorder = spawn(move || late.failure());
-        hot.install(&snap(3, Admission::Allow));
-        hot.try_acquire_on(0).unwrap().failure();
+        // The installer moves to generation 3 and fails once there, racing the late
+        // failure of generation 2 and a drain.
+        let installer = {
+            let hot = Arc::clone(&hot);
+            spawn(move || {
+                hot.install(&snap(3, Admission::Allow));
+                hot.try_acquire_on(0).unwrap().failure();
+            })
+        };
+        late.failure();
         let first = hot.drain();
-        recorder.join().unwrap();
+        installer.join().unwrap();
         let drains = [first, hot.drain()];
         let streak = |generation| {
             drains
@@ -403,7 +411,9 @@ fn a_failure_racing_a_new_generation_is_no_part_of_its_streak() {
                 .max()
                 .unwrap_or(0)
         };
-        assert_eq!(streak(3), 1, "generation 3 saw one failure: {drains:?}");
+        // At most: a drain may take a failure's count before its run (the run then comes
+        // with that generation's next outcome), never more than the generation's own.
+        assert!(streak(3) <= 1, "generation 3 saw one failure: {drains:?}");
         assert!(streak(2) <= 2, "generation 2 saw two failures: {drains:?}");
         let (counts, stale) = merge(&drains);
         assert_eq!(counts.values().map(|c| c.failure).sum::<u64>() + stale, 3, "{counts:?}, {stale} stale");
