@@ -192,9 +192,10 @@ impl ExploreSpec {
         Self { batches: 1, crashes: 0, lease_expiries: 1, duplications: 1, drops: 1, ..Self::two_nodes() }
     }
 
-    /// Two nodes whose calls may also end in excluded errors: four batches, one of them
+    /// One node whose calls may also end in excluded errors: four batches, one of them
     /// ignored, so a half-open round's one probe can end ignored and its slot must be used
-    /// again in the same round (no crash, to keep the space small).
+    /// again in the same round (one node and no crash, to keep the space small enough for
+    /// the test profile).
     pub fn ignored_probes() -> Self {
         Self { nodes: 1, batches: 4, ignored_batches: 1, crashes: 0, ..Self::two_nodes() }
     }
