@@ -603,3 +603,83 @@ fn permits_moving_between_threads_and_threads_coming_and_going_lose_nothing() {
     let expected = OutcomeCounts { success: calls / 2, failure: calls / 2, ..OutcomeCounts::default() };
     assert_eq!(by_generation, BTreeMap::from([(1, expected)]));
 }
+
+fn streak_of(drained: &Drained, generation: u64) -> Option<u64> {
+    drained.outcomes.iter().find(|o| o.generation == generation).map(|o| o.longest_failure_streak)
+}
+
+/// Issue 12, item 2: a run of failures belongs to the generation its permits were granted
+/// under, so it never crosses a phase (every phase is a new generation).
+#[test]
+fn a_failure_streak_never_crosses_a_generation() {
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true });
+    hot.install(&snap(2, Admission::Allow));
+    hot.try_acquire().unwrap().failure();
+    hot.try_acquire().unwrap().failure();
+    assert_eq!(streak_of(&hot.drain(), 2), Some(2));
+    // Tripped, then closed again without a half-open round: a new generation.
+    hot.install(&snap(3, Admission::Reject));
+    assert_eq!(rejection(&hot).reason, RejectReason::Open);
+    hot.install(&snap(4, Admission::Allow));
+    hot.try_acquire().unwrap().success();
+    let drained = hot.drain();
+    assert_eq!(streak_of(&drained, 4), Some(0), "the old run is not the new generation's: {drained:?}");
+    assert_eq!(streak_of(&drained, 3), Some(0), "nor the open generation's");
+
+    // Without a success either: the new generation's run starts from its own first failure.
+    hot.install(&snap(5, Admission::Allow));
+    hot.try_acquire().unwrap().failure();
+    hot.try_acquire().unwrap().failure();
+    let late = hot.try_acquire().unwrap();
+    hot.install(&snap(6, Admission::Allow));
+    hot.try_acquire().unwrap().failure();
+    // A late failure of generation 5 is part of no run: not of 6's, and 5's ended with it.
+    late.failure();
+    let drained = hot.drain();
+    assert_eq!((streak_of(&drained, 5), streak_of(&drained, 6)), (Some(2), Some(1)), "{drained:?}");
+    // Nor does a late success of an older generation end a newer generation's run.
+    let late = hot.try_acquire().unwrap();
+    hot.install(&snap(7, Admission::Allow));
+    hot.try_acquire().unwrap().failure();
+    late.success();
+    hot.try_acquire().unwrap().failure();
+    assert_eq!(streak_of(&hot.drain(), 7), Some(2));
+}
+
+/// Issue 12, item 3: an ignored probe is neutral, so it gives its slot back (as a dropped
+/// one does) and the grant can be used again in the round; a node with no grant is told so.
+#[test]
+fn an_ignored_probe_gives_its_slot_back_and_a_node_without_a_grant_is_told_so() {
+    let hot = closed();
+    hot.install(&probe(2, 0, 1));
+    let none = rejection(&hot);
+    assert_eq!((none.reason, none.state), (RejectReason::NoProbeGranted, StateLabel::HalfOpen));
+    assert!(none.to_string().contains("no probe granted to this node yet"), "{none}");
+    // The grant arrives within the round.
+    hot.install(&probe(2, 1, 1));
+    let first = hot.try_acquire().unwrap();
+    assert!(first.is_probe());
+    let taken = rejection(&hot);
+    assert_eq!(taken.reason, RejectReason::NoProbeLeft);
+    assert!(taken.to_string().contains("probes for the round are taken"), "{taken}");
+    first.ignore();
+    let second = hot.try_acquire().expect("the ignored probe's slot is back");
+    second.record(Outcome::Ignored);
+    let third = hot.try_acquire().expect("also when recorded as ignored through `record`");
+    third.success();
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft, "a decisive probe keeps its slot");
+    // An ignored probe of a finished round gives nothing to the next one.
+    let old = {
+        hot.install(&probe(3, 1, 2));
+        hot.try_acquire().unwrap()
+    };
+    hot.install(&probe(4, 1, 3));
+    let current = hot.try_acquire().unwrap();
+    old.ignore();
+    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    current.failure();
+    let counts = counts_by_generation(&hot.drain());
+    assert_eq!(counts[&2], OutcomeCounts { success: 1, ignored: 2, rejected: 3, ..OutcomeCounts::default() });
+    assert_eq!(counts[&3], OutcomeCounts { ignored: 1, ..OutcomeCounts::default() });
+    assert_eq!(counts[&4], OutcomeCounts { failure: 1, rejected: 1, ..OutcomeCounts::default() });
+}

@@ -297,45 +297,57 @@ fn takeovers_racing_drains_lose_and_double_nothing() {
     });
 }
 
-/// (c) Two acquirers and an install of the same round: never more than the grant of probes
-/// out at once nor recorded in the round, a dropped probe's slot being reused.
+/// (c) Two acquirers and an install of the same round: probes in flight plus probes that
+/// ended in a success or a failure never exceed the grant (what a grant bounds), a dropped
+/// or ignored probe's slot being reused.
 #[test]
 fn the_probe_allowance_is_never_over_issued_within_a_round() {
     model("the_probe_allowance_is_never_over_issued_within_a_round", Some(4), || {
         let hot = hot();
         hot.install(&snap(2, Admission::Probe { grant: 1, round: 1 }));
-        // Probes out: raised after a probe is admitted, lowered before it is given back,
-        // so it never exceeds the probes really out.
+        // Probes holding a slot (in flight, or ended decisively): raised after a probe is
+        // admitted, lowered before a dropped or ignored one gives its slot back, so it never
+        // exceeds the slots really held.
         let out = Arc::new(AtomicUsize::new(0));
         let callers: Vec<_> = [0usize, 1]
             .into_iter()
             .map(|shard| {
                 let (hot, out) = (Arc::clone(&hot), Arc::clone(&out));
                 spawn(move || {
-                    let mut recorded = 0u64;
+                    let (mut recorded, mut ignored) = (0u64, 0u64);
                     for attempt in 0..2 - shard {
                         if let Ok(permit) = hot.try_acquire_on(shard) {
                             assert!(permit.is_probe());
-                            assert!(out.fetch_add(1, Ordering::SeqCst) < 1, "two probes out with a grant of 1");
-                            if shard == 0 && attempt == 0 {
-                                out.fetch_sub(1, Ordering::SeqCst);
-                                drop(permit);
-                            } else {
-                                permit.success();
-                                recorded += 1;
+                            assert!(out.fetch_add(1, Ordering::SeqCst) < 1, "two probes hold a grant of 1");
+                            match (shard, attempt) {
+                                (0, 0) => {
+                                    out.fetch_sub(1, Ordering::SeqCst);
+                                    drop(permit);
+                                }
+                                (0, _) => {
+                                    out.fetch_sub(1, Ordering::SeqCst);
+                                    permit.ignore();
+                                    ignored += 1;
+                                }
+                                _ => {
+                                    permit.success();
+                                    recorded += 1;
+                                }
                             }
                         }
                     }
-                    recorded
+                    (recorded, ignored)
                 })
             })
             .collect();
         hot.install(&snap(3, Admission::Probe { grant: 1, round: 1 }));
-        let recorded: u64 = callers.into_iter().map(|c| c.join().unwrap()).sum();
+        let (recorded, ignored) =
+            callers.into_iter().map(|c| c.join().unwrap()).fold((0, 0), |(r, i), (r2, i2)| (r + r2, i + i2));
         assert!(recorded <= 1, "{recorded} probes recorded in a round with a grant of 1");
         let (counts, _) = merge(&[hot.drain()]);
         let successes: u64 = counts.values().map(|c| c.success).sum();
         assert_eq!(successes, recorded);
+        assert_eq!(counts.values().map(|c| c.ignored).sum::<u64>(), ignored);
     });
 }
 
@@ -362,6 +374,49 @@ fn a_new_round_resets_the_allowance_and_each_round_keeps_its_grant() {
         assert_eq!(count(&counts, 2, |c| c.success) + count(&counts, 3, |c| c.success), admitted);
         let rejected: u64 = counts.values().map(|c| c.rejected).sum();
         assert_eq!(rejected, 2 - admitted, "every refused call counted once as demand");
+    });
+}
+
+/// A late failure racing an install (and a failure under the new generation) and a drain:
+/// a run of failures belongs to its permit's generation, so the new generation's streak is
+/// at most its own run and the old one's never exceeds its failures (a streak never crosses
+/// a phase).
+#[test]
+fn a_failure_racing_a_new_generation_is_no_part_of_its_streak() {
+    model("a_failure_racing_a_new_generation_is_no_part_of_its_streak", None, || {
+        let settings = HotSettings { slow_call_threshold_ms: None, track_streaks: true };
+        let hot = Arc::new(HotPath::new(BreakerName::new("loom").unwrap(), settings, CoarseClock::new()));
+        hot.install(&snap(2, Admission::Allow));
+        hot.try_acquire_on(0).unwrap().failure();
+        let late = hot.try_acquire_on(1).unwrap();
+        // The installer moves to generation 3 and fails once there, racing the late
+        // failure of generation 2 and a drain.
+        let installer = {
+            let hot = Arc::clone(&hot);
+            spawn(move || {
+                hot.install(&snap(3, Admission::Allow));
+                hot.try_acquire_on(0).unwrap().failure();
+            })
+        };
+        late.failure();
+        let first = hot.drain();
+        installer.join().unwrap();
+        let drains = [first, hot.drain()];
+        let streak = |generation| {
+            drains
+                .iter()
+                .flat_map(|d| &d.outcomes)
+                .filter(|o| o.generation == generation)
+                .map(|o| o.longest_failure_streak)
+                .max()
+                .unwrap_or(0)
+        };
+        // At most: a drain may take a failure's count before its run (the run then comes
+        // with that generation's next outcome), never more than the generation's own.
+        assert!(streak(3) <= 1, "generation 3 saw one failure: {drains:?}");
+        assert!(streak(2) <= 2, "generation 2 saw two failures: {drains:?}");
+        let (counts, stale) = merge(&drains);
+        assert_eq!(counts.values().map(|c| c.failure).sum::<u64>() + stale, 3, "{counts:?}, {stale} stale");
     });
 }
 

@@ -734,3 +734,231 @@ proptest! {
         prop_assert_eq!(b.compare(&a), reverse);
     }
 }
+
+// ----- the real hot path in the loop ----------------------------------------------------
+
+/// What a call of the looped hot path does.
+#[derive(Debug, Clone, Copy)]
+enum CallEv {
+    /// Acquire and record at once (0 success, 1 failure, 2 ignored).
+    Call(u8),
+    /// Acquire and keep the permit (a call in flight).
+    Hold,
+    /// Record the oldest held permit (0 success, 1 failure, 2 ignored).
+    Finish(u8),
+    /// The actor's flush: drain into the machine.
+    Drain,
+    /// Anything else the machine is fed.
+    Machine(u8),
+}
+
+fn outcome(code: u8) -> breaker_actors::hot::Outcome {
+    use breaker_actors::hot::Outcome;
+    [Outcome::Success, Outcome::Failure, Outcome::Ignored][usize::from(code % 3)]
+}
+
+/// One deciding node with the real hot path in the loop, as the local registry runs it:
+/// snapshots installed into a real `HotPath`, its drains fed to the machine, the machine's
+/// reports fed back to its own decider, its writes landing at once. Beside it, the truth
+/// the streak property needs: the longest run of failures recorded under each fleet phase.
+struct Looped {
+    m: Machine,
+    hot: std::sync::Arc<HotPath>,
+    held: VecDeque<(breaker_actors::hot::OwnedPermit, DecisionId, bool)>,
+    now: u64,
+    term: u64,
+    health: Option<u64>,
+    /// The fleet phase of each generation the machine has installed.
+    phase_of: BTreeMap<u64, DecisionId>,
+    /// Per fleet phase: the run of failures in progress and the longest run.
+    runs: BTreeMap<DecisionId, (u64, u64)>,
+    violations: Vec<String>,
+}
+
+use breaker_actors::hot::{CoarseClock, HotPath, HotSettings};
+
+impl Looped {
+    fn new(config: &BreakerConfig) -> Self {
+        let params = NodeParams { breaker: breaker(), node: node(0), incarnation: 1, lease_margin_ms: 100 };
+        let valid = config.validate().unwrap();
+        let hot = HotPath::new(breaker(), HotSettings::from_config(&valid), CoarseClock::new());
+        let mut looped = Self {
+            m: Machine::new(params, config).unwrap(),
+            hot: std::sync::Arc::new(hot),
+            held: VecDeque::new(),
+            now: 0,
+            term: 0,
+            health: None,
+            phase_of: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            violations: Vec::new(),
+        };
+        looped.step(Input::NoDecisionYet);
+        looped.gain_lease();
+        looped
+    }
+
+    fn gain_lease(&mut self) {
+        self.term += 1;
+        self.step(Input::LeaseGained { term: Term(self.term), sent_at: Millis(self.now), ttl_ms: 3_000 });
+    }
+
+    fn step(&mut self, input: Input) {
+        let effects = self.m.step(Millis(self.now), input);
+        let phase = self.m.applied().map_or(DecisionId::NONE, |d| d.phase);
+        self.phase_of.insert(self.m.snapshot().generation, phase);
+        let mut follow_ups = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Snapshot(s) => self.hot.install(&s),
+                Effect::WriteDecision(d) => {
+                    follow_ups.extend([Input::DecisionWritten { id: d.id }, Input::DecisionObserved(d)]);
+                }
+                Effect::RunHealthCheck { attempt } => self.health = Some(attempt),
+                Effect::PublishReport(r) => {
+                    // A report's streak is made of failures recorded under its own phase.
+                    let truth = self.runs.get(&phase).map_or(0, |(_, longest)| *longest);
+                    if r.longest_failure_streak > truth {
+                        self.violations.push(format!(
+                            "a report under phase {phase} carries a streak of {}, but that phase's longest run \
+                             of failures is {truth}: {r:?}",
+                            r.longest_failure_streak
+                        ));
+                    }
+                    follow_ups.push(Input::Report { report: r, arrival: Arrival::LIVE });
+                }
+                _ => {}
+            }
+        }
+        for input in follow_ups {
+            self.step(input);
+        }
+    }
+
+    /// The truth: a recorded outcome under `phase` extends or ends that phase's run.
+    fn recorded(&mut self, phase: DecisionId, records: bool, outcome: breaker_actors::hot::Outcome) {
+        use breaker_actors::hot::Outcome;
+        if !records {
+            return;
+        }
+        let (run, longest) = self.runs.entry(phase).or_default();
+        match outcome {
+            Outcome::Failure => {
+                *run += 1;
+                *longest = (*longest).max(*run);
+            }
+            Outcome::Success => *run = 0,
+            Outcome::Ignored => {}
+        }
+    }
+
+    fn acquire(&mut self) -> Option<(breaker_actors::hot::OwnedPermit, DecisionId, bool)> {
+        let snapshot = self.hot.snapshot();
+        let phase = self.phase_of.get(&snapshot.generation).copied().unwrap_or(DecisionId::NONE);
+        let permit = breaker_actors::hot::Breaker::new(std::sync::Arc::clone(&self.hot)).try_acquire_owned().ok()?;
+        Some((permit, phase, snapshot.record))
+    }
+
+    fn apply(&mut self, ev: CallEv) {
+        match ev {
+            CallEv::Call(code) => {
+                if let Some((permit, phase, records)) = self.acquire() {
+                    permit.record(outcome(code));
+                    self.recorded(phase, records, outcome(code));
+                }
+            }
+            CallEv::Hold => {
+                if let Some(held) = self.acquire() {
+                    self.held.push_back(held);
+                }
+            }
+            CallEv::Finish(code) => {
+                if let Some((permit, phase, records)) = self.held.pop_front() {
+                    permit.record(outcome(code));
+                    self.recorded(phase, records, outcome(code));
+                }
+            }
+            CallEv::Drain => {
+                for outcomes in self.hot.drain().outcomes {
+                    self.step(Input::LocalOutcomes(outcomes));
+                }
+            }
+            CallEv::Machine(what) => match what % 8 {
+                0 | 1 => {
+                    self.now += 150 * u64::from(what);
+                    self.step(Input::Tick);
+                }
+                2 => {
+                    if let Some(term) = self.m.decider_term() {
+                        self.step(Input::LeaseRenewed { term, sent_at: Millis(self.now), ttl_ms: 3_000 });
+                    } else {
+                        self.gain_lease();
+                    }
+                }
+                3 | 4 => {
+                    let kind =
+                        [CommandKind::Reset, CommandKind::ForceClosed, CommandKind::Disable, CommandKind::ForceOpen]
+                            [usize::from(what / 8 % 4)];
+                    let kind = if what % 8 == 3 { CommandKind::Reset } else { kind };
+                    self.step(Input::Command(Command {
+                        version: WIRE_VERSION,
+                        breaker: breaker(),
+                        kind,
+                        actor: "prop".into(),
+                        reason: "loop".into(),
+                    }));
+                }
+                5 | 6 => {
+                    if let Some(attempt) = self.health.take() {
+                        self.step(Input::HealthCheckResult { attempt, healthy: what % 8 == 5 });
+                    }
+                }
+                _ => {
+                    self.now += 1_000;
+                    self.step(Input::Tick);
+                }
+            },
+        }
+    }
+}
+
+fn call_event() -> impl Strategy<Value = CallEv> {
+    prop_oneof![
+        12 => (0u8..3).prop_map(CallEv::Call),
+        2 => Just(CallEv::Hold),
+        2 => (0u8..3).prop_map(CallEv::Finish),
+        5 => Just(CallEv::Drain),
+        6 => any::<u8>().prop_map(CallEv::Machine),
+    ]
+}
+
+/// Configs that track streaks (a consecutive-failures rule on the fleet), with or without
+/// an overlay, health checks closing directly or not.
+fn streak_config() -> impl Strategy<Value = BreakerConfig> {
+    (config(), 1u32..4).prop_map(|(mut config, limit)| {
+        config.trip.consecutive_failures = Some(limit);
+        config
+    })
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// A failure streak never crosses a phase (issue 12, item 2): with the real hot path in
+    /// the loop, every report's streak is at most the longest run of failures recorded
+    /// under the fleet phase it is reported in. So the first success after a close that
+    /// skips half-open (a reset, a manual state, a health check) cannot trip on the failures
+    /// before it.
+    #[test]
+    fn a_streak_never_crosses_a_phase(
+        config in streak_config(),
+        events in prop::collection::vec(call_event(), 1..120),
+    ) {
+        let mut looped = Looped::new(&config);
+        for ev in events {
+            looped.apply(ev);
+        }
+        looped.apply(CallEv::Drain);
+        prop_assert!(looped.violations.is_empty(), "{:#?}", looped.violations);
+    }
+}

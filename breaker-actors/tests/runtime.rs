@@ -623,3 +623,145 @@ async fn invalid_commands_are_typed_errors() {
     reg.shutdown().await.unwrap();
     assert_eq!(reg.command("inventory", CommandKind::Reset, "ops", "why").await, Err(RegistryError::ShutDown));
 }
+
+/// How a test closes a tripped breaker without a half-open round.
+#[derive(Debug, Clone, Copy)]
+enum DirectClose {
+    Reset,
+    DisableThenReset,
+    ForceClosedThenReset,
+    HealthCheck,
+}
+
+/// Trips on two failures in a row (and on nothing else); open for a minute, so only a
+/// command or a health check closes it; flushes every millisecond.
+async fn streak_breaker(close: DirectClose) -> (Registry, Breaker) {
+    let config = BreakerConfig {
+        trip: TripPolicy {
+            window: WindowConfig::Count { calls: 100 },
+            minimum_calls: 100,
+            failure_rate: None,
+            consecutive_failures: Some(2),
+            ..TripPolicy::default()
+        },
+        open: OpenPolicy::Fixed { duration_ms: 60_000 },
+        health_check: matches!(close, DirectClose::HealthCheck).then_some(HealthCheckPolicy {
+            initial_interval_ms: 50,
+            max_interval_ms: 50,
+            successes_required: 1,
+            closes_directly: true,
+        }),
+        ..config()
+    };
+    let reg = Registry::builder()
+        .flush_interval(Duration::from_millis(1))
+        .health_check(Arc::new(|_| Box::pin(async { true })))
+        .start()
+        .await
+        .unwrap();
+    let b = reg.breaker("payments", config).await.unwrap();
+    wait_deciding(&reg, b.name()).await;
+    (reg, b)
+}
+
+async fn command_applied(reg: &Registry, b: &Breaker, kind: CommandKind, state: StateLabel) {
+    reg.command("payments", kind, "ops", "test").await.unwrap();
+    eventually(&format!("{kind:?} applies"), Duration::from_secs(1), || b.state() == state).await;
+}
+
+/// Issue 12, item 2: a failure streak never crosses a phase. Tripped by two failures in a
+/// row, then closed without a half-open round (a reset, possibly after a manual state, or a
+/// health check that closes directly): the first call after that succeeds, and it must
+/// leave the breaker closed. (The hot path's streak cells used to survive the close and
+/// hand the old run of 2 to the first report after it: a trip on `failed: 0, streak: 2`.)
+#[tokio::test(start_paused = true)]
+async fn a_success_after_a_direct_close_leaves_it_closed() {
+    let mut wrong = Vec::new();
+    for close in
+        [DirectClose::Reset, DirectClose::DisableThenReset, DirectClose::ForceClosedThenReset, DirectClose::HealthCheck]
+    {
+        let (reg, b) = streak_breaker(close).await;
+        fail(&b, 2).await;
+        eventually("two failures in a row trip it", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+        match close {
+            DirectClose::DisableThenReset => {
+                command_applied(&reg, &b, CommandKind::Disable, StateLabel::Disabled).await;
+            }
+            DirectClose::ForceClosedThenReset => {
+                command_applied(&reg, &b, CommandKind::ForceClosed, StateLabel::ForcedClosed).await;
+            }
+            DirectClose::Reset | DirectClose::HealthCheck => {}
+        }
+        if let DirectClose::HealthCheck = close {
+            eventually("the health check closes it", Duration::from_secs(1), || b.state() == StateLabel::Closed).await;
+        } else {
+            command_applied(&reg, &b, CommandKind::Reset, StateLabel::Closed).await;
+        }
+        let before = reg.machine(b.name()).await.unwrap().stats();
+        assert_eq!(succeed(&b), Some(false), "{close:?}: closed admits the call, not as a probe");
+        // Until the decider has judged the report carrying that success.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let machine = reg.machine(b.name()).await.unwrap();
+            let stats = machine.stats();
+            if stats.reports_counted > before.reports_counted && stats.recorded.success > before.recorded.success {
+                if stats.decisions_made != before.decisions_made {
+                    wrong.push(format!("{close:?}: one success made the decision {:?}", machine.applied()));
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{close:?}: the success was never judged");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        reg.shutdown().await.unwrap();
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Issue 12, item 3: an ignored probe gives its slot back, so neutral outcomes never stall
+/// a half-open round. One probe in the round, one success closes; the round would wait 30 s.
+/// A node that has no grant yet is told so.
+#[tokio::test(start_paused = true)]
+async fn an_ignored_probe_gives_its_slot_back_and_the_round_goes_on() {
+    let config = BreakerConfig {
+        half_open: HalfOpenPolicy { probe_budget: 1, success_threshold: 1, max_wait_ms: 30_000, ramp: None },
+        ..config()
+    };
+    let reg = Registry::builder().flush_interval(Duration::from_millis(1)).start().await.unwrap();
+    let b = reg.breaker("payments", config).await.unwrap();
+    wait_deciding(&reg, b.name()).await;
+    fail(&b, 10).await;
+    eventually("the breaker opens", Duration::from_secs(1), || b.state() == StateLabel::Open).await;
+    // No call while open: no demand, so half-open grants this node nothing at first.
+    eventually("half-open", Duration::from_secs(1), || b.state() == StateLabel::HalfOpen).await;
+    let rejected = b.try_acquire().map(drop).expect_err("no grant yet");
+    assert_eq!(rejected.reason, RejectReason::NoProbeGranted, "{rejected}");
+    assert!(rejected.to_string().contains("no probe granted to this node yet"), "{rejected}");
+
+    // That rejection was demand: the decider grants the round's one probe.
+    let granted = Instant::now();
+    let probe = loop {
+        if let Ok(permit) = b.try_acquire() {
+            break permit;
+        }
+        assert!(granted.elapsed() < Duration::from_secs(1), "no probe was granted");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert!(probe.is_probe());
+    let taken = b.try_acquire().map(drop).expect_err("the one probe is out");
+    assert_eq!(taken.reason, RejectReason::NoProbeLeft, "{taken}");
+    probe.ignore();
+
+    // Neutral: the slot is back at once, well before the round's 30 s.
+    let again = b.try_acquire().expect("the ignored probe's slot is back");
+    assert!(again.is_probe());
+    again.success();
+    eventually("the probe's success closes it", Duration::from_secs(1), || b.state() == StateLabel::Closed).await;
+    let machine = reg.machine(b.name()).await.unwrap();
+    assert!(
+        matches!(machine.applied().map(|d| &d.reason), Some(Reason::ProbesSucceeded { successes: 1 })),
+        "{:?}",
+        machine.applied()
+    );
+    reg.shutdown().await.unwrap();
+}

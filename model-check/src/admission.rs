@@ -41,6 +41,13 @@ impl Admitter {
         self.snapshot = snapshot;
     }
 
+    /// A probe of the current round ended neutral (ignored) or without an outcome: its
+    /// slot is free again, as `Permit::ignore` and a dropped permit make it on the real
+    /// hot path. The grant bounds probes in flight plus probes that ended decisively.
+    pub(crate) fn give_back(&mut self) {
+        self.probes_issued = self.probes_issued.saturating_sub(1);
+    }
+
     /// Whether the next call is admitted (`None`: rejected), and whether as a probe.
     pub(crate) fn admit(&mut self) -> Option<bool> {
         match self.snapshot.admission {

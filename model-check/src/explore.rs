@@ -104,6 +104,9 @@ pub struct ExploreSpec {
     pub config: BreakerConfig,
     /// Batches of calls the nodes run in total.
     pub batches: u32,
+    /// Of those, batches whose calls all end in an excluded error (neutral: a probe gives
+    /// its slot back, as `Permit::ignore` does). 0 in the presets.
+    pub ignored_batches: u32,
     /// Calls in one batch.
     pub calls_per_batch: u32,
     /// Advances of the clock by [`QUANTUM_MS`].
@@ -158,6 +161,7 @@ impl ExploreSpec {
             nodes: 2,
             config: Self::model_config(),
             batches: 3,
+            ignored_batches: 0,
             calls_per_batch: 1,
             time_steps: 1,
             crashes: 1,
@@ -186,6 +190,14 @@ impl ExploreSpec {
     /// paused or cut-off old leader), over a network that may duplicate and lose a message.
     pub fn zombie_decider() -> Self {
         Self { batches: 1, crashes: 0, lease_expiries: 1, duplications: 1, drops: 1, ..Self::two_nodes() }
+    }
+
+    /// One node whose calls may also end in excluded errors: four batches, one of them
+    /// ignored, so a half-open round's one probe can end ignored and its slot must be used
+    /// again in the same round (one node and no crash, to keep the space small enough for
+    /// the test profile).
+    pub fn ignored_probes() -> Self {
+        Self { nodes: 1, batches: 4, ignored_batches: 1, crashes: 0, ..Self::two_nodes() }
     }
 }
 
@@ -218,7 +230,7 @@ impl fmt::Display for ExploreError {
 impl std::error::Error for ExploreError {}
 
 /// The properties the exploration judges, in the order it reports them.
-const CHECKED: [Property; 11] = [
+const CHECKED: [Property; 12] = [
     Property::OneDecisionPerId,
     Property::MonotonicApply,
     Property::FencedStore,
@@ -230,6 +242,7 @@ const CHECKED: [Property; 11] = [
     Property::CanCloseAfterOpen,
     Property::CanTakeOver,
     Property::CanForceOpen,
+    Property::CanReuseIgnoredProbe,
 ];
 
 /// What the exploration concluded about one property.
@@ -444,12 +457,14 @@ struct Flight {
 #[derive(Debug, Clone)]
 struct Hot {
     admitter: Admitter,
-    streak: u64,
+    /// The run of failures in progress, `(generation, run)`: like the real hot path's, a
+    /// run belongs to one generation and never crosses a phase.
+    streak: (u64, u64),
 }
 
 impl Hot {
     fn new(snapshot: Snapshot) -> Self {
-        Self { admitter: Admitter::new(snapshot), streak: 0 }
+        Self { admitter: Admitter::new(snapshot), streak: (0, 0) }
     }
 }
 
@@ -492,7 +507,10 @@ struct State {
     duplications: u32,
     drops: u32,
     commands: u32,
+    ignored_batches: u32,
     // Monitors.
+    /// Half-open phases in which a probe ended ignored.
+    ignored_rounds: BTreeSet<DecisionId>,
     made: BTreeMap<DecisionId, u128>,
     max_landed_term: Term,
     landed_late: BTreeSet<DecisionId>,
@@ -505,6 +523,7 @@ enum Action {
     Deliver { index: u16, keep_copy: bool },
     Drop { index: u16 },
     Batch { node: u8, failing: bool },
+    IgnoredBatch { node: u8 },
     AdvanceTime,
     ExpireLease,
     Crash { node: u8 },
@@ -605,6 +624,8 @@ impl World {
             duplications: 0,
             drops: 0,
             commands: 0,
+            ignored_batches: 0,
+            ignored_rounds: BTreeSet::new(),
             made: BTreeMap::new(),
             max_landed_term: Term(0),
             landed_late: BTreeSet::new(),
@@ -656,6 +677,9 @@ impl World {
             if node.machine.is_some() && state.batches < spec.batches {
                 out.push(Action::Batch { node: node_index, failing: true });
                 out.push(Action::Batch { node: node_index, failing: false });
+                if state.ignored_batches < spec.ignored_batches {
+                    out.push(Action::IgnoredBatch { node: node_index });
+                }
             }
         }
         if state.time_steps < spec.time_steps {
@@ -704,6 +728,10 @@ impl World {
                 next.flight.remove(usize::from(index));
             }
             Action::Batch { node, failing } => self.batch(&mut next, usize::from(node), failing, obs),
+            Action::IgnoredBatch { node } => {
+                next.ignored_batches += 1;
+                self.ignored_batch(&mut next, usize::from(node), obs);
+            }
             Action::AdvanceTime => self.advance_time(&mut next, obs),
             Action::ExpireLease => {
                 next.expiries += 1;
@@ -771,7 +799,9 @@ impl World {
             machine.applied().filter(|d| matches!(d.state, FleetState::HalfOpen { .. })).map(|d| d.phase);
         let snapshot = node.hot.admitter.snapshot;
         let mut counts = OutcomeCounts::default();
-        let mut longest = node.hot.streak;
+        // A run of an older generation is no part of this one's.
+        let mut run = if node.hot.streak.0 == snapshot.generation { node.hot.streak.1 } else { 0 };
+        let mut longest = run;
         let mut probes = 0;
         for _ in 0..calls {
             match node.hot.admitter.admit() {
@@ -782,13 +812,23 @@ impl World {
                     }
                     if failing {
                         counts.failure += 1;
-                        node.hot.streak += 1;
-                        longest = longest.max(node.hot.streak);
+                        run += 1;
+                        longest = longest.max(run);
                     } else {
                         counts.success += 1;
-                        node.hot.streak = 0;
+                        run = 0;
                     }
                 }
+            }
+        }
+        if snapshot.record {
+            // A run of 0 belongs to no generation: one canonical form, one state.
+            node.hot.streak = if run == 0 { (0, 0) } else { (snapshot.generation, run) };
+        }
+        if let (Some(phase), true) = (half_open_phase, probes > 0) {
+            if state.ignored_rounds.contains(&phase) {
+                // A slot an ignored probe gave back was used again in its round.
+                obs.reached.push(Property::CanReuseIgnoredProbe);
             }
         }
         if let (Some(phase), true) = (half_open_phase, probes > 0) {
@@ -809,6 +849,46 @@ impl World {
             counts,
             longest_failure_streak: longest,
         });
+        self.feed_with(state, i, input, applied_phase, obs);
+    }
+
+    /// A batch whose admitted calls all end in an excluded error: counted as ignored, no
+    /// part of any failure run (nor the end of one), and each probe gives its slot back at
+    /// once, so it never counts against the budget (probes in flight plus probes that ended
+    /// decisively).
+    fn ignored_batch(&self, state: &mut State, i: usize, obs: &mut Observations) {
+        state.batches += 1;
+        let node = &mut state.nodes[i];
+        let Some(machine) = &node.machine else {
+            return;
+        };
+        let applied_phase = machine.applied().map_or(DecisionId::NONE, |d| d.phase);
+        let half_open_phase =
+            machine.applied().filter(|d| matches!(d.state, FleetState::HalfOpen { .. })).map(|d| d.phase);
+        let snapshot = node.hot.admitter.snapshot;
+        let mut counts = OutcomeCounts::default();
+        let mut probes = 0;
+        for _ in 0..self.spec.calls_per_batch {
+            match node.hot.admitter.admit() {
+                None => counts.rejected += 1,
+                Some(probe) => {
+                    counts.ignored += 1;
+                    if probe {
+                        probes += 1;
+                        node.hot.admitter.give_back();
+                    }
+                }
+            }
+        }
+        if let (Some(phase), true) = (half_open_phase, probes > 0) {
+            state.ignored_rounds.insert(phase);
+        }
+        if !snapshot.record || counts.is_empty() {
+            return;
+        }
+        let longest_failure_streak = if node.hot.streak.0 == snapshot.generation { node.hot.streak.1 } else { 0 };
+        let input =
+            Input::LocalOutcomes(LocalOutcomes { generation: snapshot.generation, counts, longest_failure_streak });
         self.feed_with(state, i, input, applied_phase, obs);
     }
 
@@ -1151,7 +1231,12 @@ impl World {
             h.write_u64(n.hot.admitter.probe_round().map_or(u64::MAX, |r| r));
             h.write_u32(n.hot.admitter.probes_issued);
             h.write_u32(n.hot.admitter.fraction_acc);
-            h.write_u64(n.hot.streak);
+            // A run of an older generation than the snapshot's is dead for good (generations
+            // only grow): the same future as no run.
+            let live = n.hot.streak.0 == n.hot.admitter.snapshot.generation;
+            let streak = if live { n.hot.streak } else { (0, 0) };
+            h.write_u64(streak.0);
+            h.write_u64(streak.1);
             h.write_u64(n.max_applied.term.0);
             h.write_u64(n.max_applied.seq);
             h.write_u64(n.max_applied_by);
@@ -1172,8 +1257,21 @@ impl World {
         for f in &state.flight {
             h.write_u128(f.fingerprint);
         }
-        for budget in [state.batches, state.crashes, state.expiries, state.duplications, state.drops, state.commands] {
+        for budget in [
+            state.batches,
+            state.crashes,
+            state.expiries,
+            state.duplications,
+            state.drops,
+            state.commands,
+            state.ignored_batches,
+        ] {
             h.write_u32(budget);
+        }
+        h.write_usize(state.ignored_rounds.len());
+        for id in &state.ignored_rounds {
+            h.write_u64(id.term.0);
+            h.write_u64(id.seq);
         }
         h.write_usize(state.made.len());
         for (id, fp) in &state.made {
@@ -1216,6 +1314,11 @@ impl World {
                     self.spec.calls_per_batch,
                     if failing { "failing" } else { "succeeding" }
                 )
+            }
+            Action::IgnoredBatch { node } => {
+                let node = usize::from(node);
+                let admission = state.nodes[node].hot.admitter.snapshot.admission;
+                format!("{} runs {} call(s) ending ignored under {admission:?}", name(node), self.spec.calls_per_batch)
             }
             Action::AdvanceTime => format!("time advances to {} ms (renewals, ticks)", state.now + QUANTUM_MS),
             Action::ExpireLease => match (state.lease, Self::lease_candidate(state)) {
@@ -1310,6 +1413,7 @@ pub fn explore(spec: &ExploreSpec) -> Result<ExploreReport, ExploreError> {
     let checked: Vec<Property> = CHECKED
         .into_iter()
         .filter(|p| *p != Property::CanForceOpen || spec.commands.contains(&CommandKind::ForceOpen))
+        .filter(|p| *p != Property::CanReuseIgnoredProbe || spec.ignored_batches > 0)
         .collect();
     let mut found: BTreeMap<Property, Found> = BTreeMap::new();
     let initial = world.initial();

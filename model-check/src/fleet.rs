@@ -237,6 +237,8 @@ pub struct NodeCounters {
     pub rejected: u64,
     /// Calls admitted as probes (under [`Admission::Probe`](breaker_actors::machine::Admission::Probe)).
     pub probes_admitted: u64,
+    /// Admitted calls that ended in an excluded error (neutral: [`Fleet::set_ignored_per_mille`]).
+    pub ignored: u64,
 }
 
 impl NodeCounters {
@@ -292,6 +294,8 @@ pub struct FleetStats {
     pub write_timeouts: u64,
     /// Operator commands delivered to a decider.
     pub commands_delivered: u64,
+    /// Probes that ended ignored and gave their slot back.
+    pub probes_returned: u64,
 }
 
 /// How a delivery reaches its node, which decides what faults apply to it.
@@ -369,20 +373,34 @@ struct HeldLease {
 }
 
 /// The simulated hot path of one node: what `Breaker::try_acquire` and the permits do.
+/// Like the real one, a run of failures belongs to one snapshot generation (so it never
+/// crosses a phase): a call of a newer generation starts a new run.
 #[derive(Debug, Clone)]
 struct HotPath {
     admitter: Admitter,
-    /// The current run of consecutive failures.
-    streak: u64,
-    /// The longest run since the last drain, counting the run carried into it.
-    longest: u64,
+    /// The current run of consecutive failures: `(generation, run)`.
+    streak: (u64, u64),
+    /// Each generation's longest run since the last drain, counting the run carried into it.
+    longest: BTreeMap<u64, u64>,
     /// Outcomes not yet drained, by the generation they were admitted under.
     pending: BTreeMap<u64, OutcomeCounts>,
 }
 
 impl HotPath {
     fn new(snapshot: Snapshot) -> Self {
-        Self { admitter: Admitter::new(snapshot), streak: 0, longest: 0, pending: BTreeMap::new() }
+        Self { admitter: Admitter::new(snapshot), streak: (0, 0), longest: BTreeMap::new(), pending: BTreeMap::new() }
+    }
+
+    /// A recorded failure or success under `generation` (calls here end in the order they
+    /// start, so there are no late outcomes of older generations).
+    fn streak_outcome(&mut self, generation: u64, failed: bool) {
+        let run = if self.streak.0 == generation { self.streak.1 } else { 0 };
+        let run = if failed { run + 1 } else { 0 };
+        self.streak = (generation, run);
+        if failed {
+            let longest = self.longest.entry(generation).or_default();
+            *longest = (*longest).max(run);
+        }
     }
 }
 
@@ -449,6 +467,8 @@ pub struct Fleet {
     monitor: SafetyMonitor,
     trace_log: Option<Vec<String>>,
     planted: Option<PlantedBug>,
+    /// Admitted calls per thousand that end in an excluded error (neutral).
+    ignored_per_mille: u16,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -515,6 +535,7 @@ impl Fleet {
             monitor: SafetyMonitor::new(spec.nodes),
             trace_log: None,
             planted: None,
+            ignored_per_mille: 0,
             spec,
             breaker,
             config,
@@ -610,6 +631,7 @@ impl Fleet {
             sum.slow += n.counters.slow;
             sum.rejected += n.counters.rejected;
             sum.probes_admitted += n.counters.probes_admitted;
+            sum.ignored += n.counters.ignored;
             sum
         })
     }
@@ -846,6 +868,14 @@ impl Fleet {
         Ok(())
     }
 
+    /// From now on, `per_mille` of the admitted calls end in an excluded error: counted as
+    /// ignored, no part of any failure run, and a probe that ends so gives its slot back
+    /// (as `Permit::ignore` does). 0 (the default) draws nothing, so traces stay as they were.
+    pub fn set_ignored_per_mille(&mut self, per_mille: u16) {
+        self.trace_line(usize::MAX, &format!("ignored {per_mille}"));
+        self.ignored_per_mille = per_mille.min(1000);
+    }
+
     /// Plants `bug` in the simulated server (see [`PlantedBug`]).
     pub fn plant(&mut self, bug: PlantedBug) {
         self.trace_line(usize::MAX, &format!("plant {bug:?}"));
@@ -1044,6 +1074,10 @@ impl Fleet {
             FleetState::HalfOpen { budget, .. } => Some((d.phase, budget)),
             _ => None,
         });
+        // The fleet phase the snapshot's generation belongs to (the harness installs every
+        // snapshot as the machine emits it).
+        let machine_phase =
+            self.nodes[i].machine.as_ref().and_then(|m| m.applied()).map_or(DecisionId::NONE, |d| d.phase);
         for _ in 0..self.spec.calls_per_flush {
             let node = &mut self.nodes[i];
             let snapshot = node.hot.admitter.snapshot;
@@ -1056,7 +1090,9 @@ impl Fleet {
                 }
                 continue;
             };
-            let failed = self.rng.below(1000) < u64::from(per_mille);
+            // Drawn only when configured, so runs without ignored calls keep their traces.
+            let ignored = self.ignored_per_mille > 0 && self.rng.below(1000) < u64::from(self.ignored_per_mille);
+            let failed = !ignored && self.rng.below(1000) < u64::from(per_mille);
             let node = &mut self.nodes[i];
             *self.admitted_by_fleet_state.entry(snapshot.fleet).or_default() += 1;
             if probe {
@@ -1066,15 +1102,31 @@ impl Fleet {
                 }
             }
             let node = &mut self.nodes[i];
+            if ignored {
+                // Neutral: counted, no part of any run; a probe gives its slot back.
+                node.counters.ignored += 1;
+                if record {
+                    node.hot.pending.entry(snapshot.generation).or_default().ignored += 1;
+                }
+                if probe {
+                    self.stats.probes_returned += 1;
+                    node.hot.admitter.give_back();
+                    if let Some((phase, _)) = half_open {
+                        self.monitor.probe_returned(i, phase);
+                    }
+                }
+                continue;
+            }
             if failed {
                 node.counters.failed += 1;
-                node.hot.streak += 1;
-                node.hot.longest = node.hot.longest.max(node.hot.streak);
             } else {
                 node.counters.ok += 1;
-                node.hot.streak = 0;
             }
             if record {
+                node.hot.streak_outcome(snapshot.generation, failed);
+                let phase = machine_phase;
+                self.monitor.outcome_recorded(i, phase, failed);
+                let node = &mut self.nodes[i];
                 let counts = node.hot.pending.entry(snapshot.generation).or_default();
                 if failed {
                     counts.failure += 1;
@@ -1090,11 +1142,15 @@ impl Fleet {
     fn drain(&mut self, i: usize) {
         let hot = &mut self.nodes[i].hot;
         let pending = std::mem::take(&mut hot.pending);
-        let longest_failure_streak = hot.longest;
-        hot.longest = hot.streak;
+        // Each generation's own longest run; the run in progress carries into the next.
+        let longest = std::mem::take(&mut hot.longest);
+        if hot.streak.1 > 0 {
+            hot.longest.insert(hot.streak.0, hot.streak.1);
+        }
         for (generation, counts) in pending {
             if !counts.is_empty() {
                 self.monitor.drained(i, counts.total());
+                let longest_failure_streak = longest.get(&generation).copied().unwrap_or(0);
                 self.feed(i, Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak }));
             }
         }

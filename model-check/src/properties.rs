@@ -41,9 +41,14 @@ pub enum Property {
     /// Safety: every node (incarnation) applies decisions in strictly increasing
     /// `(term, seq)`.
     MonotonicApply,
-    /// Safety: probes admitted fleet-wide under one half-open phase never exceed its budget.
+    /// Safety: under one half-open phase, the probes holding a slot fleet-wide (admitted,
+    /// less those that gave their slot back by ending ignored or without an outcome; that
+    /// is, probes in flight plus probes that ended in a success or a failure) never exceed
+    /// its budget.
     ProbeBudget,
-    /// Safety: a report names as applied only a decision its node had applied.
+    /// Safety: a report names as applied only a decision its node had applied, and its
+    /// failure streak is made of failures its node recorded under that decision's phase (a
+    /// streak never crosses a phase).
     AttributedOutcomes,
     /// Safety: a node that applied a manual state enforces it.
     ForcedStates,
@@ -76,6 +81,9 @@ pub enum Property {
     CanTakeOver,
     /// Reachability: some node applies a forced-open decision.
     CanForceOpen,
+    /// Reachability: a probe slot that an ignored probe gave back is used again in the
+    /// same half-open round (neutral outcomes do not stall a round).
+    CanReuseIgnoredProbe,
 }
 
 /// How a property is judged.
@@ -91,7 +99,7 @@ pub enum PropertyKind {
 
 impl Property {
     /// Every property, in the order reports list them.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::OneDecisionPerId,
         Self::FencedStore,
         Self::NoRollback,
@@ -111,6 +119,7 @@ impl Property {
         Self::CanCloseAfterOpen,
         Self::CanTakeOver,
         Self::CanForceOpen,
+        Self::CanReuseIgnoredProbe,
     ];
 
     /// Its name in reports.
@@ -135,6 +144,7 @@ impl Property {
             Self::CanCloseAfterOpen => "can-close-after-open",
             Self::CanTakeOver => "can-take-over",
             Self::CanForceOpen => "can-force-open",
+            Self::CanReuseIgnoredProbe => "can-reuse-ignored-probe",
         }
     }
 
@@ -144,7 +154,11 @@ impl Property {
             Self::Convergence | Self::OpensWhenFailing | Self::ClosesWhenRecovered | Self::HalfOpenBounded => {
                 PropertyKind::Eventually
             }
-            Self::CanOpen | Self::CanCloseAfterOpen | Self::CanTakeOver | Self::CanForceOpen => PropertyKind::Sometimes,
+            Self::CanOpen
+            | Self::CanCloseAfterOpen
+            | Self::CanTakeOver
+            | Self::CanForceOpen
+            | Self::CanReuseIgnoredProbe => PropertyKind::Sometimes,
             _ => PropertyKind::Always,
         }
     }
@@ -200,6 +214,9 @@ struct NodeView {
     evidence: VecDeque<(Term, u64, u64, u64, u64)>,
     /// The newest decision this incarnation's decider asked to write.
     last_decided: DecisionId,
+    /// Per fleet phase: this incarnation's run of failures in progress and its longest run,
+    /// over the outcomes its hot path recorded under that phase.
+    runs: BTreeMap<DecisionId, (u64, u64)>,
 }
 
 /// Watches a run for safety violations; see the module documentation.
@@ -212,8 +229,8 @@ pub struct SafetyMonitor {
     nodes: Vec<NodeView>,
     /// The newest term the lease store has granted.
     newest_lease_term: Term,
-    /// Probes admitted fleet-wide, by half-open phase: `(count, budget)`.
-    probes: BTreeMap<DecisionId, (u64, u32)>,
+    /// Probes fleet-wide, by half-open phase: `(admitted, gave their slot back, budget)`.
+    probes: BTreeMap<DecisionId, (u64, u64, u32)>,
     violations: Vec<Violation>,
     /// Violations beyond [`MAX_VIOLATIONS`], counted.
     violations_dropped: u64,
@@ -237,7 +254,7 @@ impl SafetyMonitor {
 
     /// Probes admitted fleet-wide per half-open phase.
     pub fn probes_by_phase(&self) -> impl Iterator<Item = (DecisionId, u64)> + '_ {
-        self.probes.iter().map(|(phase, (n, _))| (*phase, *n))
+        self.probes.iter().map(|(phase, (n, _, _))| (*phase, *n))
     }
 
     /// Records a violation found outside the monitor (by the driver's liveness checks).
@@ -313,11 +330,27 @@ impl SafetyMonitor {
 
     /// Node `node` published `report`.
     pub fn published(&mut self, at_ms: u64, node: usize, report: &Report) {
+        let phase = if report.applied == DecisionId::NONE {
+            Some(DecisionId::NONE)
+        } else {
+            self.stored.get(&report.applied).map(|d| d.phase)
+        };
         let Some(view) = self.view(node) else {
             return;
         };
         if report.applied != DecisionId::NONE && !view.applied.contains(&report.applied) {
             let detail = format!("n{} reported outcomes under {}, which it never applied", node + 1, report.applied);
+            self.violate(at_ms, Property::AttributedOutcomes, detail);
+            return;
+        }
+        let truth = phase.map_or(0, |phase| view.runs.get(&phase).map_or(0, |(_, longest)| *longest));
+        if phase.is_some() && report.longest_failure_streak > truth {
+            let detail = format!(
+                "n{} reported a failure streak of {} under phase {}, whose longest run of failures there is {truth}",
+                node + 1,
+                report.longest_failure_streak,
+                phase.unwrap_or(DecisionId::NONE)
+            );
             self.violate(at_ms, Property::AttributedOutcomes, detail);
         }
     }
@@ -408,15 +441,42 @@ impl SafetyMonitor {
         }
     }
 
+    /// Node `node`'s hot path recorded a decisive outcome while it had applied a decision of
+    /// fleet phase `phase`: the truth a report's failure streak is judged against.
+    pub fn outcome_recorded(&mut self, node: usize, phase: DecisionId, failed: bool) {
+        if let Some(view) = self.view(node) {
+            let (run, longest) = view.runs.entry(phase).or_default();
+            if failed {
+                *run += 1;
+                *longest = (*longest).max(*run);
+            } else {
+                *run = 0;
+            }
+        }
+    }
+
     /// Node `node` admitted a probe while it had applied the half-open decision `phase`
     /// with `budget` probes fleet-wide.
     pub fn probe_admitted(&mut self, at_ms: u64, node: usize, phase: DecisionId, budget: u32) {
-        let entry = self.probes.entry(phase).or_insert((0, budget));
+        let entry = self.probes.entry(phase).or_insert((0, 0, budget));
         entry.0 += 1;
-        let (admitted, budget) = *entry;
-        if admitted > u64::from(budget) {
-            let detail = format!("n{} admitted probe {admitted} of phase {phase}, budget {budget}", node + 1);
+        let (admitted, returned, budget) = *entry;
+        let holding = admitted - returned;
+        if holding > u64::from(budget) {
+            let detail = format!(
+                "n{} admitted a probe of phase {phase} with {holding} holding a slot ({admitted} admitted, {returned} \
+                 gave theirs back), budget {budget}",
+                node + 1
+            );
             self.violate(at_ms, Property::ProbeBudget, detail);
+        }
+    }
+
+    /// A probe node `node` admitted under the half-open decision `phase` gave its slot back
+    /// (it ended ignored): it no longer counts against the budget.
+    pub fn probe_returned(&mut self, _node: usize, phase: DecisionId) {
+        if let Some(entry) = self.probes.get_mut(&phase) {
+            entry.1 = (entry.1 + 1).min(entry.0);
         }
     }
 

@@ -419,6 +419,10 @@ pub const MAX_SIM_NODES: usize = 16;
 /// The longest chaos phase the simulator runs.
 pub const MAX_CHAOS_MS: u64 = 600_000;
 
+/// Trips on this many failures in a row on one node, besides the failure rate: so the hot
+/// path's failure streaks, and whether one crosses a phase, are part of every run.
+pub const SIM_CONSECUTIVE_FAILURES: u32 = 6;
+
 /// The breaker configuration every simulation runs.
 pub fn sim_config() -> BreakerConfig {
     BreakerConfig {
@@ -429,6 +433,7 @@ pub fn sim_config() -> BreakerConfig {
             // Scaled like the lease and the stream (3 s retention): a replay holds reports
             // older than the bound.
             max_evidence_age_ms: MAX_EVIDENCE_AGE_MS,
+            consecutive_failures: Some(SIM_CONSECUTIVE_FAILURES),
             ..TripPolicy::default()
         },
         open: OpenPolicy::Fixed { duration_ms: OPEN_MS },
@@ -436,6 +441,14 @@ pub fn sim_config() -> BreakerConfig {
         local: None,
         ..BreakerConfig::default()
     }
+}
+
+/// The share of admitted calls (per thousand) that end in an excluded error in `seed`'s
+/// run: none in half the seeds, up to a fifth of them in the others, probes among them (an
+/// ignored probe gives its slot back, and the round must go on).
+pub fn ignored_per_mille(seed: u64) -> u16 {
+    let mut rng = SeededRng::new(seed ^ 0x6967_6e6f_7265_6421);
+    if rng.below(2) == 0 { 0 } else { u16::try_from(20 + rng.below(181)).unwrap_or(100) }
 }
 
 /// Draws the plan of `spec`'s seed.
@@ -604,6 +617,7 @@ pub fn run_once(spec: &SimSpec) -> Result<SeedReport, SimError> {
     if let Some(bug) = spec.planted {
         fleet.plant(bug);
     }
+    fleet.set_ignored_per_mille(ignored_per_mille(spec.seed));
     let mut run = Run {
         fleet,
         plan: plan.clone(),
@@ -980,6 +994,7 @@ impl SimSummary {
         p.leases_acquired += s.leases_acquired;
         p.commands_delivered += s.commands_delivered;
         p.pump_overflows += s.pump_overflows;
+        p.probes_returned += s.probes_returned;
         self.decisions += report.decisions as u64;
         self.worst_converge_ms = self.worst_converge_ms.max(report.converged_after_ms.unwrap_or(0));
         self.worst_open_ms = self.worst_open_ms.max(report.opened_after_ms.unwrap_or(0));

@@ -16,8 +16,12 @@ fn the_two_node_model_is_exhausted_and_pinned() {
     println!("{report}");
     assert!(report.complete);
     // Pinned: a change to the model or to the machine's behaviour changes these. Update
-    // them deliberately, after reading why they moved.
-    assert_eq!(report.states, 685_648);
+    // them deliberately, after reading why they moved. (684,876 until the hot path's
+    // failure run became per generation, issue 12 item 2: a run of an older generation is
+    // dead, so states that differed only by one are now one state; then up by a few
+    // thousand when reports stopped deposing deciders, item 1, and count-window entries
+    // got their time, item 5.)
+    assert_eq!(report.states, 522_217);
     assert_eq!(report.max_depth, 25);
     // Found violated by this model, then fixed in the machine: a decider rebases on the
     // newest decision it knows, not on a rejection's older `current` (no-rollback).
@@ -47,12 +51,12 @@ fn holds_pinned(spec: &ExploreSpec, states: usize, depth: u32) {
 
 #[test]
 fn a_duplicating_and_lossy_network_breaks_no_safety_property() {
-    holds_pinned(&ExploreSpec::faulty_network(), 75_643, 17);
+    holds_pinned(&ExploreSpec::faulty_network(), 71_481, 17);
 }
 
 #[test]
 fn a_zombie_decider_breaks_no_safety_property() {
-    holds_pinned(&ExploreSpec::zombie_decider(), 63_908, 19);
+    holds_pinned(&ExploreSpec::zombie_decider(), 57_820, 19);
 }
 
 #[test]
@@ -85,4 +89,20 @@ fn a_search_over_its_state_limit_is_incomplete() {
     let report = explore(&ExploreSpec { max_states: 1_000, ..ExploreSpec::two_nodes() }).unwrap();
     assert!(!report.complete);
     assert_eq!(report.verdict(Property::OneDecisionPerId), Some(&Verdict::NotViolatedSoFar));
+}
+
+/// Issue 12, item 3: calls may end in excluded errors. A half-open round's one probe can
+/// end ignored; its slot must come back and be used again in the same round, and the
+/// probe budget (probes in flight plus probes that ended decisively) still holds.
+#[test]
+fn an_ignored_probe_gives_its_slot_back_within_the_round() {
+    let report = explore(&ExploreSpec::ignored_probes()).unwrap();
+    println!("{report}");
+    assert!(report.complete);
+    assert!(report.violations().is_empty(), "{report}");
+    assert!(matches!(report.verdict(Property::CanReuseIgnoredProbe), Some(Verdict::Found { .. })), "{report}");
+    assert!(matches!(report.verdict(Property::CanCloseAfterOpen), Some(Verdict::Found { .. })), "{report}");
+    // Without ignored batches the property is not judged at all.
+    let plain = explore(&ExploreSpec { batches: 1, ..ExploreSpec::two_nodes() }).unwrap();
+    assert_eq!(plain.verdict(Property::CanReuseIgnoredProbe), None);
 }

@@ -33,6 +33,7 @@ fn two_hundred_seeds_of_three_nodes_hold_every_property() {
         ("held by a pause", p.packets_held),
         ("write timeouts", p.write_timeouts),
         ("commands", p.commands_delivered),
+        ("ignored probes giving their slot back", p.probes_returned),
     ] {
         assert!(n > 0, "no packet {what} in 200 seeds: {summary}");
     }

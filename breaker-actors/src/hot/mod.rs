@@ -12,8 +12,9 @@
 //! - every recorded outcome is drained exactly once, under the generation of the snapshot its
 //!   permit was granted under, or counted in [`Drained::stale_calls`];
 //! - a probe grant is a total for its probe round ([`Admission::Probe`]): across snapshot
-//!   installs with the same round, at most `grant` probes are admitted; a dropped permit
-//!   gives its probe slot back and records nothing;
+//!   installs with the same round, at most `grant` probes are in flight or ended with a
+//!   success or a failure; a dropped permit gives its probe slot back and records nothing,
+//!   an ignored probe records its neutral outcome and gives its slot back too;
 //! - in the closed state, acquire and record take no lock, execute no locked (read-modify-
 //!   write) instruction, allocate nothing and read no clock (a thread's first call of a
 //!   breaker allocates its counter shard, once); the coarse clock is read only when a
@@ -57,8 +58,9 @@
 //!   every breaker a thread calls, it would let one breaker's calls take another's
 //!   admissions (two breakers alternating at 500 per mille: one always admitted, one never).
 //! - **Streaks** (only with [`HotSettings::track_streaks`]): a shared current run and
-//!   longest run; failures write them, successes only read unless a run is in progress, so
-//!   a healthy breaker never writes them.
+//!   longest run per generation, each cell tagged with its generation, so a run never
+//!   crosses a phase; failures write them, successes only read unless a run is in
+//!   progress, so a healthy breaker never writes them.
 //! - **Rejections** are counted as class `rejected` when the snapshot records. A rejection
 //!   pairs the word's state with the retry hint of the same install (each install writes
 //!   its hint to one of two slots, tagged with its install number, which the word carries
@@ -90,7 +92,9 @@ mod counters;
 mod probes;
 mod word;
 
-use crate::machine::{Admission, BreakerName, LocalOutcomes, OutcomeCounts, Snapshot, StateLabel, ValidConfig};
+use crate::machine::{
+    Admission, BreakerName, LocalOutcomes, OutcomeCounts, Snapshot, StateLabel, TRACKED_GENERATIONS, ValidConfig,
+};
 use crate::sync::{Arc, AtomicU64, Ordering};
 use counters::{Class, Counters, Writer};
 use probes::{ProbeAllowance, Take};
@@ -159,8 +163,12 @@ pub enum Outcome {
 pub enum RejectReason {
     /// The breaker is open (or forced open, or the outage policy rejects).
     Open,
-    /// Half-open, and this node's probes for the round are taken.
+    /// Half-open, and this node's probes for the round are taken (in flight, or ended
+    /// with a success or failure).
     NoProbeLeft,
+    /// Half-open, and the round has granted this node no probe (yet: a rejected call is
+    /// demand, which the decider may answer with a grant from the budget left).
+    NoProbeGranted,
     /// Ramping back, and this call is outside the admitted share.
     NotAdmitted,
     /// The breaker was shut down.
@@ -185,6 +193,7 @@ impl fmt::Display for Rejected {
         let why = match self.reason {
             RejectReason::Open => "it is open",
             RejectReason::NoProbeLeft => "half-open, and this node's probes for the round are taken",
+            RejectReason::NoProbeGranted => "half-open, and no probe granted to this node yet",
             RejectReason::NotAdmitted => "ramping back, and this call is outside the admitted share",
             RejectReason::ShutDown => "it was shut down",
         };
@@ -198,35 +207,126 @@ impl fmt::Display for Rejected {
 
 impl std::error::Error for Rejected {}
 
+/// Bits of a streak cell's run; the generation tag takes the 24 above them.
+const RUN_BITS: u32 = 64 - word::GEN_TAG_BITS;
+const RUN_MASK: u64 = (1 << RUN_BITS) - 1;
+
+fn streak_cell(tag: u64, run: u64) -> u64 {
+    (tag << RUN_BITS) | run.min(RUN_MASK)
+}
+
+fn cell_tag(cell: u64) -> u64 {
+    cell >> RUN_BITS
+}
+
+fn cell_run(cell: u64) -> u64 {
+    cell & RUN_MASK
+}
+
+/// Whether generation tag `a` is newer than `b` (exact while no permit outlives 2^23
+/// generation changes).
+fn tag_newer(a: u64, b: u64) -> bool {
+    let ahead = a.wrapping_sub(b) & word::GEN_TAG_MASK;
+    ahead != 0 && ahead < 1 << (word::GEN_TAG_BITS - 1)
+}
+
 /// The consecutive-failure runs, on a line of their own (failures write it from every
 /// thread; the snapshot word must not bounce with it).
+///
+/// A run belongs to one snapshot generation: every cell is a (generation tag, run) word,
+/// and an outcome only touches the run of the generation its permit was granted under. A
+/// generation changes with every fleet or overlay phase, so a run never crosses a phase:
+/// failures before a trip cannot reappear as a streak after a reset, a forced state or a
+/// health check that closes directly. (A run also restarts at an overlay or outage change
+/// inside a fleet phase: fewer streak trips at that instant, never a streak that was not
+/// there.) The longest run of each of the last [`TRACKED_GENERATIONS`] generations has a
+/// slot of its own, so a new generation's run cannot overwrite an older one's before the
+/// drain takes it.
 #[repr(align(128))]
 struct Streaks {
+    /// The run in progress: (generation tag, failures in a row).
     current: AtomicU64,
-    longest: AtomicU64,
+    /// The longest run since the last drain, by generation tag mod [`TRACKED_GENERATIONS`].
+    longest: [AtomicU64; TRACKED_GENERATIONS],
 }
 
 impl Streaks {
+    fn new() -> Self {
+        Self { current: AtomicU64::new(0), longest: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+
+    fn slot(&self, tag: u64) -> &AtomicU64 {
+        // The modulus is 8: the index fits.
+        #[expect(clippy::cast_possible_truncation, reason = "below TRACKED_GENERATIONS")]
+        let index = (tag % TRACKED_GENERATIONS as u64) as usize;
+        &self.longest[index]
+    }
+
+    /// A failure under generation tag `tag`: extends that generation's run, starts a run
+    /// if `tag` is newer than the run in progress, and is no part of any run if it is older
+    /// (a late outcome of a generation whose run has ended).
     #[inline]
-    fn failure(&self) {
-        let run = self.current.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.longest.load(Ordering::Relaxed) < run {
-            self.longest.fetch_max(run, Ordering::Relaxed);
+    fn failure(&self, tag: u64) {
+        let mut current = self.current.load(Ordering::Relaxed);
+        let run = loop {
+            let run = if cell_tag(current) == tag {
+                cell_run(current) + 1
+            } else if tag_newer(tag, cell_tag(current)) {
+                1
+            } else {
+                return;
+            };
+            // One locked instruction, as the `fetch_add` it replaces.
+            match self.current.compare_exchange_weak(
+                current,
+                streak_cell(tag, run),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break run,
+                Err(now) => current = now,
+            }
+        };
+        let slot = self.slot(tag);
+        let longest = slot.load(Ordering::Relaxed);
+        if cell_tag(longest) != tag || cell_run(longest) < run {
+            let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |longest| {
+                let behind = cell_tag(longest) == tag && cell_run(longest) < run;
+                (behind || tag_newer(tag, cell_tag(longest))).then_some(streak_cell(tag, run))
+            });
         }
     }
 
+    /// A success under generation tag `tag` ends the run in progress unless that run is a
+    /// newer generation's.
     #[inline]
-    fn success(&self) {
+    fn success(&self, tag: u64) {
         // Read first: a healthy breaker's successes must not write a shared line.
-        if self.current.load(Ordering::Relaxed) != 0 {
-            self.current.store(0, Ordering::Relaxed);
+        let current = self.current.load(Ordering::Relaxed);
+        if cell_run(current) != 0 && (cell_tag(current) == tag || tag_newer(tag, cell_tag(current))) {
+            self.current.store(streak_cell(tag, 0), Ordering::Relaxed);
         }
     }
 
-    /// The longest run since the last call, which restarts from the run in progress.
-    fn take_longest(&self) -> u64 {
-        let run = self.current.load(Ordering::Relaxed);
-        self.longest.swap(run, Ordering::Relaxed).max(run)
+    /// The longest run of each generation since the last call, as (tag, run) for runs of
+    /// at least one; each restarts from the run in progress if that is its generation's.
+    fn take_longest(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let current = self.current.load(Ordering::Relaxed);
+        self.longest.iter().filter_map(move |slot| {
+            if cell_run(slot.load(Ordering::Relaxed)) == 0 {
+                return None;
+            }
+            let mut taken = 0;
+            let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |longest| {
+                taken = longest;
+                let tag = cell_tag(longest);
+                let carried = if cell_tag(current) == tag { cell_run(current) } else { 0 };
+                Some(streak_cell(tag, carried))
+            });
+            let tag = cell_tag(taken);
+            let carried = if cell_tag(current) == tag { cell_run(current) } else { 0 };
+            Some((tag, cell_run(taken).max(carried)))
+        })
     }
 }
 
@@ -284,7 +384,7 @@ impl HotPath {
             clock,
             published: Published::new(&initial_snapshot()),
             probes: ProbeAllowance::new(),
-            streaks: Streaks { current: AtomicU64::new(0), longest: AtomicU64::new(0) },
+            streaks: Streaks::new(),
         }
     }
 
@@ -321,16 +421,24 @@ impl HotPath {
     /// Takes everything recorded since the last drain.
     pub fn drain(&self) -> Drained {
         let (by_tag, stale_calls) = self.counters.take();
-        // After taking the cells: every tag found was published by an install seen here.
+        let runs: Vec<(u64, u64)> =
+            if self.settings.track_streaks { self.streaks.take_longest().collect() } else { Vec::new() };
+        // After taking the cells and the runs: every tag found was published by an install
+        // seen here.
         let current = self.published.generation();
-        let longest = self.streaks.take_longest();
         let mut by_generation: BTreeMap<u64, OutcomeCounts> = BTreeMap::new();
         for (tag, counts) in by_tag {
             by_generation.entry(word::generation_of(tag, current)).or_default().add(&counts);
         }
+        // Each generation's own longest run: a streak is never handed to another generation.
+        let longest: BTreeMap<u64, u64> =
+            runs.into_iter().map(|(tag, run)| (word::generation_of(tag, current), run)).collect();
         let outcomes = by_generation
             .into_iter()
-            .map(|(generation, counts)| LocalOutcomes { generation, counts, longest_failure_streak: longest })
+            .map(|(generation, counts)| {
+                let longest_failure_streak = longest.get(&generation).copied().unwrap_or(0);
+                LocalOutcomes { generation, counts, longest_failure_streak }
+            })
             .collect();
         Drained { outcomes, stale_calls }
     }
@@ -389,6 +497,7 @@ impl HotPath {
                 Mode::Probe => match self.probes.take(word) {
                     Take::Taken => return Ok(self.permit(word, writer, true)),
                     Take::Exhausted => RejectReason::NoProbeLeft,
+                    Take::NoGrant => RejectReason::NoProbeGranted,
                     Take::OtherRound => {
                         // Only a newer install moves the allowance: retry under it if it is
                         // published, or reject rather than wait for the installer.
@@ -460,8 +569,8 @@ impl HotPath {
         self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
         if self.settings.track_streaks {
             match outcome {
-                Outcome::Success => self.streaks.success(),
-                Outcome::Failure => self.streaks.failure(),
+                Outcome::Success => self.streaks.success(permit.word.gen_tag()),
+                Outcome::Failure => self.streaks.failure(permit.word.gen_tag()),
                 Outcome::Ignored => {}
             }
         }
@@ -537,7 +646,12 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
         self.record(Outcome::Failure);
     }
 
-    /// The call ended in an excluded error: neutral.
+    /// The call ended in an excluded error: neutral. It is counted as ignored and judged
+    /// by no rule; a half-open probe that ends so gives its slot back at once (it tells
+    /// nothing about the dependency's recovery), so the node's grant can be used again in the
+    /// same round and neutral outcomes never stall a round. What a grant bounds is probes
+    /// in flight plus probes that ended in a success or a failure: the calls that reach the
+    /// dependency in a round can be more, by the ignored and dropped ones.
     #[inline]
     pub fn ignore(self) {
         self.record(Outcome::Ignored);
@@ -554,12 +668,16 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
     }
 
     /// Records `outcome` (a success taking at least the slow-call threshold, by the coarse
-    /// clock, counts as slow).
+    /// clock, counts as slow). An ignored probe gives its slot back, as a dropped one does:
+    /// see [`PermitOn::ignore`].
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         self.done = true;
         if self.word.records() {
             self.hot.record(&self, outcome, None);
+        }
+        if outcome == Outcome::Ignored && self.probe {
+            self.hot.probes.give_back(self.word);
         }
     }
 

@@ -18,8 +18,10 @@
 //! - the grant lives here, next to the count, so a grant lowered within a round applies to
 //!   every later CAS, even by a reader of the older word.
 //!
-//! A probe permit dropped without an outcome gives its slot back, if its round is still
-//! the allowance's round (a slot of a finished round is worthless).
+//! A probe permit dropped without an outcome, or ended with an ignored (neutral) one, gives
+//! its slot back, if its round is still the allowance's round (a slot of a finished round
+//! is worthless). So `issued` counts the round's probes in flight plus those that ended in
+//! a success or a failure, and that is what the grant bounds.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -52,6 +54,8 @@ pub(super) enum Take {
     Taken,
     /// The round's grant is used up.
     Exhausted,
+    /// The round grants this node nothing (so far).
+    NoGrant,
     /// The allowance is on another round: the reader's word is out of date.
     OtherRound,
 }
@@ -79,7 +83,7 @@ impl ProbeAllowance {
                 return Take::OtherRound;
             }
             if issued(current) >= grant(current) {
-                return Take::Exhausted;
+                return if grant(current) == 0 { Take::NoGrant } else { Take::Exhausted };
             }
             match self.0.compare_exchange_weak(current, current + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return Take::Taken,

@@ -12,7 +12,8 @@
 //! - the open period ends when `now >= opened_at + duration`, exactly at its duration;
 //! - half-open closes on a *count* of probe successes; any probe failure reopens (gobreaker);
 //! - excluded errors (`ignored`) are neutral: neither success nor failure, not in the
-//!   minimum-calls count;
+//!   minimum-calls count, no part of a failure run; an ignored half-open probe gives its
+//!   slot back (gobreaker, resilience4j);
 //! - a slow call that succeeded counts as `slow`; a slow failure counts as a failure only
 //!   (resilience4j would count it in both rates);
 //! - results from before a transition are dropped, by causality (see `machine`);
@@ -201,7 +202,10 @@ impl Default for OpenPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct HalfOpenPolicy {
     /// Probes per half-open round for the whole fleet (not per node), allocated by the
-    /// decider to nodes that showed demand.
+    /// decider to nodes that showed demand. It bounds the probes in flight plus those that
+    /// ended in a success or a failure: a probe that ends ignored (an excluded error) or is
+    /// dropped without an outcome gives its slot back, so it can be used again in the round
+    /// (gobreaker and resilience4j free an excluded call's slot too).
     pub probe_budget: u32,
     /// Probe successes that close the breaker (any probe failure reopens it); at most
     /// `probe_budget`.
