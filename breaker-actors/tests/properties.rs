@@ -764,7 +764,7 @@ fn outcome(code: u8) -> breaker_actors::hot::Outcome {
 struct Looped {
     m: Machine,
     hot: std::sync::Arc<HotPath>,
-    held: VecDeque<(breaker_actors::hot::OwnedPermit, DecisionId, bool)>,
+    held: VecDeque<Held>,
     now: u64,
     term: u64,
     health: Option<u64>,
@@ -773,6 +773,19 @@ struct Looped {
     /// Per fleet phase: the run of failures in progress and the longest run.
     runs: BTreeMap<DecisionId, (u64, u64)>,
     violations: Vec<String>,
+    /// The probe round in force on the hot path: `(round, largest grant seen, probes
+    /// holding a slot)`, where holding means in flight or ended with a success or failure.
+    slots: Option<(u64, u32, u32)>,
+    slot_violations: Vec<String>,
+}
+
+/// A permit the looped driver holds, with what it was granted under.
+struct Held {
+    permit: breaker_actors::hot::OwnedPermit,
+    phase: DecisionId,
+    records: bool,
+    /// The probe round, if it is a probe.
+    round: Option<u64>,
 }
 
 use breaker_actors::hot::{CoarseClock, HotPath, HotSettings};
@@ -792,6 +805,8 @@ impl Looped {
             phase_of: BTreeMap::new(),
             runs: BTreeMap::new(),
             violations: Vec::new(),
+            slots: None,
+            slot_violations: Vec::new(),
         };
         looped.step(Input::NoDecisionYet);
         looped.gain_lease();
@@ -852,19 +867,46 @@ impl Looped {
         }
     }
 
-    fn acquire(&mut self) -> Option<(breaker_actors::hot::OwnedPermit, DecisionId, bool)> {
+    fn acquire(&mut self) -> Option<Held> {
         let snapshot = self.hot.snapshot();
         let phase = self.phase_of.get(&snapshot.generation).copied().unwrap_or(DecisionId::NONE);
         let permit = breaker_actors::hot::Breaker::new(std::sync::Arc::clone(&self.hot)).try_acquire_owned().ok()?;
-        Some((permit, phase, snapshot.record))
+        let mut round = None;
+        if let (true, Admission::Probe { grant, round: r }) = (permit.is_probe(), snapshot.admission) {
+            let (slot_round, most, holding) = self.slots.get_or_insert((r, grant, 0));
+            if *slot_round != r {
+                (*slot_round, *most, *holding) = (r, grant, 0);
+            }
+            *most = (*most).max(grant);
+            *holding += 1;
+            if *holding > *most {
+                let detail = format!("round {r}: {holding} probes hold a slot, grant {most}");
+                self.slot_violations.push(detail);
+            }
+            round = Some(r);
+        }
+        Some(Held { permit, phase, records: snapshot.record, round })
+    }
+
+    /// Records `held`'s outcome; an ignored probe gives its slot back.
+    fn finish(&mut self, held: Held, code: u8) {
+        let outcome = outcome(code);
+        held.permit.record(outcome);
+        self.recorded(held.phase, held.records, outcome);
+        if let (breaker_actors::hot::Outcome::Ignored, Some(round), Some((current, _, holding))) =
+            (outcome, held.round, &mut self.slots)
+        {
+            if *current == round {
+                *holding -= 1;
+            }
+        }
     }
 
     fn apply(&mut self, ev: CallEv) {
         match ev {
             CallEv::Call(code) => {
-                if let Some((permit, phase, records)) = self.acquire() {
-                    permit.record(outcome(code));
-                    self.recorded(phase, records, outcome(code));
+                if let Some(held) = self.acquire() {
+                    self.finish(held, code);
                 }
             }
             CallEv::Hold => {
@@ -873,9 +915,8 @@ impl Looped {
                 }
             }
             CallEv::Finish(code) => {
-                if let Some((permit, phase, records)) = self.held.pop_front() {
-                    permit.record(outcome(code));
-                    self.recorded(phase, records, outcome(code));
+                if let Some(held) = self.held.pop_front() {
+                    self.finish(held, code);
                 }
             }
             CallEv::Drain => {
@@ -960,5 +1001,21 @@ proptest! {
         }
         looped.apply(CallEv::Drain);
         prop_assert!(looped.violations.is_empty(), "{:#?}", looped.violations);
+    }
+
+    /// What a probe grant bounds (issue 12, item 3), with the real hot path in the loop:
+    /// in a probe round, the probes holding a slot (in flight, or ended in a success or a
+    /// failure) never exceed the grant; ignored probes give theirs back (and the driver
+    /// reuses such slots: with them counted as holding, this property fails).
+    #[test]
+    fn probes_holding_a_slot_never_exceed_the_grant(
+        config in streak_config(),
+        events in prop::collection::vec(call_event(), 1..120),
+    ) {
+        let mut looped = Looped::new(&config);
+        for ev in events {
+            looped.apply(ev);
+        }
+        prop_assert!(looped.slot_violations.is_empty(), "{:#?}", looped.slot_violations);
     }
 }

@@ -431,8 +431,11 @@ impl HotPath {
             by_generation.entry(word::generation_of(tag, current)).or_default().add(&counts);
         }
         // Each generation's own longest run: a streak is never handed to another generation.
+        let taken = runs.len();
         let longest: BTreeMap<u64, u64> =
             runs.into_iter().map(|(tag, run)| (word::generation_of(tag, current), run)).collect();
+        // A tag has one slot (tag mod the slots), so no generation has two runs.
+        debug_assert_eq!(longest.len(), taken, "two longest runs for one generation");
         let outcomes = by_generation
             .into_iter()
             .map(|(generation, counts)| {
