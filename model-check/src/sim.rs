@@ -73,11 +73,17 @@ pub enum FaultKind {
     Pause,
     /// An operator forces a manual state, and resets it later.
     Command,
+    /// The lease bucket is deleted and recreated while the decisions persist: lease
+    /// revisions restart at 1, below the stored terms.
+    LeaseWipe,
+    /// The state bucket loses its newest values (acknowledged writes lost, an older
+    /// backup restored): the decision and its revision go back.
+    Rollback,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Delay,
         Self::Reorder,
         Self::Duplicate,
@@ -87,7 +93,15 @@ impl FaultKind {
         Self::Crash,
         Self::Pause,
         Self::Command,
+        Self::LeaseWipe,
+        Self::Rollback,
     ];
+
+    /// Whether it is a fault of the server's stores. These are drawn from a random stream
+    /// of their own, so that adding them left every other seed's plan as it was.
+    pub fn is_store(self) -> bool {
+        matches!(self, Self::LeaseWipe | Self::Rollback)
+    }
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -101,6 +115,8 @@ impl FaultKind {
             Self::Crash => "crash",
             Self::Pause => "pause",
             Self::Command => "command",
+            Self::LeaseWipe => "lease-wipe",
+            Self::Rollback => "rollback",
         }
     }
 
@@ -235,6 +251,13 @@ pub enum Fault {
         /// The manual state.
         kind: CommandKind,
     },
+    /// The lease store is wiped at the episode's start.
+    LeaseWipe,
+    /// The state bucket loses its newest `entries` values at the episode's start.
+    Rollback {
+        /// How many.
+        entries: usize,
+    },
 }
 
 impl Fault {
@@ -250,6 +273,8 @@ impl Fault {
             Self::Crash { .. } => FaultKind::Crash,
             Self::Pause { .. } => FaultKind::Pause,
             Self::Command { .. } => FaultKind::Command,
+            Self::LeaseWipe => FaultKind::LeaseWipe,
+            Self::Rollback { .. } => FaultKind::Rollback,
         }
     }
 }
@@ -434,11 +459,12 @@ pub fn plan(spec: &SimSpec) -> Plan {
         }
     };
     let mut episodes = Vec::new();
-    if !spec.faults.is_empty() {
+    let drawn: Vec<FaultKind> = spec.faults.iter().copied().filter(|k| !k.is_store()).collect();
+    if !drawn.is_empty() {
         let count = 2 + rng.below(5);
-        let kinds = u64::try_from(spec.faults.len()).unwrap_or(1);
+        let kinds = u64::try_from(drawn.len()).unwrap_or(1);
         for _ in 0..count {
-            let kind = spec.faults[usize::try_from(rng.below(kinds)).unwrap_or(0)];
+            let kind = drawn[usize::try_from(rng.below(kinds)).unwrap_or(0)];
             let from_ms = rng.below(chaos - 500);
             let length = |rng: &mut SeededRng, min: u64, spread: u64| min + rng.below(spread);
             let (fault, until_ms) = match kind {
@@ -500,9 +526,25 @@ pub fn plan(spec: &SimSpec) -> Plan {
                     };
                     (Fault::Command { kind }, from_ms + length(&mut rng, 200, 4_000))
                 }
+                FaultKind::LeaseWipe | FaultKind::Rollback => continue,
             };
             episodes.push(Episode { from_ms, until_ms: until_ms.min(chaos), fault });
         }
+    }
+    // Store faults: each kind in a third of the seeds, once, after the fleet has decided
+    // for a while (so that the stored terms are well above 1).
+    let mut store_rng = SeededRng::new(spec.seed ^ 0x7374_6f72_6573_2121);
+    for kind in spec.faults.iter().copied().filter(|k| k.is_store()) {
+        if store_rng.below(3) != 0 {
+            continue;
+        }
+        let from_ms = chaos / 4 + store_rng.below(chaos / 2);
+        let fault = match kind {
+            FaultKind::Rollback => Fault::Rollback { entries: 1 + usize::try_from(store_rng.below(4)).unwrap_or(0) },
+            _ => Fault::LeaseWipe,
+        };
+        // Long enough to be in force at one step: it acts when it begins.
+        episodes.push(Episode { from_ms, until_ms: (from_ms + 2 * FLUSH_MS).min(chaos), fault });
     }
     episodes.sort_by_key(|e| e.from_ms);
     Plan { dependency, episodes }
@@ -666,6 +708,8 @@ impl Run {
                 }
             }
             Fault::Command { kind } => self.fleet.command(*kind),
+            Fault::LeaseWipe => self.fleet.wipe_lease_store(),
+            Fault::Rollback { entries } => self.fleet.roll_back_store(*entries),
             Fault::Delay { .. }
             | Fault::Reorder { .. }
             | Fault::Duplicate { .. }
