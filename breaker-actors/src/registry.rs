@@ -19,6 +19,14 @@
 //! fleet's config bucket, so that no breaker is left without a decider because its own
 //! nodes lost the race for the shard to a node that never registered it.
 //!
+//! The manager asks for a term above the newest one the shard's breakers were offered in a
+//! decision (and above any newer term a step-down named), so that a rebuilt lease bucket,
+//! whose revisions restart at 1, never grants a term below the stored decisions (see
+//! `machine::next_term`). A value that holds the key with a revision that does not move for
+//! a whole TTL (the larger of this node's and the value's) is dead, whatever it is (garbage,
+//! a value written without a TTL that never expires): the manager then replaces it by CAS on
+//! that revision.
+//!
 //! When a breaker's machine steps down for any reason, the manager releases the shard's
 //! lease (delete with the expected revision: harmless if the key has moved on) and tells
 //! the shard's other breakers it is lost: one term covers the whole shard, and a machine
