@@ -886,6 +886,13 @@ async fn a_rebuilt_lease_bucket_under_decisions_of_high_terms_has_a_decider_with
     assert_eq!(now.id.term.0, term, "the decision is of the lease's term");
     assert_eq!(&now.decider, &holder);
     assert!(term > STORED);
+
+    // Again under the running fleet: deleted, then recreated by the next node to connect.
+    let stored = now.id.term.0;
+    js.delete_key_value("fusebox_leases").await.unwrap();
+    let _provisions = NatsTransport::connect(NatsConfig::new(vec![server.url()], NodeId::new("n3").unwrap())).await;
+    let took = time_to_decide(&nodes, &payments, stored, TTL + Duration::from_secs(2)).await;
+    eprintln!("a decider {took:?} after the lease bucket was recreated under the running fleet");
     fail(&b1, 10).await;
     eventually_fleet("the fleet trips in the new term", &nodes, &payments, || b1.state() == StateLabel::Open).await;
 }
