@@ -77,6 +77,10 @@
 //!   machine once it has bootstrapped, renewing meanwhile.
 //! - Operator commands wait in a queue until the lease holder can take them (the durable
 //!   work-queue consumer of the real transport).
+//! - Store faults: [`Fleet::wipe_lease_store`] (the lease bucket deleted and recreated) and
+//!   [`Fleet::roll_back_store`] (the state bucket loses its newest values). A rejection
+//!   carries the key's revision and the node's transport expects exactly that one next, so
+//!   a rolled-back bucket can be written again; other deliveries only ever raise it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;

@@ -1,6 +1,7 @@
 //! The seeded fleet simulation: one seed draws a dependency pattern and a fault plan
 //! (network delay, reordering, duplication, loss, partitions; clock skew, drift and
-//! jumps; crashes; pauses longer than the lease; operator commands), runs the real
+//! jumps; crashes; pauses longer than the lease; operator commands; the lease store wiped
+//! and the state bucket rolled back, drawn from a stream of their own), runs the real
 //! machines through the [`Fleet`] harness under it, then heals everything and checks
 //! liveness. Safety is checked at every step by the harness's
 //! [`SafetyMonitor`](crate::properties::SafetyMonitor); a seed always runs twice and the

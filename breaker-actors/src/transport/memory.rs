@@ -7,7 +7,7 @@
 //!   watchers that see the current value then changes;
 //! - lease keys with create / CAS update / delete-with-expected-revision and TTL expiry on
 //!   tokio time (so `tokio::time::pause()` drives it); terms from
-//!   [`next_term`](crate::machine::next_term) of the bucket revision, a per-shard term
+//!   [`next_term`] of the bucket revision, a per-shard term
 //!   record and the acquirer's known term; a value that stood still for a TTL may be
 //!   replaced ([`LeaseRequest::over`]); expiry is noticed lazily and announced to no one
 //!   (like a bucket `max_age`), a delete is announced to lease watchers;
