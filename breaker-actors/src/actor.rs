@@ -227,7 +227,14 @@ impl ActorState {
         let (batch, more) = inbox.pop_batch(INBOX_BATCH);
         for delivery in batch {
             if let Some(revision) = delivery.revision {
-                self.last_read = self.last_read.max(revision);
+                // A rejection carries the key's revision now, lower than one fed before only
+                // if the bucket went back (lost writes, an older backup): follow it, or every
+                // later write would expect a revision the bucket never reaches again.
+                self.last_read = if matches!(delivery.input, Input::DecisionRejected { .. }) {
+                    revision
+                } else {
+                    self.last_read.max(revision)
+                };
             }
             self.feed(myself, delivery.input);
         }

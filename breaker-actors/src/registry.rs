@@ -19,6 +19,14 @@
 //! fleet's config bucket, so that no breaker is left without a decider because its own
 //! nodes lost the race for the shard to a node that never registered it.
 //!
+//! The manager asks for a term above the newest one the shard's breakers were offered in a
+//! decision (and above any newer term a step-down named), so that a rebuilt lease bucket,
+//! whose revisions restart at 1, never grants a term below the stored decisions (see
+//! `machine::next_term`). A value that holds the key with a revision that does not move for
+//! a whole TTL (the larger of this node's and the value's) is dead, whatever it is (garbage,
+//! a value written without a TTL that never expires): the manager then replaces it by CAS on
+//! that revision.
+//!
 //! When a breaker's machine steps down for any reason, the manager releases the shard's
 //! lease (delete with the expected revision: harmless if the key has moved on) and tells
 //! the shard's other breakers it is lost: one term covers the whole shard, and a machine
@@ -48,12 +56,13 @@ use crate::actor::{ActorArgs, BreakerActor, BreakerMsg};
 use crate::hot::{Breaker, CoarseClock, HotPath, HotSettings};
 use crate::machine::{
     BreakerConfig, BreakerName, Command, CommandKind, ConfigError, DecisionId, Input, MAX_TEXT_LEN, Millis, NameError,
-    NodeId, StepDownReason, Term, ValidConfig, WIRE_VERSION,
+    NodeId, StaleLease, StepDownReason, Term, ValidConfig, WIRE_VERSION,
 };
 use crate::observe::{BreakerEvent, Observer};
 use crate::transport::memory::MemoryBroker;
 use crate::transport::{
-    BoxFuture, ConfigOutcome, INBOX_CAPACITY, Inbox, LeaseShard, Revision, Transport, TransportError,
+    BoxFuture, ConfigOutcome, INBOX_CAPACITY, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision, Transport,
+    TransportError,
 };
 
 /// A user health check: `true` if the dependency behind the breaker answers well. Run by
@@ -786,6 +795,21 @@ struct ShardState {
     members: BTreeMap<BreakerName, Inbox>,
     held: Option<Held>,
     next_attempt: Option<Instant>,
+    /// The newest term a step-down of one of the shard's breakers named: the next term
+    /// asked for is above it, and above every decision the members were offered.
+    deposed_by: Term,
+    /// Watches a value someone else holds the key with: one that stands still for a
+    /// TTL is dead (or garbage that never expires) and is replaced over its revision.
+    stale: StaleLease,
+    /// The revision to replace at the next attempt.
+    over: Option<Revision>,
+}
+
+impl ShardState {
+    /// The newest term this node knows for the shard.
+    fn known(&self) -> Term {
+        self.members.values().map(Inbox::newest_term).fold(self.deposed_by, Term::max)
+    }
 }
 
 /// The node's lease manager: a task that competes for, renews and releases lease shards.
@@ -888,6 +912,9 @@ impl LeaseManager {
                 }
             }
             LeaseCmd::SteppedDown { shard, term, reason } => {
+                if let (StepDownReason::Deposed { newer }, Some(s)) = (reason, self.shards.get_mut(&shard)) {
+                    s.deposed_by = s.deposed_by.max(newer);
+                }
                 if reason == StepDownReason::Shutdown {
                     // The node is leaving: hand every shard over now, compete for none.
                     self.stopping = true;
@@ -957,31 +984,50 @@ impl LeaseManager {
 
     async fn acquire(&mut self, shard: LeaseShard) {
         let sent_at = (self.origin_now)();
-        let result = self.transport.acquire_lease(shard, self.ttl).await;
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        let request = LeaseRequest { ttl: self.ttl, known: s.known(), over: s.over.take() };
+        let result = self.transport.acquire_lease(shard, request).await;
         let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
         let Some(s) = self.shards.get_mut(&shard) else {
             return;
         };
         let now = Instant::now();
         match result {
-            Ok(Some(revision)) => {
-                let term = Term(revision);
-                tracing::info!(shard = shard.0, term = term.0, "lease acquired");
+            Ok(LeaseAcquire::Granted { revision, term }) => {
+                tracing::info!(shard = shard.0, term = term.0, replaced = ?request.over, "lease acquired");
                 s.held = Some(Held { term, revision, sent_at, next_renew: now + retry });
                 s.next_attempt = None;
+                s.stale.clear();
                 Self::tell(s, &Input::LeaseGained { term, sent_at, ttl_ms });
                 self.adopt(shard).await;
             }
-            Ok(None) | Err(_) => s.next_attempt = Some(now + retry),
+            Ok(LeaseAcquire::Held { revision, ttl }) => {
+                // The longer of the two TTLs: a holder renews every third of its own.
+                let wait = ttl.map_or(self.ttl, |t| t.max(self.ttl));
+                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                if s.stale.observe(sent_at, revision, wait_ms) {
+                    tracing::warn!(shard = shard.0, revision, "lease value unchanged for a TTL: replacing it");
+                    metrics::counter!("fusebox_stale_leases_replaced_total").increment(1);
+                    s.over = Some(revision);
+                    s.next_attempt = Some(now);
+                } else {
+                    s.next_attempt = Some(now + retry);
+                }
+            }
+            Err(_) => s.next_attempt = Some(now + retry),
         }
     }
 
     async fn renew(&mut self, shard: LeaseShard) {
         let sent_at = (self.origin_now)();
-        let Some(revision) = self.shards.get(&shard).and_then(|s| s.held.as_ref()).map(|h| h.revision) else {
+        let Some((revision, term)) =
+            self.shards.get(&shard).and_then(|s| s.held.as_ref()).map(|h| (h.revision, h.term))
+        else {
             return;
         };
-        let result = self.transport.renew_lease(shard, revision, self.ttl).await;
+        let result = self.transport.renew_lease(shard, revision, term, self.ttl).await;
         let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
         let Some(s) = self.shards.get_mut(&shard) else {
             return;

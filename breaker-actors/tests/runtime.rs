@@ -765,3 +765,65 @@ async fn an_ignored_probe_gives_its_slot_back_and_the_round_goes_on() {
     );
     reg.shutdown().await.unwrap();
 }
+
+/// Whether some node decides `breaker` and the bucket holds a decision of a term above
+/// `above` (a decider that has restated, not just one holding a lease).
+async fn decided_above(broker: &MemoryBroker, nodes: &[Registry], breaker: &BreakerName, above: u64) -> bool {
+    let mut any = false;
+    for n in nodes {
+        any |= deciding(n, breaker).await;
+    }
+    any && broker.decision(breaker).is_some_and(|d| d.id.term.0 > above)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rebuilt_lease_store_under_high_terms_and_a_garbage_lease_value_each_get_a_decider_within_a_ttl() {
+    let (broker, nodes, breakers, shard) = three_nodes_deciding().await;
+    let payments = name("payments");
+    // A decision of a fleet that has lived through 20,012 terms (written as its decider
+    // would have): every node applies it, the decider is deposed by it.
+    let (revision, current) = broker.history(&payments).last().cloned().unwrap();
+    let old = breaker_actors::machine::Decision {
+        id: breaker_actors::machine::DecisionId::new(20_012, 1),
+        phase: breaker_actors::machine::DecisionId::new(20_012, 1),
+        reason: Reason::TermStarted { previous: current.id },
+        clock: VectorClock::new(breaker_actors::machine::Term(20_012)),
+        ..current
+    };
+    let writer = broker.transport(NodeId::new("old-fleet").unwrap());
+    assert!(matches!(
+        writer.write_decision(old, revision).await,
+        breaker_actors::transport::WriteOutcome::Written { .. }
+    ));
+    let mut i = 0;
+    loop {
+        if decided_above(&broker, &nodes, &payments, 20_012).await {
+            break;
+        }
+        i += 1;
+        assert!(i < 1_000, "no decider above the stored term within a second");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    // The lease store rebuilt: revisions from 1, no term record.
+    let stored = broker.decision(&payments).unwrap().id.term.0;
+    broker.wipe_leases();
+    let wiped_at = Instant::now();
+    while !decided_above(&broker, &nodes, &payments, stored).await {
+        assert!(wiped_at.elapsed() < TTL, "no decider within a TTL of the rebuilt lease store");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(broker.lease(shard).unwrap().term.0 > stored, "the lease records the new term");
+
+    // A value that is no node's lease and never expires: replaced after about one TTL.
+    let stored = broker.decision(&payments).unwrap().id.term.0;
+    broker.put_garbage_lease(shard);
+    let garbage_at = Instant::now();
+    while !decided_above(&broker, &nodes, &payments, stored).await {
+        assert!(garbage_at.elapsed() < 2 * TTL, "the garbage lease value was never replaced");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(garbage_at.elapsed() >= TTL, "not before the value stood still for a TTL: {:?}", garbage_at.elapsed());
+    fail(&breakers[0], 10).await;
+    eventually("the fleet still trips", TTL, || breakers.iter().all(|b| b.state() == StateLabel::Open)).await;
+}

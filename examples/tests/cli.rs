@@ -377,3 +377,75 @@ async fn with_the_example_auth_config_an_operator_reads_and_commands_but_may_not
         fleet.cli(&foreign).await.failed("permission denied: publishing outcomes on fusebox.out.payments.cli: ");
     assert!(!posing.stderr.contains("--js-api-prefix"), "no operator hint for an outcome: {posing:#?}");
 }
+
+/// A raw `JetStream` context on the fleet's server, as anyone with direct bucket access has.
+async fn raw_js(fleet: &Fleet) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(fleet.server.url()).await.unwrap())
+}
+
+// A forged, well-formed decision of term 10^12 forcing the breaker open: every node applies
+// it and rejects every call. `status` flags it; `repair` writes an audited restatement
+// above it, and the node decides and follows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_recovers_a_breaker_wedged_by_a_forged_decision() {
+    let fleet = Fleet::plain().await;
+    let clean = fleet.cli(&["status", "--json"]).await.ok().json();
+    assert_eq!(row(&clean, "payments")["problem"], Value::Null, "{clean:#}");
+    fleet.cli(&["repair", "payments", "--reason", "nothing wrong"]).await.ok();
+
+    let js = raw_js(&fleet).await;
+    let state = js.get_key_value("fusebox_state").await.unwrap();
+    let entry = state.entry("payments").await.unwrap().unwrap();
+    let mut forged: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
+    forged["id"] = serde_json::json!({ "term": 1_000_000_000_000_u64, "seq": 1 });
+    forged["phase"] = forged["id"].clone();
+    forged["state"] = serde_json::json!({ "state": "forced_open" });
+    forged["clock"] = serde_json::json!({ "term": 1_000_000_000_000_u64, "entries": [] });
+    state.update("payments", serde_json::to_vec(&forged).unwrap().into(), entry.revision).await.unwrap();
+    fleet.wait_for(StateLabel::ForcedOpen).await;
+
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    let problem = row(&status, "payments")["problem"].as_str().unwrap_or_default().to_owned();
+    // Flagged whether or not the node has already taken a term above it (the record notes it).
+    assert!(problem.contains("lease had"), "status flags the forged term: {status:#}");
+    let table = fleet.cli(&["status"]).await.ok();
+    assert!(table.stdout.contains("NEEDS REPAIR"), "{table:#?}");
+
+    let repaired =
+        fleet.cli(&["repair", "payments", "--reason", "INC-7 forged decision", "--actor", "alice"]).await.ok();
+    assert!(repaired.stdout.contains("found: "), "{repaired:#?}");
+    assert!(repaired.stdout.contains("wrote: term record"), "{repaired:#?}");
+    assert!(repaired.stdout.contains("repaired: "), "a decider took over: {repaired:#?}");
+    fleet.wait_for(StateLabel::Closed).await;
+    let history = fleet.cli(&["history", "payments", "--json"]).await.ok().json();
+    let audited = history.as_array().unwrap().iter().any(|d| {
+        d["reason"] == "manual reset by alice: repair: INC-7 forged decision" && d["decider"] == "fusebox-repair"
+    });
+    assert!(audited, "the restatement is in the history with its actor and reason: {history:#}");
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    assert_eq!(row(&status, "payments")["problem"], Value::Null, "{status:#}");
+
+    // A working fleet: the node decides again, and follows its own trip.
+    fleet.cli(&["publish", "payments", "--failures", "10"]).await.ok();
+    fleet.wait_for(StateLabel::Open).await;
+    let term = row(&fleet.cli(&["status", "--json"]).await.ok().json(), "payments")["term"].as_u64().unwrap();
+    assert!(term > 1_000_000_000_000, "decided above the forged term: {term}");
+}
+
+// A garbage lease value without a TTL: `status` flags it and `repair` deletes it (nodes
+// would also replace it after one TTL on their own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_flags_a_garbage_lease_value_and_repair_deletes_it() {
+    let fleet = Fleet::plain().await;
+    let shard = fleet.registry.shard_of(&payments());
+    let js = raw_js(&fleet).await;
+    let leases = js.get_key_value("fusebox_leases").await.unwrap();
+    leases.put(shard.to_string(), "\u{1}garbage".into()).await.unwrap();
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    let problem = row(&status, "payments")["problem"].as_str().unwrap_or_default().to_owned();
+    assert!(problem.contains("lease value at revision") && problem.contains("does not decode"), "{status:#}");
+    let repaired = fleet.cli(&["repair", "payments", "--reason", "garbage lease"]).await.ok();
+    assert!(repaired.stdout.contains("repaired: "), "{repaired:#?}");
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    assert_eq!(row(&status, "payments")["problem"], Value::Null, "{status:#}");
+}

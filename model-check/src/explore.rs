@@ -1043,6 +1043,9 @@ impl World {
             }
         }
         let rolled_back = match (&decision.reason, &state.bucket) {
+            // Landing on itself (a retried write, or a decider restoring a bucket that went
+            // back) changes nothing.
+            (_, Some(current)) if *current == decision => None,
             (Reason::Initial, Some(current)) => Some(current.id),
             (Reason::TermStarted { previous }, Some(current)) if *previous != current.id => Some(current.id),
             (Reason::TermStarted { previous }, None) if *previous != DecisionId::NONE => Some(DecisionId::NONE),

@@ -10,8 +10,10 @@
 //! 1. prunes the outcome stream (`max_age` [`REPORT_MAX_AGE_MS`]);
 //! 2. runs the lease store: a holder renews every `ttl / 3`; a lease past its expiry is
 //!    gone; while none is held, the live node with the lowest index that holds no lease
-//!    acquires it (term = the lease store's revision counter, strictly increasing)
-//!    (a holder, or a candidate, must be running and reach the store both ways);
+//!    acquires it (term = [`next_term`] of the store's revision counter, the store's term
+//!    record and the newest term the node knows: strictly increasing, and above the
+//!    stored decisions even after [`Fleet::wipe_lease_store`]) (a holder, or a
+//!    candidate, must be running and reach the store both ways);
 //! 3. sends each running node's periodic direct read ([`RESYNC_INTERVAL_MS`]) and hands
 //!    queued operator commands to the lease holder;
 //! 4. ticks every running machine ([`Effect::WakeAt`] is ignored: every node is ticked
@@ -75,6 +77,10 @@
 //!   machine once it has bootstrapped, renewing meanwhile.
 //! - Operator commands wait in a queue until the lease holder can take them (the durable
 //!   work-queue consumer of the real transport).
+//! - Store faults: [`Fleet::wipe_lease_store`] (the lease bucket deleted and recreated) and
+//!   [`Fleet::roll_back_store`] (the state bucket loses its newest values). A rejection
+//!   carries the key's revision and the node's transport expects exactly that one next, so
+//!   a rolled-back bucket can be written again; other deliveries only ever raise it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -82,7 +88,7 @@ use std::fmt;
 use breaker_actors::machine::{
     Arrival, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
     FleetState, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng,
-    Snapshot, StateLabel, StepDownReason, Term, ValidConfig, VectorClock, WIRE_VERSION,
+    Snapshot, StateLabel, StepDownReason, Term, ValidConfig, VectorClock, WIRE_VERSION, next_term,
 };
 
 use crate::admission::Admitter;
@@ -296,6 +302,10 @@ pub struct FleetStats {
     pub commands_delivered: u64,
     /// Probes that ended ignored and gave their slot back.
     pub probes_returned: u64,
+    /// Times the lease store was wiped.
+    pub lease_wipes: u64,
+    /// Times the state bucket was rolled back.
+    pub rollbacks: u64,
 }
 
 /// How a delivery reaches its node, which decides what faults apply to it.
@@ -415,6 +425,8 @@ struct Node {
     observed_rev: u64,
     /// The lease this process's transport believes it holds and renews.
     lease: Option<HeldLease>,
+    /// The newest term a step-down of this process named as deposing it.
+    deposed_by: Term,
     counters: NodeCounters,
     link: LinkFaults,
     clock: NodeClock,
@@ -454,6 +466,8 @@ pub struct Fleet {
     lease: Option<Lease>,
     /// The lease store's revision counter (every create, update and delete bumps it).
     lease_rev: u64,
+    /// The lease store's term record: the last term it granted (`Term(0)`: none).
+    lease_terms: Term,
     events: Vec<(u64, usize, Event)>,
     admitted_by_fleet_state: BTreeMap<StateLabel, u64>,
     stats: FleetStats,
@@ -520,6 +534,7 @@ impl Fleet {
                 machine: Some(machine),
                 observed_rev: 0,
                 lease: None,
+                deposed_by: Term(0),
                 counters: NodeCounters::default(),
                 link: LinkFaults::default(),
                 clock: NodeClock::default(),
@@ -549,6 +564,7 @@ impl Fleet {
             history: Vec::new(),
             lease: None,
             lease_rev: 0,
+            lease_terms: Term(0),
             events: Vec::new(),
             admitted_by_fleet_state: BTreeMap::new(),
             stats: FleetStats::default(),
@@ -785,6 +801,7 @@ impl Fleet {
         node.hot = HotPath::new(machine.snapshot());
         node.machine = Some(machine);
         node.observed_rev = 0;
+        node.deposed_by = Term(0);
         node.last_resync = self.now;
         self.monitor.restarted(i);
         self.bootstrap(i);
@@ -880,6 +897,29 @@ impl Fleet {
     pub fn plant(&mut self, bug: PlantedBug) {
         self.trace_line(usize::MAX, &format!("plant {bug:?}"));
         self.planted = Some(bug);
+    }
+
+    /// The lease bucket is deleted and recreated (an operator's mistake, a restore from
+    /// backup): no lease, no term record, revisions from 1 again. The state bucket keeps
+    /// its decisions. Holders find out at their next renewal.
+    pub fn wipe_lease_store(&mut self) {
+        self.trace_line(usize::MAX, "lease store wiped");
+        self.lease = None;
+        self.lease_rev = 0;
+        self.lease_terms = Term(0);
+        self.stats.lease_wipes += 1;
+    }
+
+    /// The state bucket loses its newest `entries` values (acknowledged writes lost, or a
+    /// restore from an older backup): its value and revision go back, and later writes
+    /// reuse the lost revisions. Nobody is told.
+    pub fn roll_back_store(&mut self, entries: usize) {
+        let keep = self.history.len().saturating_sub(entries.max(1));
+        self.trace_line(usize::MAX, &format!("state bucket rolled back to {keep} entries"));
+        let lost: Vec<DecisionId> = self.history[keep..].iter().map(|(_, d)| d.id).collect();
+        self.history.truncate(keep);
+        self.monitor.rolled_back(self.history.last().map(|(_, d)| d.id), &lost);
+        self.stats.rollbacks += 1;
     }
 
     /// Keeps a readable trace from now on (at most [`MAX_TRACE_LINES`] lines).
@@ -992,7 +1032,11 @@ impl Fleet {
         let candidate = (0..self.nodes.len()).find(|&i| self.can_request(i) && self.nodes[i].lease.is_none());
         if let Some(i) = candidate {
             self.lease_rev += 1;
-            let term = Term(self.lease_rev);
+            // The node's transport knows the newest term among the decisions it delivered
+            // (its machine applied the newest of them) and any newer one it was deposed by.
+            let known = self.nodes[i].machine.as_ref().map_or(Term(0), |m| m.applied_id().term);
+            let term = next_term(self.lease_rev, self.lease_terms, known.max(self.nodes[i].deposed_by));
+            self.lease_terms = term;
             let incarnation = self.nodes[i].incarnation;
             self.lease = Some(Lease { holder: i, incarnation, term, expires_at: self.now + ttl });
             let sent_at = self.node_millis(i);
@@ -1324,7 +1368,11 @@ impl Fleet {
                 }
                 self.stats.delivered += 1;
                 if let Some(rev) = revision {
-                    node.observed_rev = node.observed_rev.max(rev);
+                    // A rejection carries the key's revision now, which is lower than one
+                    // observed before only if the bucket went back (a rollback): follow it,
+                    // or every later write would expect a revision the bucket never reaches.
+                    node.observed_rev =
+                        if matches!(input, Input::DecisionRejected { .. }) { rev } else { node.observed_rev.max(rev) };
                 }
                 self.feed(to, input);
             }
@@ -1420,6 +1468,9 @@ impl Fleet {
     }
 
     fn stepped_down(&mut self, i: usize, term: Term, reason: StepDownReason) {
+        if let StepDownReason::Deposed { newer } = reason {
+            self.nodes[i].deposed_by = self.nodes[i].deposed_by.max(newer);
+        }
         if self.nodes[i].lease.is_some_and(|l| l.term == term) {
             self.nodes[i].lease = None;
         }

@@ -226,6 +226,9 @@ pub struct SafetyMonitor {
     stored: BTreeMap<DecisionId, Decision>,
     /// The id of the last decision the store accepted.
     last_stored: DecisionId,
+    /// Decisions the store accepted and then lost to a rollback: a takeover may restate
+    /// one of them on the value the rollback left.
+    lost: BTreeSet<DecisionId>,
     nodes: Vec<NodeView>,
     /// The newest term the lease store has granted.
     newest_lease_term: Term,
@@ -278,6 +281,13 @@ impl SafetyMonitor {
         }
     }
 
+    /// The store went back to `current` (a rollback, see `Fleet::roll_back_store`),
+    /// losing `lost`: it may accept ids from `current` on again.
+    pub fn rolled_back(&mut self, current: Option<DecisionId>, lost: &[DecisionId]) {
+        self.last_stored = current.unwrap_or(DecisionId::NONE);
+        self.lost.extend(lost.iter().copied());
+    }
+
     /// The store accepted `decision` as its new value, replacing `current`.
     pub fn stored(&mut self, at_ms: u64, current: Option<&Decision>, decision: &Decision) {
         // An equal id is a retried write of the same decision (its first reply was lost);
@@ -291,7 +301,10 @@ impl SafetyMonitor {
         let follows = current == Some(decision)
             || match &decision.reason {
                 Reason::Initial => current.is_none(),
-                Reason::TermStarted { previous } => current.is_some_and(|c| c.id == *previous),
+                Reason::TermStarted { previous } => {
+                    current.is_some_and(|c| c.id == *previous)
+                        || (self.lost.contains(previous) && current.is_none_or(|c| c.id < *previous))
+                }
                 _ => true,
             };
         if !follows {

@@ -1,6 +1,7 @@
 //! The seeded fleet simulation: one seed draws a dependency pattern and a fault plan
 //! (network delay, reordering, duplication, loss, partitions; clock skew, drift and
-//! jumps; crashes; pauses longer than the lease; operator commands), runs the real
+//! jumps; crashes; pauses longer than the lease; operator commands; the lease store wiped
+//! and the state bucket rolled back, drawn from a stream of their own), runs the real
 //! machines through the [`Fleet`] harness under it, then heals everything and checks
 //! liveness. Safety is checked at every step by the harness's
 //! [`SafetyMonitor`](crate::properties::SafetyMonitor); a seed always runs twice and the
@@ -79,6 +80,12 @@ pub enum FaultKind {
     /// A foreign publisher sends reports claiming arbitrary applied decisions: far in the
     /// future, a later term, a later sequence of this term, none, or the current one.
     Foreign,
+    /// The lease bucket is deleted and recreated while the decisions persist: lease
+    /// revisions restart at 1, below the stored terms.
+    LeaseWipe,
+    /// The state bucket loses its newest values (acknowledged writes lost, an older
+    /// backup restored): the decision and its revision go back.
+    Rollback,
 }
 
 impl FaultKind {
@@ -86,7 +93,7 @@ impl FaultKind {
     pub const DRAWN_APART: [Self; 1] = [Self::Foreign];
 
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Delay,
         Self::Reorder,
         Self::Duplicate,
@@ -97,7 +104,15 @@ impl FaultKind {
         Self::Pause,
         Self::Command,
         Self::Foreign,
+        Self::LeaseWipe,
+        Self::Rollback,
     ];
+
+    /// Whether it is a fault of the server's stores. These are drawn from a random stream
+    /// of their own, so that adding them left every other seed's plan as it was.
+    pub fn is_store(self) -> bool {
+        matches!(self, Self::LeaseWipe | Self::Rollback)
+    }
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -112,6 +127,8 @@ impl FaultKind {
             Self::Pause => "pause",
             Self::Command => "command",
             Self::Foreign => "foreign",
+            Self::LeaseWipe => "lease-wipe",
+            Self::Rollback => "rollback",
         }
     }
 
@@ -254,6 +271,13 @@ pub enum Fault {
         /// Mean time between its reports.
         every_ms: u64,
     },
+    /// The lease store is wiped at the episode's start.
+    LeaseWipe,
+    /// The state bucket loses its newest `entries` values at the episode's start.
+    Rollback {
+        /// How many.
+        entries: usize,
+    },
 }
 
 impl Fault {
@@ -270,6 +294,8 @@ impl Fault {
             Self::Pause { .. } => FaultKind::Pause,
             Self::Command { .. } => FaultKind::Command,
             Self::Foreign { .. } => FaultKind::Foreign,
+            Self::LeaseWipe => FaultKind::LeaseWipe,
+            Self::Rollback { .. } => FaultKind::Rollback,
         }
     }
 }
@@ -471,7 +497,7 @@ pub fn plan(spec: &SimSpec) -> Plan {
     // Kinds added after regression seeds were pinned draw from streams of their own, so a
     // seed's plan for the older kinds stays what it was.
     let (together, apart): (Vec<FaultKind>, Vec<FaultKind>) =
-        spec.faults.iter().partition(|k| !FaultKind::DRAWN_APART.contains(k));
+        spec.faults.iter().filter(|k| !k.is_store()).partition(|k| !FaultKind::DRAWN_APART.contains(k));
     if !together.is_empty() {
         let count = 2 + rng.below(5);
         let kinds = u64::try_from(together.len()).unwrap_or(1);
@@ -488,6 +514,21 @@ pub fn plan(spec: &SimSpec) -> Plan {
         for _ in 0..count {
             draw_episode(kind, &mut rng, chaos, spec.nodes, &mut episodes);
         }
+    }
+    // Store faults: each kind in a third of the seeds, once, after the fleet has decided
+    // for a while (so that the stored terms are well above 1).
+    let mut store_rng = SeededRng::new(spec.seed ^ 0x7374_6f72_6573_2121);
+    for kind in spec.faults.iter().copied().filter(|k| k.is_store()) {
+        if store_rng.below(3) != 0 {
+            continue;
+        }
+        let from_ms = chaos / 4 + store_rng.below(chaos / 2);
+        let fault = match kind {
+            FaultKind::Rollback => Fault::Rollback { entries: 1 + usize::try_from(store_rng.below(4)).unwrap_or(0) },
+            _ => Fault::LeaseWipe,
+        };
+        // Long enough to be in force at one step: it acts when it begins.
+        episodes.push(Episode { from_ms, until_ms: (from_ms + 2 * FLUSH_MS).min(chaos), fault });
     }
     episodes.sort_by_key(|e| e.from_ms);
     Plan { dependency, episodes }
@@ -553,6 +594,8 @@ fn draw_episode(kind: FaultKind, rng: &mut SeededRng, chaos: u64, nodes: usize, 
             };
             (Fault::Command { kind }, from_ms + length(rng, 200, 4_000))
         }
+        // Drawn once per seed apart from the others (see `plan`).
+        FaultKind::LeaseWipe | FaultKind::Rollback => return,
         FaultKind::Foreign => {
             let fault = Fault::Foreign { publisher: 1 + rng.below(3), every_ms: FLUSH_MS + rng.below(200) };
             (fault, from_ms + length(rng, 500, 8_000))
@@ -758,6 +801,8 @@ impl Run {
                 }
             }
             Fault::Command { kind } => self.fleet.command(*kind),
+            Fault::LeaseWipe => self.fleet.wipe_lease_store(),
+            Fault::Rollback { entries } => self.fleet.roll_back_store(*entries),
             Fault::Foreign { .. }
             | Fault::Delay { .. }
             | Fault::Reorder { .. }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use breaker_actors::hot::{Breaker, RejectReason};
 use breaker_actors::machine::{
     BreakerConfig, BreakerName, CommandKind, Decision, DecisionId, FleetState, HalfOpenPolicy, LocalOverlayPolicy,
-    NodeId, OpenPolicy, OutageConfig, OutagePolicy, Reason, StateLabel, TripPolicy, WindowConfig,
+    NodeId, OpenPolicy, OutageConfig, OutagePolicy, Reason, StateLabel, Term, TripPolicy, WindowConfig,
 };
-use breaker_actors::transport::{LeaseShard, Transport, TransportError, WriteOutcome};
+use breaker_actors::transport::{LeaseAcquire, LeaseRequest, LeaseShard, Transport, TransportError, WriteOutcome};
 use breaker_actors::{Registry, RegistryError};
 use transport_nats::layout::Layout;
 use transport_nats::nats::{ConnectError, NatsConfig, NatsTransport};
@@ -657,7 +657,8 @@ async fn with_bucket_max_age_leases_a_crashed_decider_is_replaced_too() {
     eventually("the survivor decides", WAIT, || breakers[0].state() == StateLabel::Open).await;
 
     // A TTL longer than the bucket's max_age would let two nodes decide at once: refused.
-    let long = nodes[0].transport.acquire_lease(LeaseShard(99), TTL * 2).await;
+    let request = LeaseRequest { ttl: TTL * 2, known: Term(0), over: None };
+    let long = nodes[0].transport.acquire_lease(LeaseShard(99), request).await;
     assert!(matches!(long, Err(TransportError::Backend(e)) if e.contains("max_age")));
 }
 
@@ -766,9 +767,10 @@ async fn racing_lease_acquisitions_on_a_cluster_have_one_winner_and_no_errors() 
     }
     for round in 0..5 {
         let shard = LeaseShard(round);
-        let attempts: Vec<_> = transports.iter().map(|t| t.acquire_lease(shard, TTL)).collect();
+        let request = LeaseRequest { ttl: TTL, known: Term(0), over: None };
+        let attempts: Vec<_> = transports.iter().map(|t| t.acquire_lease(shard, request)).collect();
         let results = futures_util::future::join_all(attempts).await;
-        let winners = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        let winners = results.iter().filter(|r| matches!(r, Ok(LeaseAcquire::Granted { .. }))).count();
         assert!(results.iter().all(Result::is_ok), "round {round}: {results:?}");
         assert_eq!(winners, 1, "round {round}: {results:?}");
     }
@@ -869,4 +871,104 @@ async fn a_report_claiming_a_decision_from_the_future_deposes_nobody_and_counts_
     eprintln!("tripped {:?} after the burst began", started.elapsed());
     let m = nodes[decider].reg.machine(&breaker).await.unwrap();
     assert_eq!(m.decider_term(), Some(term), "the same decider tripped it");
+}
+
+/// A raw `JetStream` context on `url`, as an operator with direct bucket access has one.
+async fn raw_js(url: &str) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(url).await.unwrap())
+}
+
+/// The time until some node of `nodes` decides `breaker` and a decision of a term above
+/// `above` is in the bucket: the decider is deciding, not just holding a lease.
+async fn time_to_decide(nodes: &[Node], breaker: &BreakerName, above: u64, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut deciding = false;
+        for n in nodes {
+            deciding |= n.deciding(breaker).await;
+        }
+        if deciding && decision(&nodes[0], breaker).await.is_some_and(|d| d.id.term.0 > above) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "no decider within {within:?} (decisions of terms up to {above} persist)");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// 6. The lease bucket deleted and recreated while the decisions persist: revisions restart
+// at 1, far below the stored terms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_lease_bucket_under_decisions_of_high_terms_has_a_decider_within_a_ttl() {
+    const STORED: u64 = 20_012;
+    let server = NatsServer::start().unwrap();
+    let payments = name("payments");
+    let (nodes, breakers) = fleet(&[server.url()], 2, "payments").await;
+    let current = decision(&nodes[0], &payments).await.unwrap();
+    for n in &nodes {
+        n.reg.shutdown().await.unwrap();
+    }
+    drop(breakers);
+    drop(nodes);
+
+    // A fleet that has lived through 20,012 terms: its last restatement is in the bucket.
+    let js = raw_js(&server.url()).await;
+    let state = js.get_key_value("fusebox_state").await.unwrap();
+    let entry = state.entry("payments").await.unwrap().unwrap();
+    let old = Decision {
+        id: DecisionId::new(STORED, 1),
+        phase: DecisionId::new(STORED, 1),
+        reason: Reason::TermStarted { previous: current.id },
+        clock: breaker_actors::machine::VectorClock::new(Term(STORED)),
+        ..current
+    };
+    let payload = transport_nats::codec::encode_decision(&old).unwrap();
+    state.update("payments", payload.into(), entry.revision).await.unwrap();
+    // The operator's mistake: the lease bucket deleted; the next node to connect recreates it.
+    js.delete_key_value("fusebox_leases").await.unwrap();
+
+    let started = Instant::now();
+    let (n1, n2) = (Node::join(&[server.url()], "n1").await, Node::join(&[server.url()], "n2").await);
+    let b1 = n1.reg.breaker("payments", config()).await.unwrap();
+    let _b2 = n2.reg.breaker("payments", config()).await.unwrap();
+    let nodes = [n1, n2];
+    let took = time_to_decide(&nodes, &payments, STORED, TTL + Duration::from_secs(2)).await;
+    eprintln!("a decider {took:?} after the nodes started ({:?} after the first connect)", started.elapsed());
+    // Fenced as ever: one term, recorded in the lease value, above every stored one.
+    let shard = nodes[0].reg.shard_of(&payments);
+    let (holder, term) = nodes[0].transport.lease_holder(shard).await.unwrap().unwrap();
+    let now = decision(&nodes[0], &payments).await.unwrap();
+    assert_eq!(now.id.term.0, term, "the decision is of the lease's term");
+    assert_eq!(&now.decider, &holder);
+    assert!(term > STORED);
+
+    // Again under the running fleet: deleted, then recreated by the next node to connect.
+    let stored = now.id.term.0;
+    js.delete_key_value("fusebox_leases").await.unwrap();
+    let _provisions = NatsTransport::connect(NatsConfig::new(vec![server.url()], NodeId::new("n3").unwrap())).await;
+    let took = time_to_decide(&nodes, &payments, stored, TTL + Duration::from_secs(2)).await;
+    eprintln!("a decider {took:?} after the lease bucket was recreated under the running fleet");
+    fail(&b1, 10).await;
+    eventually_fleet("the fleet trips in the new term", &nodes, &payments, || b1.state() == StateLabel::Open).await;
+}
+
+// 7. A value in the lease key that is no node's lease, written without a TTL (what a hand
+// edit can leave): it never expires by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_lease_value_without_a_ttl_is_replaced_after_one_ttl() {
+    let server = NatsServer::start().unwrap();
+    let payments = name("payments");
+    let (nodes, breakers) = fleet(&[server.url()], 2, "payments").await;
+    let shard = nodes[0].reg.shard_of(&payments);
+    let before = decision(&nodes[0], &payments).await.unwrap().id.term.0;
+    let js = raw_js(&server.url()).await;
+    let leases = js.get_key_value("fusebox_leases").await.unwrap();
+    leases.put(shard.to_string(), "\u{1}garbage, no TTL".into()).await.unwrap();
+    let written = Instant::now();
+
+    let took = time_to_decide(&nodes, &payments, before, TTL * 2 + Duration::from_secs(2)).await;
+    eprintln!("garbage lease value replaced: a decider {took:?} after it was written");
+    assert!(written.elapsed() >= TTL / 2, "not before the garbage stood for a while: {:?}", written.elapsed());
+    assert!(nodes[0].transport.lease_holder(shard).await.unwrap().is_some(), "a node's lease again");
+    fail(&breakers[0], 10).await;
+    eventually_fleet("the fleet trips again", &nodes, &payments, || all_in(&breakers, StateLabel::Open)).await;
 }

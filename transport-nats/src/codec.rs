@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 
 use breaker_actors::machine::{
     BreakerConfig, BreakerName, Command, Decision, DecisionId, MAX_TEXT_LEN, NodeId, OutcomeCounts, Reason, Report,
-    VectorClock, WIRE_VERSION,
+    Term, VectorClock, WIRE_VERSION,
 };
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
@@ -645,6 +645,102 @@ pub fn decode_config(payload: &[u8], limits: &Limits) -> Result<BreakerConfig, D
     Ok(envelope.config.0)
 }
 
+// ---------------------------------------------------------------------------------------
+// Lease values and term records: JSON in the lease bucket
+// ---------------------------------------------------------------------------------------
+
+/// The version of the lease value and of the term record.
+pub const LEASE_VERSION: u16 = 1;
+
+/// A lease key's value: who holds the shard, under which term, renewed every third of
+/// which TTL. `{"version":1,"node":"n1","term":20013,"ttl_ms":10000}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseValue {
+    /// [`LEASE_VERSION`].
+    pub version: u16,
+    /// The holder.
+    pub node: NodeId,
+    /// Its term (see `breaker_actors::machine::next_term`).
+    pub term: Term,
+    /// The holder's lease TTL in milliseconds: a value unchanged for longer is dead.
+    pub ttl_ms: u64,
+}
+
+/// A lease key's value as decoded: the current format, or the node id alone that nodes
+/// before the term record wrote (their term was the key's creating revision, unknown here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseHolder {
+    /// The current format.
+    Holder(LeaseValue),
+    /// A node id alone (the format before terms were recorded).
+    Legacy(NodeId),
+}
+
+impl LeaseHolder {
+    /// The holding node.
+    pub fn node(&self) -> &NodeId {
+        match self {
+            Self::Holder(v) => &v.node,
+            Self::Legacy(n) => n,
+        }
+    }
+
+    /// The recorded term, if the value records one.
+    pub fn term(&self) -> Option<Term> {
+        match self {
+            Self::Holder(v) => Some(v.term),
+            Self::Legacy(_) => None,
+        }
+    }
+}
+
+/// A lease value.
+pub fn encode_lease(value: &LeaseValue) -> Result<Vec<u8>, EncodeError> {
+    encode_json(value)
+}
+
+/// A lease value read from the lease bucket.
+pub fn decode_lease(payload: &[u8], limits: &Limits) -> Result<LeaseHolder, DecodeError> {
+    check_size(payload, limits)?;
+    if payload.first() != Some(&b'{') {
+        let text = std::str::from_utf8(payload).map_err(|e| DecodeError::malformed(Format::Json, e))?;
+        return NodeId::new(text).map(LeaseHolder::Legacy).map_err(|e| DecodeError::malformed(Format::Json, e));
+    }
+    check_json_version(payload, LEASE_VERSION)?;
+    let value: LeaseValue = from_json(payload)?;
+    Ok(LeaseHolder::Holder(value))
+}
+
+/// The last term granted for a shard, kept in the lease bucket without a TTL under
+/// `terms.<shard>`: `{"version":1,"term":20013}`, with `"unexplained":1000000000000` once
+/// a node asked for a term above a decision of a term this record never granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermRecord {
+    /// [`LEASE_VERSION`].
+    pub version: u16,
+    /// The last term granted.
+    pub term: Term,
+    /// The newest term a node knew from a decision while this record held a lower one: a
+    /// term no lease ever had (a forged decision, or a lease bucket restored older than the
+    /// decisions). Kept until `fusebox repair` writes the record again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unexplained: Option<Term>,
+}
+
+/// A term record.
+pub fn encode_term_record(record: &TermRecord) -> Result<Vec<u8>, EncodeError> {
+    encode_json(record)
+}
+
+/// A term record read from the lease bucket.
+pub fn decode_term_record(payload: &[u8], limits: &Limits) -> Result<TermRecord, DecodeError> {
+    check_size(payload, limits)?;
+    check_json_version(payload, LEASE_VERSION)?;
+    from_json(payload)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1159,6 +1255,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn lease_values_and_term_records_round_trip_and_old_values_read_as_legacy() {
+        let value = LeaseValue { version: LEASE_VERSION, node: n1(), term: Term(20_013), ttl_ms: 10_000 };
+        let bytes = encode_lease(&value).unwrap();
+        assert_eq!(decode_lease(&bytes, &limits()), Ok(LeaseHolder::Holder(value)));
+        assert_eq!(decode_lease(b"node-1", &limits()), Ok(LeaseHolder::Legacy(n1())), "the node id alone");
+        for bad in [&b"\x01garbage"[..], b"{\"version\":1}", b"{\"version\":9,\"node\":\"n1\"}", b""] {
+            assert!(decode_lease(bad, &limits()).is_err(), "{bad:?}");
+        }
+        let record = TermRecord { version: LEASE_VERSION, term: Term(7), unexplained: None };
+        let bytes = encode_term_record(&record).unwrap();
+        assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"version":1,"term":7}"#);
+        assert_eq!(decode_term_record(&bytes, &limits()), Ok(record));
+    }
+
     // --- the user's copy --------------------------------------------------------------
 
     /// Every JSON code block of docs/wire-format.md parses; those marked with an
@@ -1193,6 +1304,10 @@ mod tests {
                 Some("decision") => assert!(decode_decision(&payments(), bytes, &limits()).is_ok(), "{block}"),
                 Some("command") => assert!(decode_command(&payments(), bytes, &limits()).is_ok(), "{block}"),
                 Some("config") => assert!(decode_config(bytes, &limits()).is_ok(), "{block}"),
+                Some("lease") => {
+                    assert!(matches!(decode_lease(bytes, &limits()), Ok(LeaseHolder::Holder(_))), "{block}");
+                }
+                Some("term_record") => assert!(decode_term_record(bytes, &limits()).is_ok(), "{block}"),
                 Some(other) => panic!("unknown example marker {other:?}"),
             }
             checked += 1;
@@ -1210,6 +1325,8 @@ mod tests {
         let _ = decode_decision(&payments(), payload, &l);
         let _ = decode_command(&payments(), payload, &l);
         let _ = decode_config(payload, &l);
+        let _ = decode_lease(payload, &l);
+        let _ = decode_term_record(payload, &l);
     }
 
     fn valid_payloads() -> Vec<Vec<u8>> {

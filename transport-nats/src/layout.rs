@@ -5,6 +5,7 @@
 use std::fmt;
 
 use breaker_actors::machine::{BreakerName, NodeId};
+use breaker_actors::transport::LeaseShard;
 
 /// The longest prefix, in bytes (it becomes part of stream, bucket and subject names).
 pub const MAX_PREFIX_LEN: usize = 32;
@@ -131,6 +132,17 @@ impl Layout {
         let (breaker, node) = rest.split_once('.')?;
         Some((BreakerName::new(breaker).ok()?, NodeId::new(node).ok()?))
     }
+}
+
+/// The lease key of `shard` in the lease bucket: `shard-3`.
+pub fn lease_key(shard: LeaseShard) -> String {
+    shard.to_string()
+}
+
+/// The key of `shard`'s term record in the lease bucket (the last term granted, kept
+/// without a TTL): `terms.shard-3`.
+pub fn term_record_key(shard: LeaseShard) -> String {
+    format!("terms.{shard}")
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, message::PublishMessage};
 use async_nats::{ConnectOptions, Event, HeaderMap};
 use breaker_actors::machine::{
-    Arrival, BreakerConfig, BreakerName, Command, Decision, DecisionId, Input, NodeId, Report,
+    Arrival, BreakerConfig, BreakerName, Command, Decision, DecisionId, Input, NodeId, Report, Term, next_term,
 };
 use breaker_actors::transport::{
-    BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseShard, Revision, Subscription, Transport,
-    TransportError, WriteOutcome,
+    BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
+    Subscription, Transport, TransportError, WriteOutcome,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -26,8 +26,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::codec::{self, DecodeError, Limits, Outcome};
-use crate::layout::Layout;
+use crate::codec::{self, DecodeError, LeaseHolder, LeaseValue, Limits, Outcome, TermRecord};
+use crate::layout::{self, Layout};
 use crate::provision::{self, LeaseExpiry, ProvisionError, Provisioned, StoreSettings};
 
 /// How a node connects to NATS.
@@ -343,13 +343,16 @@ impl NatsTransport {
         Ok(out)
     }
 
-    /// Who holds `shard`'s lease, and at which revision (`None`: nobody). Read from a
-    /// replica that may lag: for display and tests, never for deciding.
-    pub async fn lease_holder(&self, shard: LeaseShard) -> Result<Option<(NodeId, Revision)>, TransportError> {
+    /// Who holds `shard`'s lease, and under which term (`None`: nobody, or a value that
+    /// does not decode; a value of the format before recorded terms gives its revision).
+    /// Read from a replica that may lag: for display and tests, never for deciding.
+    pub async fn lease_holder(&self, shard: LeaseShard) -> Result<Option<(NodeId, u64)>, TransportError> {
         let entry = self.inner.stores.leases.entry(shard.to_string()).await.map_err(|e| self.inner.failure(e))?;
-        Ok(entry
-            .filter(|e| e.operation == kv::Operation::Put)
-            .and_then(|e| Some((NodeId::new(std::str::from_utf8(&e.value).ok()?).ok()?, e.revision))))
+        Ok(entry.filter(|e| e.operation == kv::Operation::Put).and_then(|e| {
+            let holder = codec::decode_lease(&e.value, &self.inner.limits).ok()?;
+            let term = holder.term().map_or(e.revision, |t| t.0);
+            Some((holder.node().clone(), term))
+        }))
     }
 
     /// The decision in the state bucket for `breaker`.
@@ -529,10 +532,77 @@ impl Inner {
         }
     }
 
-    async fn acquire(&self, shard: LeaseShard, ttl: Duration) -> Result<Option<Revision>, TransportError> {
-        let ttl = self.lease_ttl(ttl)?;
-        let value = Bytes::from(self.node.as_str().to_owned());
-        Ok(self.create(&self.stores.leases, &shard.to_string(), value, ttl).await?.revision())
+    fn lease_value(&self, term: Term, ttl: Duration) -> Result<Bytes, TransportError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let value = LeaseValue { version: codec::LEASE_VERSION, node: self.node.clone(), term, ttl_ms };
+        Ok(Bytes::from(codec::encode_lease(&value).map_err(backend)?))
+    }
+
+    /// Acquires `shard`'s lease (see [`Transport::acquire_lease`]): reads the shard's term
+    /// record, takes the key (create, or CAS over `request.over`) with a value recording
+    /// the term [`next_term`] grants, then moves the record to that term by CAS on the
+    /// revision read. A record moved by someone else meanwhile means that term may be
+    /// theirs too: the key is given back and the attempt fails (to be retried), so no two
+    /// holders ever share a term.
+    async fn acquire(&self, shard: LeaseShard, request: LeaseRequest) -> Result<LeaseAcquire, TransportError> {
+        let ttl = self.lease_ttl(request.ttl)?;
+        let bucket = &self.stores.leases;
+        let (key, record_key) = (shard.to_string(), layout::term_record_key(shard));
+        let (record, record_rev) = match bucket.entry(record_key.as_str()).await.map_err(|e| self.failure(e))? {
+            None => (None, 0),
+            Some(e) if e.operation != kv::Operation::Put => (None, e.revision),
+            Some(e) => match codec::decode_term_record(&e.value, &self.limits) {
+                Ok(record) => (Some(record), e.revision),
+                Err(error) => {
+                    // Overwritten below: the new term is above every one the nodes know.
+                    self.stats.reject("term_record", &record_key, &error);
+                    (None, e.revision)
+                }
+            },
+        };
+        let last = record.map_or(Term(0), |r| r.term);
+        let term = next_term(record_rev, last, request.known);
+        // A decision of a term above every one this record granted: noted for operators
+        // (`fusebox status` flags it, `fusebox repair` clears it). Without a record (a
+        // rebuilt bucket) stored terms above it are expected.
+        let unexplained = record.and_then(|r| r.unexplained.max((request.known > r.term).then_some(request.known)));
+        let value = self.lease_value(term, request.ttl)?;
+        let taken = match request.over {
+            Some(revision) => self.cas(bucket, &key, value, revision, None, ttl).await?,
+            None => self.create(bucket, &key, value, ttl).await?,
+        };
+        let Cas::Written(revision) = taken else {
+            return self.lease_held(&key).await;
+        };
+        let record = TermRecord { version: codec::LEASE_VERSION, term, unexplained };
+        let record = Bytes::from(codec::encode_term_record(&record).map_err(backend)?);
+        match self.cas(bucket, &record_key, record, record_rev, None, None).await {
+            Ok(Cas::Written(_)) => Ok(LeaseAcquire::Granted { revision, term }),
+            outcome => {
+                let _ = self.cas(bucket, &key, Bytes::new(), revision, Some(("KV-Operation", "DEL")), None).await;
+                Err(outcome
+                    .err()
+                    .unwrap_or_else(|| backend(format!("the term record of {shard} moved while acquiring"))))
+            }
+        }
+    }
+
+    /// What holds `key` now, for a lease manager that could not take it.
+    async fn lease_held(&self, key: &str) -> Result<LeaseAcquire, TransportError> {
+        match self.stores.leases.entry(key).await.map_err(|e| self.failure(e))? {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let ttl = match codec::decode_lease(&e.value, &self.limits) {
+                    Ok(LeaseHolder::Holder(value)) => Some(Duration::from_millis(value.ttl_ms)),
+                    Ok(LeaseHolder::Legacy(_)) => None,
+                    Err(error) => {
+                        self.stats.reject("lease", key, &error);
+                        None
+                    }
+                };
+                Ok(LeaseAcquire::Held { revision: e.revision, ttl })
+            }
+            _ => Err(backend(format!("the lease key {key} changed while acquiring"))),
+        }
     }
 }
 
@@ -929,21 +999,26 @@ impl Transport for NatsTransport {
         })
     }
 
-    fn acquire_lease(&self, shard: LeaseShard, ttl: Duration) -> BoxFuture<Result<Option<Revision>, TransportError>> {
+    fn acquire_lease(
+        &self,
+        shard: LeaseShard,
+        request: LeaseRequest,
+    ) -> BoxFuture<Result<LeaseAcquire, TransportError>> {
         let inner = self.inner.clone();
-        Box::pin(async move { inner.acquire(shard, ttl).await })
+        Box::pin(async move { inner.acquire(shard, request).await })
     }
 
     fn renew_lease(
         &self,
         shard: LeaseShard,
         revision: Revision,
+        term: Term,
         ttl: Duration,
     ) -> BoxFuture<Result<Option<Revision>, TransportError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
+            let value = inner.lease_value(term, ttl)?;
             let ttl = inner.lease_ttl(ttl)?;
-            let value = Bytes::from(inner.node.as_str().to_owned());
             Ok(inner.cas(&inner.stores.leases, &shard.to_string(), value, revision, None, ttl).await?.revision())
         })
     }

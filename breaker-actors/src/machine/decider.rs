@@ -58,6 +58,8 @@ struct PendingWrite {
     attempts: u32,
     /// `Some` while waiting to retry after a failure.
     retry_at: Option<Millis>,
+    /// A decision that had landed, written again because the bucket went back.
+    restore: bool,
 }
 
 /// What the decider wants the machine to do.
@@ -240,7 +242,8 @@ impl Decider {
         assert!(decision.phase <= decision.id, "a phase starts at or before its decisions");
         let mut out = vec![DeciderOut::Decided(id, decision.state.label())];
         if self.pending.is_none() {
-            self.pending = Some(PendingWrite { decision: decision.clone(), attempts: 1, retry_at: None });
+            self.pending =
+                Some(PendingWrite { decision: decision.clone(), attempts: 1, retry_at: None, restore: false });
             out.push(DeciderOut::Write(decision));
             return out;
         }
@@ -406,7 +409,8 @@ impl Decider {
         self.landed = true;
         match self.queued.pop_front() {
             Some(next) => {
-                self.pending = Some(PendingWrite { decision: next.clone(), attempts: 1, retry_at: None });
+                self.pending =
+                    Some(PendingWrite { decision: next.clone(), attempts: 1, retry_at: None, restore: false });
                 vec![DeciderOut::Write(next)]
             }
             None => Vec::new(),
@@ -446,6 +450,19 @@ impl Decider {
         self.write_rejected(now, pending, Some(decision))
     }
 
+    /// The bucket showed a decision older than `newest`, this tenure's newest landed one:
+    /// it went back (acknowledged writes lost, an older backup restored; or a read that
+    /// crossed a write, which costs one harmless write of the same value). Writes `newest`
+    /// again so that nodes bootstrapping from the bucket learn what the fleet applied,
+    /// unless a write is in flight (its CAS meets the rollback and rebases).
+    pub fn bucket_went_back(&mut self, newest: &Decision) -> Vec<DeciderOut> {
+        if self.pending.is_some() || !self.landed || newest.id != self.last_decided() {
+            return Vec::new();
+        }
+        self.pending = Some(PendingWrite { decision: newest.clone(), attempts: 1, retry_at: None, restore: true });
+        vec![DeciderOut::Write(newest.clone())]
+    }
+
     /// The CAS write of `id` lost: `current` is what the bucket holds now.
     pub fn write_rejected(&mut self, now: Millis, id: DecisionId, current: Option<&Decision>) -> Vec<DeciderOut> {
         if self.pending.as_ref().is_none_or(|p| p.decision.id != id) {
@@ -455,7 +472,8 @@ impl Decider {
             if current.id.term > self.term {
                 return vec![DeciderOut::StepDown(StepDownReason::Deposed { newer: current.id.term })];
             }
-            if current.id == id {
+            let restore = self.pending.as_ref().is_some_and(|p| p.restore);
+            if current.id == id && !restore {
                 // The write landed; only its acknowledgement was lost.
                 return self.written(id);
             }
@@ -463,6 +481,11 @@ impl Decider {
         self.rebases += 1;
         if self.rebases > MAX_REBASES {
             return vec![DeciderOut::StepDown(StepDownReason::Unstable)];
+        }
+        if let Some(p) = self.pending.as_ref().filter(|p| p.restore) {
+            // A restoring write met the revision the bucket went back to: the transport
+            // has read it; write the same decision again.
+            return vec![DeciderOut::Write(p.decision.clone())];
         }
         if let (Some(current), Some(p)) = (current, &self.pending) {
             if current.id.term == self.term && current.id > self.last_decided() {

@@ -60,6 +60,7 @@ mod config;
 mod cycle;
 mod decider;
 mod domain;
+mod lease;
 mod names;
 mod rng;
 mod units;
@@ -76,6 +77,7 @@ pub use domain::{
     Command, CommandKind, Contribution, Decision, Evidence, FleetState, Grant, LocalOutcomes, MAX_CONTRIBUTORS,
     MAX_TEXT_LEN, OutcomeCounts, Reason, Report, StateLabel, TripRule, WIRE_VERSION,
 };
+pub use lease::{MAX_TERM, StaleLease, next_term};
 pub use names::{BreakerName, MAX_NAME_LEN, NameError, NodeId};
 pub use rng::SeededRng;
 pub use units::{DecisionId, Millis, Term};
@@ -424,7 +426,7 @@ pub enum InputError {
     /// A vector clock breaking its invariants.
     MalformedClock,
     /// A decision that cannot be (grants over budget or unsorted, phase after id,
-    /// sequence 0).
+    /// sequence 0, a term above [`MAX_TERM`]).
     MalformedDecision,
     /// Free text over [`MAX_TEXT_LEN`].
     TextTooLong,
@@ -763,7 +765,14 @@ impl Machine {
             Input::LocalOutcomes(outcomes) => self.local_outcomes(now, &outcomes, fx),
             Input::Report { report, arrival } => self.report(now, &report, arrival, fx),
             Input::DecisionObserved(decision) => self.observe(now, decision, fx),
-            Input::NoDecisionYet => self.bootstrapped = true,
+            Input::NoDecisionYet => {
+                self.bootstrapped = true;
+                // An empty bucket under a decider that has landed decisions went back.
+                if let (Some(d), Some(applied)) = (&mut self.decider, &self.applied) {
+                    let out = d.bucket_went_back(applied);
+                    self.decider_out(out, fx);
+                }
+            }
             Input::LeaseGained { term, sent_at, ttl_ms } => self.lease_gained(now, term, sent_at, ttl_ms, fx),
             Input::LeaseRenewed { term, sent_at, ttl_ms } => {
                 let valid_until = self.lease_valid_until(sent_at, ttl_ms);
@@ -874,7 +883,7 @@ impl Machine {
         if !d.clock.is_well_formed() {
             return Err(InputError::MalformedClock);
         }
-        if d.id.seq == 0 || d.phase > d.id {
+        if d.id.seq == 0 || d.phase > d.id || d.id.term.0 > MAX_TERM {
             return Err(InputError::MalformedDecision);
         }
         if let FleetState::HalfOpen { budget, grants } = &d.state {
@@ -991,7 +1000,14 @@ impl Machine {
         }
         if decision.id <= self.applied_id() {
             self.bootstrapped = true;
-            return Self::ignore(&mut self.stats, fx, Ignored::StaleDecision { id: decision.id });
+            Self::ignore(&mut self.stats, fx, Ignored::StaleDecision { id: decision.id });
+            if let (Some(d), Some(applied)) = (&mut self.decider, &self.applied) {
+                if decision.id < applied.id {
+                    let out = d.bucket_went_back(applied);
+                    self.decider_out(out, fx);
+                }
+            }
+            return;
         }
         let mut rebase = false;
         if let Some(d) = &self.decider {

@@ -967,9 +967,11 @@ fn cases() -> Vec<Case> {
                 E(Deciding(true)),
                 Act::Foreign(2, 9, FleetState::ForcedOpen),
                 E(Fleet(Closed)),
-                // The older term's, and the watch's copy of the restatement (applied when
-                // its write was confirmed).
-                E(Stat("stale_decisions", 2)),
+                // The older term's, and the watch's copies of the restatement (applied when
+                // its write was confirmed): seeing an older decision than its landed one,
+                // the decider wrote that one again (the bucket may have gone back).
+                E(Stat("stale_decisions", 3)),
+                E(Decisions(2)),
                 Act::Foreign(4, 1, FleetState::Open { duration_ms: 5 }),
                 E(Deciding(false)),
                 E(Emitted("Deposed")),
@@ -1053,6 +1055,20 @@ fn cases() -> Vec<Case> {
                 At(3_000),
                 R("n1", 1, 4, 0, 0, 0),
                 E(Fleet(Open)),
+            ],
+        },
+        Case {
+            name: "a decider whose bucket went back writes its newest decision again, once",
+            config: base(),
+            script: vec![
+                Lead(3),
+                E(Decisions(1)),
+                // Lost acknowledged writes, or an older backup: the bucket is empty again.
+                Act::Raw(Input::NoDecisionYet),
+                E(Decisions(2)),
+                E(Expect::Reason("Initial")),
+                E(Fleet(Closed)),
+                E(Deciding(true)),
             ],
         },
         Case {

@@ -6,9 +6,13 @@
 //! - a decision bucket with bucket-wide revisions, CAS writes, a bounded history and
 //!   watchers that see the current value then changes;
 //! - lease keys with create / CAS update / delete-with-expected-revision and TTL expiry on
-//!   tokio time (so `tokio::time::pause()` drives it); terms are revisions of the lease
-//!   bucket; expiry is noticed lazily and announced to no one (like a bucket `max_age`),
-//!   a delete is announced to lease watchers;
+//!   tokio time (so `tokio::time::pause()` drives it); terms from
+//!   [`next_term`] of the bucket revision, a per-shard term
+//!   record and the acquirer's known term; a value that stood still for a TTL may be
+//!   replaced ([`LeaseRequest::over`]); expiry is noticed lazily and announced to no one
+//!   (like a bucket `max_age`), a delete is announced to lease watchers;
+//! - store faults: [`MemoryBroker::wipe_leases`] (the lease bucket rebuilt) and
+//!   [`MemoryBroker::put_garbage_lease`] (a value that is no node's, without a TTL);
 //! - a config bucket holding one config per breaker;
 //! - a per-breaker control stream of operator commands with a shared durable work-queue
 //!   consumer: a command waits (at most `command_max_count` per breaker, the oldest dropped
@@ -26,10 +30,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{
-    BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseShard, Revision, Subscription, Transport,
-    TransportError, WriteOutcome,
+    BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
+    Subscription, Transport, TransportError, WriteOutcome,
 };
-use crate::machine::{Arrival, BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report};
+use crate::machine::{Arrival, BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report, Term, next_term};
 
 /// Limits of the simulated broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,9 +163,13 @@ impl KvKey {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LeaseEntry {
-    holder: NodeId,
+    /// `None`: a value that is no node's (see [`MemoryBroker::put_garbage_lease`]).
+    holder: Option<NodeId>,
+    term: Term,
     revision: Revision,
-    expires_at: Instant,
+    /// `None`: the value never expires.
+    expires_at: Option<Instant>,
+    ttl: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +179,8 @@ struct BrokerState {
     kv: HashMap<BreakerName, KvKey>,
     kv_rev: Revision,
     leases: BTreeMap<LeaseShard, LeaseEntry>,
+    /// The term record of each shard: the last term granted.
+    lease_terms: BTreeMap<LeaseShard, Term>,
     lease_rev: Revision,
     lease_watchers: Vec<Arc<Notify>>,
     configs: BTreeMap<BreakerName, BreakerConfig>,
@@ -191,7 +201,7 @@ impl BrokerState {
     }
 
     fn expire_leases(&mut self, now: Instant) {
-        self.leases.retain(|_, l| l.expires_at > now);
+        self.leases.retain(|_, l| l.expires_at.is_none_or(|at| at > now));
     }
 }
 
@@ -210,8 +220,10 @@ pub struct MemoryBroker(Arc<BrokerInner>);
 pub struct LeaseView {
     /// Who holds it.
     pub holder: NodeId,
-    /// Its current revision (the term is the revision that created it).
+    /// Its current revision.
     pub revision: Revision,
+    /// Its term.
+    pub term: Term,
 }
 
 impl MemoryBroker {
@@ -276,7 +288,27 @@ impl MemoryBroker {
     pub fn lease(&self, shard: LeaseShard) -> Option<LeaseView> {
         let mut state = self.state();
         state.expire_leases(Instant::now());
-        state.leases.get(&shard).map(|l| LeaseView { holder: l.holder.clone(), revision: l.revision })
+        let lease = state.leases.get(&shard)?;
+        Some(LeaseView { holder: lease.holder.clone()?, revision: lease.revision, term: lease.term })
+    }
+
+    /// Deletes and recreates the lease bucket (an operator's mistake, a restore from
+    /// backup): no leases, no term records, revisions from 1 again. Decisions stay.
+    pub fn wipe_leases(&self) {
+        let mut state = self.state();
+        state.leases.clear();
+        state.lease_terms.clear();
+        state.lease_rev = 0;
+    }
+
+    /// Puts a value that is no node's lease into `shard`'s key, without a TTL (what a hand
+    /// edit of the bucket can leave): it never expires by itself.
+    pub fn put_garbage_lease(&self, shard: LeaseShard) {
+        let mut state = self.state();
+        state.lease_rev += 1;
+        let revision = state.lease_rev;
+        let entry = LeaseEntry { holder: None, term: Term(0), revision, expires_at: None, ttl: None };
+        state.leases.insert(shard, entry);
     }
 
     /// Commands for `breaker` that no decider has consumed yet.
@@ -538,26 +570,43 @@ impl Transport for MemoryTransport {
         ready(Ok(state.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
     }
 
-    fn acquire_lease(&self, shard: LeaseShard, ttl: Duration) -> BoxFuture<Result<Option<Revision>, TransportError>> {
+    fn acquire_lease(
+        &self,
+        shard: LeaseShard,
+        request: LeaseRequest,
+    ) -> BoxFuture<Result<LeaseAcquire, TransportError>> {
         if let Err(e) = self.check() {
             return ready(Err(e));
         }
         let now = Instant::now();
         let mut state = self.broker.state();
         state.expire_leases(now);
-        if state.leases.contains_key(&shard) {
-            return ready(Ok(None));
+        if let Some(held) = state.leases.get(&shard) {
+            if request.over != Some(held.revision) {
+                return ready(Ok(LeaseAcquire::Held { revision: held.revision, ttl: held.ttl }));
+            }
         }
         state.lease_rev += 1;
         let revision = state.lease_rev;
-        state.leases.insert(shard, LeaseEntry { holder: self.node.clone(), revision, expires_at: now + ttl });
-        ready(Ok(Some(revision)))
+        let last = state.lease_terms.get(&shard).copied().unwrap_or_default();
+        let term = next_term(revision, last, request.known);
+        state.lease_terms.insert(shard, term);
+        let entry = LeaseEntry {
+            holder: Some(self.node.clone()),
+            term,
+            revision,
+            expires_at: Some(now + request.ttl),
+            ttl: Some(request.ttl),
+        };
+        state.leases.insert(shard, entry);
+        ready(Ok(LeaseAcquire::Granted { revision, term }))
     }
 
     fn renew_lease(
         &self,
         shard: LeaseShard,
         revision: Revision,
+        _term: Term,
         ttl: Duration,
     ) -> BoxFuture<Result<Option<Revision>, TransportError>> {
         if let Err(e) = self.check() {
@@ -567,12 +616,13 @@ impl Transport for MemoryTransport {
         let mut state = self.broker.state();
         state.expire_leases(now);
         let next = state.lease_rev + 1;
-        let Some(lease) = state.leases.get_mut(&shard).filter(|l| l.revision == revision && l.holder == self.node)
+        let Some(lease) =
+            state.leases.get_mut(&shard).filter(|l| l.revision == revision && l.holder.as_ref() == Some(&self.node))
         else {
             return ready(Ok(None));
         };
         lease.revision = next;
-        lease.expires_at = now + ttl;
+        lease.expires_at = Some(now + ttl);
         state.lease_rev = next;
         ready(Ok(Some(next)))
     }
@@ -605,7 +655,7 @@ impl Transport for MemoryTransport {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::machine::{DecisionId, FleetState, Reason, Term, VectorClock, WIRE_VERSION};
+    use crate::machine::{DecisionId, FleetState, Reason, VectorClock, WIRE_VERSION};
 
     fn node(n: &str) -> NodeId {
         NodeId::new(n).unwrap()
@@ -625,24 +675,74 @@ mod tests {
         }
     }
 
+    fn request(ttl: Duration, known: u64) -> LeaseRequest {
+        LeaseRequest { ttl, known: Term(known), over: None }
+    }
+
+    fn granted(outcome: LeaseAcquire) -> (Revision, Term) {
+        match outcome {
+            LeaseAcquire::Granted { revision, term } => (revision, term),
+            held @ LeaseAcquire::Held { .. } => panic!("not granted: {held:?}"),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn leases_create_renew_expire_release() {
         let broker = MemoryBroker::new();
         let (a, b) = (broker.transport(node("a")), broker.transport(node("b")));
         let ttl = Duration::from_millis(100);
         let shard = LeaseShard(0);
-        let term = a.acquire_lease(shard, ttl).await.unwrap().unwrap();
-        assert_eq!(b.acquire_lease(shard, ttl).await.unwrap(), None);
-        assert_eq!(b.renew_lease(shard, term, ttl).await.unwrap(), None, "only the holder renews");
-        let rev = a.renew_lease(shard, term, ttl).await.unwrap().unwrap();
-        assert!(rev > term);
-        assert_eq!(a.renew_lease(shard, term, ttl).await.unwrap(), None, "CAS on the latest revision");
+        let (rev, term) = granted(a.acquire_lease(shard, request(ttl, 0)).await.unwrap());
+        assert_eq!(term, Term(rev), "an intact bucket: the term is the revision");
+        assert_eq!(
+            b.acquire_lease(shard, request(ttl, 0)).await.unwrap(),
+            LeaseAcquire::Held { revision: rev, ttl: Some(ttl) }
+        );
+        assert_eq!(b.renew_lease(shard, rev, term, ttl).await.unwrap(), None, "only the holder renews");
+        let renewed = a.renew_lease(shard, rev, term, ttl).await.unwrap().unwrap();
+        assert!(renewed > rev);
+        assert_eq!(a.renew_lease(shard, rev, term, ttl).await.unwrap(), None, "CAS on the latest revision");
         tokio::time::advance(Duration::from_millis(101)).await;
-        let b_term = b.acquire_lease(shard, ttl).await.unwrap().unwrap();
-        assert!(b_term > rev, "terms are revisions: they only grow");
-        assert!(!a.release_lease(shard, rev).await.unwrap());
-        assert!(b.release_lease(shard, b_term).await.unwrap());
+        let (b_rev, b_term) = granted(b.acquire_lease(shard, request(ttl, 0)).await.unwrap());
+        assert!(b_term > term, "terms only grow");
+        assert!(!a.release_lease(shard, renewed).await.unwrap());
+        assert!(b.release_lease(shard, b_rev).await.unwrap());
         assert_eq!(broker.lease(shard), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rebuilt_lease_bucket_grants_terms_above_the_known_and_recorded_ones() {
+        let broker = MemoryBroker::new();
+        let (a, b) = (broker.transport(node("a")), broker.transport(node("b")));
+        let ttl = Duration::from_millis(100);
+        let shard = LeaseShard(0);
+        broker.wipe_leases();
+        let (rev, term) = granted(a.acquire_lease(shard, request(ttl, 20_012)).await.unwrap());
+        assert_eq!((rev, term), (1, Term(20_013)));
+        assert_eq!(broker.lease(shard).unwrap().term, Term(20_013), "recorded in the value");
+        tokio::time::advance(Duration::from_millis(101)).await;
+        // b knows no decision at all: the term record still puts it above a's.
+        let (_, b_term) = granted(b.acquire_lease(shard, request(ttl, 0)).await.unwrap());
+        assert_eq!(b_term, Term(20_014));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_that_never_expires_is_replaced_only_over_its_revision() {
+        let broker = MemoryBroker::new();
+        let a = broker.transport(node("a"));
+        let ttl = Duration::from_millis(100);
+        let shard = LeaseShard(0);
+        broker.put_garbage_lease(shard);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let LeaseAcquire::Held { revision, ttl: None } = a.acquire_lease(shard, request(ttl, 0)).await.unwrap() else {
+            panic!("garbage expired by itself")
+        };
+        let stale = LeaseRequest { over: Some(revision + 1), ..request(ttl, 0) };
+        assert!(matches!(a.acquire_lease(shard, stale).await.unwrap(), LeaseAcquire::Held { .. }), "CAS");
+        let over = LeaseRequest { over: Some(revision), ..request(ttl, 0) };
+        let (_, term) = granted(a.acquire_lease(shard, over).await.unwrap());
+        assert!(term.0 > revision);
+        assert_eq!(broker.lease(shard).unwrap().holder, node("a"));
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::machine::{BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report};
+use crate::machine::{BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report, Term};
 
 /// A revision of a key in a KV bucket (0: the key has no value).
 pub type Revision = u64;
@@ -112,6 +112,39 @@ impl fmt::Display for LeaseShard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "shard-{}", self.0)
     }
+}
+
+/// What a lease manager asks of the lease store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The lease's time-to-live.
+    pub ttl: Duration,
+    /// The newest term this node knows for the shard (from the decisions its breakers were
+    /// offered, and from any step-down that named a newer term): the term granted is above
+    /// it ([`next_term`](crate::machine::next_term)).
+    pub known: Term,
+    /// `Some(revision)`: the key holds a value at `revision` that has stood unchanged for a
+    /// whole TTL (dead, or garbage that never expires): replace it by CAS on that revision.
+    pub over: Option<Revision>,
+}
+
+/// What an attempt to acquire a lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAcquire {
+    /// This node holds the lease: the key's revision (renewals CAS on it) and the term.
+    Granted {
+        /// The key's revision.
+        revision: Revision,
+        /// The term granted.
+        term: Term,
+    },
+    /// The key holds a value at `revision` (a holder's, or one that does not decode).
+    Held {
+        /// The value's revision.
+        revision: Revision,
+        /// The TTL the value records (`None`: it records none, or does not decode).
+        ttl: Option<Duration>,
+    },
 }
 
 /// The node's connection to the broker. `losses` counts every loss, so that a loss and a
@@ -209,16 +242,24 @@ pub trait Transport: Send + Sync + 'static {
     /// Every breaker config the fleet has published.
     fn configs(&self) -> BoxFuture<Result<Vec<(BreakerName, BreakerConfig)>, TransportError>>;
 
-    /// Creates the lease key of `shard` for this node with `ttl`: `Some(revision)` (the
-    /// term) if it was absent or expired, `None` if someone holds it.
-    fn acquire_lease(&self, shard: LeaseShard, ttl: Duration) -> BoxFuture<Result<Option<Revision>, TransportError>>;
+    /// Acquires the lease key of `shard` for this node (created if absent or expired,
+    /// replaced if `request.over` names its revision): [`LeaseAcquire::Granted`] with a
+    /// term from [`next_term`](crate::machine::next_term) of the store's term record for
+    /// the shard and `request.known`, recorded in the lease value and in the term record,
+    /// or [`LeaseAcquire::Held`] with what the key holds.
+    fn acquire_lease(
+        &self,
+        shard: LeaseShard,
+        request: LeaseRequest,
+    ) -> BoxFuture<Result<LeaseAcquire, TransportError>>;
 
-    /// Renews the lease held at `revision` (CAS): `Some(new revision)`, or `None` if the
-    /// key has moved on (expired, taken, deleted).
+    /// Renews the lease of `term` held at `revision` (CAS): `Some(new revision)`, or `None`
+    /// if the key has moved on (expired, taken, deleted).
     fn renew_lease(
         &self,
         shard: LeaseShard,
         revision: Revision,
+        term: Term,
         ttl: Duration,
     ) -> BoxFuture<Result<Option<Revision>, TransportError>>;
 
@@ -259,6 +300,9 @@ struct InboxShared {
     space: Semaphore,
     decision: Mutex<Option<DecisionRead>>,
     lease: Mutex<Option<Input>>,
+    /// The newest term among the decisions offered or delivered: the floor of the next
+    /// term this node's lease manager asks for.
+    newest_term: std::sync::atomic::AtomicU64,
     armed: AtomicBool,
     bell: Mutex<Option<Bell>>,
 }
@@ -301,6 +345,7 @@ impl Inbox {
             space: Semaphore::new(capacity.max(1)),
             decision: Mutex::new(None),
             lease: Mutex::new(None),
+            newest_term: std::sync::atomic::AtomicU64::new(0),
             armed: AtomicBool::new(false),
             bell: Mutex::new(None),
         }))
@@ -308,6 +353,9 @@ impl Inbox {
 
     /// Queues `input`, waiting while the queue is full. `Err` once the inbox is closed.
     pub async fn push(&self, input: Input, revision: Option<Revision>) -> Result<(), TransportError> {
+        if let Input::DecisionRejected { current: Some(d), .. } | Input::DecisionObserved(d) = &input {
+            self.note_term(d.id.term);
+        }
         let permit = self.0.space.acquire().await.map_err(|_| TransportError::Closed)?;
         permit.forget();
         lock(&self.0.queue).push_back(Delivery { input, revision });
@@ -315,8 +363,23 @@ impl Inbox {
         Ok(())
     }
 
+    fn note_term(&self, term: Term) {
+        // A term above the bound is refused by the machine: it raises no floor either.
+        if term.0 <= crate::machine::MAX_TERM {
+            self.0.newest_term.fetch_max(term.0, Ordering::SeqCst);
+        }
+    }
+
+    /// The newest term among the decisions offered to or queued in this inbox.
+    pub fn newest_term(&self) -> Term {
+        Term(self.0.newest_term.load(Ordering::SeqCst))
+    }
+
     /// Offers a read of the decision: kept if newer than the one waiting.
     pub fn offer_decision(&self, read: DecisionRead) {
+        if let Some(d) = &read.decision {
+            self.note_term(d.id.term);
+        }
         {
             let mut slot = lock(&self.0.decision);
             if slot.as_ref().is_some_and(|old| old.revision > read.revision) {

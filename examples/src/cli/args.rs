@@ -65,6 +65,10 @@ pub struct Global {
     /// bare number is seconds.
     #[arg(long, global = true, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+    /// The fleet's number of lease shards (the nodes' `lease_shards`): which lease key
+    /// covers a breaker.
+    #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub lease_shards: u32,
 }
 
 impl Global {
@@ -116,6 +120,10 @@ pub enum Cmd {
     Reset(CommandArgs),
     /// Report test outcomes as a foreign publisher would (one JSON batch).
     Publish(PublishArgs),
+    /// Recover a wedged breaker: replace a lease value no node can hold and an undecodable
+    /// or impossible decision with an audited restatement (closed), then wait for a
+    /// decider to take over. Writes to the lease and state buckets (node rights).
+    Repair(CommandArgs),
 }
 
 /// The arguments of an operator command.

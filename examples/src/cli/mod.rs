@@ -13,7 +13,11 @@
 //!   history BREAKER [--json]             the decisions kept in the state bucket
 //!   force-open | force-closed | disable | metrics-only | reset BREAKER --reason TEXT [--actor NAME]
 //!   publish BREAKER [--failures N] [--successes N] [--slow N] [--node ID]
+//!   repair BREAKER --reason TEXT [--actor NAME]   fix a bad lease value or decision
 //! ```
+//!
+//! Global `--lease-shards N` (default 16) must match the nodes' `lease_shards`: `status` and
+//! `repair` read the lease key of the breaker's shard.
 //!
 //! Exit codes: 0 success, 1 an operational error ([`CliError`] other than `Usage`), 2 a usage
 //! error. Environment: `FUSEBOX_NATS_URL` (comma-separated URLs), `FUSEBOX_NATS_USER`,
@@ -43,6 +47,7 @@
 //! | `configured` | boolean | whether `<prefix>_config` has a config for it |
 //! | `decision` | object or null | the decision as stored (`docs/wire-format.md`) |
 //! | `error` | string or null | why a stored value could not be read |
+//! | `problem` | string or null | what `fusebox repair` would fix: a lease value no node holds (undecodable, or without a TTL), a decision that does not decode or is of a term no lease had |
 //!
 //! `history --json` prints one array, oldest first, and `watch --json` one object per line,
 //! of [`DecisionRow`]s:
@@ -62,6 +67,7 @@
 pub mod args;
 pub mod error;
 pub mod render;
+pub mod repair;
 pub mod run;
 pub mod session;
 

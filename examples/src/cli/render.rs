@@ -389,6 +389,8 @@ pub struct StatusRow {
     pub decision: Option<Decision>,
     /// Why a stored value could not be read.
     pub error: Option<String>,
+    /// What `fusebox repair` would fix (see `cli::repair`).
+    pub problem: Option<String>,
 }
 
 impl StatusRow {
@@ -410,6 +412,7 @@ impl StatusRow {
             configured,
             decision: decision.cloned(),
             error: decoded.and_then(Result::err),
+            problem: None,
         }
     }
 
@@ -430,12 +433,13 @@ impl StatusRow {
             self.decider.clone().unwrap_or_else(dash),
             self.age_ms.map_or_else(dash, age),
             reason,
+            self.problem.as_ref().map_or_else(dash, |p| format!("NEEDS REPAIR: {p}")),
         ]
     }
 }
 
 /// The columns of `status`.
-pub const STATUS_HEADERS: [&str; 7] = ["BREAKER", "STATE", "TERM", "SEQ", "DECIDER", "AGE", "REASON"];
+pub const STATUS_HEADERS: [&str; 8] = ["BREAKER", "STATE", "TERM", "SEQ", "DECIDER", "AGE", "REASON", "PROBLEM"];
 
 #[cfg(test)]
 mod tests {
@@ -550,7 +554,7 @@ mod tests {
         let status = StatusRow::new("payments", Some(&entry(&d, t)), true, t + Duration::seconds(3));
         assert_eq!(
             status.cells(),
-            ["payments", "open (1m00s)", "7", "3", "n1", "3s", "tripped: failure_rate 10/10 from 1 node"]
+            ["payments", "open (1m00s)", "7", "3", "n1", "3s", "tripped: failure_rate 10/10 from 1 node", "-"]
         );
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["state"], "open");

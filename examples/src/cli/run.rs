@@ -8,16 +8,20 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::kv;
 use async_nats::jetstream::message::PublishMessage;
-use breaker_actors::machine::{BreakerName, Command, CommandKind, Reason, WIRE_VERSION};
+use breaker_actors::machine::{BreakerName, Command, CommandKind, Decision, NodeId, Reason, WIRE_VERSION};
+use breaker_actors::registry::lease_shard;
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::time::Instant;
-use transport_nats::codec::{self, CONTENT_TYPE, JSON, MSG_ID};
+use transport_nats::codec::{self, CONTENT_TYPE, JSON, Limits, MSG_ID, TermRecord};
+use transport_nats::layout;
 
 use super::args::{Cli, Cmd, CommandArgs, DEFAULT_COMMAND_TIMEOUT, PublishArgs};
 use super::error::CliError;
 use super::render::{self, DecisionRow, HISTORY_HEADERS, STATUS_HEADERS, StatusRow};
+use super::repair::{self, LeaseSeen, Problems};
 use super::session::Session;
 
 /// Runs `cli`, writing results to `out` and progress to `log`.
@@ -44,6 +48,7 @@ pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result
         Cmd::MetricsOnly(args) => command(&session, CommandKind::MetricsOnly, args, wait, out, log).await,
         Cmd::Reset(args) => command(&session, CommandKind::Reset, args, wait, out, log).await,
         Cmd::Publish(args) => publish(&session, args, out).await,
+        Cmd::Repair(args) => repair(&session, args, wait, out, log).await,
     }
 }
 
@@ -58,11 +63,18 @@ async fn status(session: &Session, json: bool, out: &mut impl Write) -> Result<(
     let config = session.bucket(session.layout().config_bucket()).await?;
     let decided: BTreeSet<String> = session.keys(&state).await?.into_iter().collect();
     let configured: BTreeSet<String> = session.keys(&config).await?.into_iter().collect();
+    let leases = session.bucket(session.layout().lease_bucket()).await?;
     let now = OffsetDateTime::now_utc();
     let mut rows = Vec::new();
     for breaker in decided.union(&configured) {
         let entry = if decided.contains(breaker) { session.entry(&state, breaker).await? } else { None };
-        rows.push(StatusRow::new(breaker, entry.as_ref(), configured.contains(breaker), now));
+        let mut row = StatusRow::new(breaker, entry.as_ref(), configured.contains(breaker), now);
+        if let Ok(name) = BreakerName::new(breaker) {
+            let view = shard_view(session, &leases, &name).await?;
+            let read = entry.as_ref().map(render::decode);
+            row.problem = view.diagnose(read.as_ref()).summary();
+        }
+        rows.push(row);
     }
     if json {
         return json_line(out, &rows);
@@ -229,6 +241,128 @@ async fn command(
             }
         }
     }
+}
+
+/// What the lease bucket holds for a breaker's shard.
+struct ShardView {
+    lease_key: String,
+    record_key: String,
+    lease: Option<LeaseSeen>,
+    record: Option<TermRecord>,
+    /// The term record's revision (0: none).
+    record_rev: u64,
+    per_key_ttl: bool,
+}
+
+impl ShardView {
+    fn diagnose(&self, decision: Option<&Result<Decision, String>>) -> Problems {
+        repair::diagnose(self.lease.as_ref(), self.per_key_ttl, self.record.as_ref(), decision)
+    }
+}
+
+async fn shard_view(session: &Session, leases: &kv::Store, breaker: &BreakerName) -> Result<ShardView, CliError> {
+    let shard = lease_shard(breaker, session.lease_shards());
+    let (lease_key, record_key) = (layout::lease_key(shard), layout::term_record_key(shard));
+    let limits = Limits::default();
+    let lease = session.raw_entry(leases, &lease_key).await?.map(|(revision, payload, has_ttl)| LeaseSeen {
+        revision,
+        holder: codec::decode_lease(&payload, &limits).map_err(|e| e.to_string()),
+        has_ttl,
+    });
+    let raw_record = session.raw_entry(leases, &record_key).await?;
+    let record_rev = raw_record.as_ref().map_or(0, |(revision, _, _)| *revision);
+    let record = raw_record.and_then(|(_, payload, _)| codec::decode_term_record(&payload, &limits).ok());
+    let per_key_ttl = leases.stream.cached_info().config.allow_message_ttl;
+    Ok(ShardView { lease_key, record_key, lease, record, record_rev, per_key_ttl })
+}
+
+async fn repair(
+    session: &Session,
+    args: &CommandArgs,
+    wait: Duration,
+    out: &mut impl Write,
+    log: &mut impl Write,
+) -> Result<(), CliError> {
+    let breaker = &args.breaker;
+    let state = session.bucket(session.layout().state_bucket()).await?;
+    known(session, Some(&state), breaker).await?;
+    let leases = session.bucket(session.layout().lease_bucket()).await?;
+    let view = shard_view(session, &leases, breaker).await?;
+    let entry = session.entry(&state, breaker.as_str()).await?;
+    let decoded = entry.as_ref().map(render::decode);
+    let problems = view.diagnose(decoded.as_ref());
+    if problems.is_empty() {
+        writeln!(out, "nothing to repair for {breaker}: its lease value and decision are sound")?;
+        return Ok(());
+    }
+    for problem in [&problems.lease, &problems.decision].into_iter().flatten() {
+        writeln!(out, "found: {problem}")?;
+    }
+    // Watching before writing: the new decider's restatement may come at once.
+    let mut changes = session.watch(&state, Some(breaker.as_str())).await?;
+    let mut above = decoded.as_ref().and_then(|d| d.as_ref().ok()).map_or(0, |d| d.id.term.0);
+    if problems.decision.is_some() {
+        let history = session.history(&state, breaker.as_str()).await?;
+        let terms: Vec<u64> = history.iter().filter_map(|e| render::decode(e).ok()).map(|d| d.id.term.0).collect();
+        let term = repair::repair_term(view.lease.as_ref(), view.record.as_ref(), &terms);
+        let encode = |e: codec::EncodeError| CliError::Output(e.to_string());
+        // The term record first: every lease granted from now on is above the repair.
+        let record = TermRecord { version: codec::LEASE_VERSION, term, unexplained: None };
+        let payload = codec::encode_term_record(&record).map_err(encode)?;
+        if !session.update(&leases, &view.record_key, payload.into(), view.record_rev).await? {
+            return Err(moved(&view.record_key));
+        }
+        let decider = NodeId::new(repair::REPAIRER).map_err(|e| CliError::Output(e.to_string()))?;
+        let restatement = repair::restatement(breaker, term, decider, &args.actor(), &args.reason);
+        let payload = codec::encode_decision(&restatement).map_err(encode)?;
+        let revision = entry.as_ref().map_or(0, |e| e.revision);
+        if !session.update(&state, breaker.as_str(), payload.into(), revision).await? {
+            return Err(moved(breaker.as_str()));
+        }
+        writeln!(
+            out,
+            "wrote: term record {term}, restatement {} closed ({})",
+            render::id(restatement.id),
+            render::long_reason(&restatement.reason),
+            term = term.0
+        )?;
+        above = term.0;
+    }
+    if let (Some(_), Some(lease)) = (&problems.lease, &view.lease) {
+        if session.delete_at(&leases, &view.lease_key, lease.revision).await? {
+            writeln!(out, "deleted: the lease value at revision {}", lease.revision)?;
+        } else {
+            writeln!(log, "the lease value moved on before it could be deleted (a node replaced it)")?;
+        }
+    }
+    writeln!(log, "waiting for a decider to take {breaker} over above term {above}")?;
+    log.flush()?;
+    let what = "waiting for a decider after the repair";
+    let deadline = Instant::now() + wait;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(CliError::NotApplied { command: "repair".to_owned(), breaker: breaker.to_string(), waited: wait });
+            }
+            error = session.violation(what) => return Err(error),
+            change = changes.next() => {
+                let entry = match change {
+                    Some(Ok(entry)) => entry,
+                    Some(Err(e)) => return Err(session.fail(what, Some(e))),
+                    None => return Err(session.fail(what, Some("the watch ended"))),
+                };
+                let Ok(decision) = render::decode(&entry) else { continue };
+                if decision.id.term.0 > above && decision.decider.as_str() != repair::REPAIRER {
+                    writeln!(out, "repaired: {}", DecisionRow::new(&entry).line())?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn moved(key: &str) -> CliError {
+    CliError::Nats { what: format!("repairing {key}"), detail: "it changed meanwhile; run repair again".to_owned() }
 }
 
 async fn publish(session: &Session, args: &PublishArgs, out: &mut impl Write) -> Result<(), CliError> {

@@ -13,8 +13,10 @@ use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind, KeyValu
 use async_nats::jetstream::kv::{self, Entry, Operation};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerAddr, ServerError};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 use transport_nats::layout::Layout;
@@ -33,6 +35,8 @@ pub struct Session {
     /// credentials but without an API prefix, the missing operator flags are the likely
     /// cause.
     hint: Option<String>,
+    /// The fleet's number of lease shards.
+    shards: u32,
 }
 
 impl Session {
@@ -107,7 +111,12 @@ impl Session {
                 p = layout.prefix()
             )
         });
-        Ok(Self { js, layout, timeout, violations, hint })
+        Ok(Self { js, layout, timeout, violations, hint, shards: global.lease_shards })
+    }
+
+    /// The fleet's number of lease shards.
+    pub fn lease_shards(&self) -> u32 {
+        self.shards
     }
 
     /// The fleet's names.
@@ -190,6 +199,48 @@ impl Session {
         let what = format!("reading {key} from {}", store.name);
         match self.guard(&what, store.entry(key)).await? {
             Ok(entry) => Ok(entry.filter(|e| e.operation == Operation::Put)),
+            Err(e) => Err(self.fail(&what, Some(e))),
+        }
+    }
+
+    /// The last message of `key` with its headers (a direct get), if the key holds a
+    /// value: `(revision, payload, whether it carries a TTL)`.
+    pub async fn raw_entry(&self, store: &kv::Store, key: &str) -> Result<Option<(u64, Bytes, bool)>, CliError> {
+        let what = format!("reading {key} from {}", store.name);
+        let subject = format!("$KV.{}.{key}", store.name);
+        match self.guard(&what, store.stream.direct_get_last_for_subject(subject)).await? {
+            Ok(message) => {
+                let marker = message.headers.get("KV-Operation").is_some_and(|v| v.as_str() != "PUT");
+                let has_ttl = message.headers.get("Nats-TTL").is_some();
+                Ok((!marker).then_some((message.sequence, message.payload, has_ttl)))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.fail(&what, Some(e))),
+        }
+    }
+
+    /// Writes `value` to `key` if the key is at `revision` (0: absent): `Ok(false)` if it
+    /// has moved on.
+    pub async fn update(&self, store: &kv::Store, key: &str, value: Bytes, revision: u64) -> Result<bool, CliError> {
+        let what = format!("writing {key} to {}", store.name);
+        let written = if revision == 0 {
+            self.guard(&what, store.create(key, value)).await?.map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            self.guard(&what, store.update(key, value, revision)).await?.map(|_| ()).map_err(|e| e.to_string())
+        };
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) if e.contains("wrong last sequence") || e.contains("already exists") => Ok(false),
+            Err(e) => Err(self.fail(&what, Some(e))),
+        }
+    }
+
+    /// Deletes `key` if it is still at `revision`: `Ok(false)` if it has moved on.
+    pub async fn delete_at(&self, store: &kv::Store, key: &str, revision: u64) -> Result<bool, CliError> {
+        let what = format!("deleting {key} from {}", store.name);
+        match self.guard(&what, store.delete_expect_revision(key, Some(revision))).await? {
+            Ok(()) => Ok(true),
+            Err(e) if e.to_string().contains("wrong last sequence") => Ok(false),
             Err(e) => Err(self.fail(&what, Some(e))),
         }
     }
