@@ -17,7 +17,7 @@ usage:
                   [--chaos-ms T] [--plant store-without-cas]
   model-check sim --seed S [--nodes M] [--faults ...] [--chaos-ms T] [--trace] [--plant ...]
   model-check explore [--nodes 2|3] [--batches N] [--time-steps N] [--crashes N]
-                      [--duplications N] [--drops N] [--lease-expiries N]
+                      [--duplications N] [--drops N] [--lease-expiries N] [--ignored-batches N]
                       [--commands force-open,reset,...] [--max-in-flight N] [--max-states N]
 
 fault kinds: delay, reorder, duplicate, drop, partition, clock, crash, pause, command";
@@ -150,7 +150,15 @@ fn run_sim(args: &[String]) -> Result<bool, UsageError> {
 }
 
 fn run_explore(args: &[String]) -> Result<bool, UsageError> {
-    let budgets = ["--batches", "--crashes", "--duplications", "--drops", "--lease-expiries", "--time-steps"];
+    let budgets = [
+        "--batches",
+        "--crashes",
+        "--duplications",
+        "--drops",
+        "--lease-expiries",
+        "--ignored-batches",
+        "--time-steps",
+    ];
     let mut known = vec!["--nodes", "--max-states", "--max-in-flight", "--commands"];
     known.extend(budgets);
     let flags = Flags::parse(args, &known, &[])?;
@@ -169,6 +177,7 @@ fn run_explore(args: &[String]) -> Result<bool, UsageError> {
             "--duplications" => spec.duplications = value,
             "--drops" => spec.drops = value,
             "--lease-expiries" => spec.lease_expiries = value,
+            "--ignored-batches" => spec.ignored_batches = value,
             _ => spec.time_steps = value,
         }
     }

@@ -308,24 +308,28 @@ impl Streaks {
         }
     }
 
-    /// The longest run of each generation since the last call, as (tag, run) for runs of
-    /// at least one; each restarts from the run in progress if that is its generation's.
-    fn take_longest(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// The longest run of each generation whose outcomes this drain took (`drained(tag)`)
+    /// since the last call, as (tag, run) for runs of at least one; each restarts from the
+    /// run in progress if that is its generation's. A run of a generation without outcomes
+    /// in this drain stays for the drain that takes them: it is reported with its failures,
+    /// never lost before them.
+    fn take_longest<'a>(&'a self, drained: impl Fn(u64) -> bool + 'a) -> impl Iterator<Item = (u64, u64)> + 'a {
         let current = self.current.load(Ordering::Relaxed);
         self.longest.iter().filter_map(move |slot| {
-            if cell_run(slot.load(Ordering::Relaxed)) == 0 {
+            let seen = slot.load(Ordering::Relaxed);
+            if cell_run(seen) == 0 || !drained(cell_tag(seen)) {
                 return None;
             }
-            let mut taken = 0;
-            let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |longest| {
-                taken = longest;
-                let tag = cell_tag(longest);
-                let carried = if cell_tag(current) == tag { cell_run(current) } else { 0 };
-                Some(streak_cell(tag, carried))
-            });
+            let carried_for = |tag| if cell_tag(current) == tag { cell_run(current) } else { 0 };
+            let taken = slot
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |longest| {
+                    // A newer generation's run may have taken the slot meanwhile: leave it.
+                    let tag = cell_tag(longest);
+                    drained(tag).then(|| streak_cell(tag, carried_for(tag)))
+                })
+                .ok()?;
             let tag = cell_tag(taken);
-            let carried = if cell_tag(current) == tag { cell_run(current) } else { 0 };
-            Some((tag, cell_run(taken).max(carried)))
+            Some((tag, cell_run(taken).max(carried_for(tag))))
         })
     }
 }
@@ -421,8 +425,11 @@ impl HotPath {
     /// Takes everything recorded since the last drain.
     pub fn drain(&self) -> Drained {
         let (by_tag, stale_calls) = self.counters.take();
-        let runs: Vec<(u64, u64)> =
-            if self.settings.track_streaks { self.streaks.take_longest().collect() } else { Vec::new() };
+        let runs: Vec<(u64, u64)> = if self.settings.track_streaks {
+            self.streaks.take_longest(|tag| by_tag.contains_key(&tag)).collect()
+        } else {
+            Vec::new()
+        };
         // After taking the cells and the runs: every tag found was published by an install
         // seen here.
         let current = self.published.generation();
@@ -569,7 +576,9 @@ impl HotPath {
             Outcome::Failure => Class::Failure,
             Outcome::Ignored => Class::Ignored,
         };
-        self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+        // The run before the count: a drain that takes the count (its Acquire load of the
+        // cell the count stores with Release) then sees the run too, so a run is never lost
+        // to a drain that took its failures without it.
         if self.settings.track_streaks {
             match outcome {
                 Outcome::Success => self.streaks.success(permit.word.gen_tag()),
@@ -577,6 +586,7 @@ impl HotPath {
                 Outcome::Ignored => {}
             }
         }
+        self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
     }
 }
 
