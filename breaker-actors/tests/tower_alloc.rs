@@ -3,8 +3,8 @@
 //! failures, neutral errors, futures dropped unpolled), open (rejections, fallback answers)
 //! and half-open (probes, and probes dropped unpolled that give their slot back).
 //!
-//! The allocator is `stats_alloc`'s, as in `alloc.rs`, and counts every thread's
-//! allocations, so this file holds one test. The inner services allocate nothing
+//! The allocator is `allocation-counter`'s, as in `alloc.rs`: it counts the measuring
+//! thread's allocations only (a process-wide count also caught the test harness's own). The inner services allocate nothing
 //! themselves: `service_fn` over `std::future::ready`, and over an `async` block (which is
 //! not `Unpin`: the response future holds it inline, pinned). Futures are polled with a
 //! no-op waker, no runtime: the inner futures complete at once, and a runtime's own
@@ -14,7 +14,6 @@
 #![cfg(all(feature = "tower", not(loom)))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::System;
 use std::future::{Future, ready};
 use std::pin::pin;
 use std::sync::Arc;
@@ -24,11 +23,7 @@ use std::task::{Context, Poll, Waker};
 use breaker_actors::hot::{Breaker, CoarseClock, HotPath, HotSettings, Outcome, RejectReason, Rejected};
 use breaker_actors::machine::{Admission, BreakerName, Millis, OutcomeCounts, Snapshot};
 use breaker_actors::tower::{FuseboxError, FuseboxLayer};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service, service_fn};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// A multiple of 8, the period of the closed phase's pattern.
 const CALLS: u64 = 10_000;
@@ -36,11 +31,11 @@ const CALLS: u64 = 10_000;
 /// What the fallback answers: no inner response is this large.
 const FALLBACK: u64 = u64::MAX;
 
-/// Allocations made while `work` runs.
-fn allocations(work: impl FnOnce()) -> usize {
-    let region = Region::new(GLOBAL);
-    work();
-    region.change().allocations + region.change().reallocations
+/// Allocations (reallocations included) this thread makes while `work` runs.
+fn allocations(work: impl FnOnce()) -> u64 {
+    let counted = allocation_counter::measure(|| drop(std::hint::black_box(Box::new(1_u8)))).count_total;
+    assert_eq!(counted, 1, "the counting allocator is in place");
+    allocation_counter::measure(work).count_total
 }
 
 /// Polls `service` ready and the response future of `request` once: the services here are
