@@ -1,6 +1,6 @@
 //! The NATS layout of a fleet: the names of its streams, buckets and subjects, all derived
 //! from one prefix (default `fusebox`), and the parsing of an outcome subject back into its
-//! breaker and node. DESIGN.md section 5 is the specification; `docs/nats.md` the user's copy.
+//! breaker and node. `docs/nats.md` is the user's copy of this layout.
 
 use std::fmt;
 
@@ -56,7 +56,7 @@ impl Default for Layout {
 }
 
 impl Layout {
-    /// A layout with `prefix`: lower case so that bucket names read like DESIGN.md's and
+    /// A layout with `prefix`: lower case so that bucket names read like the documented ones and
     /// stream names are its upper-case form.
     pub fn new(prefix: &str) -> Result<Self, LayoutError> {
         let valid = !prefix.is_empty()

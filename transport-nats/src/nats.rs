@@ -1,5 +1,5 @@
 //! [`NatsTransport`]: the `breaker_actors::transport::Transport` of a node over NATS
-//! `JetStream` (DESIGN.md section 5). It owns the connection and its state, provisioning at
+//! `JetStream` (layout in `docs/nats.md`). It owns the connection and its state, provisioning at
 //! connect, the ordered per-breaker report publisher, the consumers and watches that feed
 //! breaker inboxes, and the CAS writes to the lease and state buckets. Everything decoded
 //! from the wire goes through [`crate::codec`]; what it rejects is counted in

@@ -1,4 +1,4 @@
-//! Provisioning: creates the fleet's streams and buckets (DESIGN.md section 5) if they do not
+//! Provisioning: creates the fleet's streams and buckets (`docs/nats.md`) if they do not
 //! exist, and checks the ones that do. Idempotent: every node runs it at connect. A resource
 //! that exists with a setting Fusebox's semantics depend on (subjects, retention, history,
 //! TTL support) set otherwise is an [`ProvisionError::Incompatible`] naming the setting; it

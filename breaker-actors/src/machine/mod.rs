@@ -13,7 +13,7 @@
 //! - the **decider** (the lease holder only): attributes reports to phases by causality and
 //!   decides for the fleet.
 //!
-//! Causality (DESIGN.md section 3): a report counts towards a phase only if its node had
+//! Causality: a report counts towards a phase only if its node had
 //! applied the decision that began that phase; outcomes recorded under a snapshot
 //! generation that has since changed are dropped as stale; a local trip concurrent with a
 //! fleet decision keeps the node open until an open fleet decision that has seen the trip
