@@ -6,6 +6,7 @@
 //!   system or threads: all of those are injected by the layers above it.
 //! - No test is skipped and no code is left unfinished.
 //! - Every module under a crate's `src/` starts with a `//!` doc comment.
+//! - Nothing refers to material outside the repository (the steering folder beside it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -149,4 +150,43 @@ fn every_src_module_starts_with_a_doc_comment() {
         "these modules must start with a `//!` doc comment (first non-blank line):\n{}",
         bullet_list(&missing)
     );
+}
+
+/// Every text file of the repository (sources, docs, scripts, manifests), skipping build
+/// output, `.git` and `.tools`.
+fn repository_text_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    const TEXT: &[&str] = &["rs", "md", "sh", "py", "toml", "conf", "yml", "yaml", "json", "txt"];
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            let skipped = [".git", ".tools", "target"].iter().any(|s| name == *s) || path.join("CACHEDIR.TAG").exists();
+            if !skipped {
+                repository_text_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| TEXT.iter().any(|t| e == *t)) || name == "Makefile" || name == "run"
+        {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_repository_stands_alone() {
+    // Built with `concat!` so this file does not trip its own check.
+    let outside = [concat!("../", "shared/"), concat!("shared/", "DESIGN")];
+    let mut files = Vec::new();
+    repository_text_files(&workspace_root(), &mut files);
+    assert!(files.iter().any(|f| display_path(f) == "README.md"), "the walk found no README.md: {files:?}");
+    let mut found = Vec::new();
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        for (n, line) in text.lines().enumerate() {
+            if outside.iter().any(|o| line.contains(o)) {
+                found.push(format!("{}:{}", display_path(file), n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "files refer to material outside the repository:\n{}", bullet_list(&found));
 }
