@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
-from fusebox_follow import Decision, DecisionFollower, LocalBreaker
+from fusebox_follow import Decision, DecisionFollower, DecisionId, LocalBreaker
 from fusebox_publish import OutcomePublisher, OutcomeReporter
 
 # How long to wait for a Fusebox node to create the state bucket.
@@ -53,14 +53,24 @@ def emit(line: Dict[str, Any]) -> None:
     print(json.dumps(line), flush=True)
 
 
-async def call(host: str, port: int, timeout: float, probe: bool) -> bool:
-    """One GET against the dependency, saying whether it is a probe: True for a 2xx answer
-    within ``timeout``."""
+def request_line(node: str, probe_phase: Optional[DecisionId]) -> bytes:
+    """The request: a probe names the half-open phase it is spent in (``/probe?phase=T.S``),
+    so the demo counts it towards that round whatever the orchestrator saw when it arrived;
+    every request names its node."""
+    if probe_phase is None:
+        return f"GET /?node={node} HTTP/1.0\r\n\r\n".encode()
+    term, seq = probe_phase
+    return f"GET /probe?phase={term}.{seq}&node={node} HTTP/1.0\r\n\r\n".encode()
+
+
+async def call(host: str, port: int, timeout: float, node: str, probe_phase: Optional[DecisionId]) -> bool:
+    """One GET against the dependency, a probe of ``probe_phase`` or (``None``) an ordinary
+    call: True for a 2xx answer within ``timeout``."""
 
     async def attempt() -> bool:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(b"GET /probe HTTP/1.0\r\n\r\n" if probe else b"GET / HTTP/1.0\r\n\r\n")
+            writer.write(request_line(node, probe_phase))
             await writer.drain()
             response = await reader.read()
             return response.startswith(b"HTTP/1.0 2")
@@ -120,10 +130,12 @@ async def _run(args: argparse.Namespace) -> int:
                 counts["rejected"] += 1
                 reporter.rejected(args.breaker)
                 continue
-            probe = decision is not None and decision.state == "half_open"
-            if probe:
+            # allow() and this read run without an await between them: the decision read
+            # above is the one the probe was admitted under.
+            probe_phase = decision.phase if decision is not None and decision.state == "half_open" else None
+            if probe_phase is not None:
                 counts["probes"] += 1
-            if await call(host, int(port), 0.5, probe):
+            if await call(host, int(port), 0.5, args.node, probe_phase):
                 counts["ok"] += 1
                 reporter.success(args.breaker)
             else:

@@ -100,7 +100,11 @@ impl Node {
         let mut nats = NatsConfig::new(urls.to_vec(), NodeId::new(id).unwrap());
         nats.store.replicas = urls.len().min(3);
         tune(&mut nats);
-        let transport = NatsTransport::connect(nats).await.unwrap();
+        Self::on(NatsTransport::connect(nats).await.unwrap()).await
+    }
+
+    /// A node over `transport`.
+    async fn on(transport: Arc<NatsTransport>) -> Self {
         let reg = Registry::builder()
             .transport(transport.clone())
             .lease_ttl(TTL)
@@ -416,6 +420,152 @@ async fn a_cluster_node_killed_while_breakers_trip_and_recover_loses_no_acknowle
     let states: Vec<&FleetState> = after[before.len()..].iter().map(|(_, d)| &d.state).collect();
     let closed = states.iter().position(|s| matches!(s, FleetState::Closed));
     assert!(closed.is_some_and(|c| states[c..].iter().any(|s| matches!(s, FleetState::Open { .. }))), "{states:?}");
+}
+
+/// A transport for node `id` given every URL of the cluster (as a deployment would), that the
+/// client happened to connect to the server named `server`: connects again until it is.
+async fn transport_landing_on(urls: &[String], id: &str, server: &str) -> Arc<NatsTransport> {
+    for _ in 0..50 {
+        let mut nats = NatsConfig::new(urls.to_vec(), NodeId::new(id).unwrap());
+        nats.store.replicas = urls.len().min(3);
+        let transport = NatsTransport::connect(nats).await.unwrap();
+        if transport.client().server_info().server_name == server {
+            return transport;
+        }
+    }
+    panic!("the client never connected to {server}");
+}
+
+/// The leader of stream `name`, as the stream reports it.
+async fn stream_leader(js: &async_nats::jetstream::Context, name: &str) -> Option<String> {
+    let info = js.get_stream(name).await.ok()?.get_info().await.ok()?;
+    info.cluster.and_then(|c| c.leader)
+}
+
+/// Steps stream `name`'s leader down until `wanted` holds of the leader (each step-down
+/// elects one of the other replicas).
+async fn lead_stream(client: &async_nats::Client, name: &str, wanted: impl Fn(&str) -> bool) {
+    let js = async_nats::jetstream::new(client.clone());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match stream_leader(&js, name).await {
+            Some(leader) if wanted(&leader) => return,
+            Some(_) => {
+                let _ = client.request(format!("$JS.API.STREAM.LEADER.STEPDOWN.{name}"), "".into()).await;
+            }
+            None => {}
+        }
+        assert!(Instant::now() < deadline, "{name} never got the leader wanted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `breaker` registered on `node`, retried while the cluster's servers do not all know the
+/// streams just created yet ("no stream found").
+async fn registered(node: &Node, breaker: &str) -> Breaker {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match node.reg.breaker(breaker, config()).await {
+            Ok(breaker) => return breaker,
+            Err(e) => assert!(Instant::now() < deadline, "registering {breaker} on {}: {e}", node.reg.node()),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How a node's server is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerLoss {
+    /// SIGKILL: its sockets close, the client notices at once.
+    Killed,
+    /// SIGSTOP: a hung server, noticed only by unanswered pings.
+    Frozen,
+}
+
+/// Issue 12, item 9: a node whose server is lost must be back on a live one with the current
+/// decisions applied within about a second (the demo measures the typical figure); the
+/// bound here is generous for a loaded machine. The follower is given every server (as a
+/// deployment would) and landed on the doomed one; the decider is connected to the other two
+/// (its streams and buckets have three replicas, which keep a quorum). Every stream is led
+/// elsewhere, so the decider keeps its lease, except that a killed server leads the state
+/// bucket's stream, the worst one to lose: until the other two replicas elect a leader
+/// (seconds) no decision can be written and no watch created.
+async fn the_next_decision_is_applied_within_three_seconds_of_being_stored(loss: ServerLoss) {
+    const BOUND: Duration = Duration::from_secs(3);
+    let mut cluster = NatsCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    let orders = name("orders");
+    let victim = 0;
+    let doomed = cluster.nodes()[victim].name().to_owned();
+    let decider = Node::join_with(&urls[1..], "decider", |nats| nats.store.replicas = 3).await;
+    let _on_decider = registered(&decider, "orders").await;
+    wait_deciding(std::slice::from_ref(&decider), &orders).await;
+    let follower = Node::on(transport_landing_on(&urls, "follower", &doomed).await).await;
+    let _on_follower = registered(&follower, "orders").await;
+    let nodes = [decider, follower];
+    assert_eq!(wait_deciding(&nodes, &orders).await, 0, "the decider decides");
+    let client = nodes[0].transport.client();
+    let js = async_nats::jetstream::new(client.clone());
+    let streams: Vec<String> = js.stream_names().filter_map(|n| async move { n.ok() }).collect().await;
+    assert!(streams.len() >= 5, "the fleet's streams and buckets: {streams:?}");
+    for stream in &streams {
+        if stream == "KV_fusebox_state" && loss == ServerLoss::Killed {
+            lead_stream(client, stream, |leader| leader == doomed).await;
+        } else {
+            lead_stream(client, stream, |leader| leader != doomed).await;
+        }
+    }
+
+    let current = nodes[0].transport.read_decision(&orders).await.unwrap();
+    match loss {
+        ServerLoss::Killed => cluster.kill(victim),
+        ServerLoss::Frozen => cluster.freeze(victim).unwrap(),
+    }
+    // The store moves on as soon as it can: a decision written straight into the bucket (a
+    // CAS on the current revision, as the decider's own write). The decider refuses it (its
+    // own term, a seq it never wrote); the follower must apply it like any newer decision.
+    let mut next = current.decision.clone().unwrap();
+    next.id = DecisionId::new(next.id.term.0, next.id.seq + 1);
+    next.phase = next.id;
+    next.state = FleetState::Open { duration_ms: 60_000 };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match nodes[0].transport.write_decision(next.clone(), current.revision).await {
+            WriteOutcome::Written { .. } => break,
+            outcome => assert!(Instant::now() < deadline, "the bucket never took the decision: {outcome:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = Instant::now();
+    let deadline = stored + BOUND;
+    loop {
+        let applied = nodes[1].reg.machine(&orders).await.map(|m| m.applied_id());
+        if applied.is_some_and(|id| id >= next.id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{loss:?}: the follower had not applied {:?} {BOUND:?} after it was stored: applied {applied:?}, \
+             connection {:?}, transport {:?}",
+            next.id,
+            *nodes[1].transport.connection().borrow(),
+            nodes[1].transport.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("{loss:?}: the follower applied the decision {:?} after it was stored", stored.elapsed());
+    let connection = *nodes[1].transport.connection().borrow();
+    assert!(connection.connected && connection.losses >= 1, "it moved to another server: {connection:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_server_is_killed_applies_the_next_decision_within_three_seconds() {
+    the_next_decision_is_applied_within_three_seconds_of_being_stored(ServerLoss::Killed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_server_hangs_applies_the_next_decision_within_three_seconds() {
+    the_next_decision_is_applied_within_three_seconds_of_being_stored(ServerLoss::Frozen).await;
 }
 
 // 6.

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -45,16 +45,26 @@ pub struct NatsConfig {
     pub limits: Limits,
     /// User and password, if the server requires them.
     pub credentials: Option<(String, String)>,
-    /// How long the first connection may take.
+    /// How long one attempt to connect to one server may take, at the first connection and
+    /// at every reconnection: a server that accepts TCP but never answers (stopped, or its
+    /// host overloaded) costs this much before the next server is tried.
     pub connect_timeout: Duration,
     /// How long a `JetStream` request or publish ack may take.
     pub request_timeout: Duration,
-    /// The longest pause between reconnection attempts.
+    /// The longest pause between reconnection attempts (the first comes after 40 ms; the
+    /// pauses double up to this).
     pub max_reconnect_delay: Duration,
+    /// How often the client pings an otherwise silent server: after three unanswered pings
+    /// the server counts as dead and the client moves to another. A killed server closes
+    /// its sockets and is noticed at once; this bounds how long a hung or cut-off one goes
+    /// unnoticed (three periods).
+    pub ping_interval: Duration,
     /// How often a node also reads each of its breakers' decisions directly, besides
     /// watching them: the watch is a push consumer that notices a lost server only by missed
     /// heartbeats (seconds), and a follower must not miss a decision for that long. Costs one
-    /// read per breaker per node per period.
+    /// read per breaker per node per period. The reads do not wait for the watch: after a
+    /// reconnection the first is immediate, and while the watch is not running (it cannot be
+    /// created until `JetStream` has a leader again) they come four times as often.
     pub decision_resync: Duration,
 }
 
@@ -68,9 +78,10 @@ impl NatsConfig {
             store: StoreSettings::default(),
             limits: Limits::default(),
             credentials: None,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
-            max_reconnect_delay: Duration::from_secs(1),
+            max_reconnect_delay: Duration::from_millis(500),
+            ping_interval: Duration::from_millis(300),
             decision_resync: Duration::from_secs(1),
         }
     }
@@ -191,6 +202,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 const COMMAND_ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long an idle durable command consumer is kept.
 const COMMAND_CONSUMER_IDLE: Duration = Duration::from_secs(3600);
+/// The least a direct decision read is waited for before it is sent again.
+const READ_PATIENCE_MIN: Duration = Duration::from_millis(250);
 /// The most breaker configs [`Transport::configs`] lists.
 const MAX_CONFIGS: usize = 100_000;
 
@@ -227,6 +240,7 @@ struct Inner {
     layout: Layout,
     limits: Limits,
     decision_resync: Duration,
+    request_timeout: Duration,
     client: async_nats::Client,
     js: jetstream::Context,
     stores: Provisioned,
@@ -269,6 +283,7 @@ impl NatsTransport {
         let mut options = ConnectOptions::new()
             .name(format!("fusebox-{}", config.node))
             .connection_timeout(config.connect_timeout)
+            .ping_interval(config.ping_interval.max(Duration::from_millis(10)))
             .request_timeout(Some(config.request_timeout))
             .reconnect_delay_callback(move |attempts| {
                 backoff(u32::try_from(attempts).unwrap_or(u32::MAX)).min(max_delay)
@@ -294,6 +309,7 @@ impl NatsTransport {
                 layout: config.layout,
                 limits: config.limits,
                 decision_resync: config.decision_resync.max(Duration::from_millis(10)),
+                request_timeout: config.request_timeout,
                 client,
                 js,
                 stores,
@@ -618,6 +634,68 @@ enum Session {
     Stop,
 }
 
+/// The decision watch of `breaker`, opened again after every reconnection and whenever it
+/// ends, until the transport is gone; `watching` says whether a watch runs now.
+async fn watch_loop(inner: Arc<Inner>, breaker: BreakerName, inbox: Inbox, watching: Arc<AtomicBool>) {
+    let mut conn = inner.conn.clone();
+    keep_running(inner.conn.clone(), "decision watch", async move || {
+        let losses = conn.borrow_and_update().losses;
+        // With history: the current value (or its absence) first, then changes.
+        let opened = inner.stores.state.watch_with_history(breaker.as_str()).await.map_err(backend);
+        let mut watch = opened?;
+        watching.store(true, Ordering::Relaxed);
+        let ended = loop {
+            tokio::select! {
+                entry = watch.next() => match entry {
+                    Some(Ok(entry)) => inbox.offer_decision(inner.decision_read(&breaker, Some(entry))),
+                    _ => break Session::Retry,
+                },
+                changed = conn.changed() => {
+                    if changed.is_err() {
+                        break Session::Stop;
+                    }
+                    // After a reconnection, start over: the current value again.
+                    let now = *conn.borrow();
+                    if now.connected && now.losses != losses {
+                        break Session::Retry;
+                    }
+                }
+            }
+        };
+        watching.store(false, Ordering::Relaxed);
+        Ok(ended)
+    })
+    .await;
+}
+
+/// Reads `breaker`'s decision directly every `decision_resync` (four times as often while
+/// no watch runs), and at once after every reconnection, until the transport is gone. A read, or the pause after it, is cut
+/// short by a lost connection, and a read is given up after one period (at most the request
+/// timeout): a request that went to a dead server, or to replicas still electing a leader, is
+/// never answered, and waiting out the request timeout would leave the node on a stale
+/// decision for that long.
+async fn resync_loop(inner: Arc<Inner>, breaker: BreakerName, inbox: Inbox, watching: Arc<AtomicBool>) {
+    let mut conn = inner.conn.clone();
+    loop {
+        if !until_connected(&mut conn).await {
+            return;
+        }
+        let losses = conn.borrow_and_update().losses;
+        let cycle = async {
+            let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
+            if let Ok(Ok(read)) = tokio::time::timeout(patience, inner.read(&breaker)).await {
+                inbox.offer_decision(read);
+            }
+            let watched = watching.load(Ordering::Relaxed);
+            tokio::time::sleep(if watched { inner.decision_resync } else { inner.decision_resync / 4 }).await;
+        };
+        tokio::select! {
+            () = cycle => {}
+            lost = conn.wait_for(|c| c.losses != losses) => if lost.is_err() { return },
+        }
+    }
+}
+
 /// Keeps a consumer or watch going for as long as its subscription lives: waits for the
 /// connection, runs `session` (open, then read until the stream ends or fails), and backs
 /// off between sessions, the longer the more opens fail in a row.
@@ -883,41 +961,15 @@ impl Transport for NatsTransport {
     fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
         let inner = self.inner.clone();
         let breaker = breaker.clone();
-        let mut conn = self.inner.conn.clone();
-        Subscription::from_task(tokio::spawn(keep_running(
-            self.inner.conn.clone(),
-            "decision watch",
-            async move || {
-                let losses = conn.borrow_and_update().losses;
-                // With history: the current value (or its absence) first, then changes.
-                let mut watch = inner.stores.state.watch_with_history(breaker.as_str()).await.map_err(backend)?;
-                let mut resync = tokio::time::interval(inner.decision_resync);
-                resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = resync.tick() => {
-                            if let Ok(read) = inner.read(&breaker).await {
-                                inbox.offer_decision(read);
-                            }
-                        }
-                        entry = watch.next() => match entry {
-                            Some(Ok(entry)) => inbox.offer_decision(inner.decision_read(&breaker, Some(entry))),
-                            _ => return Ok(Session::Retry),
-                        },
-                        changed = conn.changed() => {
-                            if changed.is_err() {
-                                return Ok(Session::Stop);
-                            }
-                            // After a reconnection, start over: the current value again.
-                            let now = *conn.borrow();
-                            if now.connected && now.losses != losses {
-                                return Ok(Session::Retry);
-                            }
-                        }
-                    }
-                }
-            },
-        )))
+        // The watch and the direct reads run side by side, in one task: a watch that cannot
+        // be (re)created (no JetStream leader for a while after a server died) must not
+        // hold back the reads, which any replica answers.
+        let watching = Arc::new(AtomicBool::new(false));
+        let watch = watch_loop(inner.clone(), breaker.clone(), inbox.clone(), watching.clone());
+        let reads = resync_loop(inner, breaker, inbox, watching);
+        Subscription::from_task(tokio::spawn(async move {
+            tokio::join!(watch, reads);
+        }))
     }
 
     fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome> {

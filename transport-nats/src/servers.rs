@@ -280,6 +280,32 @@ impl NatsServer {
         }
     }
 
+    /// Stops the process where it is (SIGSTOP): a hung server, whose sockets stay open and
+    /// whose clients notice nothing until their pings go unanswered. [`Self::thaw`] lets it
+    /// run again; a kill (or drop) ends it frozen or not.
+    pub fn freeze(&self) -> Result<(), ServerError> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) -> Result<(), ServerError> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), ServerError> {
+        let Some(pid) = self.pid() else { return Ok(()) };
+        let doing = format!("kill {signal} {pid} ({})", self.name);
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .map_err(|error| ServerError::Io { doing: doing.clone(), error })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(ServerError::Io { doing, error: std::io::Error::other(format!("exited with {status}")) })
+        }
+    }
+
     /// Starts the process again on the same ports and store, and waits until healthy.
     pub fn restart(&mut self) -> Result<(), ServerError> {
         self.kill();
@@ -360,6 +386,11 @@ impl NatsCluster {
         if let Some(node) = self.nodes.get_mut(i) {
             node.kill();
         }
+    }
+
+    /// Freezes node `i` (SIGSTOP; see [`NatsServer::freeze`]).
+    pub fn freeze(&self, i: usize) -> Result<(), ServerError> {
+        self.nodes.get(i).map_or(Ok(()), NatsServer::freeze)
     }
 
     /// Restarts node `i` on its ports and store and waits for the cluster to be ready.

@@ -3,6 +3,7 @@
 //! orchestrator what it sees as [`InstanceLine`]s on stdout. It stops (stepping down) when
 //! its stdin closes or it is told to terminate, so a dying orchestrator leaves nothing behind.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,14 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use breaker_actors::machine::{
-    BreakerConfig, BreakerName, Event, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy, TripPolicy,
-    WindowConfig,
+    Admission, BreakerConfig, BreakerName, Event, FleetState, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig,
+    OutagePolicy, TripPolicy, WindowConfig,
 };
 use breaker_actors::{Breaker, Registry, RegistryError};
 use tokio::io::AsyncReadExt;
 use transport_nats::nats::{NatsConfig, NatsTransport};
 
-use super::{BREAKER, InstanceLine, dependency, now_ms};
+use super::dependency::{self, CallKind, Phase};
+use super::{BREAKER, InstanceLine, now_ms};
 
 /// What an instance is told on its command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,9 @@ impl InstanceArgs {
     }
 }
 
+/// Probes the demo's breaker allows fleet-wide per half-open round.
+pub const PROBE_BUDGET: u32 = 2;
+
 /// The demo's breaker: trips at 50% failures over 20 calls, stays open 2 s, then 2 probes
 /// fleet-wide must both succeed; a node cut off from NATS keeps the last decision.
 pub fn config() -> BreakerConfig {
@@ -67,7 +72,7 @@ pub fn config() -> BreakerConfig {
             ..TripPolicy::default()
         },
         open: OpenPolicy::Fixed { duration_ms: 2_000 },
-        half_open: HalfOpenPolicy { probe_budget: 2, success_threshold: 2, max_wait_ms: 3_000, ramp: None },
+        half_open: HalfOpenPolicy { probe_budget: PROBE_BUDGET, success_threshold: 2, max_wait_ms: 3_000, ramp: None },
         local: None,
         outage: OutageConfig { policy: OutagePolicy::LastKnown, grace_ms: 2_000 },
         ..BreakerConfig::default()
@@ -134,7 +139,14 @@ pub async fn run(args: InstanceArgs) -> Result<(), String> {
             }
         }
     });
-    let calls = tokio::spawn(call_loop(breaker.clone(), args.dependency, args.rate, counters.clone()));
+    let phases = ProbePhases { registry: registry.clone(), name: name.clone(), known: HashMap::new() };
+    let calls = tokio::spawn(call_loop(
+        breaker.clone(),
+        phases,
+        (args.dependency, args.node.clone()),
+        args.rate,
+        counters.clone(),
+    ));
     let status = {
         let (registry, breaker, counters) = (registry.clone(), breaker.clone(), counters.clone());
         tokio::spawn(async move {
@@ -167,20 +179,71 @@ pub async fn run(args: InstanceArgs) -> Result<(), String> {
     }
 }
 
-async fn call_loop(breaker: Breaker, dependency: SocketAddr, rate: u32, counters: Arc<Counters>) {
+/// Which half-open phase each of the hot path's probe rounds belongs to, so that a probe can
+/// tell the dependency which round it is spent in. Learnt from the breaker's machine, which
+/// shows its applied decision and the probe round of its snapshot in one consistent copy; a
+/// round, once left, never comes back (rounds only increase), so what is learnt stays true.
+struct ProbePhases {
+    registry: Registry,
+    name: BreakerName,
+    /// Hot-path probe round -> the phase of the half-open decision it was armed for.
+    known: HashMap<u64, Phase>,
+}
+
+impl ProbePhases {
+    /// The probe round the hot path is in now, if it admits probes.
+    fn round_now(breaker: &Breaker) -> Option<u64> {
+        match breaker.hot_path().snapshot().admission {
+            Admission::Probe { round, .. } => Some(round),
+            _ => None,
+        }
+    }
+
+    /// Learns `round`'s phase if it is not known yet: asked before the probe is taken, while
+    /// the machine is still in that round (a round lasts at least until its probes report).
+    async fn learn(&mut self, round: u64) {
+        if self.known.contains_key(&round) {
+            return;
+        }
+        let Some(machine) = self.registry.machine(&self.name).await else { return };
+        let in_round = matches!(machine.snapshot().admission, Admission::Probe { round: r, .. } if r == round);
+        if let Some(decision) = machine.applied().filter(|d| in_round && matches!(d.state, FleetState::HalfOpen { .. }))
+        {
+            self.known.insert(round, (decision.phase.term.0, decision.phase.seq));
+        }
+    }
+}
+
+async fn call_loop(
+    breaker: Breaker,
+    mut phases: ProbePhases,
+    (dependency, node): (SocketAddr, String),
+    rate: u32,
+    counters: Arc<Counters>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
+        let round_before = ProbePhases::round_now(&breaker);
+        if let Some(round) = round_before {
+            phases.learn(round).await;
+        }
         let Ok(permit) = breaker.try_acquire() else {
             counters.rejected.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let probe = permit.is_probe();
-        if probe {
+        let kind = if permit.is_probe() {
             counters.probes.fetch_add(1, Ordering::Relaxed);
-        }
-        if dependency::call(dependency, Duration::from_millis(500), probe).await {
+            // The permit was taken between two reads of the same round, so in that round
+            // (rounds only increase); otherwise its round is unknown and it says so.
+            let round_after = ProbePhases::round_now(&breaker);
+            let phase = round_before.filter(|r| round_after == Some(*r)).and_then(|r| phases.known.get(&r).copied());
+            CallKind::Probe(phase)
+        } else {
+            CallKind::Call
+        };
+        if dependency::call(dependency, Duration::from_millis(500), &node, kind).await {
             counters.ok.fetch_add(1, Ordering::Relaxed);
             permit.success();
         } else {

@@ -16,9 +16,12 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use transport_nats::servers::NatsCluster;
 
-use super::dependency::{Dependency, FleetView};
+use super::dependency::{Arrival, CallKind, Dependency, Phase};
 use super::view::{self, Row};
-use super::{BREAKER, InstanceLine, now_ms};
+use super::{BREAKER, InstanceLine, instance, now_ms};
+
+/// The fleet-wide probe budget of the demo's breaker.
+const PROBE_BUDGET: u32 = instance::PROBE_BUDGET;
 
 /// The demo's options.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,8 +81,23 @@ impl DemoArgs {
 #[derive(Debug, Clone)]
 struct Seen {
     decision: Decision,
+    /// Its revision in the bucket: the store's order.
+    revision: u64,
+    /// When the server stored it (wall clock, ms since the Unix epoch).
     created_ms: u64,
 }
+
+impl Seen {
+    fn from_entry(entry: &async_nats::jetstream::kv::Entry) -> Option<Self> {
+        let decision = serde_json::from_slice::<Decision>(&entry.value).ok()?;
+        let created_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        Some(Self { decision, revision: entry.revision, created_ms })
+    }
+}
+
+/// How long the orchestrator waits for one answer from NATS: a request sent just before its
+/// server died is never answered, and the client's own timeout (10 s) would stall the view.
+const NATS_ANSWER: Duration = Duration::from_secs(1);
 
 enum Update {
     Line(InstanceLine),
@@ -105,6 +123,8 @@ pub struct Summary {
 struct Demo {
     args: DemoArgs,
     started: Instant,
+    /// The same moment on the wall clock (ms), which decisions and arrivals are stamped with.
+    started_ms: u64,
     cluster: NatsCluster,
     dependency: Dependency,
     instances: Vec<Instance>,
@@ -112,7 +132,8 @@ struct Demo {
     sender: mpsc::Sender<Update>,
     decisions: Vec<Seen>,
     applied: Vec<(String, u64, u64, u64)>,
-    half_open_rounds: BTreeMap<(u64, u64), u64>,
+    /// When the script killed a server (wall clock ms).
+    server_killed_ms: Option<u64>,
     step: String,
     last_draw: Instant,
     interrupted: bool,
@@ -186,18 +207,12 @@ impl Demo {
                 }
             }
             Update::Decision(seen) => {
-                let view = match &seen.decision.state {
-                    FleetState::Open { .. } | FleetState::ForcedOpen => FleetView::Open,
-                    FleetState::HalfOpen { .. } => {
-                        let phase = (seen.decision.phase.term.0, seen.decision.phase.seq);
-                        let next = u64::try_from(self.half_open_rounds.len()).unwrap_or(u64::MAX);
-                        FleetView::HalfOpen(*self.half_open_rounds.entry(phase).or_insert(next))
-                    }
-                    _ => FleetView::Flowing,
-                };
-                self.dependency.set_view(view);
                 if self.args.ci {
-                    println!("{} decision {}", self.elapsed(), describe(&seen));
+                    // The store's own time too: a view that lags its store shows here.
+                    let stored = seen.created_ms.saturating_sub(self.started_ms);
+                    #[allow(clippy::cast_precision_loss)]
+                    let stored = stored as f64 / 1000.0;
+                    println!("{} decision {} (stored at t={stored:.1}s)", self.elapsed(), describe(&seen));
                 }
                 self.decisions.push(seen);
             }
@@ -296,16 +311,18 @@ impl Demo {
         let sender = self.sender.clone();
         tokio::spawn(async move {
             // The watch is a push consumer that notices a lost server only by missed
-            // heartbeats (tens of seconds): a direct read twice a second spots a stall, and
-            // the watch starts again after the last revision seen, so nothing is missed.
+            // heartbeats (seconds): a direct read twice a second spots a stall and hands the
+            // newer value on (the history read at the end fills in what it skipped), and the
+            // watch starts again after the last revision seen. Every request is bounded by
+            // NATS_ANSWER: one sent just before a server died is never answered.
             let mut last = 0;
             loop {
                 let watch = if last == 0 {
-                    kv.watch_with_history(BREAKER).await
+                    tokio::time::timeout(NATS_ANSWER, kv.watch_with_history(BREAKER)).await
                 } else {
-                    kv.watch_from_revision(BREAKER, last + 1).await
+                    tokio::time::timeout(NATS_ANSWER, kv.watch_from_revision(BREAKER, last + 1)).await
                 };
-                let Ok(mut watch) = watch else {
+                let Ok(Ok(mut watch)) = watch else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
@@ -318,14 +335,22 @@ impl Demo {
                                 continue;
                             }
                             last = entry.revision;
-                            let Ok(decision) = serde_json::from_slice::<Decision>(&entry.value) else { continue };
-                            let created_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                            if sender.send(Update::Decision(Seen { decision, created_ms })).await.is_err() {
+                            let Some(seen) = Seen::from_entry(&entry) else { continue };
+                            if sender.send(Update::Decision(seen)).await.is_err() {
                                 return;
                             }
                         }
                         _ = check.tick() => {
-                            if matches!(kv.entry(BREAKER).await, Ok(Some(e)) if e.revision > last) {
+                            let Ok(Ok(Some(entry))) = tokio::time::timeout(NATS_ANSWER, kv.entry(BREAKER)).await else {
+                                continue;
+                            };
+                            if entry.revision > last {
+                                last = entry.revision;
+                                if let Some(seen) = Seen::from_entry(&entry) {
+                                    if sender.send(Update::Decision(seen)).await.is_err() {
+                                        return;
+                                    }
+                                }
                                 break;
                             }
                         }
@@ -336,6 +361,28 @@ impl Demo {
         Ok(())
     }
 
+    /// Completes the decisions seen live with the bucket's history (the live view may have
+    /// skipped some while its server was down), in the store's order.
+    async fn complete_decisions(&mut self) {
+        let history = async {
+            let client = async_nats::connect(self.cluster.urls()).await.ok()?;
+            let kv = async_nats::jetstream::new(client).get_key_value("fusebox_state").await.ok()?;
+            let mut entries = kv.history(BREAKER).await.ok()?;
+            let mut seen = Vec::new();
+            while let Some(Ok(entry)) = entries.next().await {
+                seen.extend(Seen::from_entry(&entry));
+            }
+            Some(seen)
+        };
+        let stored = tokio::time::timeout(Duration::from_secs(10), history).await.ok().flatten().unwrap_or_default();
+        for seen in stored {
+            if !self.decisions.iter().any(|s| s.revision == seen.revision) {
+                self.decisions.push(seen);
+            }
+        }
+        self.decisions.sort_by_key(|s| s.revision);
+    }
+
     fn decider(&self) -> Option<usize> {
         self.instances.iter().position(|i| i.row.alive && i.row.deciding)
     }
@@ -344,7 +391,8 @@ impl Demo {
         self.instances.iter().filter(|i| i.row.alive).all(|i| i.row.state == state)
     }
 
-    async fn script(&mut self, program: &PathBuf) -> Result<Vec<(String, String)>, String> {
+    /// Plays the script: detection, recovery and failover times if every step happened.
+    async fn script(&mut self, program: &PathBuf) -> Result<(Option<u64>, Option<u64>, Option<u64>), String> {
         let urls = self.cluster.urls();
         for n in 1..=self.args.instances {
             let mut args = vec!["--node".to_owned(), format!("i{n}"), "--dependency".into()];
@@ -418,6 +466,7 @@ impl Demo {
             .map(|s| s.created_ms - killed_at);
 
         self.say("killing nats-server n1 of 3");
+        self.server_killed_ms = Some(now_ms());
         self.cluster.kill(0);
         // Not shorter than a JetStream leader election, whatever the scale.
         let settle = self.hold(4.0).max(Duration::from_secs(3));
@@ -435,55 +484,96 @@ impl Demo {
         })
         .await?;
         self.draw(true);
-        Ok(self.figures(detection, recovery, failover))
+        Ok((detection, recovery, failover))
+    }
+
+    /// Decision -> instance delays (ms), for every decision stored while an instance was
+    /// following, until it applied that decision or a newer one (a node that skips a
+    /// decision enforced the older state until then): `(node, decision, delay)`.
+    fn propagation(&self) -> Vec<(String, Phase, u64)> {
+        let mut applied: BTreeMap<&str, Vec<(Phase, u64)>> = BTreeMap::new();
+        for (node, term, seq, at) in &self.applied {
+            applied.entry(node.as_str()).or_default().push(((*term, *seq), *at));
+        }
+        let mut delays = Vec::new();
+        for seen in &self.decisions {
+            let id = (seen.decision.id.term.0, seen.decision.id.seq);
+            for (node, list) in &applied {
+                // Only nodes already following (a node still starting enforces nothing yet).
+                if list.first().is_none_or(|(_, first)| *first > seen.created_ms) {
+                    continue;
+                }
+                // Applied ids increase, so the first one at or past `id` is when it caught up.
+                if let Some((_, at)) = list.iter().find(|(applied, _)| *applied >= id) {
+                    delays.push(((*node).to_owned(), id, at.saturating_sub(seen.created_ms)));
+                }
+            }
+        }
+        delays
     }
 
     fn figures(&self, detection: Option<u64>, recovery: Option<u64>, failover: Option<u64>) -> Vec<(String, String)> {
         let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
-        let created: BTreeMap<(u64, u64), u64> =
+        let quantiles = |v: &[u64]| {
+            format!(
+                "{} / {} / {} / {}",
+                ms(view::quantile(v, 0.5)),
+                ms(view::quantile(v, 0.99)),
+                ms(v.iter().max().copied()),
+                v.len()
+            )
+        };
+        let arrivals = self.dependency.arrivals();
+        let (per_round, unattributed) = probes_by_round(&self.decisions, &arrivals);
+        let counts: Vec<u64> = per_round.iter().map(|(_, _, n)| *n).collect();
+        let phases: Vec<String> = per_round.iter().map(|((t, s), _, _)| format!("{t}/{s}")).collect();
+        let granted = per_round.iter().map(|(_, g, _)| *g).max().unwrap_or(0);
+        let delays = self.propagation();
+        let killed = self.server_killed_ms.unwrap_or(u64::MAX);
+        let created: BTreeMap<Phase, u64> =
             self.decisions.iter().map(|s| ((s.decision.id.term.0, s.decision.id.seq), s.created_ms)).collect();
-        let propagation: Vec<u64> = self
-            .applied
+        let propagation: Vec<u64> = delays.iter().map(|(_, _, d)| *d).collect();
+        let after_kill: Vec<u64> = delays
             .iter()
-            .filter_map(|(_, term, seq, at)| created.get(&(*term, *seq)).map(|c| at.saturating_sub(*c)))
+            .filter(|(_, id, _)| created.get(id).is_some_and(|c| *c >= killed))
+            .map(|(_, _, d)| *d)
             .collect();
-        let counts = self.dependency.counts();
-        let probes = self.dependency.probes();
-        let per_round: Vec<u64> = (0..u64::try_from(self.half_open_rounds.len()).unwrap_or(0))
-            .map(|r| probes.get(&Some(r)).copied().unwrap_or(0))
-            .collect();
-        let granted: BTreeSet<u32> = self
-            .decisions
-            .iter()
-            .filter_map(|s| match &s.decision.state {
-                FleetState::HalfOpen { grants, .. } => Some(grants.iter().map(|g| g.probes).sum()),
-                _ => None,
-            })
-            .collect();
+        let mut slowest: Vec<&(String, Phase, u64)> = delays.iter().collect();
+        slowest.sort_by_key(|(_, _, d)| std::cmp::Reverse(*d));
+        let slowest: Vec<String> =
+            slowest.iter().take(3).map(|(node, (t, s), d)| format!("{node} {t}/{s} {d} ms")).collect();
+        let (while_open, by_node) = calls_while_open(&self.decisions, &arrivals);
+        let by_node: Vec<String> = by_node.iter().map(|(node, n)| format!("{node} {n}")).collect();
         let terms: BTreeSet<u64> = self.decisions.iter().map(|s| s.decision.id.term.0).collect();
         vec![
             ("detection (dependency fails -> open decision)".into(), ms(detection)),
             ("recovery (dependency healthy -> closed decision)".into(), ms(recovery)),
+            ("propagation decision -> instance, p50 / p99 / max / n".into(), quantiles(&propagation)),
+            ("  of decisions stored after the server kill".into(), quantiles(&after_kill)),
+            ("  slowest (instance, decision, delay)".into(), slowest.join(", ")),
             (
-                "propagation decision -> instance, p50 / p99 / n".into(),
+                format!("probes reaching the dependency per half-open round (budget {PROBE_BUDGET})"),
                 format!(
-                    "{} / {} / {}",
-                    ms(view::quantile(&propagation, 0.5)),
-                    ms(view::quantile(&propagation, 0.99)),
-                    propagation.len()
+                    "{counts:?} (rounds {}; granted per round: max {granted}; naming no round: {unattributed})",
+                    phases.join(" ")
                 ),
-            ),
-            (
-                "probes reaching the dependency per half-open round (budget 2)".into(),
-                format!("{per_round:?} (granted per round: max {})", granted.iter().max().copied().unwrap_or(0)),
             ),
             ("failover (decider killed -> new term's decision)".into(), ms(failover)),
             (
-                "calls reaching the dependency while the fleet was open (before instances applied it)".into(),
-                counts.get(&FleetView::Open).copied().unwrap_or(0).to_string(),
+                "calls reaching the dependency while the fleet was open (stored open, not yet applied)".into(),
+                format!(
+                    "{while_open} (by instance: {})",
+                    if by_node.is_empty() { "-".to_owned() } else { by_node.join(", ") }
+                ),
             ),
             ("decisions / terms".into(), format!("{} / {}", self.decisions.len(), terms.len())),
         ]
+    }
+
+    /// Why the run broke the probe budget, if it did (the demo fails on it).
+    fn probe_budget_broken(&self) -> Option<String> {
+        let (per_round, unattributed) = probes_by_round(&self.decisions, &self.dependency.arrivals());
+        budget_broken(&per_round, unattributed)
     }
 
     async fn stop_instances(&mut self) {
@@ -498,6 +588,77 @@ impl Demo {
             }
         }
     }
+}
+
+/// The half-open rounds of the run in the store's order: each phase once, with the
+/// most probes any of its decisions granted in total.
+fn rounds(decisions: &[Seen]) -> Vec<(Phase, u32)> {
+    let mut rounds: Vec<(Phase, u32)> = Vec::new();
+    for seen in decisions {
+        if let FleetState::HalfOpen { grants, .. } = &seen.decision.state {
+            let phase = (seen.decision.phase.term.0, seen.decision.phase.seq);
+            let granted = grants.iter().map(|g| g.probes).sum();
+            match rounds.iter_mut().find(|(p, _)| *p == phase) {
+                Some((_, most)) => *most = (*most).max(granted),
+                None => rounds.push((phase, granted)),
+            }
+        }
+    }
+    rounds
+}
+
+/// Probes that reached the dependency, by the half-open phase they named, and the
+/// number that named no round of this run.
+fn probes_by_round(decisions: &[Seen], arrivals: &[Arrival]) -> (Vec<(Phase, u32, u64)>, u64) {
+    let rounds = rounds(decisions);
+    let mut counts: BTreeMap<Phase, u64> = BTreeMap::new();
+    let mut unattributed = 0;
+    for arrival in arrivals {
+        match arrival.kind {
+            CallKind::Probe(Some(phase)) if rounds.iter().any(|(p, _)| *p == phase) => {
+                *counts.entry(phase).or_default() += 1;
+            }
+            CallKind::Probe(_) => unattributed += 1,
+            CallKind::Call => {}
+        }
+    }
+    let per_round = rounds.iter().map(|(p, granted)| (*p, *granted, counts.get(p).copied().unwrap_or(0))).collect();
+    (per_round, unattributed)
+}
+
+/// Ordinary calls that arrived while the stored decision was open: what a node that had
+/// not applied it yet (or a call already in flight) let through. Judged by the store's
+/// timestamps, not by when the orchestrator's view caught up. In all, and by the node that
+/// sent them (`?` for none named).
+fn calls_while_open(decisions: &[Seen], arrivals: &[Arrival]) -> (u64, BTreeMap<String, u64>) {
+    let timeline: Vec<(u64, bool)> = decisions
+        .iter()
+        .map(|s| (s.created_ms, matches!(s.decision.state, FleetState::Open { .. } | FleetState::ForcedOpen)))
+        .collect();
+    let open_at = |at: u64| {
+        let after = timeline.partition_point(|(created, _)| *created <= at);
+        after.checked_sub(1).and_then(|i| timeline.get(i)).is_some_and(|(_, open)| *open)
+    };
+    let mut by_node: BTreeMap<String, u64> = BTreeMap::new();
+    for arrival in arrivals.iter().filter(|a| a.kind == CallKind::Call && open_at(a.at_ms)) {
+        *by_node.entry(arrival.node.clone().unwrap_or_else(|| "?".to_owned())).or_default() += 1;
+    }
+    (by_node.values().sum(), by_node)
+}
+
+/// Why `per_round` breaks the probe budget, if it does: a round whose probes exceed the
+/// budget (or what its decisions granted), or probes that name no round, whose budget cannot
+/// be checked. The flagship guarantee, so the demo fails on it.
+fn budget_broken(per_round: &[(Phase, u32, u64)], unattributed: u64) -> Option<String> {
+    let mut broken: Vec<String> = per_round
+        .iter()
+        .filter(|(_, granted, n)| *n > u64::from(PROBE_BUDGET) || *n > u64::from(*granted))
+        .map(|((t, s), granted, n)| format!("round {t}/{s} let {n} probes through (granted {granted})"))
+        .collect();
+    if unattributed > 0 {
+        broken.push(format!("{unattributed} probes named no half-open round of the run"));
+    }
+    (!broken.is_empty()).then(|| format!("probe budget of {PROBE_BUDGET} broken: {}", broken.join("; ")))
 }
 
 /// The service-instance binary next to this one.
@@ -547,6 +708,7 @@ pub async fn run(args: DemoArgs) -> Summary {
     let mut demo = Demo {
         args,
         started: Instant::now(),
+        started_ms: now_ms(),
         cluster,
         dependency,
         instances: Vec::new(),
@@ -554,15 +716,20 @@ pub async fn run(args: DemoArgs) -> Summary {
         sender,
         decisions: Vec::new(),
         applied: Vec::new(),
-        half_open_rounds: BTreeMap::new(),
+        server_killed_ms: None,
         step: "starting".into(),
         last_draw: Instant::now(),
         interrupted: false,
     };
     let outcome = demo.script(&program).await;
     demo.stop_instances().await;
+    demo.complete_decisions().await;
     match outcome {
-        Ok(rows) => Summary { rows, failed: None },
+        Ok(detection_recovery_failover) => {
+            let (detection, recovery, failover) = detection_recovery_failover;
+            let rows = demo.figures(detection, recovery, failover);
+            Summary { rows, failed: demo.probe_budget_broken() }
+        }
         Err(e) => {
             let rows = demo.figures(None, None, None);
             Summary { rows, failed: Some(e) }
@@ -574,6 +741,100 @@ pub async fn run(args: DemoArgs) -> Summary {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    use breaker_actors::machine::{BreakerName, DecisionId, Grant, NodeId, Term, VectorClock};
+
+    /// Decision `term/seq` of `phase_seq`'s phase, stored at `created_ms`.
+    fn seen(revision: u64, (term, seq): Phase, phase_seq: u64, state: FleetState, created_ms: u64) -> Seen {
+        let decision = Decision {
+            version: 1,
+            breaker: BreakerName::new(BREAKER).unwrap(),
+            id: DecisionId::new(term, seq),
+            phase: DecisionId::new(term, phase_seq),
+            state,
+            backoff_level: 0,
+            reason: Reason::OpenElapsed,
+            decider: NodeId::new("i1").unwrap(),
+            clock: VectorClock::new(Term(term)),
+        };
+        Seen { decision, revision, created_ms }
+    }
+
+    fn half_open(probes: &[u32]) -> FleetState {
+        let grants = probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Grant { node: NodeId::new(&format!("i{}", i + 1)).unwrap(), probes: *p })
+            .collect();
+        FleetState::HalfOpen { budget: PROBE_BUDGET, grants }
+    }
+
+    fn probe(at_ms: u64, phase: Option<Phase>) -> Arrival {
+        Arrival { at_ms, kind: CallKind::Probe(phase), node: Some("i1".into()) }
+    }
+
+    fn call(at_ms: u64, node: Option<&str>) -> Arrival {
+        Arrival { at_ms, kind: CallKind::Call, node: node.map(str::to_owned) }
+    }
+
+    /// Two rounds, the second's grant widened by a re-grant in the same phase.
+    fn run_decisions() -> Vec<Seen> {
+        vec![
+            seen(1, (5, 1), 1, FleetState::Closed, 100),
+            seen(2, (5, 2), 2, FleetState::Open { duration_ms: 2_000 }, 200),
+            seen(3, (5, 3), 3, half_open(&[1]), 2_200),
+            seen(4, (5, 4), 4, FleetState::Open { duration_ms: 2_000 }, 2_300),
+            seen(5, (5, 5), 5, half_open(&[1]), 4_300),
+            seen(6, (5, 6), 5, half_open(&[1, 1]), 4_400),
+            seen(7, (5, 7), 7, FleetState::Closed, 4_500),
+        ]
+    }
+
+    #[test]
+    fn probes_count_towards_the_round_they_name_whenever_they_arrive() {
+        let decisions = run_decisions();
+        // A late probe of 5/3 arrives during the next round and still counts in 5/3.
+        let arrivals = [probe(2_250, Some((5, 3))), probe(4_350, Some((5, 5))), probe(4_420, Some((5, 3)))];
+        let (per_round, unattributed) = probes_by_round(&decisions, &arrivals);
+        assert_eq!(per_round, vec![((5, 3), 1, 2), ((5, 5), 2, 1)]);
+        assert_eq!(unattributed, 0);
+        // 2 probes in a round granted 1: broken, though within the budget of 2.
+        let broken = budget_broken(&per_round, unattributed).unwrap();
+        assert!(broken.contains("round 5/3 let 2 probes through (granted 1)"), "{broken}");
+    }
+
+    #[test]
+    fn a_round_beyond_the_budget_or_a_probe_naming_no_round_fails_the_run() {
+        let decisions = run_decisions();
+        let within = [probe(2_250, Some((5, 3))), probe(4_350, Some((5, 5))), probe(4_420, Some((5, 5)))];
+        let (per_round, unattributed) = probes_by_round(&decisions, &within);
+        assert_eq!(budget_broken(&per_round, unattributed), None);
+
+        let over = [probe(4_350, Some((5, 5))), probe(4_360, Some((5, 5))), probe(4_420, Some((5, 5)))];
+        let (per_round, unattributed) = probes_by_round(&decisions, &over);
+        let broken = budget_broken(&per_round, unattributed).unwrap();
+        assert!(broken.contains("round 5/5 let 3 probes through"), "{broken}");
+
+        for stray in [probe(4_350, None), probe(4_350, Some((5, 4))), probe(4_350, Some((9, 1)))] {
+            let (per_round, unattributed) = probes_by_round(&decisions, std::slice::from_ref(&stray));
+            assert_eq!(unattributed, 1, "{stray:?}");
+            assert!(budget_broken(&per_round, unattributed).unwrap().contains("named no half-open round"));
+        }
+    }
+
+    #[test]
+    fn calls_while_open_are_judged_by_the_stored_decisions_timestamps() {
+        let decisions = run_decisions();
+        // Before any decision, closed, open (twice), half-open (a call there is no call while
+        // open), open again, closed.
+        let arrivals = [50, 150, 200, 2_199, 2_250, 2_350, 4_600].map(|at| call(at, Some("i2")));
+        assert_eq!(calls_while_open(&decisions, &arrivals), (3, BTreeMap::from([("i2".to_owned(), 3)])));
+        let unnamed = [call(200, None), call(2_350, Some("i3"))];
+        let by_node = BTreeMap::from([("?".to_owned(), 1), ("i3".to_owned(), 1)]);
+        assert_eq!(calls_while_open(&decisions, &unnamed), (2, by_node));
+        // Probes are never calls while open, whenever they arrive.
+        assert_eq!(calls_while_open(&decisions, &[probe(250, Some((5, 3)))]).0, 0);
+    }
 
     #[test]
     fn flags_parse_and_bad_ones_are_refused() {
