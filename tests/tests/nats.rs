@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use breaker_actors::hot::{Breaker, RejectReason};
 use breaker_actors::machine::{
-    BreakerConfig, BreakerName, CommandKind, Decision, DecisionId, FleetState, HalfOpenPolicy, LocalOverlayPolicy,
-    NodeId, OpenPolicy, OutageConfig, OutagePolicy, Reason, StateLabel, Term, TripPolicy, WindowConfig,
+    BreakerConfig, BreakerName, CommandKind, Decision, DecisionId, FleetState, HalfOpenPolicy, Judge,
+    LocalOverlayPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy, Reason, StateLabel, Term, TripPolicy,
+    WindowConfig,
 };
 use breaker_actors::transport::{LeaseAcquire, LeaseRequest, LeaseShard, Transport, TransportError, WriteOutcome};
 use breaker_actors::{Registry, RegistryError};
@@ -1121,4 +1122,71 @@ async fn a_garbage_lease_value_without_a_ttl_is_replaced_after_one_ttl() {
     assert!(nodes[0].transport.lease_holder(shard).await.unwrap().is_some(), "a node's lease again");
     fail(&breakers[0], 10).await;
     eventually_fleet("the fleet trips again", &nodes, &payments, || all_in(&breakers, StateLabel::Open)).await;
+}
+
+/// Publishes foreign JSON outcomes of `breaker` as `py-1`, one message per entry, each
+/// acknowledged before the next.
+async fn publish_foreign(url: &str, breaker: &str, outcomes: &[(&str, u64)]) {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    for (i, (outcome, count)) in outcomes.iter().enumerate() {
+        let body = format!(r#"{{"version":1,"outcome":"{outcome}","count":{count}}}"#);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Content-Type", "application/json");
+        headers.insert("Nats-Msg-Id", format!("py-1:replay-{breaker}-{i}").as_str());
+        let subject = format!("fusebox.out.{breaker}.py-1");
+        js.publish_with_headers(subject, headers, body.into_bytes().into()).await.unwrap().await.unwrap();
+    }
+}
+
+// Hardening 5: a new decider judges the replayed window as it stands now, and only evidence
+// younger than the age bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_decider_judges_the_replay_as_it_stands_now_and_never_on_old_evidence() {
+    let server = NatsServer::start().unwrap();
+    let urls = [server.url()];
+    let aged = BreakerConfig { trip: TripPolicy { max_evidence_age_ms: 3_000, ..config().trip }, ..config() };
+    let breakers = ["recovered", "failing", "stale"];
+    // A first decider decides each breaker once, then leaves: nobody decides for a while.
+    let first = Node::join(&urls, "n0").await;
+    for b in breakers {
+        first.reg.breaker(b, aged.clone()).await.unwrap();
+        wait_deciding(std::slice::from_ref(&first), &name(b)).await;
+    }
+    first.reg.shutdown().await.unwrap();
+    drop(first);
+    // Failures that will be older than the bound by the time anyone decides again (the
+    // sleep is the scenario's time passing, not a wait for something to happen).
+    publish_foreign(&server.url(), "stale", &[("failure", 10)]).await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    // An outage that ended while nobody decided: its failures, then the recovery.
+    publish_foreign(&server.url(), "recovered", &[("failure", 10), ("success", 20)]).await;
+    // Failures with nothing after them: a dependency still failing.
+    publish_foreign(&server.url(), "failing", &[("failure", 10)]).await;
+
+    let node = Node::join(&urls, "n1").await;
+    let mut handles = Vec::new();
+    for b in breakers {
+        handles.push(node.reg.breaker(b, aged.clone()).await.unwrap());
+    }
+    let nodes = std::slice::from_ref(&node);
+    eventually_fleet("the replayed failures with nothing after them trip", nodes, &name("failing"), || {
+        handles[1].state() == StateLabel::Open
+    })
+    .await;
+    for (b, handle, replayed) in [("recovered", &handles[0], 2), ("stale", &handles[2], 1)] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let m = node.reg.machine(&name(b)).await.unwrap();
+            // Judged: every replayed report reached the decider (counted, or too old).
+            let judged = m.stats().reports_counted + m.fleet_judge().map_or(0, Judge::aged_out);
+            if m.is_deciding() && judged >= replayed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{b}: the replay never reached the decider: {:?}", m.stats());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(handle.state(), StateLabel::Closed, "{b}: judged on a replayed past, not on the window as it is");
+    }
+    let m = node.reg.machine(&name("stale")).await.unwrap();
+    assert_eq!(m.fleet_judge().map(Judge::aged_out), Some(1), "the stale failures were too old to be evidence");
 }
