@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a server or cluster may take to become ready (`NATS_NOTES.md`: 0.2-0.5 s fresh,
+/// How long a server or cluster may take to become ready (measured on 2-core machines: 0.2-0.5 s fresh,
 /// 5-7 s after a restart with existing data).
 pub const READY_DEADLINE: Duration = Duration::from_secs(20);
 
