@@ -794,9 +794,7 @@ impl World {
         let Some(machine) = &node.machine else {
             return;
         };
-        let applied_phase = machine.applied().map_or(DecisionId::NONE, |d| d.phase);
-        let half_open_phase =
-            machine.applied().filter(|d| matches!(d.state, FleetState::HalfOpen { .. })).map(|d| d.phase);
+        let (applied_phase, half_open_phase) = batch_phases(machine);
         let snapshot = node.hot.admitter.snapshot;
         let mut counts = OutcomeCounts::default();
         // A run of an older generation is no part of this one's.
@@ -862,9 +860,7 @@ impl World {
         let Some(machine) = &node.machine else {
             return;
         };
-        let applied_phase = machine.applied().map_or(DecisionId::NONE, |d| d.phase);
-        let half_open_phase =
-            machine.applied().filter(|d| matches!(d.state, FleetState::HalfOpen { .. })).map(|d| d.phase);
+        let (applied_phase, half_open_phase) = batch_phases(machine);
         let snapshot = node.hot.admitter.snapshot;
         let mut counts = OutcomeCounts::default();
         let mut probes = 0;
@@ -1491,4 +1487,12 @@ pub fn explore(spec: &ExploreSpec) -> Result<ExploreReport, ExploreError> {
         over_in_flight,
         properties,
     })
+}
+
+/// The phase a node's batch of calls is recorded under, and the half-open phase its probes
+/// count against (if the applied decision is half-open).
+fn batch_phases(machine: &Machine) -> (DecisionId, Option<DecisionId>) {
+    let applied = machine.applied();
+    let half_open = applied.filter(|d| matches!(d.state, FleetState::HalfOpen { .. })).map(|d| d.phase);
+    (applied.map_or(DecisionId::NONE, |d| d.phase), half_open)
 }
