@@ -18,6 +18,8 @@ pub mod machine;
 pub mod observe;
 #[cfg(not(loom))]
 pub mod registry;
+#[cfg(not(loom))]
+pub mod shell;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub mod transport;

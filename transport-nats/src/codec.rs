@@ -28,6 +28,15 @@ pub const CONTENT_TYPE: &str = "Content-Type";
 pub const JSON: &str = "application/json";
 /// The media type of postcard reports from Rust nodes.
 pub const POSTCARD: &str = "application/x-fusebox-postcard";
+/// The media type of a node's batch of postcard reports ([`NodeBatch`]).
+pub const POSTCARD_BATCH: &str = "application/x-fusebox-batch+postcard";
+/// The version of [`NodeBatch`], separate from [`WIRE_VERSION`] (the report inside).
+pub const BATCH_VERSION: u16 = 1;
+/// The default [`Limits::max_batch_payload`]: 1 MiB, the default `max_payload` of a
+/// nats-server (a node's batcher sends at most 256 KiB).
+pub const DEFAULT_MAX_BATCH_PAYLOAD: usize = 1024 * 1024;
+/// The default [`Limits::max_batch_reports`].
+pub const DEFAULT_MAX_BATCH_REPORTS: usize = 20_000;
 /// `JetStream`'s deduplication header. Rust nodes set it to
 /// `<breaker>:<node>:<incarnation>:<seq>` ([`report_msg_id`]).
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -51,11 +60,20 @@ pub struct Limits {
     pub max_payload: usize,
     /// The most events in one foreign batch.
     pub max_batch_events: usize,
+    /// The largest node batch ([`NodeBatch`]), in bytes, checked before any parsing.
+    pub max_batch_payload: usize,
+    /// The most reports in one node batch.
+    pub max_batch_reports: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_payload: DEFAULT_MAX_PAYLOAD, max_batch_events: DEFAULT_MAX_BATCH_EVENTS }
+        Self {
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            max_batch_payload: DEFAULT_MAX_BATCH_PAYLOAD,
+            max_batch_reports: DEFAULT_MAX_BATCH_REPORTS,
+        }
     }
 }
 
@@ -423,6 +441,77 @@ pub fn report_msg_id(report: &Report) -> String {
 /// the version before anything else.
 pub fn encode_report(report: &Report) -> Result<Vec<u8>, EncodeError> {
     postcard::to_stdvec(report).map_err(|e| EncodeError { format: Format::Postcard, detail: e.to_string() })
+}
+
+/// One message of a Rust node's reports, every breaker's in one (`docs/wire-format.md`):
+/// published on `<prefix>.out.~batch.<node>` with [`CONTENT_TYPE`] [`POSTCARD_BATCH`] and
+/// [`MSG_ID`] [`batch_msg_id`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBatch {
+    /// [`BATCH_VERSION`].
+    pub version: u16,
+    /// The sending node: every report's node.
+    pub node: NodeId,
+    /// The node's incarnation.
+    pub incarnation: u64,
+    /// Position among the incarnation's batches, from 1.
+    pub seq: u64,
+    /// The reports, at most a run per breaker.
+    pub reports: Vec<Report>,
+}
+
+/// The deduplication id of a node's batch: `~batch:<node>:<incarnation>:<seq>`.
+pub fn batch_msg_id(node: &NodeId, incarnation: u64, seq: u64) -> String {
+    format!("~batch:{node}:{incarnation}:{seq}")
+}
+
+/// Encodes a node batch.
+pub fn encode_batch(batch: &NodeBatch) -> Result<Vec<u8>, EncodeError> {
+    postcard::to_stdvec(batch).map_err(|e| EncodeError { format: Format::Postcard, detail: e.to_string() })
+}
+
+/// Decodes a node batch from `node`'s batch subject: the size first, the version before
+/// anything else, the batch's node against the subject's. A report inside that does not
+/// check (another node's, a bad clock, another wire version) is refused on its own and
+/// returned as an error beside the batch; the others stand.
+pub fn decode_batch(
+    node: &NodeId,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<(NodeBatch, Vec<DecodeError>), DecodeError> {
+    if payload.len() > limits.max_batch_payload {
+        return Err(DecodeError::Oversized { len: payload.len(), max: limits.max_batch_payload });
+    }
+    let (version, _) =
+        postcard::take_from_bytes::<u16>(payload).map_err(|e| DecodeError::malformed(Format::Postcard, e))?;
+    if version != BATCH_VERSION {
+        return Err(DecodeError::UnsupportedVersion { got: version });
+    }
+    let (mut batch, rest) =
+        postcard::take_from_bytes::<NodeBatch>(payload).map_err(|e| DecodeError::malformed(Format::Postcard, e))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::malformed(Format::Postcard, format_args!("{} trailing bytes", rest.len())));
+    }
+    check_node(node, &batch.node)?;
+    if batch.reports.len() > limits.max_batch_reports {
+        return Err(DecodeError::TooManyEvents { len: batch.reports.len(), max: limits.max_batch_reports });
+    }
+    let mut refused = Vec::new();
+    batch.reports.retain(|report| {
+        let checked = if report.version == WIRE_VERSION {
+            check_node(node, &report.node).and_then(|()| check_clock(&report.clock))
+        } else {
+            Err(DecodeError::UnsupportedVersion { got: report.version })
+        };
+        match checked {
+            Ok(()) => true,
+            Err(e) => {
+                refused.push(e);
+                false
+            }
+        }
+    });
+    Ok((batch, refused))
 }
 
 /// Decodes a message from the outcome subject of `breaker` and `node` (taken from the

@@ -10,6 +10,9 @@ use breaker_actors::transport::LeaseShard;
 /// The longest prefix, in bytes (it becomes part of stream, bucket and subject names).
 pub const MAX_PREFIX_LEN: usize = 32;
 
+/// The breaker token of batch subjects: `fusebox.out.~batch.<node>`.
+pub const BATCH_TOKEN: &str = "~batch";
+
 /// The prefix the layout uses when none is configured.
 pub const DEFAULT_PREFIX: &str = "fusebox";
 
@@ -115,6 +118,19 @@ impl Layout {
         format!("{}.out.{breaker}.{node}", self.prefix)
     }
 
+    /// The subject `node` publishes its batches of reports on: `fusebox.out.~batch.<node>`
+    /// (`~` is no breaker name's character, so no breaker's subjects overlap it, and the
+    /// node's permission for its own outcome subjects, `fusebox.out.*.<node>`, covers it).
+    pub fn batch_subject(&self, node: &NodeId) -> String {
+        format!("{}.out.{BATCH_TOKEN}.{node}", self.prefix)
+    }
+
+    /// The node of a batch subject, if `subject` is one and the node token is a valid name.
+    pub fn parse_batch_subject(&self, subject: &str) -> Option<NodeId> {
+        let node = subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".out.")?.strip_prefix(BATCH_TOKEN)?;
+        NodeId::new(node.strip_prefix('.')?).ok()
+    }
+
     /// Every control subject: `fusebox.ctl.>`.
     pub fn control_subjects(&self) -> String {
         format!("{}.ctl.>", self.prefix)
@@ -161,7 +177,11 @@ mod tests {
         assert_eq!(l.config_bucket(), "acme_cb_config");
         assert_eq!(l.outcome_subject(&b, &n), "acme_cb.out.pay-ments.n_1");
         assert_eq!(l.control_subject(&b), "acme_cb.ctl.pay-ments");
-        assert_eq!(l.parse_outcome_subject("acme_cb.out.pay-ments.n_1"), Some((b, n)));
+        assert_eq!(l.parse_outcome_subject("acme_cb.out.pay-ments.n_1"), Some((b, n.clone())));
+        assert_eq!(l.batch_subject(&n), "acme_cb.out.~batch.n_1");
+        assert_eq!(l.parse_batch_subject("acme_cb.out.~batch.n_1"), Some(n));
+        assert_eq!(l.parse_outcome_subject("acme_cb.out.~batch.n_1"), None, "no breaker is called ~batch");
+        assert_eq!(l.parse_batch_subject("acme_cb.out.~batch.n.1"), None);
     }
 
     #[test]

@@ -158,27 +158,57 @@ pub struct ConnState {
 }
 
 /// A running subscription (a consumer or a watch): dropping it stops it.
-#[derive(Debug)]
-pub struct Subscription(Option<JoinHandle<()>>);
+pub struct Subscription {
+    task: Option<JoinHandle<()>>,
+    cleanup: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("task", &self.task.is_some())
+            .field("cleanup", &self.cleanup.is_some())
+            .finish()
+    }
+}
 
 impl Subscription {
     /// A subscription backed by a task: dropping the subscription aborts the task.
     pub fn from_task(task: JoinHandle<()>) -> Self {
-        Self(Some(task))
+        Self { task: Some(task), cleanup: None }
+    }
+
+    /// A subscription that is a registration with something shared (a node-wide watch or
+    /// consumer): dropping the subscription runs `cleanup`, which takes the registration back.
+    pub fn from_cleanup(cleanup: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self { task: None, cleanup: Some(Box::new(cleanup)) }
     }
 
     /// A subscription with nothing behind it.
     pub fn none() -> Self {
-        Self(None)
+        Self { task: None, cleanup: None }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
+        if let Some(task) = self.task.take() {
             task.abort();
         }
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup();
+        }
     }
+}
+
+/// A breaker's lease shard and how many shards the fleet has: what a transport that
+/// shares one consumer per shard needs to tell which shard a message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardOf {
+    /// The breaker's shard.
+    pub shard: LeaseShard,
+    /// The fleet's number of shards.
+    pub shards: u32,
 }
 
 /// Everything a node's breaker actors need from the outside world. One value per node; it
@@ -209,13 +239,14 @@ pub trait Transport: Send + Sync + 'static {
     fn publish_command(&self, command: Command) -> BoxFuture<Result<(), TransportError>>;
 
     /// Starts consuming `breaker`'s commands as its decider: every command still kept, then
-    /// new ones, in order, as [`Input::Command`] into `inbox` ([`Inbox::push`]). The
+    /// new ones, in order, as [`Input::Command`] into `inbox` ([`Inbox::push`]). `shard`
+    /// is the breaker's lease shard (a transport may share one consumer per shard). The
     /// consumer is durable and shared: each command is delivered to one decider once, and
     /// acknowledged when it is in the inbox (a command delivered to a decider that stops
     /// deciding before its machine reads it is counted there as not deciding, not
     /// redelivered). Stops when the subscription is dropped. While disconnected nothing is
     /// delivered.
-    fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription;
+    fn consume_commands(&self, breaker: &BreakerName, shard: ShardOf, inbox: Inbox) -> Subscription;
 
     /// Watches `breaker`'s decision with history: the current value (or its absence) and
     /// then every change, into `inbox`'s decision slot ([`Inbox::offer_decision`]). After a
