@@ -29,7 +29,7 @@ use crate::machine::{
 };
 use crate::observe::{CallStats, state_code};
 use crate::registry::{LeaseCmd, Shared};
-use crate::transport::{ConnState, Inbox, LeaseShard, Revision, ShardOf, Subscription, WriteOutcome};
+use crate::transport::{ConnState, Inbox, LeaseShard, Revision, Subscription, WriteOutcome};
 
 /// Deliveries fed to the machine per doorbell; the rest wait for the next ring, so that
 /// flush ticks interleave with a long replay.
@@ -384,11 +384,7 @@ impl ActorState {
                 self.consumer = Some(Consumers {
                     term: *term,
                     _reports: transport.consume_reports(&self.args.name, self.args.inbox.clone()),
-                    _commands: transport.consume_commands(
-                        &self.args.name,
-                        ShardOf { shard: self.args.shard, shards: self.args.shared.settings.shards },
-                        self.args.inbox.clone(),
-                    ),
+                    _commands: transport.consume_commands(&self.args.name, self.args.inbox.clone()),
                 });
             }
             Event::Applied { id, .. } => {

@@ -944,7 +944,7 @@ async fn a_graceful_shutdown_publishes_the_last_reports() {
     let stream = async_nats::jetstream::new(raw).get_stream("FUSEBOX_OUTCOMES").await.unwrap();
     let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: "fusebox.out.payments.n1".into(),
+            filter_subject: "fusebox.out.~batch.n1".into(),
             ..Default::default()
         })
         .await
@@ -955,17 +955,11 @@ async fn a_graceful_shutdown_publishes_the_last_reports() {
     while failures < 3 {
         let message = tokio::time::timeout(WAIT, messages.next()).await.expect("all three failures reported");
         let message = message.unwrap().unwrap();
-        let decoded = transport_nats::codec::decode_outcome(
-            &breaker,
-            &node_id,
-            Some(transport_nats::codec::POSTCARD),
-            &message.payload,
-            &transport_nats::codec::Limits::default(),
-        )
-        .unwrap();
-        if let transport_nats::codec::Outcome::Report(report) = decoded {
-            failures += report.counts.failure;
-        }
+        let (batch, refused) =
+            transport_nats::codec::decode_batch(&node_id, &message.payload, &transport_nats::codec::Limits::default())
+                .unwrap();
+        assert!(refused.is_empty());
+        failures += batch.reports.iter().filter(|r| r.breaker == breaker).map(|r| r.counts.failure).sum::<u64>();
     }
     assert_eq!(failures, 3);
 }

@@ -141,6 +141,11 @@ impl Layout {
         format!("{}.ctl.{breaker}", self.prefix)
     }
 
+    /// The breaker of a control subject, if `subject` is one and its token a valid name.
+    pub fn parse_control_subject(&self, subject: &str) -> Option<BreakerName> {
+        BreakerName::new(subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".ctl.")?).ok()
+    }
+
     /// The breaker and node of an outcome subject, if `subject` is one and both tokens are
     /// valid names.
     pub fn parse_outcome_subject(&self, subject: &str) -> Option<(BreakerName, NodeId)> {
@@ -182,6 +187,8 @@ mod tests {
         assert_eq!(l.parse_batch_subject("acme_cb.out.~batch.n_1"), Some(n));
         assert_eq!(l.parse_outcome_subject("acme_cb.out.~batch.n_1"), None, "no breaker is called ~batch");
         assert_eq!(l.parse_batch_subject("acme_cb.out.~batch.n.1"), None);
+        assert_eq!(l.parse_control_subject("acme_cb.ctl.pay-ments"), BreakerName::new("pay-ments").ok());
+        assert_eq!(l.parse_control_subject("acme_cb.ctl.pay.ments"), None);
     }
 
     #[test]

@@ -219,6 +219,13 @@ impl ReportBatcher {
         }
     }
 
+    /// Everything waiting is to leave as soon as the interval allows (a clean stop).
+    pub fn handle_hurry(&mut self) {
+        for w in self.waiting.values_mut().flatten() {
+            w.urgent = true;
+        }
+    }
+
     // ---- poll_* ----
 
     /// The message to send now, if any: a retry of the one in flight whose publish failed,

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::{
     BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
-    ShardOf, Subscription, Transport, TransportError, WriteOutcome,
+    Subscription, Transport, TransportError, WriteOutcome,
 };
 use crate::machine::{Arrival, BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report, Term, next_term};
 
@@ -458,7 +458,7 @@ impl Transport for MemoryTransport {
         ready(Ok(()))
     }
 
-    fn consume_commands(&self, breaker: &BreakerName, _shard: ShardOf, inbox: Inbox) -> Subscription {
+    fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
         let broker = self.broker.clone();
         let breaker = breaker.clone();
         let mut conn = self.conn.clone();
@@ -655,8 +655,6 @@ impl Transport for MemoryTransport {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    const ANY_SHARD: ShardOf = ShardOf { shard: LeaseShard(0), shards: 1 };
     use crate::machine::{DecisionId, FleetState, Reason, VectorClock, WIRE_VERSION};
 
     fn node(n: &str) -> NodeId {
@@ -797,7 +795,7 @@ mod tests {
         assert_eq!((broker.pending_commands(&breaker), broker.dropped_commands(&breaker)), (2, 1), "the oldest goes");
 
         let first = Inbox::new(8);
-        let sub = b.consume_commands(&breaker, ANY_SHARD, first.clone());
+        let sub = b.consume_commands(&breaker, first.clone());
         let got = queued(&first, 2, Duration::from_millis(50)).await;
         assert_eq!(got, [Input::Command(command("2")), Input::Command(command("3"))]);
         assert_eq!(broker.pending_commands(&breaker), 0, "acknowledged on delivery");
@@ -805,7 +803,7 @@ mod tests {
         // A second consumer (the next decider) gets only what comes after.
         drop(sub);
         let second = Inbox::new(8);
-        let sub2 = a.consume_commands(&breaker, ANY_SHARD, second.clone());
+        let sub2 = a.consume_commands(&breaker, second.clone());
         b.publish_command(command("4")).await.unwrap();
         assert_eq!(queued(&second, 1, Duration::from_millis(50)).await, [Input::Command(command("4"))]);
         assert!(queued(&first, 1, Duration::from_millis(20)).await.is_empty());
@@ -825,7 +823,7 @@ mod tests {
         let breaker = BreakerName::new("b").unwrap();
         let full = Inbox::new(1);
         full.push(Input::Tick, None).await.unwrap();
-        let sub = a.consume_commands(&breaker, ANY_SHARD, full.clone());
+        let sub = a.consume_commands(&breaker, full.clone());
         a.publish_command(command("x")).await.unwrap();
         // The consumer claims the command and waits for room in the full inbox.
         let deadline = Instant::now() + Duration::from_millis(50);
@@ -840,7 +838,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let next = Inbox::new(4);
-        let _sub = a.consume_commands(&breaker, ANY_SHARD, next.clone());
+        let _sub = a.consume_commands(&breaker, next.clone());
         assert_eq!(queued(&next, 1, Duration::from_millis(50)).await, [Input::Command(command("x"))]);
     }
 

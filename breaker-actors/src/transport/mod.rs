@@ -201,16 +201,6 @@ impl Drop for Subscription {
     }
 }
 
-/// A breaker's lease shard and how many shards the fleet has: what a transport that
-/// shares one consumer per shard needs to tell which shard a message belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShardOf {
-    /// The breaker's shard.
-    pub shard: LeaseShard,
-    /// The fleet's number of shards.
-    pub shards: u32,
-}
-
 /// Everything a node's breaker actors need from the outside world. One value per node; it
 /// is shared by every actor of the node.
 ///
@@ -239,14 +229,13 @@ pub trait Transport: Send + Sync + 'static {
     fn publish_command(&self, command: Command) -> BoxFuture<Result<(), TransportError>>;
 
     /// Starts consuming `breaker`'s commands as its decider: every command still kept, then
-    /// new ones, in order, as [`Input::Command`] into `inbox` ([`Inbox::push`]). `shard`
-    /// is the breaker's lease shard (a transport may share one consumer per shard). The
+    /// new ones, in order, as [`Input::Command`] into `inbox` ([`Inbox::push`]). The
     /// consumer is durable and shared: each command is delivered to one decider once, and
     /// acknowledged when it is in the inbox (a command delivered to a decider that stops
     /// deciding before its machine reads it is counted there as not deciding, not
     /// redelivered). Stops when the subscription is dropped. While disconnected nothing is
     /// delivered.
-    fn consume_commands(&self, breaker: &BreakerName, shard: ShardOf, inbox: Inbox) -> Subscription;
+    fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription;
 
     /// Watches `breaker`'s decision with history: the current value (or its absence) and
     /// then every change, into `inbox`'s decision slot ([`Inbox::offer_decision`]). After a

@@ -5,17 +5,15 @@
 //! from the wire goes through [`crate::codec`]; what it rejects is counted in
 //! [`TransportStats`] and skipped, never fatal.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, message::PublishMessage};
 use async_nats::{ConnectOptions, Event, HeaderMap};
-use breaker_actors::machine::{
-    Arrival, BreakerConfig, BreakerName, Command, Decision, DecisionId, Input, NodeId, Report, Term, next_term,
-};
+use breaker_actors::machine::{BreakerConfig, BreakerName, Command, Decision, Millis, NodeId, Report, Term, next_term};
+use breaker_actors::shell::{Batch, BatchLimits, ReportBatcher, Urgency};
 use breaker_actors::transport::{
     BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
     Subscription, Transport, TransportError, WriteOutcome,
@@ -26,9 +24,15 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::codec::{self, DecodeError, LeaseHolder, LeaseValue, Limits, Outcome, TermRecord};
+use crate::codec::{self, DecodeError, LeaseHolder, LeaseValue, Limits, NodeBatch, TermRecord};
+
+mod decisions;
+mod feed;
+
 use crate::layout::{self, Layout};
 use crate::provision::{self, LeaseExpiry, ProvisionError, Provisioned, StoreSettings};
+use decisions::DecisionWatch;
+use feed::{NodeCommands, ReportFeed};
 
 /// How a node connects to NATS.
 #[derive(Debug, Clone)]
@@ -66,7 +70,17 @@ pub struct NatsConfig {
     /// reconnection the first is immediate, and while the watch is not running (it cannot be
     /// created until `JetStream` has a leader again) they come four times as often.
     pub decision_resync: Duration,
+    /// The least time between two report messages of this node (each carries every
+    /// breaker's reports): the flush interval.
+    pub report_interval: Duration,
+    /// How long reports that cannot matter to a decision (successes while closed) may wait:
+    /// a quiet, healthy node sends one message per this period.
+    pub lazy_report_interval: Duration,
 }
+
+/// The oldest nats-server this transport works with (`major`, `minor`): direct gets of the
+/// next entry on a wildcard subject (the node's resync) and multi-filter consumers need 2.10.
+pub const MIN_SERVER: (u64, u64) = (2, 10);
 
 impl NatsConfig {
     /// Defaults for `node` connecting to `servers`.
@@ -83,6 +97,8 @@ impl NatsConfig {
             max_reconnect_delay: Duration::from_millis(500),
             ping_interval: Duration::from_millis(300),
             decision_resync: Duration::from_secs(1),
+            report_interval: Duration::from_millis(5),
+            lazy_report_interval: Duration::from_millis(100),
         }
     }
 }
@@ -96,6 +112,11 @@ pub enum ConnectError {
     Connect(async_nats::ConnectError),
     /// Streams or buckets could not be created or are incompatible.
     Provision(ProvisionError),
+    /// The server is older than [`MIN_SERVER`].
+    ServerTooOld {
+        /// Its version.
+        version: String,
+    },
 }
 
 impl fmt::Display for ConnectError {
@@ -104,11 +125,22 @@ impl fmt::Display for ConnectError {
             Self::NoServers => f.write_str("no NATS server URL given"),
             Self::Connect(e) => write!(f, "connecting to NATS: {e}"),
             Self::Provision(e) => write!(f, "provisioning: {e}"),
+            Self::ServerTooOld { version } => {
+                write!(f, "nats-server {version} is too old: Fusebox needs {}.{} or later", MIN_SERVER.0, MIN_SERVER.1)
+            }
         }
     }
 }
 
-impl std::error::Error for ConnectError {}
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(e) => Some(e),
+            Self::Provision(e) => Some(e),
+            Self::NoServers | Self::ServerTooOld { .. } => None,
+        }
+    }
+}
 
 /// What a node's transport rejected, published and lost so far.
 #[derive(Debug, Default)]
@@ -122,6 +154,7 @@ pub struct TransportStats {
     reports_lost: AtomicU64,
     publish_retries: AtomicU64,
     outcomes_delivered: AtomicU64,
+    batches_published: AtomicU64,
 }
 
 /// A copy of [`TransportStats`].
@@ -136,7 +169,7 @@ pub struct StatsSnapshot {
     pub rejected_decisions: u64,
     /// Config-bucket values rejected by the decoder.
     pub rejected_configs: u64,
-    /// Reports acknowledged by the stream.
+    /// Reports acknowledged by the stream (inside batches).
     pub reports_published: u64,
     /// Reports merged into a report still waiting to be published.
     pub reports_coalesced: u64,
@@ -146,6 +179,8 @@ pub struct StatsSnapshot {
     pub publish_retries: u64,
     /// Reports (own or foreign) handed to a decider's inbox.
     pub outcomes_delivered: u64,
+    /// Messages of reports acknowledged by the stream (each a batch of every breaker's).
+    pub batches_published: u64,
 }
 
 impl TransportStats {
@@ -162,6 +197,7 @@ impl TransportStats {
             reports_lost: get(&self.reports_lost),
             publish_retries: get(&self.publish_retries),
             outcomes_delivered: get(&self.outcomes_delivered),
+            batches_published: get(&self.batches_published),
         }
     }
 
@@ -182,10 +218,6 @@ impl TransportStats {
     }
 }
 
-/// Reports waiting per breaker before the oldest is dropped (only while NATS is
-/// unreachable: queued reports of one decision are merged, so the queue grows by one entry
-/// per decision the node applies, not per flush).
-const OUTBOX_CAPACITY: usize = 64;
 /// Messages per pull request; the inbox bounds how far a decider runs ahead.
 const PULL_BATCH: usize = 64;
 /// How long a pull request waits for messages before the next is sent.
@@ -216,20 +248,6 @@ fn backoff(attempt: u32) -> Duration {
     RETRY_MIN.saturating_mul(1 << attempt.min(6)).min(RETRY_MAX)
 }
 
-struct Queued {
-    report: Report,
-    since: Instant,
-}
-
-/// One breaker's reports waiting to be published, in order.
-#[derive(Default)]
-struct Outbox {
-    queue: Mutex<VecDeque<Queued>>,
-    ready: Notify,
-    /// 1 while the publish loop holds a report taken off the queue.
-    in_flight: AtomicUsize,
-}
-
 /// The node's transport over NATS: see the module documentation.
 pub struct NatsTransport {
     inner: Arc<Inner>,
@@ -246,11 +264,27 @@ struct Inner {
     stores: Provisioned,
     conn: watch::Receiver<ConnState>,
     stats: TransportStats,
-    outboxes: Mutex<HashMap<BreakerName, Arc<Outbox>>>,
-    /// The newest decision seen per breaker: what a foreign report that does not say what
-    /// it had applied is attributed to.
-    latest: Mutex<HashMap<BreakerName, DecisionId>>,
+    /// The connection of lease upkeep, and the lease bucket bound through it.
+    lease_js: jetstream::Context,
+    leases: kv::Store,
+    /// The node's one watch of the state bucket.
+    decisions: Arc<DecisionWatch>,
+    /// The decider's one report feed.
+    feed: Arc<ReportFeed>,
+    /// The node's pulls from the fleet's command consumer.
+    commands: Arc<NodeCommands>,
+    /// The node's reports waiting for their one message per flush interval.
+    outbox: Outbox,
+    /// New at every start: batch ids of two runs of a node never collide.
+    incarnation: u64,
+    origin: Instant,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The batcher and the publisher task's doorbell.
+struct Outbox {
+    batcher: Mutex<ReportBatcher>,
+    ready: Notify,
 }
 
 impl fmt::Debug for NatsTransport {
@@ -279,47 +313,60 @@ impl NatsTransport {
             return Err(ConnectError::NoServers);
         }
         let (conn_tx, conn) = watch::channel(ConnState { connected: true, losses: 0 });
-        let max_delay = config.max_reconnect_delay;
-        let mut options = ConnectOptions::new()
-            .name(format!("fusebox-{}", config.node))
-            .connection_timeout(config.connect_timeout)
-            .ping_interval(config.ping_interval.max(Duration::from_millis(10)))
-            .request_timeout(Some(config.request_timeout))
-            .reconnect_delay_callback(move |attempts| {
-                backoff(u32::try_from(attempts).unwrap_or(u32::MAX)).min(max_delay)
-            })
-            .event_callback(move |event| {
-                let conn_tx = conn_tx.clone();
-                async move { on_event(&conn_tx, &event) }
-            });
-        if let Some((user, password)) = &config.credentials {
-            options = options.user_and_password(user.clone(), password.clone());
-        }
         // Boxed, like provisioning below: both hold a lot of state across their awaits, which
         // would otherwise make every caller's future large.
+        let options = connect_options(&config, format!("fusebox-{}", config.node), Some(conn_tx));
         let client = Box::pin(options.connect(config.servers.as_slice())).await.map_err(ConnectError::Connect)?;
-        let js = jetstream::ContextBuilder::new().timeout(config.request_timeout).build(client.clone());
         let version = client.server_info().version;
+        if !provision::version_at_least(&version, MIN_SERVER.0, MIN_SERVER.1) {
+            return Err(ConnectError::ServerTooOld { version });
+        }
+        let js = jetstream::ContextBuilder::new().timeout(config.request_timeout).build(client.clone());
         let stores = Box::pin(provision::provision(&js, &config.layout, &config.store, &version))
             .await
             .map_err(ConnectError::Provision)?;
-        Ok(Arc::new(Self {
-            inner: Arc::new(Inner {
-                node: config.node,
-                layout: config.layout,
-                limits: config.limits,
-                decision_resync: config.decision_resync.max(Duration::from_millis(10)),
-                request_timeout: config.request_timeout,
-                client,
-                js,
-                stores,
-                conn,
-                stats: TransportStats::default(),
-                outboxes: Mutex::new(HashMap::new()),
-                latest: Mutex::new(HashMap::new()),
-                tasks: Mutex::new(Vec::new()),
-            }),
-        }))
+        let lease_options = connect_options(&config, format!("fusebox-{}-leases", config.node), None);
+        let lease_client =
+            Box::pin(lease_options.connect(config.servers.as_slice())).await.map_err(ConnectError::Connect)?;
+        let lease_js = jetstream::ContextBuilder::new().timeout(config.request_timeout).build(lease_client);
+        let leases = lease_js.get_key_value(config.layout.lease_bucket()).await.map_err(|e| {
+            ConnectError::Provision(ProvisionError::Server {
+                doing: "binding the lease bucket on the lease connection".to_owned(),
+                error: e.to_string(),
+            })
+        })?;
+        let report_max_age_ms = u64::try_from(stores.report_max_age.as_millis()).unwrap_or(u64::MAX);
+        let limits = BatchLimits {
+            interval_ms: u64::try_from(config.report_interval.as_millis()).unwrap_or(u64::MAX).max(1),
+            lazy_ms: u64::try_from(config.lazy_report_interval.as_millis()).unwrap_or(u64::MAX),
+            max_age_ms: report_max_age_ms,
+            ..BatchLimits::default()
+        };
+        let inner = Arc::new(Inner {
+            node: config.node,
+            layout: config.layout,
+            limits: config.limits,
+            decision_resync: config.decision_resync.max(Duration::from_millis(10)),
+            request_timeout: config.request_timeout,
+            client,
+            js,
+            stores,
+            conn,
+            stats: TransportStats::default(),
+            lease_js,
+            leases,
+            decisions: DecisionWatch::new(),
+            feed: Arc::default(),
+            commands: Arc::default(),
+            outbox: Outbox { batcher: Mutex::new(ReportBatcher::new(limits)), ready: Notify::new() },
+            incarnation: fresh_incarnation(),
+            origin: Instant::now(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        inner.decisions.start(&inner);
+        let publisher = tokio::spawn(publish_loop(inner.clone()));
+        lock(&inner.tasks).push(publisher);
+        Ok(Arc::new(Self { inner }))
     }
 
     /// What was rejected, published and lost so far.
@@ -363,7 +410,7 @@ impl NatsTransport {
     /// does not decode; a value of the format before recorded terms gives its revision).
     /// Read from a replica that may lag: for display and tests, never for deciding.
     pub async fn lease_holder(&self, shard: LeaseShard) -> Result<Option<(NodeId, u64)>, TransportError> {
-        let entry = self.inner.stores.leases.entry(shard.to_string()).await.map_err(|e| self.inner.failure(e))?;
+        let entry = self.inner.leases.entry(shard.to_string()).await.map_err(|e| self.inner.failure(e))?;
         Ok(entry.filter(|e| e.operation == kv::Operation::Put).and_then(|e| {
             let holder = codec::decode_lease(&e.value, &self.inner.limits).ok()?;
             let term = holder.term().map_or(e.revision, |t| t.0);
@@ -374,19 +421,6 @@ impl NatsTransport {
     /// The decision in the state bucket for `breaker`.
     pub async fn decision(&self, breaker: &BreakerName) -> Result<DecisionRead, TransportError> {
         self.inner.read(breaker).await
-    }
-
-    fn outbox(&self, breaker: &BreakerName) -> Arc<Outbox> {
-        let mut outboxes = lock(&self.inner.outboxes);
-        if let Some(outbox) = outboxes.get(breaker) {
-            return outbox.clone();
-        }
-        let outbox = Arc::new(Outbox::default());
-        outboxes.insert(breaker.clone(), outbox.clone());
-        drop(outboxes);
-        let task = tokio::spawn(publish_loop(self.inner.clone(), outbox.clone()));
-        lock(&self.inner.tasks).push(task);
-        outbox
     }
 }
 
@@ -448,14 +482,15 @@ impl Inner {
         if self.is_connected() { backend(e) } else { TransportError::Disconnected }
     }
 
-    fn note_decision(&self, breaker: &BreakerName, id: DecisionId) {
-        let mut latest = lock(&self.latest);
-        let slot = latest.entry(breaker.clone()).or_default();
-        *slot = (*slot).max(id);
+    /// Milliseconds since the transport started: the batcher's timeline.
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn latest_decision(&self, breaker: &BreakerName) -> DecisionId {
-        lock(&self.latest).get(breaker).copied().unwrap_or_default()
+    /// The connection that writes to `bucket`: lease upkeep has one of its own, so that it
+    /// never queues behind the node's reports and decisions.
+    fn js_for(&self, bucket: &kv::Store) -> &jetstream::Context {
+        if bucket.name == self.leases.name { &self.lease_js } else { &self.js }
     }
 
     fn kv_subject(bucket: &kv::Store, key: &str) -> String {
@@ -479,7 +514,7 @@ impl Inner {
         if let Some(ttl) = ttl {
             message = message.ttl(ttl);
         }
-        let ack = match self.js.send_publish(Self::kv_subject(bucket, key), message).await {
+        let ack = match self.js_for(bucket).send_publish(Self::kv_subject(bucket, key), message).await {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
@@ -501,10 +536,7 @@ impl Inner {
             return DecisionRead { decision: None, revision: entry.revision };
         }
         match codec::decode_decision(breaker, &entry.value, &self.limits) {
-            Ok(decision) => {
-                self.note_decision(breaker, decision.id);
-                DecisionRead { decision: Some(decision), revision: entry.revision }
-            }
+            Ok(decision) => DecisionRead { decision: Some(decision), revision: entry.revision },
             Err(e) => {
                 // Unreadable: offered as no value at its revision, so a decider overwrites it.
                 self.stats.reject("decision", breaker.as_str(), &e);
@@ -562,7 +594,7 @@ impl Inner {
     /// holders ever share a term.
     async fn acquire(&self, shard: LeaseShard, request: LeaseRequest) -> Result<LeaseAcquire, TransportError> {
         let ttl = self.lease_ttl(request.ttl)?;
-        let bucket = &self.stores.leases;
+        let bucket = &self.leases;
         let (key, record_key) = (shard.to_string(), layout::term_record_key(shard));
         let (record, record_rev) = match bucket.entry(record_key.as_str()).await.map_err(|e| self.failure(e))? {
             None => (None, 0),
@@ -605,7 +637,7 @@ impl Inner {
 
     /// What holds `key` now, for a lease manager that could not take it.
     async fn lease_held(&self, key: &str) -> Result<LeaseAcquire, TransportError> {
-        match self.stores.leases.entry(key).await.map_err(|e| self.failure(e))? {
+        match self.leases.entry(key).await.map_err(|e| self.failure(e))? {
             Some(e) if e.operation == kv::Operation::Put => {
                 let ttl = match codec::decode_lease(&e.value, &self.limits) {
                     Ok(LeaseHolder::Holder(value)) => Some(Duration::from_millis(value.ttl_ms)),
@@ -632,68 +664,6 @@ enum Session {
     Retry,
     /// Nobody listens any more (the inbox is closed).
     Stop,
-}
-
-/// The decision watch of `breaker`, opened again after every reconnection and whenever it
-/// ends, until the transport is gone; `watching` says whether a watch runs now.
-async fn watch_loop(inner: Arc<Inner>, breaker: BreakerName, inbox: Inbox, watching: Arc<AtomicBool>) {
-    let mut conn = inner.conn.clone();
-    keep_running(inner.conn.clone(), "decision watch", async move || {
-        let losses = conn.borrow_and_update().losses;
-        // With history: the current value (or its absence) first, then changes.
-        let opened = inner.stores.state.watch_with_history(breaker.as_str()).await.map_err(backend);
-        let mut watch = opened?;
-        watching.store(true, Ordering::Relaxed);
-        let ended = loop {
-            tokio::select! {
-                entry = watch.next() => match entry {
-                    Some(Ok(entry)) => inbox.offer_decision(inner.decision_read(&breaker, Some(entry))),
-                    _ => break Session::Retry,
-                },
-                changed = conn.changed() => {
-                    if changed.is_err() {
-                        break Session::Stop;
-                    }
-                    // After a reconnection, start over: the current value again.
-                    let now = *conn.borrow();
-                    if now.connected && now.losses != losses {
-                        break Session::Retry;
-                    }
-                }
-            }
-        };
-        watching.store(false, Ordering::Relaxed);
-        Ok(ended)
-    })
-    .await;
-}
-
-/// Reads `breaker`'s decision directly every `decision_resync` (four times as often while
-/// no watch runs), and at once after every reconnection, until the transport is gone. A read, or the pause after it, is cut
-/// short by a lost connection, and a read is given up after one period (at most the request
-/// timeout): a request that went to a dead server, or to replicas still electing a leader, is
-/// never answered, and waiting out the request timeout would leave the node on a stale
-/// decision for that long.
-async fn resync_loop(inner: Arc<Inner>, breaker: BreakerName, inbox: Inbox, watching: Arc<AtomicBool>) {
-    let mut conn = inner.conn.clone();
-    loop {
-        if !until_connected(&mut conn).await {
-            return;
-        }
-        let losses = conn.borrow_and_update().losses;
-        let cycle = async {
-            let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
-            if let Ok(Ok(read)) = tokio::time::timeout(patience, inner.read(&breaker)).await {
-                inbox.offer_decision(read);
-            }
-            let watched = watching.load(Ordering::Relaxed);
-            tokio::time::sleep(if watched { inner.decision_resync } else { inner.decision_resync / 4 }).await;
-        };
-        tokio::select! {
-            () = cycle => {}
-            lost = conn.wait_for(|c| c.losses != losses) => if lost.is_err() { return },
-        }
-    }
 }
 
 /// Keeps a consumer or watch going for as long as its subscription lives: waits for the
@@ -737,86 +707,125 @@ async fn pull(
         .map_err(backend)
 }
 
-/// Publishes one breaker's queued reports in order, one at a time, each until acknowledged
-/// or too old to matter: in order because the decider keeps only reports newer than the
-/// last it saw from a node.
-async fn publish_loop(inner: Arc<Inner>, outbox: Arc<Outbox>) {
-    let mut conn = inner.conn.clone();
-    loop {
-        let next = {
-            let mut queue = lock(&outbox.queue);
-            let next = queue.pop_front();
-            // Under the queue's lock, so that a flush never sees an empty queue and nothing
-            // in flight while a report is between the two.
-            outbox.in_flight.store(usize::from(next.is_some()), Ordering::SeqCst);
-            next
-        };
-        match next {
-            Some(Queued { report, since }) => publish_one(&inner, &mut conn, &report, since).await,
-            None => outbox.ready.notified().await,
-        }
+/// The options of one of the node's connections (`conn_tx`: the one whose state the
+/// breakers follow).
+fn connect_options(config: &NatsConfig, name: String, conn_tx: Option<watch::Sender<ConnState>>) -> ConnectOptions {
+    let max_delay = config.max_reconnect_delay;
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .connection_timeout(config.connect_timeout)
+        .ping_interval(config.ping_interval.max(Duration::from_millis(10)))
+        .request_timeout(Some(config.request_timeout))
+        .reconnect_delay_callback(move |attempts| backoff(u32::try_from(attempts).unwrap_or(u32::MAX)).min(max_delay));
+    if let Some(conn_tx) = conn_tx {
+        options = options.event_callback(move |event| {
+            let conn_tx = conn_tx.clone();
+            async move { on_event(&conn_tx, &event) }
+        });
     }
+    if let Some((user, password)) = &config.credentials {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    options
 }
 
-/// Publishes `report` until acknowledged, or gives it up (counted) once it is older than the
-/// stream keeps reports.
-async fn publish_one(inner: &Inner, conn: &mut watch::Receiver<ConnState>, report: &Report, since: Instant) {
-    let max_age = inner.stores.report_max_age;
-    let lost = || {
-        TransportStats::bump(&inner.stats.reports_lost);
-        metrics::counter!("fusebox_reports_lost_total", "breaker" => report.breaker.as_str().to_owned()).increment(1);
-    };
-    let subject = inner.layout.outcome_subject(&report.breaker, &report.node);
-    let id = codec::report_msg_id(report);
-    let payload = match codec::encode_report(report) {
-        Ok(p) => Bytes::from(p),
-        Err(e) => {
-            tracing::error!(error = %e, "report cannot be encoded; dropped");
-            return lost();
-        }
-    };
-    let mut attempt = 0;
+/// A number no earlier run of this node used (wall-clock nanoseconds and the process id:
+/// an id, never a time anything is decided on).
+fn fresh_incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    (u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(0)) ^ (u64::from(std::process::id()) << 48)
+}
+
+/// The node's one report publisher: sends what the batcher says when it says, one message
+/// in flight, and tells it how each publish went.
+async fn publish_loop(inner: Arc<Inner>) {
+    let mut conn = inner.conn.clone();
+    let subject = inner.layout.batch_subject(&inner.node);
+    let mut attempt = 0u32;
+    let mut counted = (0u64, 0u64);
     loop {
-        if since.elapsed() >= max_age {
-            return lost();
-        }
-        if !inner.is_connected() {
-            let _ = tokio::time::timeout(max_age.saturating_sub(since.elapsed()), until_connected(conn)).await;
-            continue;
-        }
-        let message = PublishMessage::build()
-            .payload(payload.clone())
-            .message_id(&id)
-            .header(codec::CONTENT_TYPE, codec::POSTCARD);
-        let acked = match inner.js.send_publish(subject.clone(), message).await {
-            Ok(ack) => ack.await.map(|_| ()),
-            Err(e) => Err(e),
+        let now = inner.now();
+        let (batch, timeout) = {
+            let mut batcher = lock(&inner.outbox.batcher);
+            let batch = batcher.poll_transmit(now);
+            let (lost, coalesced) = (batcher.lost(), batcher.coalesced());
+            let newly_lost = lost.saturating_sub(counted.0);
+            if newly_lost > 0 {
+                inner.stats.reports_lost.fetch_add(newly_lost, Ordering::Relaxed);
+                metrics::counter!("fusebox_reports_lost_total").increment(newly_lost);
+            }
+            inner.stats.reports_coalesced.fetch_add(coalesced.saturating_sub(counted.1), Ordering::Relaxed);
+            counted = (lost, coalesced);
+            (batch, batcher.poll_timeout())
         };
-        match acked {
-            Ok(()) => return TransportStats::bump(&inner.stats.reports_published),
-            Err(e) => {
-                tracing::debug!(subject, error = %e, attempt, "report publish failed; retrying");
-                TransportStats::bump(&inner.stats.publish_retries);
+        let Some(batch) = batch else {
+            let wait = timeout.map(|at| Duration::from_millis(at.since(now)));
+            tokio::select! {
+                () = inner.outbox.ready.notified() => {}
+                () = sleep_for(wait) => {}
+            }
+            continue;
+        };
+        let count = batch.reports.len() as u64;
+        let published = if inner.is_connected() { publish_batch(&inner, &subject, &batch).await } else { false };
+        if published {
+            lock(&inner.outbox.batcher).handle_acked(batch.seq);
+            attempt = 0;
+            TransportStats::bump(&inner.stats.batches_published);
+            inner.stats.reports_published.fetch_add(count, Ordering::Relaxed);
+        } else {
+            lock(&inner.outbox.batcher).handle_failed(batch.seq);
+            TransportStats::bump(&inner.stats.publish_retries);
+            if inner.is_connected() {
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt = attempt.saturating_add(1);
+            } else {
+                // Until the connection returns, or at most a while: the batcher gives up on
+                // reports older than the stream keeps.
+                let _ = tokio::time::timeout(RETRY_MAX, until_connected(&mut conn)).await;
             }
         }
     }
 }
 
-/// Merges `later` into `earlier` when the decider would count them the same way (one node,
-/// one incarnation, the same applied decision): the counts add up, the later report's
-/// sequence, clock and overlay stand.
-fn coalesce(earlier: &mut Report, later: &Report) -> bool {
-    if earlier.node != later.node || earlier.incarnation != later.incarnation || earlier.applied != later.applied {
-        return false;
+async fn sleep_for(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
     }
-    earlier.counts.add(&later.counts);
-    earlier.longest_failure_streak = earlier.longest_failure_streak.max(later.longest_failure_streak);
-    earlier.seq = later.seq;
-    earlier.clock = later.clock.clone();
-    earlier.local_open = later.local_open;
-    true
+}
+
+/// Publishes one batch and waits for its ack: `true` if the stream has it.
+async fn publish_batch(inner: &Inner, subject: &str, batch: &Batch) -> bool {
+    let node_batch = NodeBatch {
+        version: codec::BATCH_VERSION,
+        node: inner.node.clone(),
+        incarnation: inner.incarnation,
+        seq: batch.seq,
+        reports: batch.reports.clone(),
+    };
+    let payload = match codec::encode_batch(&node_batch) {
+        Ok(p) => Bytes::from(p),
+        Err(e) => {
+            tracing::error!(error = %e, "batch cannot be encoded");
+            return false;
+        }
+    };
+    let message = PublishMessage::build()
+        .payload(payload)
+        .message_id(codec::batch_msg_id(&inner.node, inner.incarnation, batch.seq))
+        .header(codec::CONTENT_TYPE, codec::POSTCARD_BATCH);
+    let acked = match inner.js.send_publish(subject.to_owned(), message).await {
+        Ok(ack) => ack.await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match acked {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(subject, error = %e, "batch publish failed; retrying");
+            false
+        }
+    }
 }
 
 impl Transport for NatsTransport {
@@ -829,80 +838,16 @@ impl Transport for NatsTransport {
     }
 
     fn publish_report(&self, report: Report) -> BoxFuture<Result<(), TransportError>> {
-        let outbox = self.outbox(&report.breaker);
-        {
-            let mut queue = lock(&outbox.queue);
-            if queue.back_mut().is_some_and(|q| coalesce(&mut q.report, &report)) {
-                TransportStats::bump(&self.inner.stats.reports_coalesced);
-            } else {
-                if queue.len() >= OUTBOX_CAPACITY {
-                    queue.pop_front();
-                    TransportStats::bump(&self.inner.stats.reports_lost);
-                    metrics::counter!("fusebox_reports_lost_total", "breaker" => report.breaker.as_str().to_owned())
-                        .increment(1);
-                }
-                queue.push_back(Queued { report, since: Instant::now() });
-            }
-        }
-        outbox.ready.notify_one();
+        let (_, closed) = self.inner.decisions.latest(&report.breaker);
+        let urgency = Urgency::of(&report, closed);
+        let now = self.inner.now();
+        lock(&self.inner.outbox.batcher).handle_report(now, report, urgency);
+        self.inner.outbox.ready.notify_one();
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn consume_reports(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
-        let inner = self.inner.clone();
-        let breaker = breaker.clone();
-        // The stream sequence after the last message handled: a consumer recreated after an
-        // error resumes there instead of replaying again.
-        let mut resume = 0u64;
-        Subscription::from_task(tokio::spawn(keep_running(
-            self.inner.conn.clone(),
-            "report consumer",
-            async move || {
-                let deliver_policy = if resume == 0 {
-                    consumer::DeliverPolicy::All
-                } else {
-                    consumer::DeliverPolicy::ByStartSequence { start_sequence: resume }
-                };
-                // A plain ephemeral pull consumer with fast heartbeats rather than the client's
-                // ordered consumer: that one notices a lost server only after two missed 15 s
-                // heartbeats, and a decider must not go deaf for 30 s.
-                let config = consumer::pull::Config {
-                    filter_subject: inner.layout.breaker_outcome_subjects(&breaker),
-                    deliver_policy,
-                    ack_policy: consumer::AckPolicy::None,
-                    inactive_threshold: EPHEMERAL_IDLE,
-                    memory_storage: true,
-                    ..Default::default()
-                };
-                let consumer = inner.stores.outcomes.create_consumer(config).await.map_err(backend)?;
-                // A report's age is the server's now less the server's timestamp of it:
-                // the server's clock at the consumer's creation, moved on by this node's
-                // monotonic clock. No clock of this node is compared with the server's.
-                let server_then = consumer.cached_info().created.unix_timestamp_nanos();
-                let here_then = std::time::Instant::now();
-                let mut messages = pull(&consumer, PULL_BATCH).await?;
-                while let Some(Ok(message)) = messages.next().await {
-                    let Ok((sequence, published, pending)) =
-                        message.info().map(|i| (i.stream_sequence, i.published.unix_timestamp_nanos(), i.pending))
-                    else {
-                        continue;
-                    };
-                    resume = sequence + 1;
-                    if let Some(report) = inner.decode_report(&breaker, &message, sequence) {
-                        let server_now = server_then
-                            .saturating_add(i128::try_from(here_then.elapsed().as_nanos()).unwrap_or(i128::MAX));
-                        let age_ms =
-                            u64::try_from(server_now.saturating_sub(published).max(0) / 1_000_000).unwrap_or(u64::MAX);
-                        let arrival = Arrival { age_ms, backlog: pending > 0 };
-                        if inbox.push(Input::Report { report, arrival }, None).await.is_err() {
-                            return Ok(Session::Stop);
-                        }
-                        TransportStats::bump(&inner.stats.outcomes_delivered);
-                    }
-                }
-                Ok(Session::Retry)
-            },
-        )))
+        self.inner.feed.register(&self.inner, breaker, inbox)
     }
 
     fn publish_command(&self, command: Command) -> BoxFuture<Result<(), TransportError>> {
@@ -921,55 +866,11 @@ impl Transport for NatsTransport {
     }
 
     fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
-        let inner = self.inner.clone();
-        let breaker = breaker.clone();
-        let name = format!("{}_ctl_{}", inner.layout.prefix(), breaker);
-        Subscription::from_task(tokio::spawn(keep_running(
-            self.inner.conn.clone(),
-            "command consumer",
-            async move || {
-                let config = consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: inner.layout.control_subject(&breaker),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: COMMAND_ACK_WAIT,
-                    max_ack_pending: 16,
-                    inactive_threshold: COMMAND_CONSUMER_IDLE,
-                    ..Default::default()
-                };
-                let consumer = inner.stores.control.get_or_create_consumer(&name, config).await.map_err(backend)?;
-                let mut messages = pull(&consumer, 16).await?;
-                while let Some(Ok(message)) = messages.next().await {
-                    match codec::decode_command(&breaker, &message.payload, &inner.limits) {
-                        Ok(command) => {
-                            if inbox.push(Input::Command(command), None).await.is_err() {
-                                // Unacknowledged: redelivered to the next decider after the ack wait.
-                                return Ok(Session::Stop);
-                            }
-                        }
-                        Err(e) => inner.stats.reject("command", message.subject.as_str(), &e),
-                    }
-                    if let Err(e) = message.ack().await {
-                        tracing::debug!(breaker = breaker.as_str(), error = %e, "command ack failed");
-                    }
-                }
-                Ok(Session::Retry)
-            },
-        )))
+        self.inner.commands.register(&self.inner, breaker, inbox)
     }
 
     fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
-        let inner = self.inner.clone();
-        let breaker = breaker.clone();
-        // The watch and the direct reads run side by side, in one task: a watch that cannot
-        // be (re)created (no JetStream leader for a while after a server died) must not
-        // hold back the reads, which any replica answers.
-        let watching = Arc::new(AtomicBool::new(false));
-        let watch = watch_loop(inner.clone(), breaker.clone(), inbox.clone(), watching.clone());
-        let reads = resync_loop(inner, breaker, inbox, watching);
-        Subscription::from_task(tokio::spawn(async move {
-            tokio::join!(watch, reads);
-        }))
+        self.inner.decisions.register(&self.inner, breaker, inbox)
     }
 
     fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome> {
@@ -982,7 +883,7 @@ impl Transport for NatsTransport {
             };
             match inner.cas(&inner.stores.state, breaker.as_str(), payload, expected, None, None).await {
                 Ok(Cas::Written(revision)) => {
-                    inner.note_decision(&breaker, decision.id);
+                    inner.decisions.note_written(&breaker, DecisionRead { decision: Some(decision), revision });
                     WriteOutcome::Written { revision }
                 }
                 Ok(Cas::Conflict) => match inner.read(&breaker).await {
@@ -997,7 +898,15 @@ impl Transport for NatsTransport {
     fn read_decision(&self, breaker: &BreakerName) -> BoxFuture<Result<DecisionRead, TransportError>> {
         let inner = self.inner.clone();
         let breaker = breaker.clone();
-        Box::pin(async move { inner.read(&breaker).await })
+        Box::pin(async move {
+            // After an outage every breaker resyncs: answered from the node's one catch-up
+            // with the bucket after now, not by a read per breaker.
+            let patience = inner.decision_resync.saturating_mul(2).min(inner.request_timeout);
+            match inner.decisions.current(&breaker, patience).await {
+                Some(read) => Ok(read),
+                None => inner.read(&breaker).await,
+            }
+        })
     }
 
     fn register_config(
@@ -1071,7 +980,7 @@ impl Transport for NatsTransport {
         Box::pin(async move {
             let value = inner.lease_value(term, ttl)?;
             let ttl = inner.lease_ttl(ttl)?;
-            Ok(inner.cas(&inner.stores.leases, &shard.to_string(), value, revision, None, ttl).await?.revision())
+            Ok(inner.cas(&inner.leases, &shard.to_string(), value, revision, None, ttl).await?.revision())
         })
     }
 
@@ -1079,14 +988,7 @@ impl Transport for NatsTransport {
         let inner = self.inner.clone();
         Box::pin(async move {
             let deleted = inner
-                .cas(
-                    &inner.stores.leases,
-                    &shard.to_string(),
-                    Bytes::new(),
-                    revision,
-                    Some(("KV-Operation", "DEL")),
-                    None,
-                )
+                .cas(&inner.leases, &shard.to_string(), Bytes::new(), revision, Some(("KV-Operation", "DEL")), None)
                 .await?;
             Ok(deleted != Cas::Conflict)
         })
@@ -1096,14 +998,10 @@ impl Transport for NatsTransport {
         let inner = self.inner.clone();
         Box::pin(async move {
             let deadline = Instant::now() + timeout;
+            lock(&inner.outbox.batcher).handle_hurry();
+            inner.outbox.ready.notify_one();
             loop {
-                // An outbox whose report is in flight is empty but not done: count the
-                // publish loop's current report through `in_flight`.
-                let pending: usize = lock(&inner.outboxes)
-                    .values()
-                    .map(|o| lock(&o.queue).len() + o.in_flight.load(Ordering::SeqCst))
-                    .sum();
-                if pending == 0 {
+                if lock(&inner.outbox.batcher).pending() == 0 {
                     return true;
                 }
                 if Instant::now() >= deadline {
@@ -1117,7 +1015,7 @@ impl Transport for NatsTransport {
     fn watch_leases(&self, notify: Arc<Notify>) -> Subscription {
         let inner = self.inner.clone();
         Subscription::from_task(tokio::spawn(keep_running(self.inner.conn.clone(), "lease watch", async move || {
-            let mut watch = inner.stores.leases.watch_all().await.map_err(backend)?;
+            let mut watch = inner.leases.watch_all().await.map_err(backend)?;
             while let Some(Ok(entry)) = watch.next().await {
                 // A delete is a step-down, a purge an expiry marker: the key is free.
                 if entry.operation != kv::Operation::Put {
@@ -1126,33 +1024,6 @@ impl Transport for NatsTransport {
             }
             Ok(Session::Retry)
         })))
-    }
-}
-
-impl Inner {
-    /// Decodes one outcome message for `breaker`'s decider, counting what it rejects.
-    fn decode_report(&self, breaker: &BreakerName, message: &jetstream::Message, sequence: u64) -> Option<Report> {
-        let subject = message.subject.as_str();
-        let Some((subject_breaker, node)) = self.layout.parse_outcome_subject(subject) else {
-            self.stats.reject("outcome", subject, &DecodeError::BadSubject { subject: subject.to_owned() });
-            return None;
-        };
-        if &subject_breaker != breaker {
-            let error = DecodeError::WrongBreaker { expected: breaker.clone(), got: subject_breaker };
-            self.stats.reject("outcome", subject, &error);
-            return None;
-        }
-        let content_type = message.headers.as_ref().and_then(|h| header(h, codec::CONTENT_TYPE));
-        match codec::decode_outcome(breaker, &node, content_type, &message.payload, &self.limits) {
-            Ok(Outcome::Report(report)) => Some(report),
-            Ok(Outcome::Foreign(foreign)) => {
-                Some(foreign.into_report(breaker.clone(), node, sequence, self.latest_decision(breaker)))
-            }
-            Err(e) => {
-                self.stats.reject("outcome", subject, &e);
-                None
-            }
-        }
     }
 }
 
