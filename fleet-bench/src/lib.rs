@@ -5,9 +5,12 @@
 //! subscriber that counts what each node publishes ([`tap`]), the per-window figures built
 //! from both ([`window`]), `/proc` readings ([`procstat`]) and the fleet itself ([`fleet`]).
 
+pub mod absorption;
 pub mod fleet;
 pub mod monitor;
+pub mod point;
 pub mod procstat;
+pub mod propagation;
 pub mod tap;
 pub mod window;
 

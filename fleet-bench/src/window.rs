@@ -12,6 +12,9 @@ use crate::monitor::{ConnView, ServerView};
 use crate::tap::{Kind, Origin, Tap, TapCounts};
 use crate::BenchError;
 
+/// Streams the bench itself creates start with this.
+pub const BENCH_STREAMS: &str = "KV_fleet_bench";
+
 /// What the window's figures are about: the nodes (by id), the layout's prefix and the
 /// monitoring ports of every server.
 #[derive(Debug, Clone)]
@@ -199,7 +202,8 @@ fn figures(scope: &Scope, start: &Mark, end: &ServerView, counts: &TapCounts, el
     }
     let mut consumers_per_stream = BTreeMap::new();
     let mut consumers_unattributed = 0;
-    for consumer in &end.consumers {
+    // The bench's own scratch bucket (raw KV watch) is nobody's cost.
+    for consumer in end.consumers.iter().filter(|c| !c.stream.starts_with(BENCH_STREAMS)) {
         *consumers_per_stream.entry(consumer.stream.clone()).or_default() += 1;
         let owner = match &consumer.deliver_subject {
             Some(subject) => subscribers.deliver_node(subject),
