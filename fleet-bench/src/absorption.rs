@@ -3,8 +3,8 @@
 //! (`Stats::recorded`) and what the deciders counted in their windows (a 10-minute time
 //! window, so nothing ages out and nothing trips): none lost or doubled, and the rate.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use breaker_actors::hot::Breaker;
@@ -52,12 +52,12 @@ pub fn absorption_config() -> BreakerConfig {
     }
 }
 
-fn hammer(breakers: Vec<Breaker>, threads: usize, secs: Duration) -> (u64, Duration) {
+fn hammer(breakers: &[Breaker], threads: usize, secs: Duration) -> (u64, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let began = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let breakers = breakers.clone();
+            let breakers = breakers.to_vec();
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut recorded = 0u64;
@@ -127,7 +127,7 @@ pub async fn run(fleet: &Fleet, names: &[&str], threads: usize, secs: Duration) 
     // Counted before (the breakers may have run before): the run's own are the difference.
     let (drained_before, counted_before) = totals(fleet, &parsed).await;
     let (recorded, elapsed) =
-        tokio::task::spawn_blocking(move || hammer(breakers, threads, secs)).await.doing("hammering")?;
+        tokio::task::spawn_blocking(move || hammer(&breakers, threads, secs)).await.doing("hammering")?;
     let deadline = Instant::now() + SETTLE_DEADLINE;
     loop {
         let (drained, counted) = totals(fleet, &parsed).await;

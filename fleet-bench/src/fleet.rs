@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
 use breaker_actors::machine::{BreakerConfig, Event, NodeId, StateLabel, StepDownReason};
 use breaker_actors::transport::LeaseShard;
-use breaker_actors::Registry;
 use futures_util::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
 use transport_nats::nats::{NatsConfig, NatsTransport};
@@ -383,7 +383,9 @@ impl Load {
                     owed += per_tick;
                     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                     let now_calls = owed.floor() as u64;
-                    owed -= now_calls as f64;
+                    #[allow(clippy::cast_precision_loss)]
+                    let whole = now_calls as f64;
+                    owed -= whole;
                     let mut made = 0;
                     for b in &breakers {
                         for _ in 0..now_calls {

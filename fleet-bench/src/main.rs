@@ -4,12 +4,13 @@
 //! figures as a Markdown table (one column per run, min and median when repeated) and a
 //! summary table of the whole grid. See BENCHMARKS.md, "Fleet scale".
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::Parser;
 use fleet_bench::absorption::{self, Absorption};
 use fleet_bench::fleet::{Fleet, FleetSpec};
-use fleet_bench::point::{self, PointResult, PointSpec, Settings, NODE_THREADS};
+use fleet_bench::point::{self, NODE_THREADS, PointResult, PointSpec, Settings};
 use fleet_bench::{BenchError, Context};
 use transport_nats::servers::NatsServer;
 
@@ -20,7 +21,7 @@ const DEFAULT_POINTS: &str = "1x1,1x100,4x100,1x1000:idle,4x1000,4x100:cluster,1
 #[derive(Debug, Parser)]
 #[command(name = "fleet-bench")]
 struct Args {
-    /// Points, comma-separated: NODESxBREAKERS[:idle|:busy|:cluster|:single|:r<calls/s>].
+    /// Points, comma-separated: `NODESxBREAKERS[:idle|:busy|:cluster|:single|:r<calls/s>]`.
     #[arg(long, default_value = DEFAULT_POINTS)]
     points: String,
     /// Also run every point on the 3-node cluster.
@@ -82,7 +83,8 @@ fn run_point(spec: PointSpec, settings: &Settings) -> Result<PointResult, BenchE
 fn absorb(secs: Duration) -> Result<Vec<Absorption>, BenchError> {
     let nodes = runtime(NODE_THREADS, 2)?;
     let result = nodes.block_on(async {
-        let server = tokio::task::spawn_blocking(NatsServer::start).await.doing("starting")?.doing("starting a server")?;
+        let server =
+            tokio::task::spawn_blocking(NatsServer::start).await.doing("starting")?.doing("starting a server")?;
         let spec = FleetSpec {
             urls: vec![server.url()],
             nodes: 1,
@@ -109,7 +111,7 @@ fn absorb(secs: Duration) -> Result<Vec<Absorption>, BenchError> {
 fn number(v: f64) -> String {
     if v.is_nan() {
         "—".to_owned()
-    } else if v.abs() >= 100.0 || v == v.trunc() {
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
@@ -128,7 +130,7 @@ fn print_point(spec: &PointSpec, runs: &[PointResult]) {
     let repeated = runs.len() > 1;
     let mut header = "| figure |".to_owned();
     for i in 1..=runs.len() {
-        header += &format!(" run {i} |");
+        let _ = write!(header, " run {i} |");
     }
     if repeated {
         header += " min | median |";
@@ -140,11 +142,11 @@ fn print_point(spec: &PointSpec, runs: &[PointResult]) {
         let mut values: Vec<f64> = runs.iter().map(|r| r.get(label)).collect();
         let mut row = format!("| {label} |");
         for v in &values {
-            row += &format!(" {} |", number(*v));
+            let _ = write!(row, " {} |", number(*v));
         }
         if repeated {
             let min = values.iter().copied().fold(f64::NAN, f64::min);
-            row += &format!(" {} | {} |", number(min), number(median(&mut values)));
+            let _ = write!(row, " {} | {} |", number(min), number(median(&mut values)));
         }
         println!("{row}");
     }
@@ -176,7 +178,7 @@ fn print_summary(points: &[(PointSpec, Vec<PointResult>)]) {
     println!("\n## Summary (median of runs)\n");
     let mut header = "| point | created |".to_owned();
     for (_, short) in SUMMARY {
-        header += &format!(" {short} |");
+        let _ = write!(header, " {short} |");
     }
     header += " losses / depositions |";
     println!("{header}");
@@ -194,9 +196,9 @@ fn print_summary(points: &[(PointSpec, Vec<PointResult>)]) {
                 "raw KV watch p99 ms" => format!("{} / {}", number(med("raw KV watch p50 ms")), number(med(label))),
                 _ => number(med(label)),
             };
-            row += &format!(" {cell} |");
+            let _ = write!(row, " {cell} |");
         }
-        row += &format!(" {} / {} |", number(med("lease losses (window)")), number(med("depositions (window)")));
+        let _ = write!(row, " {} / {} |", number(med("lease losses (window)")), number(med("depositions (window)")));
         println!("{row}");
     }
 }
@@ -248,7 +250,9 @@ fn main() -> Result<(), BenchError> {
         eprintln!("fleet-bench: absorption");
         let runs = absorb(Duration::from_secs_f64(args.absorb_secs))?;
         println!("\n### Absorption (1 node, 2 threads, every call a success)\n");
-        println!("| breakers | recorded | drained by the node | counted by the deciders | lost | doubled | M outcomes/s |");
+        println!(
+            "| breakers | recorded | drained by the node | counted by the deciders | lost | doubled | M outcomes/s |"
+        );
         println!("|---|---|---|---|---|---|---|");
         for a in runs {
             println!(

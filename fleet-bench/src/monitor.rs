@@ -102,8 +102,10 @@ impl ServerView {
             for stream in account.get("stream_detail").and_then(Value::as_array).into_iter().flatten() {
                 let name = stream.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let state = stream.get("state").cloned().unwrap_or(Value::Null);
-                view.streams
-                    .insert(name.clone(), StreamView { messages: u(&state, "messages"), last_seq: u(&state, "last_seq") });
+                view.streams.insert(
+                    name.clone(),
+                    StreamView { messages: u(&state, "messages"), last_seq: u(&state, "last_seq") },
+                );
                 for consumer in stream.get("consumer_detail").and_then(Value::as_array).into_iter().flatten() {
                     let deliver = consumer
                         .get("config")

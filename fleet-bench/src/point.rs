@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use transport_nats::servers::{NatsCluster, NatsServer};
 
 use crate::fleet::{Fleet, FleetSpec, Load};
-use crate::propagation::{self, RawKv, PROPAGATION_BREAKER};
+use crate::propagation::{self, PROPAGATION_BREAKER, RawKv};
 use crate::tap::Tap;
 use crate::window::{self, Scope};
-use crate::{procstat, BenchError, Context};
+use crate::{BenchError, Context, procstat};
 
 /// The name the nodes' runtime threads carry (their CPU is the node CPU).
 pub const NODE_THREADS: &str = "fleet-node";
@@ -49,7 +49,8 @@ impl PointSpec {
                 "cluster" => spec.cluster = true,
                 "single" => spec.cluster = false,
                 r if r.starts_with('r') => {
-                    spec.rate = Some(r[1..].parse().map_err(|_| BenchError(format!("point {text:?}: bad rate {r:?}")))?);
+                    spec.rate =
+                        Some(r[1..].parse().map_err(|_| BenchError(format!("point {text:?}: bad rate {r:?}")))?);
                 }
                 other => return crate::fail(format!("point {text:?}"), format!("unknown flag {other:?}")),
             }
@@ -155,7 +156,11 @@ impl Servers {
 
 /// Runs one point. Must be called from the nodes' runtime (whose threads are named
 /// [`NODE_THREADS`]); the tap and the raw watchers run on `aux`.
-pub async fn run(spec: PointSpec, settings: &Settings, aux: &tokio::runtime::Handle) -> Result<PointResult, BenchError> {
+pub async fn run(
+    spec: PointSpec,
+    settings: &Settings,
+    aux: &tokio::runtime::Handle,
+) -> Result<PointResult, BenchError> {
     let servers = tokio::task::spawn_blocking(move || {
         if spec.cluster {
             NatsCluster::start(3).map(Servers::Cluster)
@@ -254,6 +259,10 @@ pub async fn run(spec: PointSpec, settings: &Settings, aux: &tokio::runtime::Han
         result.notes.push(format!("busiest stream: {stream}; consumers per stream {:?}", w.consumers_per_stream));
     }
     result.put("consumers unattributed", f(w.consumers_unattributed));
+    let mut kinds: Vec<_> = w.requests_by_kind.iter().collect();
+    kinds.sort_by_key(|(_, c)| std::cmp::Reverse(**c));
+    let kinds: Vec<String> = kinds.iter().take(6).map(|(k, c)| format!("{k} {:.0}/s", w.rate(**c))).collect();
+    result.notes.push(format!("requests by kind (all nodes): {}", kinds.join(", ")));
     result.put("subscriptions per node (max)", mean_max(w.nodes.iter().map(|n| f(n.subscriptions))).1);
     result.put("resync gets/s per node (max)", mean_max(w.nodes.iter().map(|n| w.rate(n.resync_gets))).1);
     result.put("API requests/s per node (max)", mean_max(w.nodes.iter().map(|n| w.rate(n.api_requests))).1);
@@ -287,7 +296,9 @@ pub async fn run(spec: PointSpec, settings: &Settings, aux: &tokio::runtime::Han
 
     result.put("breakers decided at the end", f(fleet.deciding_now(Duration::from_secs(20)).await));
     let load_cpu = load.map_or(Duration::ZERO, Load::stop);
-    result.notes.push(format!("load thread CPU {:.1} % (not in the node CPU)", pct(load_cpu, w.elapsed + settings.settle)));
+    result
+        .notes
+        .push(format!("load thread CPU {:.1} % (not in the node CPU)", pct(load_cpu, w.elapsed + settings.settle)));
     fleet.shutdown(Duration::from_secs(10)).await;
     drop(Arc::clone(&raw));
     aux.spawn(async move {

@@ -57,7 +57,11 @@ pub struct RawKv {
 impl RawKv {
     /// Creates the scratch bucket (memory, `replicas`) and starts the watchers.
     pub async fn start(urls: &[String], watchers: usize, replicas: usize) -> Result<Arc<Self>, BenchError> {
-        let putter = async_nats::ConnectOptions::new().name("fleet-bench-raw-put").connect(urls).await.doing("connecting the raw putter")?;
+        let putter = async_nats::ConnectOptions::new()
+            .name("fleet-bench-raw-put")
+            .connect(urls)
+            .await
+            .doing("connecting the raw putter")?;
         let js = jetstream::new(putter.clone());
         let bucket = js
             .create_key_value(kv::Config {
@@ -78,7 +82,8 @@ impl RawKv {
                 .connect(urls)
                 .await
                 .doing("connecting a raw watcher")?;
-            let store = jetstream::new(client.clone()).get_key_value(RAW_BUCKET).await.doing("opening the raw bucket")?;
+            let store =
+                jetstream::new(client.clone()).get_key_value(RAW_BUCKET).await.doing("opening the raw bucket")?;
             let mut watch = store.watch("k").await.doing("watching the raw key")?;
             let tx = tx.clone();
             tasks.push(tokio::spawn(async move {
@@ -150,12 +155,16 @@ pub async fn measure(
     monitor: &async_nats::Client,
     trips: usize,
 ) -> Result<Propagation, BenchError> {
-    let state = jetstream::new(monitor.clone()).get_key_value("fusebox_state").await.doing("opening the state bucket")?;
+    let state =
+        jetstream::new(monitor.clone()).get_key_value("fusebox_state").await.doing("opening the state bucket")?;
     let mut applied = fleet.book.follow(PROPAGATION_BREAKER);
     let mut result = Propagation::default();
     for k in 0..trips {
-        let (kind, target) =
-            if k % 2 == 0 { (CommandKind::ForceOpen, StateLabel::ForcedOpen) } else { (CommandKind::ForceClosed, StateLabel::ForcedClosed) };
+        let (kind, target) = if k % 2 == 0 {
+            (CommandKind::ForceOpen, StateLabel::ForcedOpen)
+        } else {
+            (CommandKind::ForceClosed, StateLabel::ForcedClosed)
+        };
         match fleet_one(fleet, &state, &mut applied, kind, target).await {
             Some(ms) => result.fleet_ms.push(ms),
             None => result.missed += 1,

@@ -58,6 +58,7 @@ pub struct TapCounts {
 
 impl TapCounts {
     /// What was counted since `earlier`.
+    #[must_use]
     pub fn since(&self, earlier: &Self) -> Self {
         let mut by_key = HashMap::new();
         for (key, count) in &self.by_key {
@@ -90,7 +91,9 @@ pub fn classify(prefix: &str, subject: &str, reply: Option<&str>) -> Option<(Kin
         let mut tokens = rest.split('.');
         return match tokens.next()? {
             // `<prefix>.out.<breaker>.<node>` and `<prefix>.batch.<node>`: the node is last.
-            "out" | "batch" => Some((Kind::Outcome, rest.rsplit('.').next().map_or_else(origin, |n| Origin::Node(n.to_owned())))),
+            "out" | "batch" => {
+                Some((Kind::Outcome, rest.rsplit('.').next().map_or_else(origin, |n| Origin::Node(n.to_owned()))))
+            }
             "ctl" => Some((Kind::Command, origin())),
             _ => None,
         };
@@ -125,8 +128,11 @@ impl Tap {
         let task = tokio::spawn(async move {
             let mut all = futures_util::stream::select_all(subscriptions);
             while let Some(message) = all.next().await {
-                let Some(key) = classify(&prefix, message.subject.as_str(), message.reply.as_ref().map(|r| r.as_str()))
-                else {
+                let Some(key) = classify(
+                    &prefix,
+                    message.subject.as_str(),
+                    message.reply.as_ref().map(async_nats::Subject::as_str),
+                ) else {
                     continue;
                 };
                 let mut counts = shared.lock().unwrap_or_else(PoisonError::into_inner);

@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use crate::BenchError;
 use crate::monitor::{ConnView, ServerView};
 use crate::tap::{Kind, Origin, Tap, TapCounts};
-use crate::BenchError;
 
 /// Streams the bench itself creates start with this.
 pub const BENCH_STREAMS: &str = "KV_fleet_bench";
@@ -101,6 +101,9 @@ pub struct Figures {
     pub server_in_msgs: u64,
     /// Server memory at the end (`/varz`).
     pub server_mem: u64,
+    /// The nodes' requests other than outcomes, by kind (`Get KV_fusebox_config`,
+    /// `Api CONSUMER.CREATE`, `KvWrite fusebox_leases`, ...): where the traffic goes.
+    pub requests_by_kind: BTreeMap<String, u64>,
 }
 
 impl Figures {
@@ -144,10 +147,7 @@ impl Subscribers {
     }
 
     fn deliver_node(&self, subject: &str) -> Option<usize> {
-        self.exact
-            .get(subject)
-            .or_else(|| subject.rsplit_once('.').and_then(|(p, _)| self.wildcard.get(p)))
-            .copied()
+        self.exact.get(subject).or_else(|| subject.rsplit_once('.').and_then(|(p, _)| self.wildcard.get(p))).copied()
     }
 }
 
@@ -173,12 +173,24 @@ fn figures(scope: &Scope, start: &Mark, end: &ServerView, counts: &TapCounts, el
     let delta = counts.since(&start.counts);
     let mut tapped_unattributed = delta.overflow;
     let mut pulled_by: HashMap<String, usize> = HashMap::new();
+    let mut requests_by_kind = BTreeMap::new();
     let state_stream = scope.state_stream();
     for ((kind, origin), count) in &delta.by_key {
         let Some(node) = subscribers.node(origin, scope) else {
             tapped_unattributed += count;
             continue;
         };
+        let label = match kind {
+            Kind::Outcome => None,
+            Kind::Command => Some("Command".to_owned()),
+            Kind::KvWrite(b) => Some(format!("KvWrite {b}")),
+            Kind::Get(stream) => Some(format!("Get {stream}")),
+            Kind::Pull(consumer) => Some(format!("Pull {}", consumer.split('.').next().unwrap_or_default())),
+            Kind::Api(verb) => Some(format!("Api {verb}")),
+        };
+        if let Some(label) = label {
+            *requests_by_kind.entry(label).or_default() += count;
+        }
         let figures = &mut nodes[node];
         figures.jetstream_msgs += count;
         match kind {
@@ -229,5 +241,6 @@ fn figures(scope: &Scope, start: &Mark, end: &ServerView, counts: &TapCounts, el
         server_api_requests: end.api_total.saturating_sub(start.view.api_total),
         server_in_msgs: end.in_msgs.saturating_sub(start.view.in_msgs),
         server_mem: end.mem,
+        requests_by_kind,
     }
 }

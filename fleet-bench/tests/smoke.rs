@@ -49,7 +49,11 @@ async fn a_nodes_nats_cost_is_bounded_by_the_node_not_its_breakers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let scope = Scope { nodes: fleet.nodes.iter().map(|n| n.id.clone()).collect(), prefix: "fusebox".to_owned(), ports: vec![server.monitor_port()] };
+    let scope = Scope {
+        nodes: fleet.nodes.iter().map(|n| n.id.clone()).collect(),
+        prefix: "fusebox".to_owned(),
+        ports: vec![server.monitor_port()],
+    };
     let start = window::mark(&scope, &tap).await.unwrap();
     tokio::time::sleep(WINDOW).await;
     let figures = window::finish(&scope, &tap, &start).await.unwrap();
@@ -62,16 +66,39 @@ async fn a_nodes_nats_cost_is_bounded_by_the_node_not_its_breakers() {
     for (i, node) in figures.nodes.iter().enumerate() {
         eprintln!(
             "{}: outcome msgs {} over {flushes} flushes, consumers {} (holds {} shards), resync gets {} in {:?}, subscriptions {}, jetstream msgs {}",
-            scope.nodes[i], node.outcome_msgs, node.consumers, held[i], node.resync_gets, figures.elapsed, node.subscriptions, node.jetstream_msgs
+            scope.nodes[i],
+            node.outcome_msgs,
+            node.consumers,
+            held[i],
+            node.resync_gets,
+            figures.elapsed,
+            node.subscriptions,
+            node.jetstream_msgs
         );
         if u128::from(node.outcome_msgs) > flushes + 2 {
-            failures.push(format!("{}: {} outcome messages over {flushes} flushes (at most {})", scope.nodes[i], node.outcome_msgs, flushes + 2));
+            failures.push(format!(
+                "{}: {} outcome messages over {flushes} flushes (at most {})",
+                scope.nodes[i],
+                node.outcome_msgs,
+                flushes + 2
+            ));
         }
         if node.consumers > 3 + u64::from(held[i]) {
-            failures.push(format!("{}: {} consumers holding {} shards (at most {})", scope.nodes[i], node.consumers, held[i], 3 + held[i]));
+            failures.push(format!(
+                "{}: {} consumers holding {} shards (at most {})",
+                scope.nodes[i],
+                node.consumers,
+                held[i],
+                3 + held[i]
+            ));
         }
         if node.resync_gets > seconds + 1 {
-            failures.push(format!("{}: {} resync gets in {seconds} s (at most {})", scope.nodes[i], node.resync_gets, seconds + 1));
+            failures.push(format!(
+                "{}: {} resync gets in {seconds} s (at most {})",
+                scope.nodes[i],
+                node.resync_gets,
+                seconds + 1
+            ));
         }
     }
     let per_stream_bound = 3 * NODES as u64 + u64::from(SHARDS);
@@ -81,7 +108,10 @@ async fn a_nodes_nats_cost_is_bounded_by_the_node_not_its_breakers() {
             failures.push(format!("stream {stream}: {consumers} consumers (at most {per_stream_bound})"));
         }
     }
-    eprintln!("consumers unattributed {}, tapped messages unattributed {}", figures.consumers_unattributed, figures.tapped_unattributed);
+    eprintln!(
+        "consumers unattributed {}, tapped messages unattributed {}",
+        figures.consumers_unattributed, figures.tapped_unattributed
+    );
     fleet.shutdown(Duration::from_secs(5)).await;
     assert!(failures.is_empty(), "structural bounds exceeded:\n{}", failures.join("\n"));
 }
