@@ -1,5 +1,5 @@
 # Fusebox developer entry points. `make test` is exactly what CI runs.
-.PHONY: test demo timeline sim explore tools clean-tools
+.PHONY: test demo fleet-bench timeline sim explore tools clean-tools
 
 test:
 	bash scripts/test.sh
@@ -11,6 +11,15 @@ demo:
 	cargo build --release --quiet -p fusebox-examples --bin service-instance
 	FUSEBOX_NATS_SERVER="$(CURDIR)/.tools/bin/nats-server" \
 		cargo run --release --quiet -p fusebox-examples --bin cluster-demo -- $(DEMO_ARGS)
+
+# The fleet-scale bench (BENCHMARKS.md, "Fleet scale"): a grid of nodes x breakers in one
+# process against nats-server processes it starts itself; about 4 minutes by default.
+# FLEET_ARGS: e.g. --points 1x1,1x100,4x100,1x1000,4x1000 --secs 15 --cluster --repeat 3.
+fleet-bench:
+	bash scripts/install-tools.sh
+	cargo build --release --quiet -p fleet-bench
+	FUSEBOX_NATS_SERVER="$(CURDIR)/.tools/bin/nats-server" \
+		cargo run --release --quiet -p fleet-bench -- $(FLEET_ARGS)
 
 # The same kind of outage through the deterministic simulated fleet (no NATS).
 timeline:

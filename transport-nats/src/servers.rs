@@ -224,6 +224,12 @@ impl NatsServer {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
+    /// The monitoring port (`/varz`, `/jsz`, `/connz`, ...), for tools that measure the
+    /// server from the outside (`fleet-bench`).
+    pub fn monitor_port(&self) -> u16 {
+        self.http_port
+    }
+
     /// The server's name.
     pub fn name(&self) -> &str {
         &self.name
