@@ -93,7 +93,9 @@ fn fusebox_call(breaker: &Breaker) {
             black_box(1_u64);
             permit.success();
         }
-        Err(rejected) => drop(black_box(rejected)),
+        Err(rejected) => {
+            black_box(rejected);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The hot path allocates nothing: a counting global allocator watches acquire and record in
-//! every admission mode, and rejections (whose `Rejected` clones the breaker's `Arc` name).
+//! every admission mode, and rejections (a `Rejected` is `Copy`: no name, no reference count).
 //!
 //! The allocator is `allocation-counter`'s wrapper of `System` (implementing `GlobalAlloc`
 //! here would take `unsafe`, which the workspace forbids). It counts the measuring thread's
@@ -56,7 +56,7 @@ fn acquiring_recording_and_rejecting_allocate_nothing() {
     let rejecting = allocations(|| {
         for _ in 0..CALLS {
             let rejected = hot.try_acquire().unwrap_err();
-            if rejected.reason == RejectReason::Open && rejected.retry_after.is_some() {
+            if rejected.reason() == RejectReason::Open && rejected.retry_after().is_some() {
                 rejections += 1;
             }
         }
@@ -71,7 +71,7 @@ fn acquiring_recording_and_rejecting_allocate_nothing() {
         for _ in 0..CALLS {
             match hot.try_acquire() {
                 Ok(permit) => permit.record(Outcome::Success),
-                Err(rejected) => assert_eq!(rejected.reason, RejectReason::NoProbeLeft),
+                Err(rejected) => assert_eq!(rejected.reason(), RejectReason::NoProbeLeft),
             }
         }
         hot.install(&fraction);

@@ -111,14 +111,18 @@ fn an_acquire_never_sees_a_half_installed_snapshot() {
                             probes += 1;
                             permit.success();
                         }
-                        Err(r) if r.reason == RejectReason::NoProbeLeft => {
-                            assert_eq!((r.state, r.retry_after), (StateLabel::HalfOpen, None));
+                        Err(r) if r.reason() == RejectReason::NoProbeLeft => {
+                            assert_eq!((r.state(), r.retry_after()), (StateLabel::HalfOpen, None));
                             no_probe += 1;
                         }
                         Err(r) => {
-                            assert_eq!(r.reason, RejectReason::Open);
-                            assert_eq!(r.state, StateLabel::Open);
-                            assert_eq!(r.retry_after, Some(Duration::from_millis(500)), "the hint of the open install");
+                            assert_eq!(r.reason(), RejectReason::Open);
+                            assert_eq!(r.state(), StateLabel::Open);
+                            assert_eq!(
+                                r.retry_after(),
+                                Some(Duration::from_millis(500)),
+                                "the hint of the open install"
+                            );
                             opened += 1;
                         }
                     }
@@ -433,7 +437,7 @@ fn close_survives_a_racing_install() {
         hot.install(&snap(2, Admission::Allow));
         closer.join().unwrap();
         let rejected = hot.try_acquire_on(0).map(drop).unwrap_err();
-        assert_eq!(rejected.reason, RejectReason::ShutDown);
+        assert_eq!(rejected.reason(), RejectReason::ShutDown);
         assert_eq!(hot.snapshot().generation, 2);
     });
 }

@@ -143,7 +143,7 @@ fn calls_through_the_tower_layer_allocate_nothing() {
         for n in 0..CALLS {
             match call(&mut service, n) {
                 Err(FuseboxError::Rejected(rejected))
-                    if rejected.reason == RejectReason::Open && rejected.retry_after.is_some() =>
+                    if rejected.reason() == RejectReason::Open && rejected.retry_after().is_some() =>
                 {
                     rejections += 1;
                 }
@@ -171,7 +171,7 @@ fn calls_through_the_tower_layer_allocate_nothing() {
                     assert_eq!(doubled, 4 * n + 2);
                     probes += 1;
                 }
-                Err(FuseboxError::Rejected(rejected)) => assert_eq!(rejected.reason, RejectReason::NoProbeLeft),
+                Err(FuseboxError::Rejected(rejected)) => assert_eq!(rejected.reason(), RejectReason::NoProbeLeft),
                 Err(FuseboxError::Failed(error)) => panic!("odd numbers succeed, got {error}"),
             }
         }

@@ -136,6 +136,7 @@ impl Word {
     }
 
     /// The low 16 bits of the number of the install that published this word.
+    #[inline]
     fn install_tag(self) -> u64 {
         if self.mode() == Mode::Fraction { (self.0 >> ROUND_SHIFT) & TAG16 } else { (self.0 >> PARAM_SHIFT) & TAG16 }
     }
@@ -152,7 +153,7 @@ impl Word {
     }
 }
 
-fn label_code(label: StateLabel) -> u64 {
+pub(super) fn label_code(label: StateLabel) -> u64 {
     match label {
         StateLabel::Closed => 0,
         StateLabel::Ramping => 1,
@@ -165,7 +166,7 @@ fn label_code(label: StateLabel) -> u64 {
     }
 }
 
-fn label_of(code: u64) -> StateLabel {
+pub(super) fn label_of(code: u64) -> StateLabel {
     match code & 0b111 {
         0 => StateLabel::Closed,
         1 => StateLabel::Ramping,
@@ -271,7 +272,10 @@ impl Published {
     }
 
     /// The retry hint of `word`'s install, for a rejection; `Err` if `word` is out of date
-    /// (two or more installs old), so the caller decides again under a newer one.
+    /// (two or more installs old), so the caller decides again under a newer one. Inlined:
+    /// in the open state this is part of every call (an out-of-line call here cost about
+    /// a third of a rejection).
+    #[inline]
     pub(super) fn retry_at(&self, word: Word) -> Result<Option<u64>, OutOfDate> {
         let tag = word.install_tag();
         // `word` was loaded with Acquire, so this slot holds its install's hint or a newer
