@@ -30,7 +30,7 @@ fn allocations(work: impl FnOnce()) -> u64 {
 #[test]
 fn acquiring_recording_and_rejecting_allocate_nothing() {
     let clock = CoarseClock::new();
-    let settings = HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true };
+    let settings = HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true, trip_streak: Some(3) };
     let hot = HotPath::new(BreakerName::new("payments").unwrap(), settings, clock.clone());
     // Warm-up: this thread's shard index is given on first use.
     hot.try_acquire().unwrap().success();
@@ -90,4 +90,17 @@ fn acquiring_recording_and_rejecting_allocate_nothing() {
     let rejected: u64 = drained.outcomes.iter().map(|o| o.counts.rejected).sum();
     assert_eq!(total, 1 + CALLS / 4 * 3 + 100 + CALLS / 2);
     assert_eq!(rejected, CALLS + (CALLS - 100) + CALLS / 2);
+
+    // The overlay's streak trip on the crossing call, and the rejections after it.
+    hot.install(&Snapshot { trip_on_streak: true, ..snap(5, Admission::Allow) });
+    let tripping = allocations(|| {
+        for _ in 0..3 {
+            hot.try_acquire().unwrap().failure();
+        }
+        for _ in 0..CALLS {
+            assert_eq!(hot.try_acquire().unwrap_err().reason(), RejectReason::Open);
+        }
+    });
+    assert!(hot.tripped_itself());
+    assert_eq!(tripping, 0, "streak trip: {tripping} allocations");
 }

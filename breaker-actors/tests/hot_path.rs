@@ -77,7 +77,8 @@ fn closed_state_admits_and_counts_each_class() {
 
 #[test]
 fn a_success_at_or_over_the_threshold_is_slow() {
-    let (hot, clock) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false });
+    let (hot, clock) =
+        hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false, trip_streak: None });
     clock.advance_to(1_000);
     let slow = hot.try_acquire().unwrap();
     let fast = hot.try_acquire().unwrap();
@@ -103,7 +104,7 @@ fn a_success_at_or_over_the_threshold_is_slow() {
 
 #[test]
 fn a_caller_measured_duration_decides_slowness() {
-    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false });
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false, trip_streak: None });
     let slow = hot.try_acquire().unwrap();
     let fast = hot.try_acquire().unwrap();
     // The coarse clock says no time passed; the caller's measurement wins.
@@ -335,7 +336,7 @@ fn a_permit_outliving_many_generations_is_counted_stale() {
 
 #[test]
 fn streaks_report_the_longest_run_since_the_last_drain_with_carry_over() {
-    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true });
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true, trip_streak: None });
     for outcome in [Outcome::Failure, Outcome::Failure, Outcome::Ignored, Outcome::Failure, Outcome::Success] {
         hot.try_acquire().unwrap().record(outcome);
     }
@@ -612,7 +613,7 @@ fn streak_of(drained: &Drained, generation: u64) -> Option<u64> {
 /// under, so it never crosses a phase (every phase is a new generation).
 #[test]
 fn a_failure_streak_never_crosses_a_generation() {
-    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true });
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true, trip_streak: None });
     hot.install(&snap(2, Admission::Allow));
     hot.try_acquire().unwrap().failure();
     hot.try_acquire().unwrap().failure();
@@ -682,4 +683,63 @@ fn an_ignored_probe_gives_its_slot_back_and_a_node_without_a_grant_is_told_so() 
     assert_eq!(counts[&2], OutcomeCounts { success: 1, ignored: 2, rejected: 3, ..OutcomeCounts::default() });
     assert_eq!(counts[&3], OutcomeCounts { ignored: 1, ..OutcomeCounts::default() });
     assert_eq!(counts[&4], OutcomeCounts { failure: 1, rejected: 1, ..OutcomeCounts::default() });
+}
+
+/// The node-local overlay's consecutive-failure rule trips in the hot path on the crossing
+/// call itself: the call after the Nth failure in a row is rejected before any drain, and
+/// the machine learns of it on the next drain (the overlay trips once, every failure is
+/// counted once).
+#[test]
+fn the_overlay_streak_rule_trips_on_the_crossing_call() {
+    use breaker_actors::machine::{
+        BreakerConfig, Effect, Event, Input, LocalOverlayPolicy, Machine, NodeId, NodeParams, TripPolicy,
+    };
+    const LIMIT: u32 = 5;
+    let config = BreakerConfig {
+        local: Some(LocalOverlayPolicy {
+            trip: TripPolicy { consecutive_failures: Some(LIMIT), ..LocalOverlayPolicy::default().trip },
+            ..LocalOverlayPolicy::default()
+        }),
+        ..BreakerConfig::default()
+    };
+    let valid = config.validate().unwrap();
+    let name = BreakerName::new("payments").unwrap();
+    let params =
+        NodeParams { breaker: name.clone(), node: NodeId::new("n1").unwrap(), incarnation: 1, lease_margin_ms: 100 };
+    let mut machine = Machine::with_valid(params, valid.clone());
+    let hot = HotPath::new(name, HotSettings::from_config(&valid), CoarseClock::new());
+    hot.install(&machine.snapshot());
+    // A success in between restarts the run: only LIMIT failures in a row trip.
+    for _ in 0..LIMIT - 1 {
+        hot.try_acquire().unwrap().failure();
+    }
+    hot.try_acquire().unwrap().success();
+    for _ in 0..LIMIT - 1 {
+        hot.try_acquire().unwrap().failure();
+    }
+    assert!(hot.try_acquire().is_ok_and(|p| {
+        p.failure();
+        true
+    }));
+    let rejected = rejection(&hot);
+    assert_eq!((rejected.reason(), rejected.state()), (RejectReason::Open, StateLabel::Open), "{rejected}");
+    assert_eq!(hot.state(), StateLabel::Open);
+    // The next drain tells the machine: its overlay trips on the same evidence, once.
+    let drained = hot.drain();
+    let failures: u64 = drained.outcomes.iter().map(|o| o.counts.failure).sum();
+    assert_eq!(failures, u64::from(2 * LIMIT - 1), "every failure counted once");
+    let mut effects = Vec::new();
+    for outcomes in drained.outcomes {
+        effects.extend(machine.step(Millis(10), Input::LocalOutcomes(outcomes)));
+    }
+    let trips = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Event(Event::LocalTransition { to: StateLabel::Open, .. })))
+        .count();
+    assert_eq!(trips, 1, "{effects:?}");
+    let snapshot = machine.snapshot();
+    assert_eq!((snapshot.state, snapshot.local), (StateLabel::Open, Some(StateLabel::Open)));
+    hot.install(&snapshot);
+    assert_eq!(rejection(&hot).reason(), RejectReason::Open);
+    assert_eq!(hot.drain().outcomes.iter().map(|o| o.counts.failure).sum::<u64>(), 0, "nothing twice");
 }

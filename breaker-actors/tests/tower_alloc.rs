@@ -71,8 +71,11 @@ fn drained(breaker: &Breaker) -> OutcomeCounts {
 #[test]
 fn calls_through_the_tower_layer_allocate_nothing() {
     let name = BreakerName::new("tower-alloc").unwrap();
-    let hot =
-        HotPath::new(name, HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true }, CoarseClock::new());
+    let hot = HotPath::new(
+        name,
+        HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true, trip_streak: None },
+        CoarseClock::new(),
+    );
     let breaker = Breaker::new(Arc::new(hot));
     // Errors that are multiples of 4 are neutral, other errors failures.
     let neutral_fours = |error: &u64| if error % 4 == 0 { Outcome::Ignored } else { Outcome::Failure };

@@ -111,6 +111,10 @@ pub struct HotSettings {
     pub slow_call_threshold_ms: Option<u64>,
     /// Whether consecutive-failure streaks are tracked (a rule needs them).
     pub track_streaks: bool,
+    /// The local overlay's consecutive-failure limit: the call whose failure makes a run
+    /// this long trips the hot path itself (rejecting from the next call on) if its
+    /// snapshot allows it ([`Snapshot::trip_on_streak`]); needs `track_streaks`.
+    pub trip_streak: Option<u64>,
 }
 
 impl HotSettings {
@@ -120,7 +124,8 @@ impl HotSettings {
             c.fleet.rules.consecutive_failures.is_some()
                 || c.local.as_ref().is_some_and(|l| l.rules.consecutive_failures.is_some())
         };
-        Self { slow_call_threshold_ms: config.slow_call_threshold_ms, track_streaks: streaks(config) }
+        let trip_streak = config.local.as_ref().and_then(|l| l.rules.consecutive_failures);
+        Self { slow_call_threshold_ms: config.slow_call_threshold_ms, track_streaks: streaks(config), trip_streak }
     }
 }
 
@@ -320,8 +325,9 @@ impl Streaks {
     /// A failure under generation tag `tag`: extends that generation's run, starts a run
     /// if `tag` is newer than the run in progress, and is no part of any run if it is older
     /// (a late outcome of a generation whose run has ended).
+    /// The run this failure makes, if it is part of one.
     #[inline]
-    fn failure(&self, tag: u64) {
+    fn failure(&self, tag: u64) -> Option<u64> {
         let mut current = self.current.load(Ordering::Relaxed);
         let run = loop {
             let run = if cell_tag(current) == tag {
@@ -329,7 +335,7 @@ impl Streaks {
             } else if tag_newer(tag, cell_tag(current)) {
                 1
             } else {
-                return;
+                return None;
             };
             // One locked instruction, as the `fetch_add` it replaces.
             match self.current.compare_exchange_weak(
@@ -350,6 +356,7 @@ impl Streaks {
                 (behind || tag_newer(tag, cell_tag(longest))).then_some(streak_cell(tag, run))
             });
         }
+        Some(run)
     }
 
     /// A success under generation tag `tag` ends the run in progress unless that run is a
@@ -430,6 +437,7 @@ fn initial_snapshot() -> Snapshot {
         local: None,
         retry_at: None,
         outage: false,
+        trip_on_streak: false,
     }
 }
 
@@ -470,6 +478,13 @@ impl HotPath {
     /// The effective state in force (one load: cheaper than [`Self::snapshot`]).
     pub fn state(&self) -> StateLabel {
         self.published.load().label()
+    }
+
+    /// Whether the word in force is the hot path's own trip on the overlay's streak (no
+    /// install since): the machine, fed the run, trips its overlay and installs a new
+    /// snapshot; the actor reinstalls the machine's if it did not.
+    pub fn tripped_itself(&self) -> bool {
+        self.published.load().streak_tripped()
     }
 
     /// Stops admitting calls for good: every acquire is rejected as shut down.
@@ -634,14 +649,26 @@ impl HotPath {
         // The run before the count: a drain that takes the count (its Acquire load of the
         // cell the count stores with Release) then sees the run too, so a run is never lost
         // to a drain that took its failures without it.
-        if self.settings.track_streaks {
-            match outcome {
-                Outcome::Success => self.streaks.success(permit.word.gen_tag()),
-                Outcome::Failure => self.streaks.failure(permit.word.gen_tag()),
-                Outcome::Ignored => {}
+        let run = match outcome {
+            Outcome::Success if self.settings.track_streaks => {
+                self.streaks.success(permit.word.gen_tag());
+                None
             }
-        }
+            Outcome::Failure if self.settings.track_streaks => self.streaks.failure(permit.word.gen_tag()),
+            _ => None,
+        };
         self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+        // The crossing call trips the hot path itself (after its count, so a drain that sees
+        // the trip's rejections has the run's failures too; the run is drained with them).
+        // Each failure of a run gets its own run length, so exactly one call crosses.
+        if run.is_some() && run == self.settings.trip_streak && permit.word.streak_armed() {
+            self.trip_on_streak(permit.word);
+        }
+    }
+
+    #[cold]
+    fn trip_on_streak(&self, granted: Word) {
+        self.published.trip_on_streak(granted);
     }
 }
 
