@@ -93,7 +93,9 @@ fn fusebox_call(breaker: &Breaker) {
             black_box(1_u64);
             permit.success();
         }
-        Err(rejected) => drop(black_box(rejected)),
+        Err(rejected) => {
+            black_box(rejected);
+        }
     }
 }
 
@@ -528,7 +530,61 @@ fn table(since: SystemTime, waits: &[Option<f64>], others: Option<f64>) -> Optio
     writeln!(out, "{}", goal("permit+record, 1 thread", medians[0][0], 10.0, " ns")).unwrap();
     writeln!(out, "{}", goal("Fusebox / recloser, 1 thread", ratio(medians[0][0], medians[0][1]), 0.8, "x")).unwrap();
     writeln!(out, "{}", goal("permit+record, 2 threads, per op per thread", medians[1][0], 12.0, " ns")).unwrap();
+    writeln!(out, "{}", goal("rejection, open, 1 thread", medians[2][0], 10.0, " ns")).unwrap();
     Some(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Trip lag: calls let through after the call that crossed a consecutive-failure threshold,
+// counted (not timed), before anything else runs (Fusebox: no drain, no actor).
+
+/// Failures in a row that trip every breaker in the lag table.
+const LAG_STREAK: u32 = 5;
+
+/// Calls admitted after the `LAG_STREAK`th failure in a row, out of 100 more attempts, each
+/// failing: `attempt` admits-and-fails a call (true) or is rejected (false).
+fn let_through_after_crossing(mut attempt: impl FnMut() -> bool) -> usize {
+    for _ in 0..LAG_STREAK {
+        assert!(attempt(), "a closed breaker rejected a call before the threshold");
+    }
+    (0..100).take_while(|_| attempt()).count()
+}
+
+fn trip_lag() -> String {
+    use breaker_actors::machine::{LocalOverlayPolicy, TripPolicy};
+    let config = BreakerConfig {
+        local: Some(LocalOverlayPolicy {
+            trip: TripPolicy { consecutive_failures: Some(LAG_STREAK), ..LocalOverlayPolicy::default().trip },
+            ..LocalOverlayPolicy::default()
+        }),
+        ..BreakerConfig::default()
+    }
+    .validate()
+    .expect("a valid config");
+    let hot = HotPath::new(BreakerName::new("lag").unwrap(), HotSettings::from_config(&config), CoarseClock::new());
+    // What the machine installs while its overlay, closed, has the rule.
+    hot.install(&Snapshot { trip_on_streak: true, ..Snapshot::standalone(2, Admission::Allow) });
+    let fusebox = let_through_after_crossing(|| hot.try_acquire().map(breaker_actors::hot::PermitOn::failure).is_ok());
+    let failsafe = failsafe_consecutive();
+    let failsafe = let_through_after_crossing(|| {
+        let admitted = failsafe.is_call_permitted();
+        if admitted {
+            failsafe.on_error();
+        }
+        admitted
+    });
+    let recloser =
+        recloser::Recloser::custom().error_rate(0.99).closed_len(LAG_STREAK as usize).open_wait(OPEN_FOR).build();
+    let recloser =
+        let_through_after_crossing(|| !matches!(recloser.call(|| Err::<u64, ()>(())), Err(recloser::Error::Rejected)));
+    let mut out = String::new();
+    writeln!(out, "| breaker | calls let through after the crossing call (trip on {LAG_STREAK} failures in a row) |")
+        .unwrap();
+    writeln!(out, "|---|---:|").unwrap();
+    writeln!(out, "| Fusebox, node-local overlay (`local.trip.consecutive_failures`), no drain | {fusebox} |").unwrap();
+    writeln!(out, "| failsafe 1.3 (consecutive) | {failsafe} |").unwrap();
+    writeln!(out, "| recloser 1.4 (`closed_len({LAG_STREAK})`, `error_rate(0.99)`) | {recloser} |").unwrap();
+    out
 }
 
 fn main() {
@@ -544,4 +600,5 @@ fn main() {
         Some(table) => println!("\n## hot_path summary (this run)\n\n{table}"),
         None => println!("\nhot_path: no estimates written by this run (test mode or filtered out): no table"),
     }
+    println!("\n## trip lag (counted, this run)\n\n{}", trip_lag());
 }

@@ -191,6 +191,9 @@ impl ActorState {
     fn flush(&mut self, myself: &ActorRef<BreakerMsg>) {
         let now = self.args.shared.now();
         self.args.shared.clock.advance_to(now.0);
+        // Looked at before the drain: a trip seen here was made after its run was counted,
+        // so this drain brings the machine the run (a trip made after it waits for the next).
+        let tripped_itself = self.args.hot.tripped_itself();
         let drained = self.args.hot.drain();
         for outcomes in drained.outcomes {
             self.calls.record(&outcomes.counts);
@@ -204,6 +207,13 @@ impl ActorState {
             self.feed(myself, Input::LocalOutcomes(LocalOutcomes { generation: 0, counts, longest_failure_streak: 0 }));
         }
         self.feed(myself, Input::Tick);
+        if tripped_itself && self.args.hot.tripped_itself() {
+            // Fed the run, the machine did not trip its overlay (it had moved on since the
+            // armed snapshot): its own snapshot stands.
+            metrics::counter!("fusebox_streak_trips_undone_total", "breaker" => self.args.name.as_str().to_owned())
+                .increment(1);
+            self.install(self.machine.snapshot());
+        }
         self.calls.maybe_summarise(self.args.hot.snapshot().state);
     }
 

@@ -16,7 +16,9 @@
 //! - `fusebox_term`: the lease term this node decides under (0: not deciding);
 //! - `fusebox_stale_inputs_total{kind}`: valid inputs with nothing to act on;
 //! - `fusebox_refused_inputs_total{kind}`: inputs refused as malformed or impossible;
-//! - `fusebox_actor_restarts_total`: breaker actors restarted after a panic.
+//! - `fusebox_actor_restarts_total`: breaker actors restarted after a panic;
+//! - `fusebox_streak_trips_undone_total`: hot-path trips on the overlay's streak that the
+//!   machine, fed the run, did not follow (it had moved on): its snapshot was reinstalled.
 
 use std::time::Duration;
 

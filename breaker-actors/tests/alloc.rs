@@ -1,5 +1,5 @@
 //! The hot path allocates nothing: a counting global allocator watches acquire and record in
-//! every admission mode, and rejections (whose `Rejected` clones the breaker's `Arc` name).
+//! every admission mode, and rejections (a `Rejected` is `Copy`: no name, no reference count).
 //!
 //! The allocator is `allocation-counter`'s wrapper of `System` (implementing `GlobalAlloc`
 //! here would take `unsafe`, which the workspace forbids). It counts the measuring thread's
@@ -30,7 +30,7 @@ fn allocations(work: impl FnOnce()) -> u64 {
 #[test]
 fn acquiring_recording_and_rejecting_allocate_nothing() {
     let clock = CoarseClock::new();
-    let settings = HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true };
+    let settings = HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true, trip_streak: Some(3) };
     let hot = HotPath::new(BreakerName::new("payments").unwrap(), settings, clock.clone());
     // Warm-up: this thread's shard index is given on first use.
     hot.try_acquire().unwrap().success();
@@ -56,7 +56,7 @@ fn acquiring_recording_and_rejecting_allocate_nothing() {
     let rejecting = allocations(|| {
         for _ in 0..CALLS {
             let rejected = hot.try_acquire().unwrap_err();
-            if rejected.reason == RejectReason::Open && rejected.retry_after.is_some() {
+            if rejected.reason() == RejectReason::Open && rejected.retry_after().is_some() {
                 rejections += 1;
             }
         }
@@ -71,7 +71,7 @@ fn acquiring_recording_and_rejecting_allocate_nothing() {
         for _ in 0..CALLS {
             match hot.try_acquire() {
                 Ok(permit) => permit.record(Outcome::Success),
-                Err(rejected) => assert_eq!(rejected.reason, RejectReason::NoProbeLeft),
+                Err(rejected) => assert_eq!(rejected.reason(), RejectReason::NoProbeLeft),
             }
         }
         hot.install(&fraction);
@@ -90,4 +90,17 @@ fn acquiring_recording_and_rejecting_allocate_nothing() {
     let rejected: u64 = drained.outcomes.iter().map(|o| o.counts.rejected).sum();
     assert_eq!(total, 1 + CALLS / 4 * 3 + 100 + CALLS / 2);
     assert_eq!(rejected, CALLS + (CALLS - 100) + CALLS / 2);
+
+    // The overlay's streak trip on the crossing call, and the rejections after it.
+    hot.install(&Snapshot { trip_on_streak: true, ..snap(5, Admission::Allow) });
+    let tripping = allocations(|| {
+        for _ in 0..3 {
+            hot.try_acquire().unwrap().failure();
+        }
+        for _ in 0..CALLS {
+            assert_eq!(hot.try_acquire().unwrap_err().reason(), RejectReason::Open);
+        }
+    });
+    assert!(hot.tripped_itself());
+    assert_eq!(tripping, 0, "streak trip: {tripping} allocations");
 }

@@ -77,7 +77,8 @@ fn closed_state_admits_and_counts_each_class() {
 
 #[test]
 fn a_success_at_or_over_the_threshold_is_slow() {
-    let (hot, clock) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false });
+    let (hot, clock) =
+        hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false, trip_streak: None });
     clock.advance_to(1_000);
     let slow = hot.try_acquire().unwrap();
     let fast = hot.try_acquire().unwrap();
@@ -103,7 +104,7 @@ fn a_success_at_or_over_the_threshold_is_slow() {
 
 #[test]
 fn a_caller_measured_duration_decides_slowness() {
-    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false });
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: Some(100), track_streaks: false, trip_streak: None });
     let slow = hot.try_acquire().unwrap();
     let fast = hot.try_acquire().unwrap();
     // The coarse clock says no time passed; the caller's measurement wins.
@@ -127,20 +128,20 @@ fn open_rejects_with_retry_after_from_the_coarse_clock_and_counts_the_demand() {
     hot.install(&open);
     clock.advance_to(1_200);
     let rejected = rejection(&hot);
-    assert_eq!(rejected.reason, RejectReason::Open);
-    assert_eq!(rejected.state, StateLabel::Open);
-    assert_eq!(rejected.retry_after, Some(Duration::from_millis(3_800)));
-    assert_eq!(rejected.breaker.as_str(), "payments");
+    assert_eq!(rejected.reason(), RejectReason::Open);
+    assert_eq!(rejected.state(), StateLabel::Open);
+    assert_eq!(rejected.retry_after(), Some(Duration::from_millis(3_800)));
+    assert!(rejected.to_string().contains("it is open"), "{rejected}");
     assert_eq!(hot.state(), StateLabel::Open);
     clock.advance_to(6_000);
-    assert_eq!(rejection(&hot).retry_after, Some(Duration::ZERO), "a passed retry time means now");
+    assert_eq!(rejection(&hot).retry_after(), Some(Duration::ZERO), "a passed retry time means now");
 
     let mut forced = snap(3, Admission::Reject);
     forced.state = StateLabel::ForcedOpen;
     hot.install(&forced);
     let rejected = rejection(&hot);
     assert_eq!(
-        (rejected.state, rejected.reason, rejected.retry_after),
+        (rejected.state(), rejected.reason(), rejected.retry_after()),
         (StateLabel::ForcedOpen, RejectReason::Open, None)
     );
 
@@ -157,28 +158,28 @@ fn a_probe_grant_is_a_total_for_its_round_across_installs() {
     let second = hot.try_acquire().unwrap();
     assert!(first.is_probe() && second.is_probe());
     let rejected = rejection(&hot);
-    assert_eq!((rejected.reason, rejected.state), (RejectReason::NoProbeLeft, StateLabel::HalfOpen));
+    assert_eq!((rejected.reason(), rejected.state()), (RejectReason::NoProbeLeft, StateLabel::HalfOpen));
 
     // A new generation in the same round (an overlay change, say) grants nothing more.
     hot.install(&probe(3, 2, 7));
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
     first.success();
     second.failure();
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft, "a recorded probe keeps its slot");
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft, "a recorded probe keeps its slot");
     // Leaving the round and coming back to it grants nothing more either.
     hot.install(&snap(4, Admission::Reject));
     hot.install(&probe(5, 2, 7));
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
     // A grant raised within the round allows the difference.
     hot.install(&probe(6, 3, 7));
     hot.try_acquire().unwrap().success();
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
 
     // A new round starts from nothing issued.
     hot.install(&probe(7, 1, 8));
     let next = hot.try_acquire().unwrap();
     assert!(next.is_probe());
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
     next.success();
 
     let counts = counts_by_generation(&hot.drain());
@@ -195,12 +196,12 @@ fn a_dropped_permit_gives_its_probe_back_and_records_nothing() {
     drop(hot.try_acquire().unwrap());
     let again = hot.try_acquire().expect("the dropped probe's slot is back");
     assert!(again.is_probe());
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
     // A probe of a finished round gives nothing to the next one.
     hot.install(&probe(3, 1, 2));
     let current = hot.try_acquire().unwrap();
     drop(again);
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
     drop(current);
     hot.install(&snap(4, Admission::Allow));
     drop(hot.try_acquire().unwrap());
@@ -230,7 +231,7 @@ fn owned_permits_record_and_give_back_like_borrowed_ones() {
     let again = breaker.try_acquire_owned().expect("the dropped probe's slot is back");
     assert!(again.is_probe());
     let rejected = breaker.try_acquire_owned().map(drop).unwrap_err();
-    assert_eq!(rejected.reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejected.reason(), RejectReason::NoProbeLeft);
     assert_eq!(shares(), 2, "a rejection takes no share");
     again.slow(Duration::from_secs(1));
 
@@ -251,7 +252,7 @@ fn a_fraction_admits_its_share_of_calls() {
                 permit.success();
             }
             Err(rejected) => {
-                assert_eq!((rejected.reason, rejected.state), (RejectReason::NotAdmitted, StateLabel::Ramping));
+                assert_eq!((rejected.reason(), rejected.state()), (RejectReason::NotAdmitted, StateLabel::Ramping));
             }
         }
     }
@@ -274,7 +275,7 @@ fn a_disabled_breaker_records_nothing() {
     let mut silent_reject = snap(3, Admission::Reject);
     silent_reject.record = false;
     hot.install(&silent_reject);
-    assert_eq!(rejection(&hot).reason, RejectReason::Open);
+    assert_eq!(rejection(&hot).reason(), RejectReason::Open);
     assert_eq!(hot.drain(), Drained::default());
 }
 
@@ -283,9 +284,9 @@ fn close_shuts_down_for_good() {
     let hot = closed();
     hot.close();
     let rejected = rejection(&hot);
-    assert_eq!((rejected.reason, rejected.retry_after), (RejectReason::ShutDown, None));
+    assert_eq!((rejected.reason(), rejected.retry_after()), (RejectReason::ShutDown, None));
     hot.install(&snap(2, Admission::Allow));
-    assert_eq!(rejection(&hot).reason, RejectReason::ShutDown, "an install does not reopen a closed path");
+    assert_eq!(rejection(&hot).reason(), RejectReason::ShutDown, "an install does not reopen a closed path");
     assert_eq!(hot.snapshot().generation, 2);
     assert_eq!(hot.drain(), Drained::default(), "shut-down rejections are not demand");
 }
@@ -335,7 +336,7 @@ fn a_permit_outliving_many_generations_is_counted_stale() {
 
 #[test]
 fn streaks_report_the_longest_run_since_the_last_drain_with_carry_over() {
-    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true });
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true, trip_streak: None });
     for outcome in [Outcome::Failure, Outcome::Failure, Outcome::Ignored, Outcome::Failure, Outcome::Success] {
         hot.try_acquire().unwrap().record(outcome);
     }
@@ -389,7 +390,7 @@ fn call_records_by_classifier() {
         let Err(CallError::Rejected(rejected)) = breaker.call(async { Ok::<_, &str>(1) }).await else {
             panic!("an open breaker runs nothing")
         };
-        assert_eq!(rejected.reason, RejectReason::Open);
+        assert_eq!(rejected.reason(), RejectReason::Open);
     });
 }
 
@@ -441,7 +442,7 @@ fn racing_installs_and_drains_lose_nothing_and_never_over_issue_probes() {
                             events += 1;
                         }
                         Err(rejected) => {
-                            assert_ne!(rejected.reason, RejectReason::ShutDown);
+                            assert_ne!(rejected.reason(), RejectReason::ShutDown);
                             events += 1;
                         }
                     }
@@ -612,14 +613,14 @@ fn streak_of(drained: &Drained, generation: u64) -> Option<u64> {
 /// under, so it never crosses a phase (every phase is a new generation).
 #[test]
 fn a_failure_streak_never_crosses_a_generation() {
-    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true });
+    let (hot, _) = hot_with(HotSettings { slow_call_threshold_ms: None, track_streaks: true, trip_streak: None });
     hot.install(&snap(2, Admission::Allow));
     hot.try_acquire().unwrap().failure();
     hot.try_acquire().unwrap().failure();
     assert_eq!(streak_of(&hot.drain(), 2), Some(2));
     // Tripped, then closed again without a half-open round: a new generation.
     hot.install(&snap(3, Admission::Reject));
-    assert_eq!(rejection(&hot).reason, RejectReason::Open);
+    assert_eq!(rejection(&hot).reason(), RejectReason::Open);
     hot.install(&snap(4, Admission::Allow));
     hot.try_acquire().unwrap().success();
     let drained = hot.drain();
@@ -653,21 +654,21 @@ fn an_ignored_probe_gives_its_slot_back_and_a_node_without_a_grant_is_told_so() 
     let hot = closed();
     hot.install(&probe(2, 0, 1));
     let none = rejection(&hot);
-    assert_eq!((none.reason, none.state), (RejectReason::NoProbeGranted, StateLabel::HalfOpen));
+    assert_eq!((none.reason(), none.state()), (RejectReason::NoProbeGranted, StateLabel::HalfOpen));
     assert!(none.to_string().contains("no probe granted to this node yet"), "{none}");
     // The grant arrives within the round.
     hot.install(&probe(2, 1, 1));
     let first = hot.try_acquire().unwrap();
     assert!(first.is_probe());
     let taken = rejection(&hot);
-    assert_eq!(taken.reason, RejectReason::NoProbeLeft);
+    assert_eq!(taken.reason(), RejectReason::NoProbeLeft);
     assert!(taken.to_string().contains("probes for the round are taken"), "{taken}");
     first.ignore();
     let second = hot.try_acquire().expect("the ignored probe's slot is back");
     second.record(Outcome::Ignored);
     let third = hot.try_acquire().expect("also when recorded as ignored through `record`");
     third.success();
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft, "a decisive probe keeps its slot");
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft, "a decisive probe keeps its slot");
     // An ignored probe of a finished round gives nothing to the next one.
     let old = {
         hot.install(&probe(3, 1, 2));
@@ -676,10 +677,69 @@ fn an_ignored_probe_gives_its_slot_back_and_a_node_without_a_grant_is_told_so() 
     hot.install(&probe(4, 1, 3));
     let current = hot.try_acquire().unwrap();
     old.ignore();
-    assert_eq!(rejection(&hot).reason, RejectReason::NoProbeLeft);
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
     current.failure();
     let counts = counts_by_generation(&hot.drain());
     assert_eq!(counts[&2], OutcomeCounts { success: 1, ignored: 2, rejected: 3, ..OutcomeCounts::default() });
     assert_eq!(counts[&3], OutcomeCounts { ignored: 1, ..OutcomeCounts::default() });
     assert_eq!(counts[&4], OutcomeCounts { failure: 1, rejected: 1, ..OutcomeCounts::default() });
+}
+
+/// The node-local overlay's consecutive-failure rule trips in the hot path on the crossing
+/// call itself: the call after the Nth failure in a row is rejected before any drain, and
+/// the machine learns of it on the next drain (the overlay trips once, every failure is
+/// counted once).
+#[test]
+fn the_overlay_streak_rule_trips_on_the_crossing_call() {
+    use breaker_actors::machine::{
+        BreakerConfig, Effect, Event, Input, LocalOverlayPolicy, Machine, NodeId, NodeParams, TripPolicy,
+    };
+    const LIMIT: u32 = 5;
+    let config = BreakerConfig {
+        local: Some(LocalOverlayPolicy {
+            trip: TripPolicy { consecutive_failures: Some(LIMIT), ..LocalOverlayPolicy::default().trip },
+            ..LocalOverlayPolicy::default()
+        }),
+        ..BreakerConfig::default()
+    };
+    let valid = config.validate().unwrap();
+    let name = BreakerName::new("payments").unwrap();
+    let params =
+        NodeParams { breaker: name.clone(), node: NodeId::new("n1").unwrap(), incarnation: 1, lease_margin_ms: 100 };
+    let mut machine = Machine::with_valid(params, valid.clone());
+    let hot = HotPath::new(name, HotSettings::from_config(&valid), CoarseClock::new());
+    hot.install(&machine.snapshot());
+    // A success in between restarts the run: only LIMIT failures in a row trip.
+    for _ in 0..LIMIT - 1 {
+        hot.try_acquire().unwrap().failure();
+    }
+    hot.try_acquire().unwrap().success();
+    for _ in 0..LIMIT - 1 {
+        hot.try_acquire().unwrap().failure();
+    }
+    assert!(hot.try_acquire().is_ok_and(|p| {
+        p.failure();
+        true
+    }));
+    let rejected = rejection(&hot);
+    assert_eq!((rejected.reason(), rejected.state()), (RejectReason::Open, StateLabel::Open), "{rejected}");
+    assert_eq!(hot.state(), StateLabel::Open);
+    // The next drain tells the machine: its overlay trips on the same evidence, once.
+    let drained = hot.drain();
+    let failures: u64 = drained.outcomes.iter().map(|o| o.counts.failure).sum();
+    assert_eq!(failures, u64::from(2 * LIMIT - 1), "every failure counted once");
+    let mut effects = Vec::new();
+    for outcomes in drained.outcomes {
+        effects.extend(machine.step(Millis(10), Input::LocalOutcomes(outcomes)));
+    }
+    let trips = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Event(Event::LocalTransition { to: StateLabel::Open, .. })))
+        .count();
+    assert_eq!(trips, 1, "{effects:?}");
+    let snapshot = machine.snapshot();
+    assert_eq!((snapshot.state, snapshot.local), (StateLabel::Open, Some(StateLabel::Open)));
+    hot.install(&snapshot);
+    assert_eq!(rejection(&hot).reason(), RejectReason::Open);
+    assert_eq!(hot.drain().outcomes.iter().map(|o| o.counts.failure).sum::<u64>(), 0, "nothing twice");
 }

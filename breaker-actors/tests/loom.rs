@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use breaker_actors::hot::{CoarseClock, Drained, HotPath, HotSettings, RejectReason};
+use breaker_actors::hot::{Breaker, CoarseClock, Drained, HotPath, HotSettings, RejectReason};
 use breaker_actors::machine::{Admission, BreakerName, Millis, OutcomeCounts, Snapshot, StateLabel};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -111,14 +111,18 @@ fn an_acquire_never_sees_a_half_installed_snapshot() {
                             probes += 1;
                             permit.success();
                         }
-                        Err(r) if r.reason == RejectReason::NoProbeLeft => {
-                            assert_eq!((r.state, r.retry_after), (StateLabel::HalfOpen, None));
+                        Err(r) if r.reason() == RejectReason::NoProbeLeft => {
+                            assert_eq!((r.state(), r.retry_after()), (StateLabel::HalfOpen, None));
                             no_probe += 1;
                         }
                         Err(r) => {
-                            assert_eq!(r.reason, RejectReason::Open);
-                            assert_eq!(r.state, StateLabel::Open);
-                            assert_eq!(r.retry_after, Some(Duration::from_millis(500)), "the hint of the open install");
+                            assert_eq!(r.reason(), RejectReason::Open);
+                            assert_eq!(r.state(), StateLabel::Open);
+                            assert_eq!(
+                                r.retry_after(),
+                                Some(Duration::from_millis(500)),
+                                "the hint of the open install"
+                            );
                             opened += 1;
                         }
                     }
@@ -384,7 +388,7 @@ fn a_new_round_resets_the_allowance_and_each_round_keeps_its_grant() {
 #[test]
 fn a_failure_racing_a_new_generation_is_no_part_of_its_streak() {
     model("a_failure_racing_a_new_generation_is_no_part_of_its_streak", None, || {
-        let settings = HotSettings { slow_call_threshold_ms: None, track_streaks: true };
+        let settings = HotSettings { slow_call_threshold_ms: None, track_streaks: true, trip_streak: None };
         let hot = Arc::new(HotPath::new(BreakerName::new("loom").unwrap(), settings, CoarseClock::new()));
         hot.install(&snap(2, Admission::Allow));
         hot.try_acquire_on(0).unwrap().failure();
@@ -421,6 +425,71 @@ fn a_failure_racing_a_new_generation_is_no_part_of_its_streak() {
     });
 }
 
+fn armed(limit: u64) -> Arc<HotPath> {
+    let settings = HotSettings { slow_call_threshold_ms: None, track_streaks: true, trip_streak: Some(limit) };
+    let hot = Arc::new(HotPath::new(BreakerName::new("loom").unwrap(), settings, CoarseClock::new()));
+    hot.install(&Snapshot { trip_on_streak: true, ..snap(2, Admission::Allow) });
+    hot
+}
+
+/// Two failures racing to complete the overlay's run of two: exactly one crosses and trips
+/// the hot path, and a drain that sees the trip (the actor looks before it drains) has the
+/// whole run: the machine learns of the trip on that drain; each failure is counted once.
+#[test]
+fn racing_failures_cross_the_streak_once_and_a_drain_after_the_trip_has_the_run() {
+    model("racing_failures_cross_the_streak_once_and_a_drain_after_the_trip_has_the_run", None, || {
+        let hot = armed(2);
+        // Both admitted before either fails (owned permits: one may go to another thread;
+        // under loom both record on shared shard 0, under its lock).
+        let breaker = Breaker::new(Arc::clone(&hot));
+        let (first, second) = (breaker.try_acquire_owned().unwrap(), breaker.try_acquire_owned().unwrap());
+        let other = spawn(move || second.failure());
+        first.failure();
+        let seen_tripped = hot.tripped_itself();
+        let drained = hot.drain();
+        other.join().unwrap();
+        assert!(hot.tripped_itself(), "the second failure in a row trips");
+        let rejected = hot.try_acquire_on(0).map(drop).unwrap_err();
+        assert_eq!((rejected.reason(), rejected.state()), (RejectReason::Open, StateLabel::Open));
+        let run = drained.outcomes.iter().map(|o| o.longest_failure_streak).max().unwrap_or(0);
+        let failures: u64 = drained.outcomes.iter().map(|o| o.counts.failure).sum();
+        if seen_tripped {
+            // The run, and the crossing call's count; the other failure, if it has not been
+            // counted yet, comes with the next drain.
+            assert_eq!(run, 2, "a trip seen before the drain: {drained:?}");
+            assert!(failures >= 1, "{drained:?}");
+        }
+        let rest = hot.drain();
+        let total = failures + rest.outcomes.iter().map(|o| o.counts.failure).sum::<u64>();
+        assert_eq!(total, 2, "each failure once: {drained:?} {rest:?}");
+    });
+}
+
+/// A streak trip racing an install: the trip never outlives a newer install (the machine
+/// moved on, and judges the run at the next drain), and an acquirer meanwhile is admitted
+/// or rejected as open, nothing else.
+#[test]
+fn a_streak_trip_never_overwrites_a_newer_install() {
+    model("a_streak_trip_never_overwrites_a_newer_install", None, || {
+        let hot = armed(1);
+        let crossing = Breaker::new(Arc::clone(&hot)).try_acquire_owned().unwrap();
+        let failer = {
+            let hot = Arc::clone(&hot);
+            spawn(move || {
+                crossing.failure();
+                match hot.try_acquire_on(0) {
+                    Ok(permit) => drop(permit),
+                    Err(rejected) => assert_eq!(rejected.reason(), RejectReason::Open),
+                }
+            })
+        };
+        hot.install(&snap(3, Admission::Allow));
+        failer.join().unwrap();
+        assert!(!hot.tripped_itself(), "the newer install stands");
+        assert!(hot.try_acquire_on(1).is_ok(), "generation 3 admits");
+    });
+}
+
 /// `close` racing an install: the install never reopens a closed hot path.
 #[test]
 fn close_survives_a_racing_install() {
@@ -433,7 +502,7 @@ fn close_survives_a_racing_install() {
         hot.install(&snap(2, Admission::Allow));
         closer.join().unwrap();
         let rejected = hot.try_acquire_on(0).map(drop).unwrap_err();
-        assert_eq!(rejected.reason, RejectReason::ShutDown);
+        assert_eq!(rejected.reason(), RejectReason::ShutDown);
         assert_eq!(hot.snapshot().generation, 2);
     });
 }

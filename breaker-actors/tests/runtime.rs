@@ -124,8 +124,8 @@ async fn local_breaker_trips_rejects_half_opens_and_closes() {
     let opened = Instant::now();
     match b.call(async { Ok::<_, ()>(()) }).await {
         Err(CallError::Rejected(r)) => {
-            assert_eq!((r.state, r.reason), (StateLabel::Open, RejectReason::Open));
-            assert!(r.retry_after.is_some_and(|d| d <= Duration::from_millis(300)), "{r}");
+            assert_eq!((r.state(), r.reason()), (StateLabel::Open, RejectReason::Open));
+            assert!(r.retry_after().is_some_and(|d| d <= Duration::from_millis(300)), "{r}");
         }
         other => panic!("an open breaker rejects: {other:?}"),
     }
@@ -213,7 +213,7 @@ async fn failures_on_one_node_trip_all_three() {
     eventually("all three open", Duration::from_secs(1), || breakers.iter().all(|b| b.state() == StateLabel::Open))
         .await;
     for b in &breakers {
-        assert!(matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::Open));
+        assert!(matches!(b.try_acquire(), Err(r) if r.reason() == RejectReason::Open));
     }
 }
 
@@ -258,7 +258,7 @@ async fn a_crashed_decider_is_replaced_after_the_ttl() {
     let dead = nodes.iter().position(|n| n.node() == &first.holder).unwrap();
     nodes[dead].crash().await;
     let crashed_at = Instant::now();
-    assert!(matches!(breakers[dead].try_acquire(), Err(r) if r.reason == RejectReason::ShutDown));
+    assert!(matches!(breakers[dead].try_acquire(), Err(r) if r.reason() == RejectReason::ShutDown));
 
     eventually("another node takes the lease", 3 * TTL, || {
         broker.lease(shard).is_some_and(|l| l.holder != first.holder)
@@ -309,7 +309,7 @@ async fn a_node_joining_while_open_starts_open() {
     let n2 = node(&broker, "n2").await;
     let b2 = n2.breaker("payments", config()).await.unwrap();
     assert_eq!(b2.state(), StateLabel::Open);
-    assert!(matches!(b2.try_acquire(), Err(r) if r.reason == RejectReason::Open), "not even one call goes out");
+    assert!(matches!(b2.try_acquire(), Err(r) if r.reason() == RejectReason::Open), "not even one call goes out");
 }
 
 #[tokio::test(start_paused = true)]
@@ -342,7 +342,7 @@ async fn a_panicking_actor_is_restarted_and_the_hot_path_keeps_answering() {
     let mut events = reg.subscribe().unwrap();
     reg.inject_panic(b.name()).unwrap();
     eventually("restarted", Duration::from_secs(1), || reg.restarts(b.name()) == Some(1)).await;
-    assert!(matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::Open), "answers from the last snapshot");
+    assert!(matches!(b.try_acquire(), Err(r) if r.reason() == RejectReason::Open), "answers from the last snapshot");
 
     let deadline = Instant::now() + Duration::from_secs(5);
     while b.state() != StateLabel::Closed {
@@ -425,7 +425,7 @@ async fn everything_after_shutdown_is_a_typed_error() {
     assert!(matches!(reg.subscribe(), Err(RegistryError::ShutDown)));
     assert_eq!(reg.breaker_names(), Err(RegistryError::ShutDown));
     assert_eq!(reg.shutdown().await, Err(RegistryError::ShutDown));
-    assert!(matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::ShutDown));
+    assert!(matches!(b.try_acquire(), Err(r) if r.reason() == RejectReason::ShutDown));
 }
 
 #[tokio::test(start_paused = true)]
@@ -548,7 +548,7 @@ async fn a_command_from_any_node_reaches_the_decider_and_applies_everywhere() {
     .await;
     for b in &breakers {
         assert!(
-            matches!(b.try_acquire(), Err(r) if r.reason == RejectReason::Open && r.state == StateLabel::ForcedOpen)
+            matches!(b.try_acquire(), Err(r) if r.reason() == RejectReason::Open && r.state() == StateLabel::ForcedOpen)
         );
     }
     let decision = broker.decision(&name("payments")).unwrap();
@@ -590,7 +590,7 @@ async fn a_command_issued_while_nobody_decides_is_applied_by_the_next_decider() 
     let n3 = node(&broker, "n3").await;
     let b3 = n3.breaker("payments", config()).await.unwrap();
     eventually("the new decider applies it", 2 * TTL, || b3.state() == StateLabel::ForcedOpen).await;
-    assert!(matches!(b3.try_acquire(), Err(r) if r.reason == RejectReason::Open));
+    assert!(matches!(b3.try_acquire(), Err(r) if r.reason() == RejectReason::Open));
     let decision = broker.decision(b3.name()).unwrap();
     assert_eq!(&decision.decider, n3.node());
     assert_eq!(manual(&decision.reason), Some((CommandKind::ForceOpen, "carol", "maintenance window")));
@@ -735,7 +735,7 @@ async fn an_ignored_probe_gives_its_slot_back_and_the_round_goes_on() {
     // No call while open: no demand, so half-open grants this node nothing at first.
     eventually("half-open", Duration::from_secs(1), || b.state() == StateLabel::HalfOpen).await;
     let rejected = b.try_acquire().map(drop).expect_err("no grant yet");
-    assert_eq!(rejected.reason, RejectReason::NoProbeGranted, "{rejected}");
+    assert_eq!(rejected.reason(), RejectReason::NoProbeGranted, "{rejected}");
     assert!(rejected.to_string().contains("no probe granted to this node yet"), "{rejected}");
 
     // That rejection was demand: the decider grants the round's one probe.
@@ -749,7 +749,7 @@ async fn an_ignored_probe_gives_its_slot_back_and_the_round_goes_on() {
     };
     assert!(probe.is_probe());
     let taken = b.try_acquire().map(drop).expect_err("the one probe is out");
-    assert_eq!(taken.reason, RejectReason::NoProbeLeft, "{taken}");
+    assert_eq!(taken.reason(), RejectReason::NoProbeLeft, "{taken}");
     probe.ignore();
 
     // Neutral: the slot is back at once, well before the round's 30 s.

@@ -71,8 +71,11 @@ fn drained(breaker: &Breaker) -> OutcomeCounts {
 #[test]
 fn calls_through_the_tower_layer_allocate_nothing() {
     let name = BreakerName::new("tower-alloc").unwrap();
-    let hot =
-        HotPath::new(name, HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true }, CoarseClock::new());
+    let hot = HotPath::new(
+        name,
+        HotSettings { slow_call_threshold_ms: Some(50), track_streaks: true, trip_streak: None },
+        CoarseClock::new(),
+    );
     let breaker = Breaker::new(Arc::new(hot));
     // Errors that are multiples of 4 are neutral, other errors failures.
     let neutral_fours = |error: &u64| if error % 4 == 0 { Outcome::Ignored } else { Outcome::Failure };
@@ -143,7 +146,7 @@ fn calls_through_the_tower_layer_allocate_nothing() {
         for n in 0..CALLS {
             match call(&mut service, n) {
                 Err(FuseboxError::Rejected(rejected))
-                    if rejected.reason == RejectReason::Open && rejected.retry_after.is_some() =>
+                    if rejected.reason() == RejectReason::Open && rejected.retry_after().is_some() =>
                 {
                     rejections += 1;
                 }
@@ -171,7 +174,7 @@ fn calls_through_the_tower_layer_allocate_nothing() {
                     assert_eq!(doubled, 4 * n + 2);
                     probes += 1;
                 }
-                Err(FuseboxError::Rejected(rejected)) => assert_eq!(rejected.reason, RejectReason::NoProbeLeft),
+                Err(FuseboxError::Rejected(rejected)) => assert_eq!(rejected.reason(), RejectReason::NoProbeLeft),
                 Err(FuseboxError::Failed(error)) => panic!("odd numbers succeed, got {error}"),
             }
         }

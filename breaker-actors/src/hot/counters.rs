@@ -51,7 +51,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::machine::{BreakerName, OutcomeCounts};
+use crate::machine::OutcomeCounts;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, spin_loop};
 
 use super::word::GEN_TAG_BITS;
@@ -136,22 +136,16 @@ struct Shard {
     began: [[AtomicU64; CLASSES]; SLOTS],
     /// Held by the writer of a shared shard (never by the drainer).
     lock: AtomicBool,
-    /// The breaker's name for this shard's rejections: its own allocation, so cloning it
-    /// into a `Rejected` does not bounce one shared reference count between cores.
-    name: BreakerName,
 }
 
 impl Shard {
-    fn new(name: &BreakerName) -> Self {
-        // A validated name always validates again; the fallback shares the original.
-        let name = BreakerName::new(name.as_str()).unwrap_or_else(|_| name.clone());
+    fn new() -> Self {
         Self {
             cells: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             stale: AtomicU64::new(0),
             fraction: AtomicU64::new(0),
             began: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             lock: AtomicBool::new(false),
-            name,
         }
     }
 
@@ -221,24 +215,18 @@ struct Seen {
 
 /// All shards of one breaker.
 pub(super) struct Counters {
-    name: BreakerName,
     shards: Shards,
     seen: Mutex<Vec<Seen>>,
 }
 
 impl Counters {
-    pub(super) fn new(name: &BreakerName) -> Self {
-        Self { name: name.clone(), shards: Shards::new(name), seen: Mutex::new(Vec::new()) }
+    pub(super) fn new() -> Self {
+        Self { shards: Shards::new(), seen: Mutex::new(Vec::new()) }
     }
 
     #[inline]
     fn shard(&self, writer: Writer) -> &Shard {
-        self.shards.get_or_create(writer.index(), &self.name)
-    }
-
-    /// The name to hand out in a rejection by `writer`.
-    pub(super) fn name(&self, writer: Writer) -> &BreakerName {
-        &self.shard(writer).name
+        self.shards.get_or_create(writer.index())
     }
 
     /// Counts one call of `class` under generation tag `tag` in `writer`'s shard;
@@ -329,13 +317,13 @@ struct Shards([std::sync::OnceLock<Box<Shard>>; OWNED + SHARED]);
 
 #[cfg(not(loom))]
 impl Shards {
-    fn new(_: &BreakerName) -> Self {
+    fn new() -> Self {
         Self(std::array::from_fn(|_| std::sync::OnceLock::new()))
     }
 
     #[inline]
-    fn get_or_create(&self, index: usize, name: &BreakerName) -> &Shard {
-        self.0[index].get_or_init(|| Box::new(Shard::new(name)))
+    fn get_or_create(&self, index: usize) -> &Shard {
+        self.0[index].get_or_init(|| Box::new(Shard::new()))
     }
 
     fn present(&self) -> impl Iterator<Item = (usize, &Shard)> {
@@ -350,11 +338,11 @@ struct Shards(Box<[Shard]>);
 
 #[cfg(loom)]
 impl Shards {
-    fn new(name: &BreakerName) -> Self {
-        Self((0..OWNED + SHARED).map(|_| Shard::new(name)).collect())
+    fn new() -> Self {
+        Self((0..OWNED + SHARED).map(|_| Shard::new()).collect())
     }
 
-    fn get_or_create(&self, index: usize, _: &BreakerName) -> &Shard {
+    fn get_or_create(&self, index: usize) -> &Shard {
         &self.0[index]
     }
 
@@ -463,7 +451,7 @@ mod tests {
     use super::*;
 
     fn counters() -> Counters {
-        Counters::new(&BreakerName::new("c").unwrap())
+        Counters::new()
     }
 
     #[test]

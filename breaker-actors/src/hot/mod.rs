@@ -65,9 +65,9 @@
 //!   pairs the word's state with the retry hint of the same install (each install writes
 //!   its hint to one of two slots, tagged with its install number, which the word carries
 //!   too; a reader whose word is two installs old decides again under a newer one), and
-//!   never waits for the installer. Each shard holds its own allocation of the breaker's
-//!   name, so the `Arc` reference count a [`Rejected`] bumps is not one line shared by
-//!   every rejecting core.
+//!   never waits for the installer. A [`Rejected`] is `Copy` (no name, no reference
+//!   count): the open state's call is one load of the word, one of the retry slot, the
+//!   thread's counter cell and the coarse clock, no locked instruction.
 //!
 //! Install and drain need no common thread: the drainer maps each tag through a
 //! generation read after the cells, which is at least as new as the install that published
@@ -111,6 +111,10 @@ pub struct HotSettings {
     pub slow_call_threshold_ms: Option<u64>,
     /// Whether consecutive-failure streaks are tracked (a rule needs them).
     pub track_streaks: bool,
+    /// The local overlay's consecutive-failure limit: the call whose failure makes a run
+    /// this long trips the hot path itself (rejecting from the next call on) if its
+    /// snapshot allows it ([`Snapshot::trip_on_streak`]); needs `track_streaks`.
+    pub trip_streak: Option<u64>,
 }
 
 impl HotSettings {
@@ -120,7 +124,8 @@ impl HotSettings {
             c.fleet.rules.consecutive_failures.is_some()
                 || c.local.as_ref().is_some_and(|l| l.rules.consecutive_failures.is_some())
         };
-        Self { slow_call_threshold_ms: config.slow_call_threshold_ms, track_streaks: streaks(config) }
+        let trip_streak = config.local.as_ref().and_then(|l| l.rules.consecutive_failures);
+        Self { slow_call_threshold_ms: config.slow_call_threshold_ms, track_streaks: streaks(config), trip_streak }
     }
 }
 
@@ -160,6 +165,7 @@ pub enum Outcome {
 
 /// Why a call was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum RejectReason {
     /// The breaker is open (or forced open, or the outage policy rejects).
     Open,
@@ -175,30 +181,84 @@ pub enum RejectReason {
     ShutDown,
 }
 
-/// A call the breaker did not admit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
+/// A call the breaker did not admit: its effective state, why, and when the state may
+/// change.
+///
+/// `Copy` and one word: the open state's hot path makes one per rejected call, so it
+/// carries no name (an `Arc` clone is two locked instructions, most of what a rejection
+/// used to cost; the breaker is the one the caller asked, [`Breaker::name`]) and it is one
+/// `u64` (state, reason and the hint in milliseconds), written and read whole: a struct of
+/// mixed-width fields was written field by field out of line and read back in wider loads,
+/// which the CPU cannot forward from the pending stores (a stall of about 10 ns per call).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Rejected(u64);
+
+/// Bits of a rejection's retry hint (milliseconds); all ones: no hint.
+const RETRY_MS_BITS: u32 = 48;
+const RETRY_MS_NONE: u64 = (1 << RETRY_MS_BITS) - 1;
+
+impl Rejected {
+    /// A rejection in `state` for `reason`, with a retry hint (cut to about 8,900 years).
+    #[inline]
+    pub fn new(state: StateLabel, reason: RejectReason, retry_after: Option<Duration>) -> Self {
+        let ms = retry_after
+            .map_or(RETRY_MS_NONE, |after| u64::try_from(after.as_millis()).unwrap_or(u64::MAX).min(RETRY_MS_NONE - 1));
+        Self::packed(state, reason, ms)
+    }
+
+    #[inline]
+    fn packed(state: StateLabel, reason: RejectReason, retry_ms: u64) -> Self {
+        debug_assert!(retry_ms <= RETRY_MS_NONE, "the hint fits its bits");
+        Self(retry_ms | (word::label_code(state) << RETRY_MS_BITS) | ((reason as u64) << (RETRY_MS_BITS + 8)))
+    }
+
     /// The effective state.
-    pub state: StateLabel,
+    #[inline]
+    pub fn state(self) -> StateLabel {
+        word::label_of((self.0 >> RETRY_MS_BITS) & 0xFF)
+    }
+
     /// Why.
-    pub reason: RejectReason,
+    #[inline]
+    pub fn reason(self) -> RejectReason {
+        match self.0 >> (RETRY_MS_BITS + 8) {
+            0 => RejectReason::Open,
+            1 => RejectReason::NoProbeLeft,
+            2 => RejectReason::NoProbeGranted,
+            3 => RejectReason::NotAdmitted,
+            _ => RejectReason::ShutDown,
+        }
+    }
+
     /// When the state may change, if known.
-    pub retry_after: Option<Duration>,
-    /// The breaker.
-    pub breaker: BreakerName,
+    #[inline]
+    pub fn retry_after(self) -> Option<Duration> {
+        let ms = self.0 & RETRY_MS_NONE;
+        (ms != RETRY_MS_NONE).then(|| Duration::from_millis(ms))
+    }
+}
+
+impl fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("state", &self.state())
+            .field("reason", &self.reason())
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let why = match self.reason {
+        let why = match self.reason() {
             RejectReason::Open => "it is open",
             RejectReason::NoProbeLeft => "half-open, and this node's probes for the round are taken",
             RejectReason::NoProbeGranted => "half-open, and no probe granted to this node yet",
             RejectReason::NotAdmitted => "ramping back, and this call is outside the admitted share",
             RejectReason::ShutDown => "it was shut down",
         };
-        write!(f, "breaker {} rejected the call: {why} (state {})", self.breaker, self.state.as_str())?;
-        if let Some(after) = self.retry_after {
+        write!(f, "the breaker rejected the call: {why} (state {})", self.state().as_str())?;
+        if let Some(after) = self.retry_after() {
             write!(f, "; retry after {} ms", after.as_millis())?;
         }
         Ok(())
@@ -265,8 +325,9 @@ impl Streaks {
     /// A failure under generation tag `tag`: extends that generation's run, starts a run
     /// if `tag` is newer than the run in progress, and is no part of any run if it is older
     /// (a late outcome of a generation whose run has ended).
+    /// The run this failure makes, if it is part of one.
     #[inline]
-    fn failure(&self, tag: u64) {
+    fn failure(&self, tag: u64) -> Option<u64> {
         let mut current = self.current.load(Ordering::Relaxed);
         let run = loop {
             let run = if cell_tag(current) == tag {
@@ -274,7 +335,7 @@ impl Streaks {
             } else if tag_newer(tag, cell_tag(current)) {
                 1
             } else {
-                return;
+                return None;
             };
             // One locked instruction, as the `fetch_add` it replaces.
             match self.current.compare_exchange_weak(
@@ -295,6 +356,7 @@ impl Streaks {
                 (behind || tag_newer(tag, cell_tag(longest))).then_some(streak_cell(tag, run))
             });
         }
+        Some(run)
     }
 
     /// A success under generation tag `tag` ends the run in progress unless that run is a
@@ -375,6 +437,7 @@ fn initial_snapshot() -> Snapshot {
         local: None,
         retry_at: None,
         outage: false,
+        trip_on_streak: false,
     }
 }
 
@@ -382,7 +445,7 @@ impl HotPath {
     /// A closed hot path (generation 1, as a new machine's first snapshot).
     pub fn new(name: BreakerName, settings: HotSettings, clock: CoarseClock) -> Self {
         Self {
-            counters: Counters::new(&name),
+            counters: Counters::new(),
             name,
             settings,
             clock,
@@ -415,6 +478,13 @@ impl HotPath {
     /// The effective state in force (one load: cheaper than [`Self::snapshot`]).
     pub fn state(&self) -> StateLabel {
         self.published.load().label()
+    }
+
+    /// Whether the word in force is the hot path's own trip on the overlay's streak (no
+    /// install since): the machine, fed the run, trips its overlay and installs a new
+    /// snapshot; the actor reinstalls the machine's if it did not.
+    pub fn tripped_itself(&self) -> bool {
+        self.published.load().streak_tripped()
     }
 
     /// Stops admitting calls for good: every acquire is rejected as shut down.
@@ -495,7 +565,7 @@ impl HotPath {
     fn decide(&self, mut word: Word, writer: impl Fn() -> Writer + Copy) -> Result<Permit<'_>, Rejected> {
         loop {
             if word.is_shut() {
-                return Err(self.shut_down(word, writer()));
+                return Err(Self::shut_down(word));
             }
             let reason = match word.mode() {
                 Mode::Allow => return Ok(self.permit(word, writer, false)),
@@ -545,9 +615,8 @@ impl HotPath {
     }
 
     #[cold]
-    fn shut_down(&self, word: Word, writer: Writer) -> Rejected {
-        let breaker = self.counters.name(writer).clone();
-        Rejected { state: word.label(), reason: RejectReason::ShutDown, retry_after: None, breaker }
+    fn shut_down(word: Word) -> Rejected {
+        Rejected::packed(word.label(), RejectReason::ShutDown, RETRY_MS_NONE)
     }
 
     // Part of `decide`, already out of line: in the open state this is the hot path.
@@ -559,8 +628,9 @@ impl HotPath {
         if word.records() {
             self.counters.count(writer, word.gen_tag(), Class::Rejected, || self.published.load().gen_tag());
         }
-        let retry_after = retry_at.map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms())));
-        Some(Rejected { state: word.label(), reason, retry_after, breaker: self.counters.name(writer).clone() })
+        let retry_ms =
+            retry_at.map_or(RETRY_MS_NONE, |at| at.saturating_sub(self.clock.now_ms()).min(RETRY_MS_NONE - 1));
+        Some(Rejected::packed(word.label(), reason, retry_ms))
     }
 
     #[inline]
@@ -579,14 +649,26 @@ impl HotPath {
         // The run before the count: a drain that takes the count (its Acquire load of the
         // cell the count stores with Release) then sees the run too, so a run is never lost
         // to a drain that took its failures without it.
-        if self.settings.track_streaks {
-            match outcome {
-                Outcome::Success => self.streaks.success(permit.word.gen_tag()),
-                Outcome::Failure => self.streaks.failure(permit.word.gen_tag()),
-                Outcome::Ignored => {}
+        let run = match outcome {
+            Outcome::Success if self.settings.track_streaks => {
+                self.streaks.success(permit.word.gen_tag());
+                None
             }
-        }
+            Outcome::Failure if self.settings.track_streaks => self.streaks.failure(permit.word.gen_tag()),
+            _ => None,
+        };
         self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+        // The crossing call trips the hot path itself (after its count, so a drain that sees
+        // the trip's rejections has the run's failures too; the run is drained with them).
+        // Each failure of a run gets its own run length, so exactly one call crosses.
+        if run.is_some() && run == self.settings.trip_streak && permit.word.streak_armed() {
+            self.trip_on_streak(permit.word);
+        }
+    }
+
+    #[cold]
+    fn trip_on_streak(&self, granted: Word) {
+        self.published.trip_on_streak(granted);
     }
 }
 

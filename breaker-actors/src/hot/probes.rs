@@ -130,6 +130,7 @@ mod tests {
             local: None,
             retry_at: None,
             outage: false,
+            trip_on_streak: false,
         };
         let published = Published::new(&snapshot);
         published.load()

@@ -15,6 +15,14 @@
 //! | 23-46 | generation tag: the generation's low 24 bits |
 //! | 47-63 | probe-round tag: the round's low 17 bits; with a fraction, the install tag |
 //!
+//! In allow and reject modes bits 47-63 carry no round; bit 47 is the streak trip: in
+//! allow mode, the snapshot lets the hot path trip itself on the call that completes the
+//! overlay's consecutive-failure run ([`Snapshot::trip_on_streak`]); in reject mode, the
+//! word is such a trip's ([`Published::trip_on_streak`]): the allow word it replaced with
+//! the mode set to reject and the label to open, everything else (the install tag above
+//! all, so the rejection finds its install's retry slot) unchanged. The next install
+//! replaces it like any word.
+//!
 //! Allow without shut down is the value `0` in bits 0-2, so the closed state costs one load
 //! and one mask test. The probe grant is not in the word but in the probe allowance, next
 //! to the count it bounds (see `probes`).
@@ -40,6 +48,7 @@ const MODE_REJECT: u64 = 3;
 const SHUT: u64 = 1 << 2;
 const RECORD: u64 = 1 << 3;
 const LABEL_SHIFT: u32 = 4;
+const LABEL_MASK: u64 = 0b111 << LABEL_SHIFT;
 const PARAM_SHIFT: u32 = 7;
 const GEN_SHIFT: u32 = 23;
 /// Width of the generation tag in the word and in every counter cell.
@@ -50,6 +59,8 @@ pub(super) const GEN_TAG_MASK: u64 = (1 << GEN_TAG_BITS) - 1;
 pub(super) const ROUND_SHIFT: u32 = 47;
 const TAG16: u64 = 0xFFFF;
 const RETRY_TAG_SHIFT: u32 = 48;
+/// Allow mode: the hot path may trip on the streak; reject mode: it did.
+const STREAK_TRIP: u64 = 1 << ROUND_SHIFT;
 /// A retry slot's "no hint" (and what hints of 2^48 - 1 ms or later read as).
 const RETRY_NONE: u64 = (1 << RETRY_TAG_SHIFT) - 1;
 
@@ -83,7 +94,7 @@ impl Word {
     fn encode(snapshot: &Snapshot, install: u64) -> Self {
         let tag = install & TAG16;
         let (mode, param, round) = match snapshot.admission {
-            Admission::Allow => (0, tag, 0),
+            Admission::Allow => (0, tag, u64::from(snapshot.trip_on_streak)),
             Admission::Fraction { per_mille } => (MODE_FRACTION, u64::from(per_mille), tag),
             Admission::Probe { round, .. } => (MODE_PROBE, tag, round),
             Admission::Reject => (MODE_REJECT, tag, 0),
@@ -136,6 +147,7 @@ impl Word {
     }
 
     /// The low 16 bits of the number of the install that published this word.
+    #[inline]
     fn install_tag(self) -> u64 {
         if self.mode() == Mode::Fraction { (self.0 >> ROUND_SHIFT) & TAG16 } else { (self.0 >> PARAM_SHIFT) & TAG16 }
     }
@@ -145,6 +157,24 @@ impl Word {
         (self.0 >> GEN_SHIFT) & GEN_TAG_MASK
     }
 
+    /// Whether this allow word lets the hot path trip itself on the overlay's streak.
+    #[inline]
+    pub(super) fn streak_armed(self) -> bool {
+        self.0 & (MODE_MASK | STREAK_TRIP) == STREAK_TRIP
+    }
+
+    /// Whether this word is the hot path's own streak trip.
+    #[inline]
+    pub(super) fn streak_tripped(self) -> bool {
+        self.0 & (MODE_MASK | STREAK_TRIP) == MODE_REJECT | STREAK_TRIP
+    }
+
+    /// The word of a streak trip of this armed allow word: reject, open, the rest kept.
+    fn tripped(self) -> Self {
+        debug_assert!(self.streak_armed(), "only an armed allow word trips");
+        Self((self.0 & !(MODE_MASK | LABEL_MASK)) | MODE_REJECT | (label_code(StateLabel::Open) << LABEL_SHIFT))
+    }
+
     /// The round tag, left in place (bits 47-63) to compare with the allowance's.
     #[inline]
     pub(super) fn round_bits(self) -> u64 {
@@ -152,7 +182,7 @@ impl Word {
     }
 }
 
-fn label_code(label: StateLabel) -> u64 {
+pub(super) fn label_code(label: StateLabel) -> u64 {
     match label {
         StateLabel::Closed => 0,
         StateLabel::Ramping => 1,
@@ -165,7 +195,7 @@ fn label_code(label: StateLabel) -> u64 {
     }
 }
 
-fn label_of(code: u64) -> StateLabel {
+pub(super) fn label_of(code: u64) -> StateLabel {
     match code & 0b111 {
         0 => StateLabel::Closed,
         1 => StateLabel::Ramping,
@@ -184,6 +214,7 @@ const LOCAL_NONE: u64 = 8;
 const LABELS_RECORD: u64 = 1 << 12;
 const LABELS_OUTAGE: u64 = 1 << 13;
 const LABELS_RETRY: u64 = 1 << 14;
+const LABELS_STREAK_TRIP: u64 = 1 << 15;
 
 /// Retry slot `install mod 2`'s value for `retry_at`.
 fn retry_slot(install: u64, retry_at: Option<Millis>) -> u64 {
@@ -220,6 +251,9 @@ fn encode_labels(s: &Snapshot) -> u64 {
     }
     if s.retry_at.is_some() {
         labels |= LABELS_RETRY;
+    }
+    if s.trip_on_streak {
+        labels |= LABELS_STREAK_TRIP;
     }
     labels
 }
@@ -271,7 +305,10 @@ impl Published {
     }
 
     /// The retry hint of `word`'s install, for a rejection; `Err` if `word` is out of date
-    /// (two or more installs old), so the caller decides again under a newer one.
+    /// (two or more installs old), so the caller decides again under a newer one. Inlined:
+    /// in the open state this is part of every call (an out-of-line call here cost about
+    /// a third of a rejection).
+    #[inline]
     pub(super) fn retry_at(&self, word: Word) -> Result<Option<u64>, OutOfDate> {
         let tag = word.install_tag();
         // `word` was loaded with Acquire, so this slot holds its install's hint or a newer
@@ -328,6 +365,29 @@ impl Published {
         self.version.store(version.wrapping_add(2), Ordering::Release);
     }
 
+    /// Trips the word on the overlay's streak: `granted`, the armed allow word the crossing
+    /// call's permit was granted under, becomes its reject word, if it is still the word in
+    /// force but for the shut-down bit (one CAS, on the crossing call only). A newer
+    /// install wins: the machine has moved on and judges the run at the next drain.
+    /// Whether this call tripped it.
+    pub(super) fn trip_on_streak(&self, granted: Word) -> bool {
+        debug_assert!(granted.streak_armed(), "only an armed word trips");
+        let mut current = self.word.load(Ordering::Relaxed);
+        while current & !SHUT == granted.0 {
+            // Release, as an install: a reader of the tripped word acts on it as on any.
+            match self.word.compare_exchange_weak(
+                current,
+                Word(current).tripped().0,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+        false
+    }
+
     /// Marks the word shut down, for good.
     pub(super) fn shut(&self) {
         self.word.fetch_or(SHUT, Ordering::Release);
@@ -357,6 +417,7 @@ impl Published {
                         local: (local != LOCAL_NONE).then(|| label_of(local)),
                         retry_at: (labels & LABELS_RETRY != 0).then_some(Millis(retry_at)),
                         outage: labels & LABELS_OUTAGE != 0,
+                        trip_on_streak: labels & LABELS_STREAK_TRIP != 0,
                     };
                 }
             }
@@ -393,6 +454,7 @@ mod tests {
             local: None,
             retry_at: None,
             outage: false,
+            trip_on_streak: false,
         }
     }
 
@@ -429,6 +491,7 @@ mod tests {
         s.retry_at = Some(Millis(u64::MAX));
         s.outage = true;
         s.record = false;
+        s.trip_on_streak = true;
         let p = Published::new(&snapshot(1, Admission::Allow, StateLabel::Closed));
         let ticket = p.begin_install(&s);
         assert!(ticket.new_round);

@@ -241,6 +241,11 @@ pub struct Snapshot {
     pub retry_at: Option<Millis>,
     /// Whether the outage policy is in force.
     pub outage: bool,
+    /// Whether the hot path may trip itself on the call that completes the overlay's
+    /// consecutive-failure run (`local.trip.consecutive_failures`) under this generation:
+    /// set while the admission is allow and the overlay, closed, is what would reject once
+    /// tripped. The machine trips its overlay on the same run at the next drain.
+    pub trip_on_streak: bool,
 }
 
 impl Snapshot {
@@ -256,6 +261,7 @@ impl Snapshot {
             local: None,
             retry_at: None,
             outage: false,
+            trip_on_streak: false,
         }
     }
 }
@@ -584,6 +590,7 @@ impl Machine {
             local: overlay.as_ref().map(|_| StateLabel::Closed),
             retry_at: None,
             outage: false,
+            trip_on_streak: config.local.as_ref().is_some_and(|l| l.rules.consecutive_failures.is_some()),
         };
         Self {
             params,
@@ -1257,6 +1264,19 @@ impl Machine {
         (admission, admission.label(), true, retry_at, round)
     }
 
+    /// Whether the overlay's consecutive-failure rule, tripping now, would make the
+    /// effective admission reject: the overlay is closed and has the rule, no manual state
+    /// rules, and the outage policy (if in force) follows the overlay. Then the hot path may
+    /// trip on the crossing call itself ([`Snapshot::trip_on_streak`]); this machine trips
+    /// the overlay on the same run when the drain brings it.
+    fn overlay_streak_would_reject(&self) -> bool {
+        let manual = self.applied.as_ref().is_some_and(|d| d.state.is_manual());
+        let overlay_decides = !self.outage_active || self.config.outage.policy == OutagePolicy::LocalOnly;
+        let rule = self.config.local.as_ref().is_some_and(|l| l.rules.consecutive_failures.is_some());
+        let closed = self.overlay.as_ref().is_some_and(|o| matches!(o.judge.phase(), Phase::Closed));
+        !manual && overlay_decides && rule && closed
+    }
+
     fn refresh_snapshot(&mut self, _now: Millis, fx: &mut Vec<Effect>) {
         let key = GenerationKey {
             fleet_phase: self.applied.as_ref().map_or(DecisionId::NONE, |d| d.phase),
@@ -1288,6 +1308,7 @@ impl Machine {
             local: self.overlay.as_ref().map(Overlay::label),
             retry_at,
             outage: self.outage_active,
+            trip_on_streak: admission == Admission::Allow && record && self.overlay_streak_would_reject(),
         };
         if snapshot != self.snapshot {
             if snapshot.state != self.snapshot.state {
