@@ -88,20 +88,19 @@ impl DecisionWatch {
                 None => None,
             }
         };
-        match known {
-            Some(read) => inbox.offer_decision(read),
-            None => {
-                let (reader, breaker, inbox) = (inner.clone(), breaker.clone(), inbox.clone());
-                let read = tokio::spawn(async move {
-                    let patience = reader.decision_resync.max(READ_PATIENCE_MIN).min(reader.request_timeout);
-                    if let Ok(Ok(read)) = tokio::time::timeout(patience, reader.read(&breaker)).await {
-                        inbox.offer_decision(read);
-                    }
-                });
-                let mut tasks = lock(&inner.tasks);
-                tasks.retain(|t| !t.is_finished());
-                tasks.push(read);
-            }
+        if let Some(read) = known {
+            inbox.offer_decision(read);
+        } else {
+            let (reader, breaker) = (inner.clone(), breaker.clone());
+            let read = tokio::spawn(async move {
+                let patience = reader.decision_resync.max(READ_PATIENCE_MIN).min(reader.request_timeout);
+                if let Ok(Ok(read)) = tokio::time::timeout(patience, reader.read(&breaker)).await {
+                    inbox.offer_decision(read);
+                }
+            });
+            let mut tasks = lock(&inner.tasks);
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(read);
         }
         let (me, breaker) = (self.clone(), breaker.clone());
         Subscription::from_cleanup(move || {
