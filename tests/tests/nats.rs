@@ -67,9 +67,10 @@ async fn eventually_fleet(what: &str, nodes: &[Node], breaker: &BreakerName, mut
             for n in nodes {
                 let m = n.reg.machine(breaker).await;
                 eprintln!(
-                    "{}: deciding {:?} applied {:?} {:?} {:?} {:?}",
+                    "{}: deciding {:?} phase {:?} applied {:?} {:?} {:?} {:?}",
                     n.reg.node(),
                     m.as_ref().map(breaker_actors::machine::Machine::is_deciding),
+                    m.as_ref().and_then(breaker_actors::machine::Machine::decider_phase),
                     m.as_ref().map(breaker_actors::machine::Machine::applied_id),
                     m.as_ref().map(breaker_actors::machine::Machine::stats),
                     n.transport.stats(),
@@ -399,7 +400,11 @@ async fn a_cluster_node_killed_while_breakers_trip_and_recover_loses_no_acknowle
             );
             panic!("the fleet never recovered with a server down");
         }
-        for b in &breakers {
+        // Only where not closed yet: a node that applied the close early and kept
+        // succeeding would fill the window with successes that outweigh the failures below
+        // (a node whose watch died with the server learns the close up to a resync period
+        // later than the others).
+        for b in breakers.iter().filter(|b| b.state() != StateLabel::Closed) {
             let _ = succeed(b);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

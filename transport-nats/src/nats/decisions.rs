@@ -34,6 +34,8 @@ use crate::codec::{self, DecodeError};
 /// Keys whose newest decision a node keeps (each a few hundred bytes). Beyond it, values of
 /// breakers the node does not have are not kept, and registering one costs a direct read.
 const MAX_CACHED: usize = 100_000;
+/// How long after a resync found entries the watch must have delivered them too.
+const WATCH_GRACE: Duration = Duration::from_millis(100);
 /// Entries one resync cycle fetches at most (the watch delivers the rest).
 const CATCH_UP_BATCH: usize = 64;
 
@@ -53,6 +55,11 @@ pub(crate) struct DecisionWatch {
     seen: AtomicU64,
     /// Whether a watch session runs now.
     running: AtomicBool,
+    /// The newest revision the watch itself delivered: a resync that found newer entries the
+    /// watch has not delivered a moment later shows a watch that died without noticing.
+    watch_seen: AtomicU64,
+    /// Rung when the watch is behind: the session starts again from `seen + 1`.
+    restart: tokio::sync::Notify,
     /// Bumped whenever a resync cycle has caught up with the bucket: a resync read waits
     /// for the next one.
     caught_up: watch::Sender<u64>,
@@ -64,6 +71,8 @@ impl DecisionWatch {
             state: std::sync::Mutex::new(State::default()),
             seen: AtomicU64::new(0),
             running: AtomicBool::new(false),
+            watch_seen: AtomicU64::new(0),
+            restart: tokio::sync::Notify::new(),
             caught_up: watch::Sender::new(0),
         })
     }
@@ -204,6 +213,7 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
     keep_running(inner.conn.clone(), "decision watch", async move || {
         let losses = conn.borrow_and_update().losses;
         let seen = watch.seen.load(Ordering::SeqCst);
+        watch.watch_seen.store(seen, Ordering::SeqCst);
         let deliver_policy = if seen == 0 {
             consumer::DeliverPolicy::LastPerSubject
         } else {
@@ -233,12 +243,14 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
                             let removal = is_removal(message.headers.as_ref());
                             watch.deliver(&inner, key, revision, (!removal).then_some(&message.payload));
                         }
+                        watch.watch_seen.fetch_max(revision, Ordering::SeqCst);
                         if pending == 0 {
                             watch.mark_complete();
                         }
                     }
                     _ => break Session::Retry,
                 },
+                () = watch.restart.notified() => break Session::Retry,
                 changed = conn.changed() => {
                     if changed.is_err() {
                         break Session::Stop;
@@ -268,8 +280,18 @@ async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
         let losses = conn.borrow_and_update().losses;
         let cycle = async {
             let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
+            let before = watch.seen.load(Ordering::SeqCst);
             if let Ok(Ok(())) = tokio::time::timeout(patience, catch_up(&inner, &watch, &filter)).await {
                 watch.caught_up.send_modify(|n| *n += 1);
+            }
+            let found = watch.seen.load(Ordering::SeqCst);
+            if found > before && watch.running.load(Ordering::SeqCst) {
+                // The watch may only have been a moment slower than this read: give it one.
+                tokio::time::sleep(WATCH_GRACE).await;
+                if watch.watch_seen.load(Ordering::SeqCst) < found {
+                    tracing::debug!(found, "the decision watch missed entries a resync found: restarting it");
+                    watch.restart.notify_one();
+                }
             }
             tokio::time::sleep(inner.decision_resync).await;
         };
