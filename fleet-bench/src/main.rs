@@ -268,6 +268,8 @@ fn main() -> Result<(), BenchError> {
             );
         }
     }
-    print_summary(&done);
+    if !done.is_empty() {
+        print_summary(&done);
+    }
     Ok(())
 }
