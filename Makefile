@@ -13,7 +13,7 @@ demo:
 		cargo run --release --quiet -p fusebox-examples --bin cluster-demo -- $(DEMO_ARGS)
 
 # The fleet-scale bench (BENCHMARKS.md, "Fleet scale"): a grid of nodes x breakers in one
-# process against nats-server processes it starts itself; about 4 minutes by default.
+# process against nats-server processes it starts itself; about 5.5 minutes by default.
 # FLEET_ARGS: e.g. --points 1x1,1x100,4x100,1x1000,4x1000 --secs 15 --cluster --repeat 3.
 fleet-bench:
 	bash scripts/install-tools.sh

@@ -25,6 +25,9 @@ pub struct Absorption {
     pub recorded: u64,
     /// Outcomes the node's machines drained from the hot path.
     pub drained: u64,
+    /// Outcomes the node's machines dropped as stale (recorded under a generation that had
+    /// ended when they were drained: by design, counted in `Stats::stale_outcomes`).
+    pub stale: u64,
     /// Outcomes the deciders counted.
     pub counted: u64,
     /// How long the threads hammered.
@@ -84,13 +87,16 @@ fn hammer(breakers: &[Breaker], threads: usize, secs: Duration) -> (u64, Duratio
     (recorded, began.elapsed())
 }
 
-async fn totals(fleet: &Fleet, names: &[BreakerName]) -> (u64, u64) {
+/// `(drained, stale, counted)` over `names` on every node.
+async fn totals(fleet: &Fleet, names: &[BreakerName]) -> (u64, u64, u64) {
     let mut drained = 0u64;
+    let mut stale = 0u64;
     let mut counted = 0u64;
     for name in names {
         for node in &fleet.nodes {
             if let Some(m) = node.reg.machine(name).await {
                 drained += m.stats().recorded.decisive();
+                stale += m.stats().stale_outcomes;
                 if m.is_deciding() {
                     let decisive = m.fleet_judge().map_or(0, |j| j.window_totals(m.now()).0);
                     counted += u64::try_from(decisive).unwrap_or(u64::MAX);
@@ -98,7 +104,7 @@ async fn totals(fleet: &Fleet, names: &[BreakerName]) -> (u64, u64) {
             }
         }
     }
-    (drained, counted)
+    (drained, stale, counted)
 }
 
 /// Hammers `fleet`'s breakers named `names` (already created with [`absorption_config`])
@@ -125,15 +131,16 @@ pub async fn run(fleet: &Fleet, names: &[&str], threads: usize, secs: Duration) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Counted before (the breakers may have run before): the run's own are the difference.
-    let (drained_before, counted_before) = totals(fleet, &parsed).await;
+    let before = totals(fleet, &parsed).await;
     let (recorded, elapsed) =
         tokio::task::spawn_blocking(move || hammer(&breakers, threads, secs)).await.doing("hammering")?;
     let deadline = Instant::now() + SETTLE_DEADLINE;
     loop {
-        let (drained, counted) = totals(fleet, &parsed).await;
-        let (drained, counted) = (drained - drained_before.min(drained), counted - counted_before.min(counted));
-        if (drained >= recorded && counted >= recorded) || Instant::now() > deadline {
-            return Ok(Absorption { breakers: names.len(), recorded, drained, counted, elapsed });
+        let now = totals(fleet, &parsed).await;
+        let (drained, stale, counted) =
+            (now.0.saturating_sub(before.0), now.1.saturating_sub(before.1), now.2.saturating_sub(before.2));
+        if (drained + stale >= recorded && counted >= drained) || Instant::now() > deadline {
+            return Ok(Absorption { breakers: names.len(), recorded, drained, stale, counted, elapsed });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

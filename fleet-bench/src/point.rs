@@ -23,7 +23,7 @@ pub const NODE_THREADS: &str = "fleet-node";
 pub struct PointSpec {
     /// Nodes.
     pub nodes: usize,
-    /// Breakers per node.
+    /// Breakers per node (the propagation breaker among them).
     pub breakers: usize,
     /// Calls per second per breaker; `None`: idle (no calls at all).
     pub rate: Option<f64>,
@@ -55,8 +55,8 @@ impl PointSpec {
                 other => return crate::fail(format!("point {text:?}"), format!("unknown flag {other:?}")),
             }
         }
-        if spec.nodes == 0 || spec.nodes > 64 {
-            return crate::fail(format!("point {text:?}"), "1 to 64 nodes");
+        if spec.nodes == 0 || spec.nodes > 64 || spec.breakers == 0 {
+            return crate::fail(format!("point {text:?}"), "1 to 64 nodes, at least 1 breaker");
         }
         Ok(spec)
     }
@@ -184,7 +184,8 @@ pub async fn run(
     let fleet_spec = FleetSpec {
         urls: urls.clone(),
         nodes: spec.nodes,
-        breakers: spec.breakers,
+        // The propagation breaker is one of the point's breakers.
+        breakers: spec.breakers.saturating_sub(1),
         flush: settings.flush,
         lease_ttl: settings.lease_ttl,
         lease_shards: settings.lease_shards,
@@ -194,7 +195,7 @@ pub async fn run(
     let fleet = Fleet::start(fleet_spec, &[PROPAGATION_BREAKER]).await?;
     let created: usize = fleet.breakers.iter().map(Vec::len).sum();
     let rss_created = procstat::rss(None);
-    result.put("breakers wanted (all nodes)", f(spec.nodes * (spec.breakers + 1)));
+    result.put("breakers wanted (all nodes)", f(spec.nodes * spec.breakers));
     result.put("breakers created (all nodes)", f(created));
     result.put("creation s", fleet.created_in.as_secs_f64());
     if let Some(e) = &fleet.first_error {
@@ -217,7 +218,8 @@ pub async fn run(
         .await
         .doing("starting the tap")??;
 
-    let background: Vec<_> = fleet.breakers.iter().flat_map(|b| b.iter().skip(1).cloned()).collect();
+    // Every breaker is called, the propagation breaker too (forced states win over its outcomes).
+    let background: Vec<_> = fleet.breakers.concat();
     let load_deadline = Instant::now() + settings.settle + settings.window + Duration::from_secs(120);
     let load = match spec.rate {
         Some(rate) => Some(Load::start(background, rate, load_deadline)?),
@@ -293,6 +295,10 @@ pub async fn run(
     result.put("p99 fleet / raw", q(&prop.fleet_ms, 0.99) / q(&prop.raw_ms, 0.99));
     result.put("decisions measured", f(prop.fleet_ms.len()));
     result.put("decisions or puts missed", f(prop.missed));
+    result.put("nodes holding the propagation breaker", f(prop.holders));
+    if prop.cut_short {
+        result.notes.push("propagation cut short (its 30 s budget, or 3 misses in a row)".to_owned());
+    }
 
     result.put("breakers decided at the end", f(fleet.deciding_now(Duration::from_secs(20)).await));
     let load_cpu = load.map_or(Duration::ZERO, Load::stop);

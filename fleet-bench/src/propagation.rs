@@ -23,6 +23,13 @@ pub const PROPAGATION_BREAKER: &str = "bench-prop";
 /// How long one decision or one put may take to reach everyone before it counts as missed.
 const REACH_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long one point's propagation measurement may take in all.
+const BUDGET: Duration = Duration::from_secs(30);
+
+/// Consecutive misses after which a side stops being measured (an overloaded fleet would
+/// otherwise cost the reach deadline per decision).
+const MAX_CONSECUTIVE_MISSES: u32 = 3;
+
 /// The scratch bucket of the raw side.
 const RAW_BUCKET: &str = "fleet_bench_raw"; // its stream starts with window::BENCH_STREAMS
 
@@ -35,6 +42,10 @@ pub struct Propagation {
     pub raw_ms: Vec<f64>,
     /// Decisions or puts that did not reach everyone within the deadline.
     pub missed: u32,
+    /// Nodes holding the propagation breaker (the ones waited for).
+    pub holders: usize,
+    /// Stopped by the budget or by repeated misses before all trips were made.
+    pub cut_short: bool,
 }
 
 fn millis_between(landed_ns: i128, at: SystemTime) -> f64 {
@@ -129,6 +140,7 @@ async fn fleet_one(
     fleet: &Fleet,
     state: &kv::Store,
     applied: &mut mpsc::UnboundedReceiver<crate::fleet::AppliedAt>,
+    holders: &[bool],
     kind: CommandKind,
     target: StateLabel,
 ) -> Option<f64> {
@@ -136,7 +148,7 @@ async fn fleet_one(
     fleet.nodes.first()?.reg.command(PROPAGATION_BREAKER, kind, "fleet-bench", "propagation").await.ok()?;
     let mut seen = vec![None; fleet.nodes.len()];
     let deadline = tokio::time::Instant::now() + REACH_DEADLINE;
-    while seen.iter().any(Option::is_none) {
+    while seen.iter().zip(holders).any(|(s, holds)| *holds && s.is_none()) {
         let event = tokio::time::timeout_at(deadline, applied.recv()).await.ok()??;
         if event.to == target {
             seen[event.node] = Some(event.at);
@@ -159,20 +171,45 @@ pub async fn measure(
         jetstream::new(monitor.clone()).get_key_value("fusebox_state").await.doing("opening the state bucket")?;
     let mut applied = fleet.book.follow(PROPAGATION_BREAKER);
     let mut result = Propagation::default();
+    // Only nodes that hold the breaker (creating it may have failed on some) are waited for.
+    let name = breaker_actors::machine::BreakerName::new(PROPAGATION_BREAKER).doing("breaker name")?;
+    let mut holders = Vec::new();
+    for node in &fleet.nodes {
+        holders.push(node.reg.machine(&name).await.is_some());
+    }
+    result.holders = holders.iter().filter(|h| **h).count();
+    let budget = tokio::time::Instant::now() + BUDGET;
+    let (mut fleet_misses, mut raw_misses) = (0, 0);
     for k in 0..trips {
+        if tokio::time::Instant::now() > budget
+            || (fleet_misses >= MAX_CONSECUTIVE_MISSES && raw_misses >= MAX_CONSECUTIVE_MISSES)
+        {
+            result.cut_short = true;
+            break;
+        }
         let (kind, target) = if k % 2 == 0 {
             (CommandKind::ForceOpen, StateLabel::ForcedOpen)
         } else {
             (CommandKind::ForceClosed, StateLabel::ForcedClosed)
         };
-        match fleet_one(fleet, &state, &mut applied, kind, target).await {
-            Some(ms) => result.fleet_ms.push(ms),
-            None => result.missed += 1,
+        if result.holders > 0 && fleet_misses < MAX_CONSECUTIVE_MISSES {
+            if let Some(ms) = fleet_one(fleet, &state, &mut applied, &holders, kind, target).await {
+                result.fleet_ms.push(ms);
+                fleet_misses = 0;
+            } else {
+                result.missed += 1;
+                fleet_misses += 1;
+            }
         }
-        let raw = raw.clone();
-        match aux.spawn(async move { raw.one().await }).await.ok().flatten() {
-            Some(ms) => result.raw_ms.push(ms),
-            None => result.missed += 1,
+        if raw_misses < MAX_CONSECUTIVE_MISSES {
+            let raw = raw.clone();
+            if let Some(ms) = aux.spawn(async move { raw.one().await }).await.ok().flatten() {
+                result.raw_ms.push(ms);
+                raw_misses = 0;
+            } else {
+                result.missed += 1;
+                raw_misses += 1;
+            }
         }
     }
     Ok(result)

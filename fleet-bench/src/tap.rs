@@ -52,7 +52,7 @@ pub enum Origin {
 pub struct TapCounts {
     /// Messages by what they are and who sent them.
     pub by_key: HashMap<(Kind, Origin), u64>,
-    /// Messages beyond [`MAX_KEYS`] distinct keys.
+    /// Messages beyond the tap's limit of distinct keys (200,000).
     pub overflow: u64,
 }
 
