@@ -197,6 +197,43 @@ struct Entry {
     bootstrapped: Arc<watch::Sender<bool>>,
     announced: Arc<Mutex<DecisionId>>,
     restarts: u32,
+    timer_messages: Arc<std::sync::atomic::AtomicU64>,
+    flush: Arc<FlushTarget>,
+}
+
+/// What the node's flusher needs of one breaker: its hot path, its actor (the current one:
+/// a restart replaces it) and whether a flush is already in its mailbox.
+struct FlushTarget {
+    hot: Arc<HotPath>,
+    actor: Mutex<ActorRef<BreakerMsg>>,
+    pending: Arc<AtomicBool>,
+}
+
+/// The node's flusher: every flush interval it advances the coarse clock and pokes (one
+/// [`BreakerMsg::Flush`]) the actors whose hot path has undrained outcomes, and no other:
+/// an idle breaker costs no timer wakeup, the node one per interval. Each look is
+/// [`HotPath::has_undrained`] (a load or a few per breaker). Stops with the registry.
+async fn run_flusher(shared: Weak<Shared>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.is_shut_down() {
+            return;
+        }
+        shared.clock.advance_to(shared.now().0);
+        for target in lock(&shared.flush_targets).iter() {
+            if target.hot.has_undrained() && !target.pending.swap(true, Ordering::AcqRel) {
+                // A stopped actor's flush goes nowhere; its successor is poked next time.
+                if lock(&target.actor).cast(BreakerMsg::Flush).is_err() {
+                    target.pending.store(false, Ordering::Release);
+                }
+            }
+        }
+    }
 }
 
 /// What the registry, its actors, its supervisor and its lease manager share.
@@ -216,6 +253,9 @@ pub(crate) struct Shared {
     register: tokio::sync::Mutex<()>,
     supervisor: OnceLock<ActorRef<()>>,
     manager: Mutex<Option<JoinHandle<()>>>,
+    /// Every breaker's flush target, in creation order (see [`run_flusher`]).
+    flush_targets: Mutex<Vec<Arc<FlushTarget>>>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
     shut_down: AtomicBool,
 }
 
@@ -430,6 +470,8 @@ impl RegistryBuilder {
             register: tokio::sync::Mutex::new(()),
             supervisor: OnceLock::new(),
             manager: Mutex::new(None),
+            flush_targets: Mutex::new(Vec::new()),
+            flusher: Mutex::new(None),
             shut_down: AtomicBool::new(false),
         });
         let (supervisor, _) = Actor::spawn(None, Supervisor, Arc::downgrade(&shared))
@@ -439,6 +481,8 @@ impl RegistryBuilder {
         let manager = LeaseManager::new(&shared);
         let task = tokio::spawn(manager.run(leases_rx));
         *lock(&shared.manager) = Some(task);
+        let flusher = tokio::spawn(run_flusher(Arc::downgrade(&shared), settings.flush));
+        *lock(&shared.flusher) = Some(flusher);
         Ok(Registry { shared })
     }
 }
@@ -622,6 +666,9 @@ impl Registry {
                 task.abort();
             }
         }
+        if let Some(flusher) = lock(&self.shared.flusher).take() {
+            flusher.abort();
+        }
     }
 
     /// Test hook: the node dies without stepping down. Its actors are killed, its lease
@@ -640,6 +687,13 @@ impl Registry {
         let actor = self.shared.entries().get(name).map(|e| e.actor.clone());
         let actor = actor.ok_or_else(|| RegistryError::NoSuchBreaker(name.clone()))?;
         actor.cast(BreakerMsg::Panic).map_err(|e| RegistryError::Spawn(e.to_string()))
+    }
+
+    /// Test hook: how many flush and wake-up messages the actor of `name` has handled (its
+    /// timer-driven work; inbox deliveries are not counted).
+    #[doc(hidden)]
+    pub fn timer_messages(&self, name: &BreakerName) -> Option<u64> {
+        self.shared.entries().get(name).map(|e| e.timer_messages.load(Ordering::Relaxed))
     }
 
     /// Test hook: how often the actor of `name` was restarted.
@@ -671,6 +725,8 @@ async fn create(
     let shard = lease_shard(&name, shared.settings.shards);
     let bootstrapped = Arc::new(watch::Sender::new(false));
     let announced = Arc::new(Mutex::new(DecisionId::NONE));
+    let timer_messages = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flush_pending = Arc::new(AtomicBool::new(false));
     let args = ActorArgs {
         shared: shared.clone(),
         name: name.clone(),
@@ -682,8 +738,12 @@ async fn create(
         bootstrapped: bootstrapped.clone(),
         announced: announced.clone(),
         restarted: false,
+        timer_messages: timer_messages.clone(),
+        flush_pending: flush_pending.clone(),
     };
     let actor = spawn_actor(shared, args).await?;
+    let flush = Arc::new(FlushTarget { hot: hot.clone(), actor: Mutex::new(actor.clone()), pending: flush_pending });
+    lock(&shared.flush_targets).push(flush.clone());
     let ready = bootstrapped.subscribe();
     shared.entries().insert(
         name.clone(),
@@ -697,6 +757,8 @@ async fn create(
             bootstrapped,
             announced,
             restarts: 0,
+            timer_messages,
+            flush,
         },
     );
     let _ = shared.leases.send(LeaseCmd::Join { shard, name, inbox, restarted: false });
@@ -732,6 +794,8 @@ impl Supervisor {
                 bootstrapped: e.bootstrapped.clone(),
                 announced: e.announced.clone(),
                 restarted: true,
+                timer_messages: e.timer_messages.clone(),
+                flush_pending: e.flush.pending.clone(),
             };
             (n.clone(), e.restarts, args)
         });
@@ -748,6 +812,9 @@ impl Supervisor {
         match spawn_actor(shared, args).await {
             Ok(actor) => {
                 if let Some(e) = shared.entries().get_mut(&name) {
+                    *lock(&e.flush.actor) = actor.clone();
+                    // A flush sent to the failed actor died with it.
+                    e.flush.pending.store(false, Ordering::Release);
                     e.actor = actor;
                 }
                 let _ = shared.leases.send(LeaseCmd::Join { shard, name, inbox, restarted: true });

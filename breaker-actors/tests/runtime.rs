@@ -827,3 +827,35 @@ async fn a_rebuilt_lease_store_under_high_terms_and_a_garbage_lease_value_each_g
     fail(&breakers[0], 10).await;
     eventually("the fleet still trips", TTL, || breakers.iter().all(|b| b.state() == StateLabel::Open)).await;
 }
+
+/// An idle breaker costs no timer wakeups: over 10 s its actor handles no flush and no
+/// wake-up message, while a breaker called every millisecond meanwhile is flushed (about
+/// every flush interval) and every one of its calls reaches its machine.
+#[tokio::test(start_paused = true)]
+async fn an_idle_breaker_handles_no_timer_messages_while_an_active_one_is_flushed() {
+    const CALLS: u64 = 10_000;
+    let reg = Registry::local().await.unwrap();
+    let _idle = reg.breaker("idle", config()).await.unwrap();
+    let busy = reg.breaker("busy", config()).await.unwrap();
+    // Leases and bootstrap first: what is measured is the steady state.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle, active) = (name("idle"), name("busy"));
+    let before = (reg.timer_messages(&idle).unwrap(), reg.timer_messages(&active).unwrap());
+    for _ in 0..CALLS {
+        busy.try_acquire().unwrap().success();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let idle_messages = reg.timer_messages(&idle).unwrap() - before.0;
+    let busy_messages = reg.timer_messages(&active).unwrap() - before.1;
+    assert_eq!(idle_messages, 0, "the idle breaker's actor was woken {idle_messages} times in 10 s");
+    assert!(busy_messages >= 1_000, "the busy breaker was flushed {busy_messages} times in 10 s");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let recorded = reg.machine(&active).await.unwrap().stats().recorded.success;
+        if recorded == CALLS {
+            break;
+        }
+        assert!(recorded < CALLS && Instant::now() < deadline, "{recorded} of {CALLS} calls reached the machine");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

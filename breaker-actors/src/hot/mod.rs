@@ -1,7 +1,7 @@
 //! The hot path: what a service calls on every request. `try_acquire` reads the snapshot the
 //! breaker actor installed and hands out a [`Permit`] or a typed [`Rejected`]; the permit
 //! records the outcome into counters tagged with the snapshot generation, which the actor
-//! drains on its flush tick and feeds to the machine as `LocalOutcomes`.
+//! drains when the registry's flusher finds some and feeds to the machine as `LocalOutcomes`.
 //! [`Breaker::try_acquire_owned`] hands out the same permit holding a share of the breaker
 //! instead of a borrow ([`OwnedPermit`]), for a caller that must keep it in something
 //! `'static`, such as a tower response future.
@@ -490,6 +490,17 @@ impl HotPath {
     /// Stops admitting calls for good: every acquire is rejected as shut down.
     pub fn close(&self) {
         self.published.shut();
+    }
+
+    /// Whether outcomes were recorded (or rejections counted) that no drain has taken: what
+    /// the registry's flusher asks, every flush interval, to poke only the actors with
+    /// something to drain. `false` means nothing is left (a count racing the last drain may
+    /// make it `true` with nothing to take). Its cost: to the hot path, one plain store per
+    /// recorded outcome or rejection to the recording thread's own counter line (no locked
+    /// instruction); to the caller, one load for a breaker no thread has called, plus one
+    /// per thread's counter shard that exists.
+    pub fn has_undrained(&self) -> bool {
+        self.counters.has_undrained()
     }
 
     /// Takes everything recorded since the last drain.
