@@ -65,7 +65,9 @@ pub(crate) enum BreakerMsg {
 pub(crate) struct ActorArgs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) name: BreakerName,
-    pub(crate) config: ValidConfig,
+    /// Shared with the registry's entry (a config is kept once per breaker, plus the
+    /// machine's own copy).
+    pub(crate) config: Arc<ValidConfig>,
     pub(crate) hot: Arc<HotPath>,
     pub(crate) inbox: Inbox,
     pub(crate) shard: LeaseShard,
@@ -101,7 +103,6 @@ pub(crate) struct ActorState {
     /// The decider's consumers (reports, commands) of the term they were started for.
     consumer: Option<Consumers>,
     _watch: Subscription,
-    _conn_task: Subscription,
     conn: watch::Receiver<ConnState>,
     conn_seen: ConnState,
     lost_fed: bool,
@@ -125,19 +126,11 @@ impl Actor for BreakerActor {
             incarnation: args.incarnation,
             lease_margin_ms: u64::try_from(shared.settings.lease_margin.as_millis()).unwrap_or(u64::MAX),
         };
-        let machine = Machine::with_valid(params, args.config.clone());
+        let machine = Machine::with_valid(params, ValidConfig::clone(&args.config));
         let offset = if args.restarted { args.hot.snapshot().generation } else { 0 };
         let watch = shared.transport.watch_decision(&args.name, args.inbox.clone());
+        // Connection changes ring the inbox from the registry's one watcher (no task here).
         let conn = shared.transport.connection();
-        let conn_task = {
-            let mut rx = conn.clone();
-            let inbox = args.inbox.clone();
-            Subscription::from_task(tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    inbox.ring();
-                }
-            }))
-        };
         let conn_seen = ConnState { connected: true, losses: conn.borrow().losses };
         let me = myself.clone();
         args.inbox.set_bell(Arc::new(move || {
@@ -152,7 +145,6 @@ impl Actor for BreakerActor {
             last_read: 0,
             consumer: None,
             _watch: watch,
-            _conn_task: conn_task,
             conn,
             conn_seen,
             lost_fed: false,

@@ -189,7 +189,7 @@ pub(crate) enum LeaseCmd {
 
 struct Entry {
     config: BreakerConfig,
-    valid: ValidConfig,
+    valid: Arc<ValidConfig>,
     hot: Arc<HotPath>,
     inbox: Inbox,
     shard: LeaseShard,
@@ -202,9 +202,11 @@ struct Entry {
 }
 
 /// What the node's flusher needs of one breaker: its hot path, its actor (the current one:
-/// a restart replaces it) and whether a flush is already in its mailbox.
+/// a restart replaces it) and whether a flush is already in its mailbox; and its inbox, for
+/// the connection watcher.
 struct FlushTarget {
     hot: Arc<HotPath>,
+    inbox: Inbox,
     actor: Mutex<ActorRef<BreakerMsg>>,
     pending: Arc<AtomicBool>,
 }
@@ -213,6 +215,20 @@ struct FlushTarget {
 /// [`BreakerMsg::Flush`]) the actors whose hot path has undrained outcomes, and no other:
 /// an idle breaker costs no timer wakeup, the node one per interval. Each look is
 /// [`HotPath::has_undrained`] (a load or a few per breaker). Stops with the registry.
+/// The node's connection watcher: rings every breaker's inbox when the transport's
+/// connection state changes, so each actor feeds its machine the loss or the return (one
+/// task per node, not one per breaker).
+async fn watch_connection(shared: Weak<Shared>, mut connection: watch::Receiver<crate::transport::ConnState>) {
+    while connection.changed().await.is_ok() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        for target in lock(&shared.flush_targets).iter() {
+            target.inbox.ring();
+        }
+    }
+}
+
 async fn run_flusher(shared: Weak<Shared>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -255,7 +271,8 @@ pub(crate) struct Shared {
     manager: Mutex<Option<JoinHandle<()>>>,
     /// Every breaker's flush target, in creation order (see [`run_flusher`]).
     flush_targets: Mutex<Vec<Arc<FlushTarget>>>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    /// The flusher and the connection watcher.
+    flusher: Mutex<Vec<JoinHandle<()>>>,
     shut_down: AtomicBool,
 }
 
@@ -471,7 +488,7 @@ impl RegistryBuilder {
             supervisor: OnceLock::new(),
             manager: Mutex::new(None),
             flush_targets: Mutex::new(Vec::new()),
-            flusher: Mutex::new(None),
+            flusher: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
         });
         let (supervisor, _) = Actor::spawn(None, Supervisor, Arc::downgrade(&shared))
@@ -482,7 +499,8 @@ impl RegistryBuilder {
         let task = tokio::spawn(manager.run(leases_rx));
         *lock(&shared.manager) = Some(task);
         let flusher = tokio::spawn(run_flusher(Arc::downgrade(&shared), settings.flush));
-        *lock(&shared.flusher) = Some(flusher);
+        let watcher = tokio::spawn(watch_connection(Arc::downgrade(&shared), shared.transport.connection()));
+        lock(&shared.flusher).extend([flusher, watcher]);
         Ok(Registry { shared })
     }
 }
@@ -666,8 +684,8 @@ impl Registry {
                 task.abort();
             }
         }
-        if let Some(flusher) = lock(&self.shared.flusher).take() {
-            flusher.abort();
+        for task in lock(&self.shared.flusher).drain(..) {
+            task.abort();
         }
     }
 
@@ -721,6 +739,7 @@ async fn create(
     valid: ValidConfig,
 ) -> Result<(Arc<HotPath>, watch::Receiver<bool>), RegistryError> {
     let hot = Arc::new(HotPath::new(name.clone(), HotSettings::from_config(&valid), shared.clock.clone()));
+    let valid = Arc::new(valid);
     let inbox = Inbox::new(INBOX_CAPACITY);
     let shard = lease_shard(&name, shared.settings.shards);
     let bootstrapped = Arc::new(watch::Sender::new(false));
@@ -742,7 +761,12 @@ async fn create(
         flush_pending: flush_pending.clone(),
     };
     let actor = spawn_actor(shared, args).await?;
-    let flush = Arc::new(FlushTarget { hot: hot.clone(), actor: Mutex::new(actor.clone()), pending: flush_pending });
+    let flush = Arc::new(FlushTarget {
+        hot: hot.clone(),
+        inbox: inbox.clone(),
+        actor: Mutex::new(actor.clone()),
+        pending: flush_pending,
+    });
     lock(&shared.flush_targets).push(flush.clone());
     let ready = bootstrapped.subscribe();
     shared.entries().insert(
