@@ -660,26 +660,32 @@ impl HotPath {
         // The run before the count: a drain that takes the count (its Acquire load of the
         // cell the count stores with Release) then sees the run too, so a run is never lost
         // to a drain that took its failures without it.
+        if self.settings.track_streaks {
+            return self.record_with_streak(permit.word, permit.recorder(), outcome, class);
+        }
+        self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+    }
+
+    /// [`Self::record`] for a breaker whose rules need failure streaks: out of line, so the
+    /// common record (no streak rule) stays small enough to inline into the caller.
+    #[inline(never)]
+    fn record_with_streak(&self, granted: Word, writer: Writer, outcome: Outcome, class: Class) {
+        let tag = granted.gen_tag();
         let run = match outcome {
-            Outcome::Success if self.settings.track_streaks => {
-                self.streaks.success(permit.word.gen_tag());
+            Outcome::Success => {
+                self.streaks.success(tag);
                 None
             }
-            Outcome::Failure if self.settings.track_streaks => self.streaks.failure(permit.word.gen_tag()),
-            _ => None,
+            Outcome::Failure => self.streaks.failure(tag),
+            Outcome::Ignored => None,
         };
-        self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+        self.counters.count(writer, tag, class, || self.published.load().gen_tag());
         // The crossing call trips the hot path itself (after its count, so a drain that sees
         // the trip's rejections has the run's failures too; the run is drained with them).
         // Each failure of a run gets its own run length, so exactly one call crosses.
-        if run.is_some() && run == self.settings.trip_streak && permit.word.streak_armed() {
-            self.trip_on_streak(permit.word);
+        if run.is_some() && run == self.settings.trip_streak && granted.streak_armed() {
+            self.published.trip_on_streak(granted);
         }
-    }
-
-    #[cold]
-    fn trip_on_streak(&self, granted: Word) {
-        self.published.trip_on_streak(granted);
     }
 }
 
