@@ -1,12 +1,16 @@
 //! The `BreakerActor`: one per breaker per node. It owns the breaker's [`Machine`] and
-//! shares its [`HotPath`] with the service; every flush tick it drains the hot path into
-//! the machine and ticks it; it feeds the machine what the transport left in the breaker's
+//! shares its [`HotPath`] with the service; when the registry's flusher pokes it (once per
+//! flush interval at most, only while the hot path has undrained outcomes) it drains the hot
+//! path into the machine and ticks it; a timer at the machine's earliest deadline
+//! ([`Effect::WakeAt`]) ticks it otherwise, so an idle breaker costs no timer wakeup; it
+//! feeds the machine what the transport left in the breaker's
 //! [`Inbox`]; while its machine decides, it consumes the breaker's reports and operator
 //! commands into that inbox; and it carries out every [`Effect`] without awaiting I/O in its handler
 //! (operations run in spawned tasks whose results come back through the inbox).
 //!
-//! Its mailbox stays bounded whatever the traffic: one flush tick is outstanding at a time
-//! (each tick schedules the next), at most one wake-up timer, at most one inbox doorbell
+//! Its mailbox stays bounded whatever the traffic: at most one flush is outstanding (the
+//! flusher sends the next only after the actor took the last), at most one wake-up timer,
+//! at most one inbox doorbell
 //! (see `transport`), and control messages from the registry.
 //!
 //! A restarted actor (after a panic) starts a fresh machine on the same hot path and the
@@ -15,6 +19,7 @@
 //! attributed to the new machine's generations (they are fed as stale), and a new probe
 //! round always resets the hot path's probe count.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,7 +37,7 @@ use crate::registry::{LeaseCmd, Shared};
 use crate::transport::{ConnState, Inbox, LeaseShard, Revision, Subscription, WriteOutcome};
 
 /// Deliveries fed to the machine per doorbell; the rest wait for the next ring, so that
-/// flush ticks interleave with a long replay.
+/// flushes interleave with a long replay.
 const INBOX_BATCH: usize = 64;
 /// Report publications in flight per breaker; beyond it a report is dropped and counted
 /// (the decider tolerates lost reports; an unbounded backlog would not be tolerable).
@@ -42,7 +47,8 @@ const RESYNC_ATTEMPTS: u32 = 5;
 
 /// What a breaker actor is told.
 pub(crate) enum BreakerMsg {
-    /// Drain the hot path and tick the machine (self-scheduled).
+    /// Drain the hot path and tick the machine: sent by the registry's flusher, once per
+    /// flush interval at most, and only while the hot path has undrained outcomes.
     Flush,
     /// A wake-up the machine asked for.
     Wake,
@@ -59,7 +65,9 @@ pub(crate) enum BreakerMsg {
 pub(crate) struct ActorArgs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) name: BreakerName,
-    pub(crate) config: ValidConfig,
+    /// Shared with the registry's entry (a config is kept once per breaker, plus the
+    /// machine's own copy).
+    pub(crate) config: Arc<ValidConfig>,
     pub(crate) hot: Arc<HotPath>,
     pub(crate) inbox: Inbox,
     pub(crate) shard: LeaseShard,
@@ -68,6 +76,11 @@ pub(crate) struct ActorArgs {
     /// The newest decision announced on this node, across restarts: each is announced once.
     pub(crate) announced: Arc<Mutex<DecisionId>>,
     pub(crate) restarted: bool,
+    /// Flush and wake-up messages handled, across restarts (a test hook's count).
+    pub(crate) timer_messages: Arc<AtomicU64>,
+    /// Set by the registry's flusher when it sends [`BreakerMsg::Flush`], cleared when the
+    /// actor takes it: at most one flush is in the mailbox.
+    pub(crate) flush_pending: Arc<AtomicBool>,
 }
 
 /// What a decider consumes: started when its machine gains a term, dropped (stopped) when
@@ -90,7 +103,6 @@ pub(crate) struct ActorState {
     /// The decider's consumers (reports, commands) of the term they were started for.
     consumer: Option<Consumers>,
     _watch: Subscription,
-    _conn_task: Subscription,
     conn: watch::Receiver<ConnState>,
     conn_seen: ConnState,
     lost_fed: bool,
@@ -114,26 +126,18 @@ impl Actor for BreakerActor {
             incarnation: args.incarnation,
             lease_margin_ms: u64::try_from(shared.settings.lease_margin.as_millis()).unwrap_or(u64::MAX),
         };
-        let machine = Machine::with_valid(params, args.config.clone());
+        let machine = Machine::with_valid(params, ValidConfig::clone(&args.config));
         let offset = if args.restarted { args.hot.snapshot().generation } else { 0 };
         let watch = shared.transport.watch_decision(&args.name, args.inbox.clone());
+        // Connection changes ring the inbox from the registry's one watcher (no task here).
         let conn = shared.transport.connection();
-        let conn_task = {
-            let mut rx = conn.clone();
-            let inbox = args.inbox.clone();
-            Subscription::from_task(tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    inbox.ring();
-                }
-            }))
-        };
         let conn_seen = ConnState { connected: true, losses: conn.borrow().losses };
         let me = myself.clone();
         args.inbox.set_bell(Arc::new(move || {
             // A dead actor's bell goes unanswered until its successor sets a new one.
             let _ = me.cast(BreakerMsg::Inbox);
         }));
-        myself.send_after(shared.settings.flush, || BreakerMsg::Flush);
+        // No flush tick of its own: the registry's flusher pokes it when calls were recorded.
         Ok(ActorState {
             calls: CallStats::new(args.name.clone()),
             args,
@@ -141,7 +145,6 @@ impl Actor for BreakerActor {
             last_read: 0,
             consumer: None,
             _watch: watch,
-            _conn_task: conn_task,
             conn,
             conn_seen,
             lost_fed: false,
@@ -158,14 +161,20 @@ impl Actor for BreakerActor {
         message: BreakerMsg,
         state: &mut ActorState,
     ) -> Result<(), ActorProcessingErr> {
+        if matches!(message, BreakerMsg::Flush | BreakerMsg::Wake) {
+            state.args.timer_messages.fetch_add(1, Ordering::Relaxed);
+        }
         match message {
             BreakerMsg::Flush => {
+                // Before the drain: a call recorded after it is poked again next interval.
+                state.args.flush_pending.store(false, Ordering::Release);
                 state.flush(&myself);
-                myself.send_after(state.args.shared.settings.flush, || BreakerMsg::Flush);
             }
             BreakerMsg::Wake => {
                 state.wake = None;
                 state.feed(&myself, Input::Tick);
+                state.rearm_wake(&myself);
+                state.calls.maybe_summarise(state.args.hot.snapshot().state);
             }
             BreakerMsg::Inbox => state.read_inbox(&myself),
             BreakerMsg::Shutdown(reply) => {
@@ -369,15 +378,25 @@ impl ActorState {
         }
     }
 
-    fn schedule_wake(&mut self, myself: &ActorRef<BreakerMsg>, at: Millis) {
-        let flush = self.args.shared.settings.flush;
-        let delay = Duration::from_millis(at.since(self.args.shared.now()));
-        if delay >= flush {
-            // The next flush tick comes first.
-            return;
+    /// A wake-up that fired before its deadline by the clock's rounding leaves the machine's
+    /// deadline unchanged, so the machine announces no new one: ask for it again. (No flush
+    /// tick would come to the rescue: every deadline reaches the actor through a wake.)
+    fn rearm_wake(&mut self, myself: &ActorRef<BreakerMsg>) {
+        if let Some(at) = self.machine.next_wake() {
+            if self.wake.is_none() && at > self.args.shared.now() {
+                self.schedule_wake(myself, at);
+            }
         }
+    }
+
+    /// One timer, at the machine's earliest deadline (which it announces whenever it
+    /// changes, later ones too: a renewed lease moves its deadline on, and a timer left at
+    /// the old one would wake an idle decider for nothing), however far: nothing else
+    /// ticks the machine of an idle breaker.
+    fn schedule_wake(&mut self, myself: &ActorRef<BreakerMsg>, at: Millis) {
+        let delay = Duration::from_millis(at.since(self.args.shared.now()));
         if let Some((when, timer)) = &self.wake {
-            if *when <= at {
+            if *when == at {
                 return;
             }
             timer.abort();

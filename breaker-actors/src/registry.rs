@@ -15,9 +15,12 @@
 //! The lease manager competes for the shards of the breakers this node has, renews a held
 //! shard every `ttl / 3` (a renewal's `sent_at` is when it was sent, on the machine's
 //! timeline), and fans `LeaseGained` / `LeaseRenewed` / `LeaseLost` out to the shard's
-//! breakers. The holder of a shard also adopts every breaker of that shard found in the
-//! fleet's config bucket, so that no breaker is left without a decider because its own
-//! nodes lost the race for the shard to a node that never registered it.
+//! breakers. Lease upkeep is the manager's only work: due renewals go out first and
+//! together, then due acquisitions together, each awaited at most half a renewal interval.
+//! The holder of a shard also adopts every breaker of that shard found in the fleet's config
+//! bucket, so that no breaker is left without a decider because its own nodes lost the race
+//! for the shard to a node that never registered it: a task of its own lists the bucket
+//! once after each acquisition and every 30 s, so a slow listing never delays a renewal.
 //!
 //! The manager asks for a term above the newest one the shard's breakers were offered in a
 //! decision (and above any newer term a step-down named), so that a rebuilt lease bucket,
@@ -189,7 +192,7 @@ pub(crate) enum LeaseCmd {
 
 struct Entry {
     config: BreakerConfig,
-    valid: ValidConfig,
+    valid: Arc<ValidConfig>,
     hot: Arc<HotPath>,
     inbox: Inbox,
     shard: LeaseShard,
@@ -197,6 +200,59 @@ struct Entry {
     bootstrapped: Arc<watch::Sender<bool>>,
     announced: Arc<Mutex<DecisionId>>,
     restarts: u32,
+    timer_messages: Arc<std::sync::atomic::AtomicU64>,
+    flush: Arc<FlushTarget>,
+}
+
+/// What the node's flusher needs of one breaker: its hot path, its actor (the current one:
+/// a restart replaces it) and whether a flush is already in its mailbox; and its inbox, for
+/// the connection watcher.
+struct FlushTarget {
+    hot: Arc<HotPath>,
+    inbox: Inbox,
+    actor: Mutex<ActorRef<BreakerMsg>>,
+    pending: Arc<AtomicBool>,
+}
+
+/// The node's flusher: every flush interval it advances the coarse clock and pokes (one
+/// [`BreakerMsg::Flush`]) the actors whose hot path has undrained outcomes, and no other:
+/// an idle breaker costs no timer wakeup, the node one per interval. Each look is
+/// [`HotPath::has_undrained`] (a load or a few per breaker). Stops with the registry.
+/// The node's connection watcher: rings every breaker's inbox when the transport's
+/// connection state changes, so each actor feeds its machine the loss or the return (one
+/// task per node, not one per breaker).
+async fn watch_connection(shared: Weak<Shared>, mut connection: watch::Receiver<crate::transport::ConnState>) {
+    while connection.changed().await.is_ok() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        for target in lock(&shared.flush_targets).iter() {
+            target.inbox.ring();
+        }
+    }
+}
+
+async fn run_flusher(shared: Weak<Shared>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.is_shut_down() {
+            return;
+        }
+        shared.clock.advance_to(shared.now().0);
+        for target in lock(&shared.flush_targets).iter() {
+            if target.hot.has_undrained() && !target.pending.swap(true, Ordering::AcqRel) {
+                // A stopped actor's flush goes nowhere; its successor is poked next time.
+                if lock(&target.actor).cast(BreakerMsg::Flush).is_err() {
+                    target.pending.store(false, Ordering::Release);
+                }
+            }
+        }
+    }
 }
 
 /// What the registry, its actors, its supervisor and its lease manager share.
@@ -216,6 +272,10 @@ pub(crate) struct Shared {
     register: tokio::sync::Mutex<()>,
     supervisor: OnceLock<ActorRef<()>>,
     manager: Mutex<Option<JoinHandle<()>>>,
+    /// Every breaker's flush target, in creation order (see [`run_flusher`]).
+    flush_targets: Mutex<Vec<Arc<FlushTarget>>>,
+    /// The flusher and the connection watcher.
+    flusher: Mutex<Vec<JoinHandle<()>>>,
     shut_down: AtomicBool,
 }
 
@@ -430,6 +490,8 @@ impl RegistryBuilder {
             register: tokio::sync::Mutex::new(()),
             supervisor: OnceLock::new(),
             manager: Mutex::new(None),
+            flush_targets: Mutex::new(Vec::new()),
+            flusher: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
         });
         let (supervisor, _) = Actor::spawn(None, Supervisor, Arc::downgrade(&shared))
@@ -439,6 +501,9 @@ impl RegistryBuilder {
         let manager = LeaseManager::new(&shared);
         let task = tokio::spawn(manager.run(leases_rx));
         *lock(&shared.manager) = Some(task);
+        let flusher = tokio::spawn(run_flusher(Arc::downgrade(&shared), settings.flush));
+        let watcher = tokio::spawn(watch_connection(Arc::downgrade(&shared), shared.transport.connection()));
+        lock(&shared.flusher).extend([flusher, watcher]);
         Ok(Registry { shared })
     }
 }
@@ -622,6 +687,9 @@ impl Registry {
                 task.abort();
             }
         }
+        for task in lock(&self.shared.flusher).drain(..) {
+            task.abort();
+        }
     }
 
     /// Test hook: the node dies without stepping down. Its actors are killed, its lease
@@ -640,6 +708,13 @@ impl Registry {
         let actor = self.shared.entries().get(name).map(|e| e.actor.clone());
         let actor = actor.ok_or_else(|| RegistryError::NoSuchBreaker(name.clone()))?;
         actor.cast(BreakerMsg::Panic).map_err(|e| RegistryError::Spawn(e.to_string()))
+    }
+
+    /// Test hook: how many flush and wake-up messages the actor of `name` has handled (its
+    /// timer-driven work; inbox deliveries are not counted).
+    #[doc(hidden)]
+    pub fn timer_messages(&self, name: &BreakerName) -> Option<u64> {
+        self.shared.entries().get(name).map(|e| e.timer_messages.load(Ordering::Relaxed))
     }
 
     /// Test hook: how often the actor of `name` was restarted.
@@ -667,10 +742,13 @@ async fn create(
     valid: ValidConfig,
 ) -> Result<(Arc<HotPath>, watch::Receiver<bool>), RegistryError> {
     let hot = Arc::new(HotPath::new(name.clone(), HotSettings::from_config(&valid), shared.clock.clone()));
+    let valid = Arc::new(valid);
     let inbox = Inbox::new(INBOX_CAPACITY);
     let shard = lease_shard(&name, shared.settings.shards);
     let bootstrapped = Arc::new(watch::Sender::new(false));
     let announced = Arc::new(Mutex::new(DecisionId::NONE));
+    let timer_messages = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flush_pending = Arc::new(AtomicBool::new(false));
     let args = ActorArgs {
         shared: shared.clone(),
         name: name.clone(),
@@ -682,8 +760,17 @@ async fn create(
         bootstrapped: bootstrapped.clone(),
         announced: announced.clone(),
         restarted: false,
+        timer_messages: timer_messages.clone(),
+        flush_pending: flush_pending.clone(),
     };
     let actor = spawn_actor(shared, args).await?;
+    let flush = Arc::new(FlushTarget {
+        hot: hot.clone(),
+        inbox: inbox.clone(),
+        actor: Mutex::new(actor.clone()),
+        pending: flush_pending,
+    });
+    lock(&shared.flush_targets).push(flush.clone());
     let ready = bootstrapped.subscribe();
     shared.entries().insert(
         name.clone(),
@@ -697,6 +784,8 @@ async fn create(
             bootstrapped,
             announced,
             restarts: 0,
+            timer_messages,
+            flush,
         },
     );
     let _ = shared.leases.send(LeaseCmd::Join { shard, name, inbox, restarted: false });
@@ -732,6 +821,8 @@ impl Supervisor {
                 bootstrapped: e.bootstrapped.clone(),
                 announced: e.announced.clone(),
                 restarted: true,
+                timer_messages: e.timer_messages.clone(),
+                flush_pending: e.flush.pending.clone(),
             };
             (n.clone(), e.restarts, args)
         });
@@ -748,6 +839,9 @@ impl Supervisor {
         match spawn_actor(shared, args).await {
             Ok(actor) => {
                 if let Some(e) = shared.entries().get_mut(&name) {
+                    *lock(&e.flush.actor) = actor.clone();
+                    // A flush sent to the failed actor died with it.
+                    e.flush.pending.store(false, Ordering::Release);
                     e.actor = actor;
                 }
                 let _ = shared.leases.send(LeaseCmd::Join { shard, name, inbox, restarted: true });
@@ -812,10 +906,24 @@ impl ShardState {
     }
 }
 
+/// How often at most the adopter lists the config bucket again for the shards held (it
+/// also lists it once after each acquisition).
+const ADOPT_EVERY: Duration = Duration::from_secs(30);
+
 /// The node's lease manager: a task that competes for, renews and releases lease shards.
+/// Lease upkeep is its only work: every transport operation it awaits is bounded by
+/// [`LeaseManager::op_limit`] (below a third of the TTL), due renewals go out first and
+/// together, then due acquisitions together, and adoption (listing the config bucket,
+/// which can take long) runs in a task of its own ([`run_adopter`]): a renewal never
+/// waits behind a listing, another shard's acquisition or a slow operation for longer than
+/// one bound.
 struct LeaseManager {
     shared: Weak<Shared>,
     transport: Arc<dyn Transport>,
+    /// The shards held, for the adopter.
+    held: Arc<Mutex<std::collections::BTreeSet<LeaseShard>>>,
+    /// Asks the adopter to adopt a shard's breakers (after an acquisition).
+    adoptions: Option<mpsc::UnboundedSender<LeaseShard>>,
     origin_now: Arc<dyn Fn() -> Millis + Send + Sync>,
     ttl: Duration,
     shards_total: u32,
@@ -832,6 +940,8 @@ impl LeaseManager {
         Self {
             shared: weak,
             transport: shared.transport.clone(),
+            held: Arc::new(Mutex::new(std::collections::BTreeSet::new())),
+            adoptions: None,
             origin_now: Arc::new(move || Millis(u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))),
             ttl: shared.settings.lease_ttl,
             shards_total: shared.settings.shards,
@@ -849,8 +959,32 @@ impl LeaseManager {
         self.ttl / 3
     }
 
+    /// The longest any lease operation is awaited: half the renewal interval, so a renewal
+    /// due behind one still goes out well within the lease (`ttl / 3 + ttl / 6`, while a
+    /// lease lasts `ttl - margin`, more than `ttl / 3`). An operation that times out is
+    /// treated as failed (it may still land: a renewal then fails its next CAS and the
+    /// shard is acquired again; an acquisition finds the key held and waits for it).
+    fn op_limit(&self) -> Duration {
+        (self.retry() / 2).max(Duration::from_millis(1))
+    }
+
+    fn set_held(&self, shard: LeaseShard, held: bool) {
+        let mut set = lock(&self.held);
+        if held {
+            set.insert(shard);
+        } else {
+            set.remove(&shard);
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<LeaseCmd>) {
         let _watch = self.transport.watch_leases(self.released.clone());
+        let (adoptions, asks) = mpsc::unbounded_channel();
+        self.adoptions = Some(adoptions);
+        let adopter =
+            run_adopter(self.shared.clone(), self.transport.clone(), self.shards_total, self.held.clone(), asks);
+        // Stops with the manager.
+        let _adopter = crate::transport::Subscription::from_task(tokio::spawn(adopter));
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -930,14 +1064,15 @@ impl LeaseManager {
     /// Releases `shard` and tells its breakers; competes again at once, or after one
     /// retry interval if `back_off`.
     async fn reelect(&mut self, shard: LeaseShard, back_off: bool) {
-        let retry = self.retry();
+        let (retry, limit) = (self.retry(), self.op_limit());
+        lock(&self.held).remove(&shard);
         let Some(s) = self.shards.get_mut(&shard) else {
             return;
         };
         let Some(held) = s.held.take() else {
             return;
         };
-        let _ = self.transport.release_lease(shard, held.revision).await;
+        let _ = tokio::time::timeout(limit, self.transport.release_lease(shard, held.revision)).await;
         Self::tell(s, &Input::LeaseLost { term: held.term });
         let now = Instant::now();
         s.next_attempt = Some(if back_off { now + retry } else { now });
@@ -953,7 +1088,9 @@ impl LeaseManager {
             if let Some(held) = s.held.take() {
                 // Breakers not yet told to shut down stop deciding before anyone else starts.
                 Self::tell(s, &Input::LeaseLost { term: held.term });
-                let released = self.transport.release_lease(shard, held.revision).await;
+                lock(&self.held).remove(&shard);
+                let release = self.transport.release_lease(shard, held.revision);
+                let released = tokio::time::timeout(self.op_limit(), release).await;
                 tracing::info!(shard = shard.0, term = held.term.0, ?released, "lease released at shutdown");
             }
         }
@@ -964,46 +1101,73 @@ impl LeaseManager {
             return;
         }
         let now = Instant::now();
-        let due: Vec<LeaseShard> = self
-            .shards
-            .iter()
-            .filter(|(_, s)| match &s.held {
-                Some(h) => h.next_renew <= now,
-                None => !s.members.is_empty() && s.next_attempt.is_some_and(|at| at <= now),
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for shard in due {
-            if self.shards.get(&shard).is_some_and(|s| s.held.is_some()) {
-                self.renew(shard).await;
-            } else {
-                self.acquire(shard).await;
+        let (mut renewals, mut acquisitions) = (Vec::new(), Vec::new());
+        for (shard, s) in &self.shards {
+            match &s.held {
+                Some(h) if h.next_renew <= now => renewals.push((*shard, h.revision, h.term)),
+                None if !s.members.is_empty() && s.next_attempt.is_some_and(|at| at <= now) => {
+                    acquisitions.push(*shard);
+                }
+                _ => {}
+            }
+        }
+        // Renewals first, all at once: a held lease is worth more than one to be won.
+        if !renewals.is_empty() {
+            let sent_at = (self.origin_now)();
+            let ops = renewals
+                .iter()
+                .map(|&(shard, revision, term)| self.transport.renew_lease(shard, revision, term, self.ttl))
+                .collect();
+            let results = all_bounded(ops, self.op_limit()).await;
+            for (&(shard, ..), result) in renewals.iter().zip(results) {
+                self.renewed(shard, sent_at, result);
+            }
+        }
+        if !acquisitions.is_empty() {
+            let sent_at = (self.origin_now)();
+            let mut requests = Vec::with_capacity(acquisitions.len());
+            let mut ops = Vec::with_capacity(acquisitions.len());
+            for &shard in &acquisitions {
+                let Some(s) = self.shards.get_mut(&shard) else {
+                    continue;
+                };
+                let request = LeaseRequest { ttl: self.ttl, known: s.known(), over: s.over.take() };
+                ops.push(self.transport.acquire_lease(shard, request));
+                requests.push((shard, request));
+            }
+            let results = all_bounded(ops, self.op_limit()).await;
+            for ((shard, request), result) in requests.into_iter().zip(results) {
+                self.acquired(shard, request, sent_at, result.as_ref());
             }
         }
     }
 
-    async fn acquire(&mut self, shard: LeaseShard) {
-        let sent_at = (self.origin_now)();
-        let Some(s) = self.shards.get_mut(&shard) else {
-            return;
-        };
-        let request = LeaseRequest { ttl: self.ttl, known: s.known(), over: s.over.take() };
-        let result = self.transport.acquire_lease(shard, request).await;
+    /// What an acquisition sent at `sent_at` got (`None`: no answer within the bound).
+    fn acquired(
+        &mut self,
+        shard: LeaseShard,
+        request: LeaseRequest,
+        sent_at: Millis,
+        result: Option<&Result<LeaseAcquire, TransportError>>,
+    ) {
         let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
         let Some(s) = self.shards.get_mut(&shard) else {
             return;
         };
         let now = Instant::now();
         match result {
-            Ok(LeaseAcquire::Granted { revision, term }) => {
+            Some(&Ok(LeaseAcquire::Granted { revision, term })) => {
                 tracing::info!(shard = shard.0, term = term.0, replaced = ?request.over, "lease acquired");
                 s.held = Some(Held { term, revision, sent_at, next_renew: now + retry });
                 s.next_attempt = None;
                 s.stale.clear();
                 Self::tell(s, &Input::LeaseGained { term, sent_at, ttl_ms });
-                self.adopt(shard).await;
+                self.set_held(shard, true);
+                if let Some(adoptions) = &self.adoptions {
+                    let _ = adoptions.send(shard);
+                }
             }
-            Ok(LeaseAcquire::Held { revision, ttl }) => {
+            Some(&Ok(LeaseAcquire::Held { revision, ttl })) => {
                 // The longer of the two TTLs: a holder renews every third of its own.
                 let wait = ttl.map_or(self.ttl, |t| t.max(self.ttl));
                 let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
@@ -1016,59 +1180,109 @@ impl LeaseManager {
                     s.next_attempt = Some(now + retry);
                 }
             }
-            Err(_) => s.next_attempt = Some(now + retry),
+            Some(Err(_)) | None => {
+                // The replacement was not made: ask for it again next time.
+                s.over = s.over.or(request.over);
+                s.next_attempt = Some(now + retry);
+            }
         }
     }
 
-    async fn renew(&mut self, shard: LeaseShard) {
-        let sent_at = (self.origin_now)();
-        let Some((revision, term)) =
-            self.shards.get(&shard).and_then(|s| s.held.as_ref()).map(|h| (h.revision, h.term))
-        else {
-            return;
-        };
-        let result = self.transport.renew_lease(shard, revision, term, self.ttl).await;
+    /// What a renewal sent at `sent_at` got (`None`: no answer within the bound).
+    fn renewed(
+        &mut self,
+        shard: LeaseShard,
+        sent_at: Millis,
+        result: Option<Result<Option<Revision>, TransportError>>,
+    ) {
         let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
         let Some(s) = self.shards.get_mut(&shard) else {
             return;
         };
         let now = Instant::now();
         match (result, &mut s.held) {
-            (Ok(Some(new_revision)), Some(h)) => {
+            (Some(Ok(Some(new_revision))), Some(h)) => {
                 h.revision = new_revision;
                 h.sent_at = sent_at;
                 h.next_renew = now + retry;
                 let news = Input::LeaseRenewed { term: h.term, sent_at, ttl_ms };
                 Self::tell(s, &news);
-                self.adopt(shard).await;
             }
-            (Ok(None), Some(h)) => {
+            (Some(Ok(None)), Some(h)) => {
                 let term = h.term;
                 tracing::warn!(shard = shard.0, term = term.0, "lease lost");
                 s.held = None;
                 s.next_attempt = Some(now);
                 Self::tell(s, &Input::LeaseLost { term });
+                self.set_held(shard, false);
             }
-            // Transport trouble: try again soon; the machines suspend themselves if the
-            // lease runs out on their clocks meanwhile.
-            (Err(_), Some(h)) => h.next_renew = now + (retry / 4).max(Duration::from_millis(1)),
+            // Transport trouble or no answer in time: try again soon; the machines suspend
+            // themselves if the lease runs out on their clocks meanwhile.
+            (Some(Err(_)) | None, Some(h)) => h.next_renew = now + (retry / 4).max(Duration::from_millis(1)),
             (_, None) => {}
         }
     }
+}
 
-    /// Spawns actors for the breakers of `shard` that the fleet has and this node lacks.
-    async fn adopt(&mut self, shard: LeaseShard) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        if shared.is_shut_down() {
-            return;
+/// Runs `ops` at once, each bounded by `limit`; their results in order (`None`: no answer
+/// within the bound).
+async fn all_bounded<T: Send + 'static>(ops: Vec<BoxFuture<T>>, limit: Duration) -> Vec<Option<T>> {
+    let mut results: Vec<Option<T>> = ops.iter().map(|_| None).collect();
+    let mut running = tokio::task::JoinSet::new();
+    for (index, op) in ops.into_iter().enumerate() {
+        running.spawn(async move { (index, tokio::time::timeout(limit, op).await.ok()) });
+    }
+    while let Some(done) = running.join_next().await {
+        if let Ok((index, result)) = done {
+            results[index] = result;
         }
-        let Ok(configs) = self.transport.configs().await else {
+    }
+    results
+}
+
+/// The node's adopter: lists the config bucket once after each acquisition (the shards
+/// acquired since its last listing) and every [`ADOPT_EVERY`] for all shards held, and
+/// spawns actors for the breakers of held shards that the fleet has and this node lacks,
+/// so that no breaker is left without a decider because its own nodes lost the race for
+/// the shard. Off the lease manager's path: a slow listing delays adoption, never a
+/// renewal.
+async fn run_adopter(
+    shared: Weak<Shared>,
+    transport: Arc<dyn Transport>,
+    shards_total: u32,
+    held: Arc<Mutex<std::collections::BTreeSet<LeaseShard>>>,
+    mut asks: mpsc::UnboundedReceiver<LeaseShard>,
+) {
+    let mut next_sweep = Instant::now() + ADOPT_EVERY;
+    loop {
+        let mut wanted = std::collections::BTreeSet::new();
+        tokio::select! {
+            ask = asks.recv() => match ask {
+                Some(shard) => {
+                    wanted.insert(shard);
+                }
+                None => return,
+            },
+            () = tokio::time::sleep_until(next_sweep) => {
+                wanted.extend(lock(&held).iter().copied());
+                next_sweep = Instant::now() + ADOPT_EVERY;
+            }
+        }
+        while let Ok(shard) = asks.try_recv() {
+            wanted.insert(shard);
+        }
+        if wanted.is_empty() {
+            continue;
+        }
+        let Ok(configs) = transport.configs().await else {
+            continue;
+        };
+        let Some(shared) = shared.upgrade() else {
             return;
         };
         for (name, config) in configs {
-            if lease_shard(&name, self.shards_total) != shard || shared.entries().contains_key(&name) {
+            let shard = lease_shard(&name, shards_total);
+            if !wanted.contains(&shard) || !lock(&held).contains(&shard) || shared.entries().contains_key(&name) {
                 continue;
             }
             let Ok(valid) = config.validate() else {
@@ -1076,7 +1290,10 @@ impl LeaseManager {
                 continue;
             };
             let _one_at_a_time = shared.register.lock().await;
-            if shared.is_shut_down() || shared.entries().contains_key(&name) {
+            if shared.is_shut_down() {
+                return;
+            }
+            if shared.entries().contains_key(&name) {
                 continue;
             }
             match create(&shared, name.clone(), config, valid).await {

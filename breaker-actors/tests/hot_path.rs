@@ -743,3 +743,32 @@ fn the_overlay_streak_rule_trips_on_the_crossing_call() {
     assert_eq!(rejection(&hot).reason(), RejectReason::Open);
     assert_eq!(hot.drain().outcomes.iter().map(|o| o.counts.failure).sum::<u64>(), 0, "nothing twice");
 }
+
+/// `has_undrained` is what the registry's flusher asks: false for a breaker nobody called
+/// or one drained since its last call, true while a count waits (rejections too).
+#[test]
+fn has_undrained_says_whether_a_drain_would_find_something() {
+    let hot = closed();
+    assert!(!hot.has_undrained(), "never called");
+    hot.try_acquire().unwrap().success();
+    assert!(hot.has_undrained());
+    assert_eq!(counts_by_generation(&hot.drain())[&1].success, 1);
+    assert!(!hot.has_undrained(), "drained");
+    drop(hot.try_acquire().unwrap());
+    assert!(!hot.has_undrained(), "a dropped permit records nothing");
+    hot.install(&snap(2, Admission::Reject));
+    let _ = rejection(&hot);
+    assert!(hot.has_undrained(), "a rejection is counted, as demand");
+    hot.drain();
+    // A thread beyond the inline shard slots records too.
+    std::thread::scope(|s| {
+        for _ in 0..12 {
+            s.spawn(|| {
+                let _ = hot.try_acquire();
+            });
+        }
+    });
+    assert!(hot.has_undrained());
+    assert_eq!(counts_by_generation(&hot.drain())[&2].rejected, 12);
+    assert!(!hot.has_undrained());
+}

@@ -490,6 +490,28 @@ fn a_streak_trip_never_overwrites_a_newer_install() {
     });
 }
 
+/// A record racing a drain: whatever the drain missed, `has_undrained` (the flusher's
+/// question) still says so afterwards, so no outcome waits forever on an idle breaker.
+#[test]
+fn a_count_a_drain_missed_leaves_the_breaker_undrained() {
+    model("a_count_a_drain_missed_leaves_the_breaker_undrained", None, || {
+        let hot = hot();
+        let recorder = {
+            let hot = Arc::clone(&hot);
+            spawn(move || hot.try_acquire_on(1).unwrap().success())
+        };
+        let first = hot.drain();
+        recorder.join().unwrap();
+        let taken = |d: &Drained| d.outcomes.iter().map(|o| o.counts.success).sum::<u64>();
+        if taken(&first) == 0 {
+            assert!(hot.has_undrained(), "the success waits, and the flusher knows");
+        }
+        let second = hot.drain();
+        assert_eq!(taken(&first) + taken(&second), 1);
+        assert!(!hot.has_undrained(), "all taken");
+    });
+}
+
 /// `close` racing an install: the install never reopens a closed hot path.
 #[test]
 fn close_survives_a_racing_install() {

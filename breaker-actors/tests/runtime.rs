@@ -324,7 +324,10 @@ async fn a_breaker_nobody_here_registered_is_adopted_by_the_shard_holder() {
 
     let n2 = node(&broker, "n2").await;
     let b2 = n2.breaker(&foreign, config()).await.unwrap();
-    eventually("n1 adopts the breaker", 2 * TTL, || n1.breaker_names().unwrap().contains(b2.name())).await;
+    // n1 held the shard before the breaker existed: it adopts it at its next sweep of the
+    // config bucket (every 30 s, off the lease path), not at a renewal.
+    let sweep = Duration::from_secs(30);
+    eventually("n1 adopts the breaker", sweep + 2 * TTL, || n1.breaker_names().unwrap().contains(b2.name())).await;
     fail(&b2, 10).await;
     eventually("n1 decides for n2", Duration::from_secs(1), || b2.state() == StateLabel::Open).await;
 }
@@ -826,4 +829,159 @@ async fn a_rebuilt_lease_store_under_high_terms_and_a_garbage_lease_value_each_g
     assert!(garbage_at.elapsed() >= TTL, "not before the value stood still for a TTL: {:?}", garbage_at.elapsed());
     fail(&breakers[0], 10).await;
     eventually("the fleet still trips", TTL, || breakers.iter().all(|b| b.state() == StateLabel::Open)).await;
+}
+
+/// An idle breaker costs no timer wakeups: over 10 s its actor handles no flush and no
+/// wake-up message, while a breaker called every millisecond meanwhile is flushed (about
+/// every flush interval) and every one of its calls reaches its machine.
+#[tokio::test(start_paused = true)]
+async fn an_idle_breaker_handles_no_timer_messages_while_an_active_one_is_flushed() {
+    const CALLS: u64 = 10_000;
+    let reg = Registry::local().await.unwrap();
+    let _idle = reg.breaker("idle", config()).await.unwrap();
+    let busy = reg.breaker("busy", config()).await.unwrap();
+    // Leases and bootstrap first: what is measured is the steady state.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle, active) = (name("idle"), name("busy"));
+    let before = (reg.timer_messages(&idle).unwrap(), reg.timer_messages(&active).unwrap());
+    for _ in 0..CALLS {
+        busy.try_acquire().unwrap().success();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let idle_messages = reg.timer_messages(&idle).unwrap() - before.0;
+    let busy_messages = reg.timer_messages(&active).unwrap() - before.1;
+    assert_eq!(idle_messages, 0, "the idle breaker's actor was woken {idle_messages} times in 10 s");
+    assert!(busy_messages >= 1_000, "the busy breaker was flushed {busy_messages} times in 10 s");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let recorded = reg.machine(&active).await.unwrap().stats().recorded.success;
+        if recorded == CALLS {
+            break;
+        }
+        assert!(recorded < CALLS && Instant::now() < deadline, "{recorded} of {CALLS} calls reached the machine");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The in-process transport, but listing the config bucket takes `delay` (a NATS bucket
+/// listed one key at a time under load).
+struct SlowConfigs {
+    inner: Arc<dyn Transport>,
+    delay: Duration,
+}
+
+mod slow_configs {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use breaker_actors::machine::{BreakerConfig, BreakerName, Command, Decision, NodeId, Report, Term};
+    use breaker_actors::transport::{
+        BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
+        Subscription, Transport, TransportError, WriteOutcome,
+    };
+    use tokio::sync::{Notify, watch};
+
+    impl Transport for super::SlowConfigs {
+        fn node(&self) -> &NodeId {
+            self.inner.node()
+        }
+        fn connection(&self) -> watch::Receiver<ConnState> {
+            self.inner.connection()
+        }
+        fn publish_report(&self, report: Report) -> BoxFuture<Result<(), TransportError>> {
+            self.inner.publish_report(report)
+        }
+        fn consume_reports(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+            self.inner.consume_reports(breaker, inbox)
+        }
+        fn publish_command(&self, command: Command) -> BoxFuture<Result<(), TransportError>> {
+            self.inner.publish_command(command)
+        }
+        fn consume_commands(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+            self.inner.consume_commands(breaker, inbox)
+        }
+        fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+            self.inner.watch_decision(breaker, inbox)
+        }
+        fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome> {
+            self.inner.write_decision(decision, expected)
+        }
+        fn read_decision(&self, breaker: &BreakerName) -> BoxFuture<Result<DecisionRead, TransportError>> {
+            self.inner.read_decision(breaker)
+        }
+        fn register_config(
+            &self,
+            breaker: &BreakerName,
+            config: &BreakerConfig,
+        ) -> BoxFuture<Result<ConfigOutcome, TransportError>> {
+            self.inner.register_config(breaker, config)
+        }
+        fn configs(&self) -> BoxFuture<Result<Vec<(BreakerName, BreakerConfig)>, TransportError>> {
+            let (listing, delay): (_, Duration) = (self.inner.configs(), self.delay);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                listing.await
+            })
+        }
+        fn acquire_lease(
+            &self,
+            shard: LeaseShard,
+            request: LeaseRequest,
+        ) -> BoxFuture<Result<LeaseAcquire, TransportError>> {
+            self.inner.acquire_lease(shard, request)
+        }
+        fn renew_lease(
+            &self,
+            shard: LeaseShard,
+            revision: Revision,
+            term: Term,
+            ttl: Duration,
+        ) -> BoxFuture<Result<Option<Revision>, TransportError>> {
+            self.inner.renew_lease(shard, revision, term, ttl)
+        }
+        fn release_lease(&self, shard: LeaseShard, revision: Revision) -> BoxFuture<Result<bool, TransportError>> {
+            self.inner.release_lease(shard, revision)
+        }
+        fn flush(&self, timeout: Duration) -> BoxFuture<bool> {
+            self.inner.flush(timeout)
+        }
+        fn watch_leases(&self, notify: Arc<Notify>) -> Subscription {
+            self.inner.watch_leases(notify)
+        }
+    }
+}
+
+/// Lease upkeep never waits for adoption's config listing: with a listing that takes two
+/// TTLs, the node holds its lease throughout (one `LeaseGained`, no suspension, no
+/// step-down) and an adopted breaker still comes in.
+#[tokio::test(start_paused = true)]
+async fn a_slow_config_listing_never_costs_the_lease() {
+    let broker = MemoryBroker::new();
+    // Another node registered "orders" in the fleet's config bucket: ours adopts it.
+    let other = node(&broker, "n2").await;
+    other.breaker("orders", config()).await.unwrap();
+    other.crash().await;
+    let slow = Arc::new(SlowConfigs { inner: broker.transport(NodeId::new("n1").unwrap()), delay: TTL * 2 });
+    let reg = Registry::builder()
+        .transport(slow)
+        .lease_ttl(TTL)
+        .lease_margin(Duration::from_millis(200))
+        .lease_shards(1)
+        .start()
+        .await
+        .unwrap();
+    let mut events = reg.subscribe().unwrap();
+    let _payments = reg.breaker("payments", config()).await.unwrap();
+    tokio::time::sleep(TTL * 10).await;
+    let (mut gained, mut troubles) = (0, Vec::new());
+    while let Ok(e) = events.try_recv() {
+        match e.event {
+            Event::LeaseGained { .. } if e.breaker == name("payments") => gained += 1,
+            Event::LeaseSuspended { .. } | Event::SteppedDown { .. } => troubles.push(e),
+            _ => {}
+        }
+    }
+    assert!(troubles.is_empty(), "the lease was suspended or lost: {troubles:?}");
+    assert_eq!(gained, 1, "one term for the whole run");
+    assert!(reg.breaker_names().unwrap().contains(&name("orders")), "the slow listing still adopts");
 }

@@ -1,7 +1,7 @@
 //! The hot path: what a service calls on every request. `try_acquire` reads the snapshot the
 //! breaker actor installed and hands out a [`Permit`] or a typed [`Rejected`]; the permit
 //! records the outcome into counters tagged with the snapshot generation, which the actor
-//! drains on its flush tick and feeds to the machine as `LocalOutcomes`.
+//! drains when the registry's flusher finds some and feeds to the machine as `LocalOutcomes`.
 //! [`Breaker::try_acquire_owned`] hands out the same permit holding a share of the breaker
 //! instead of a borrow ([`OwnedPermit`]), for a caller that must keep it in something
 //! `'static`, such as a tower response future.
@@ -492,6 +492,17 @@ impl HotPath {
         self.published.shut();
     }
 
+    /// Whether outcomes were recorded (or rejections counted) that no drain has taken: what
+    /// the registry's flusher asks, every flush interval, to poke only the actors with
+    /// something to drain. `false` means nothing is left (a count racing the last drain may
+    /// make it `true` with nothing to take). Its cost: to the hot path, one plain store per
+    /// recorded outcome or rejection to the recording thread's own counter line (no locked
+    /// instruction); to the caller, one load for a breaker no thread has called, plus one
+    /// per thread's counter shard that exists.
+    pub fn has_undrained(&self) -> bool {
+        self.counters.has_undrained()
+    }
+
     /// Takes everything recorded since the last drain.
     pub fn drain(&self) -> Drained {
         let (by_tag, stale_calls) = self.counters.take();
@@ -608,9 +619,7 @@ impl HotPath {
             word,
             #[cfg(loom)]
             writer: writer(),
-            probe,
-            started,
-            done: false,
+            call: CallState::new(probe, started),
         }
     }
 
@@ -649,26 +658,32 @@ impl HotPath {
         // The run before the count: a drain that takes the count (its Acquire load of the
         // cell the count stores with Release) then sees the run too, so a run is never lost
         // to a drain that took its failures without it.
+        if self.settings.track_streaks {
+            return self.record_with_streak(permit.word, permit.recorder(), outcome, class);
+        }
+        self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+    }
+
+    /// [`Self::record`] for a breaker whose rules need failure streaks: out of line, so the
+    /// common record (no streak rule) stays small enough to inline into the caller.
+    #[inline(never)]
+    fn record_with_streak(&self, granted: Word, writer: Writer, outcome: Outcome, class: Class) {
+        let tag = granted.gen_tag();
         let run = match outcome {
-            Outcome::Success if self.settings.track_streaks => {
-                self.streaks.success(permit.word.gen_tag());
+            Outcome::Success => {
+                self.streaks.success(tag);
                 None
             }
-            Outcome::Failure if self.settings.track_streaks => self.streaks.failure(permit.word.gen_tag()),
-            _ => None,
+            Outcome::Failure => self.streaks.failure(tag),
+            Outcome::Ignored => None,
         };
-        self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+        self.counters.count(writer, tag, class, || self.published.load().gen_tag());
         // The crossing call trips the hot path itself (after its count, so a drain that sees
         // the trip's rejections has the run's failures too; the run is drained with them).
         // Each failure of a run gets its own run length, so exactly one call crosses.
-        if run.is_some() && run == self.settings.trip_streak && permit.word.streak_armed() {
-            self.trip_on_streak(permit.word);
+        if run.is_some() && run == self.settings.trip_streak && granted.streak_armed() {
+            self.published.trip_on_streak(granted);
         }
-    }
-
-    #[cold]
-    fn trip_on_streak(&self, granted: Word) {
-        self.published.trip_on_streak(granted);
     }
 }
 
@@ -688,9 +703,49 @@ pub struct PermitOn<H: Deref<Target = HotPath>> {
     /// The shard that records its outcome under loom (elsewhere, the recording thread's).
     #[cfg(loom)]
     writer: Writer,
-    probe: bool,
-    started: Option<u64>,
-    done: bool,
+    call: CallState,
+}
+
+/// A permit's own state in one word: whether it is a probe, whether its outcome was
+/// reported (or handed over), and when it started (coarse clock, if a slow-call threshold
+/// needs it). One word, not a bool, an option and a bool: a permit is returned through
+/// memory, and the bools' narrow stores, read back by the caller's word-wide copy, stalled
+/// every closed-state call (store forwarding fails; about 5 ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CallState(u64);
+
+const CALL_PROBE: u64 = 1;
+const CALL_DONE: u64 = 1 << 1;
+const CALL_TIMED: u64 = 1 << 2;
+const CALL_START_SHIFT: u32 = 3;
+
+impl CallState {
+    #[inline]
+    fn new(probe: bool, started: Option<u64>) -> Self {
+        let timed = started.map_or(0, |at| CALL_TIMED | (at << CALL_START_SHIFT));
+        Self((u64::from(probe) * CALL_PROBE) | timed)
+    }
+
+    #[inline]
+    fn probe(self) -> bool {
+        self.0 & CALL_PROBE != 0
+    }
+
+    #[inline]
+    fn done(self) -> bool {
+        self.0 & CALL_DONE != 0
+    }
+
+    #[inline]
+    fn set_done(&mut self) {
+        self.0 |= CALL_DONE;
+    }
+
+    /// The start, on the coarse clock (ms; exact below 2^61 ms).
+    #[inline]
+    fn started(self) -> Option<u64> {
+        (self.0 & CALL_TIMED != 0).then_some(self.0 >> CALL_START_SHIFT)
+    }
 }
 
 /// A permit borrowing its hot path: what [`HotPath::try_acquire`] and
@@ -709,15 +764,14 @@ impl Permit<'_> {
     fn reaching_through<H: Deref<Target = HotPath>>(mut self, hot: H) -> PermitOn<H> {
         debug_assert!(std::ptr::eq(&raw const *hot, self.hot), "a permit moves only to its own hot path");
         // This one hands over: dropping it must neither give the probe slot back nor record.
-        self.done = true;
+        let call = self.call;
+        self.call.set_done();
         PermitOn {
             hot,
             word: self.word,
             #[cfg(loom)]
             writer: self.writer,
-            probe: self.probe,
-            started: self.started,
-            done: false,
+            call,
         }
     }
 }
@@ -726,7 +780,7 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
     /// Whether this call is a half-open probe.
     #[inline]
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.call.probe()
     }
 
     /// The call succeeded.
@@ -756,7 +810,7 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
     /// at least the slow-call threshold (the coarse clock is not consulted).
     #[inline]
     pub fn slow(mut self, elapsed: Duration) {
-        self.done = true;
+        self.call.set_done();
         if self.word.records() {
             self.hot.record(&self, Outcome::Success, Some(elapsed));
         }
@@ -767,11 +821,11 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
     /// see [`PermitOn::ignore`].
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
-        self.done = true;
+        self.call.set_done();
         if self.word.records() {
             self.hot.record(&self, outcome, None);
         }
-        if outcome == Outcome::Ignored && self.probe {
+        if outcome == Outcome::Ignored && self.call.probe() {
             self.hot.probes.give_back(self.word);
         }
     }
@@ -799,7 +853,7 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
 
     #[inline]
     fn is_slow(&self) -> bool {
-        match (self.started, self.hot.settings.slow_call_threshold_ms) {
+        match (self.call.started(), self.hot.settings.slow_call_threshold_ms) {
             (Some(start), Some(threshold)) => self.hot.clock.now_ms().saturating_sub(start) >= threshold,
             _ => false,
         }
@@ -809,7 +863,7 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
 impl<H: Deref<Target = HotPath>> Drop for PermitOn<H> {
     #[inline]
     fn drop(&mut self) {
-        if !self.done && self.probe {
+        if !self.call.done() && self.call.probe() {
             self.hot.probes.give_back(self.word);
         }
     }
