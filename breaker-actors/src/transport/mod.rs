@@ -361,7 +361,7 @@ impl Inbox {
     /// An empty inbox holding at most `capacity` queued deliveries.
     pub fn new(capacity: usize) -> Self {
         Self(Arc::new(InboxShared {
-            queue: Mutex::new(VecDeque::with_capacity(capacity.min(64))),
+            queue: Mutex::new(VecDeque::new()),
             space: Semaphore::new(capacity.max(1)),
             decision: Mutex::new(None),
             lease: Mutex::new(None),
