@@ -141,15 +141,6 @@ impl DecisionWatch {
         }
     }
 
-    /// Notes a decision this node wrote (its watch will deliver it too).
-    pub(crate) fn note_written(&self, breaker: &BreakerName, read: DecisionRead) {
-        let mut state = lock(&self.state);
-        let newer = state.cache.get(breaker).is_none_or(|old| old.revision < read.revision);
-        if newer && (state.cache.len() < MAX_CACHED || state.cache.contains_key(breaker)) {
-            state.cache.insert(breaker.clone(), read);
-        }
-    }
-
     /// Delivers one entry of the bucket: `key` at `revision`, a put of `payload` or (`None`)
     /// a delete, purge or expiry.
     fn deliver(&self, inner: &Inner, key: &str, revision: u64, payload: Option<&Bytes>) {
@@ -170,6 +161,11 @@ impl DecisionWatch {
         let read = DecisionRead { decision, revision };
         let inbox = {
             let mut state = lock(&self.state);
+            // Only the watch and the resync fill the cache, so a revision kept here was
+            // offered to the inbox already. (A write of this node's own is not kept ahead of
+            // its delivery: the inbox must be offered it, which is how the lease manager
+            // learns the term of every decision, its own included, and never asks for a
+            // term the bucket already holds.)
             if state.cache.get(&breaker).is_some_and(|old| old.revision >= revision) {
                 return;
             }

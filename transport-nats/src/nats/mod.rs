@@ -882,10 +882,7 @@ impl Transport for NatsTransport {
                 Err(e) => return WriteOutcome::Failed(backend(e)),
             };
             match inner.cas(&inner.stores.state, breaker.as_str(), payload, expected, None, None).await {
-                Ok(Cas::Written(revision)) => {
-                    inner.decisions.note_written(&breaker, DecisionRead { decision: Some(decision), revision });
-                    WriteOutcome::Written { revision }
-                }
+                Ok(Cas::Written(revision)) => WriteOutcome::Written { revision },
                 Ok(Cas::Conflict) => match inner.read(&breaker).await {
                     Ok(read) => WriteOutcome::Rejected { current: read.decision, revision: read.revision },
                     Err(e) => WriteOutcome::Failed(e),
