@@ -908,6 +908,15 @@ async fn with_the_example_auth_config_node_credentials_are_enough_to_run_the_fle
     for n in &rest {
         assert_eq!(n.transport.stats().rejected_outcomes, 0);
     }
+    // Nothing a node does on its own needs more than its rights: the resync's direct reads
+    // included, which run beside the watch (their failure alone would go unnoticed).
+    let deadline = Instant::now() + 2 * TTL;
+    while Instant::now() < deadline {
+        let refused: Vec<String> =
+            server.log().lines().filter(|l| l.contains("/user:node-") && l.contains("Violation")).map(str::to_owned).collect();
+        assert!(refused.is_empty(), "a node was refused: {refused:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 // On a cluster, CAS writes that race each other are answered "wrong last sequence" or "wrong
