@@ -474,6 +474,8 @@ impl RegistryBuilder {
                 (node, transport)
             }
         };
+        // One report message per flush interval: a batching transport batches at this one.
+        transport.set_report_interval(settings.flush);
         let incarnation = self.incarnation.unwrap_or_else(fresh_incarnation);
         let (leases_tx, leases_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {

@@ -245,8 +245,6 @@ impl Fleet {
             let node_id = NodeId::new(&id).doing(format!("node id {id}"))?;
             let mut config = NatsConfig::new(spec.urls.clone(), node_id);
             config.store.replicas = spec.replicas;
-            // The transport batches at the registry's flush interval: one message per flush.
-            config.report_interval = spec.flush;
             let transport = NatsTransport::connect(config).await.doing(format!("connecting node {id}"))?;
             let reg = Registry::builder()
                 .transport(transport.clone())

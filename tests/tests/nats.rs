@@ -912,8 +912,12 @@ async fn with_the_example_auth_config_node_credentials_are_enough_to_run_the_fle
     // included, which run beside the watch (their failure alone would go unnoticed).
     let deadline = Instant::now() + 2 * TTL;
     while Instant::now() < deadline {
-        let refused: Vec<String> =
-            server.log().lines().filter(|l| l.contains("/user:node-") && l.contains("Violation")).map(str::to_owned).collect();
+        let refused: Vec<String> = server
+            .log()
+            .lines()
+            .filter(|l| l.contains("/user:node-") && l.contains("Violation"))
+            .map(str::to_owned)
+            .collect();
         assert!(refused.is_empty(), "a node was refused: {refused:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -19,9 +19,9 @@
 //! breakers waiting, and the age of a waiting report (older than the outcome stream keeps
 //! reports, it would be discarded by the stream anyway); what is dropped is counted.
 //!
-//! Methods, in the manner of a sans-I/O connection: getters (`waiting`, `lost`, ...),
-//! `handle_*` (news from outside: a report, an ack, a failed publish), `poll_*` (what to do
-//! now, when to be called again).
+//! Methods, in the manner of a sans-I/O connection: getters (`pending`, `lost`, ...), one
+//! mutator (`set_interval`), `handle_*` (news from outside: a report, an ack, a failed
+//! publish), `poll_*` (what to do now, when to be called again).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -175,6 +175,13 @@ impl ReportBatcher {
     /// Messages acknowledged so far.
     pub fn sent(&self) -> u64 {
         self.sent
+    }
+
+    // ---- mutators ----
+
+    /// Sets the least time between two messages (the node's flush interval).
+    pub fn set_interval(&mut self, interval_ms: u64) {
+        self.limits.interval_ms = interval_ms.max(1);
     }
 
     // ---- handle_* ----

@@ -295,6 +295,13 @@ pub trait Transport: Send + Sync + 'static {
         Box::pin(std::future::ready(true))
     }
 
+    /// The node's flush interval, told by the registry at its start: a transport that
+    /// batches the node's reports sends at most one message per interval. The default
+    /// suits transports that send every report as it comes.
+    fn set_report_interval(&self, interval: Duration) {
+        let _ = interval;
+    }
+
     /// Notifies `notify` whenever a lease key is released, so that standbys compete at once
     /// instead of at their next retry (expiry may go unannounced: standbys retry anyway).
     fn watch_leases(&self, notify: Arc<Notify>) -> Subscription;

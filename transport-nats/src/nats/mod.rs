@@ -71,7 +71,8 @@ pub struct NatsConfig {
     /// created until `JetStream` has a leader again) they come four times as often.
     pub decision_resync: Duration,
     /// The least time between two report messages of this node (each carries every
-    /// breaker's reports): the flush interval.
+    /// breaker's reports): the flush interval. A `Registry` started on this transport sets
+    /// it to its own flush interval.
     pub report_interval: Duration,
     /// How long reports that cannot matter to a decision (successes while closed) may wait:
     /// a quiet, healthy node sends one message per this period.
@@ -989,6 +990,11 @@ impl Transport for NatsTransport {
                 .await?;
             Ok(deleted != Cas::Conflict)
         })
+    }
+
+    fn set_report_interval(&self, interval: Duration) {
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        lock(&self.inner.outbox.batcher).set_interval(ms);
     }
 
     fn flush(&self, timeout: Duration) -> BoxFuture<bool> {
