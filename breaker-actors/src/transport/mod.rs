@@ -140,7 +140,7 @@ pub enum LeaseAcquire {
     },
     /// The key holds a value at `revision` (a holder's, or one that does not decode).
     Held {
-        /// The value's revision.
+        /// The value's revision (0: held, but the value could not be read yet).
         revision: Revision,
         /// The TTL the value records (`None`: it records none, or does not decode).
         ttl: Option<Duration>,

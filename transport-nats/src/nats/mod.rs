@@ -235,6 +235,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 const COMMAND_ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long an idle durable command consumer is kept.
 const COMMAND_CONSUMER_IDLE: Duration = Duration::from_secs(3600);
+/// Reads of a lease key just lost to another node before its holder counts as unknown.
+const LEASE_READ_ATTEMPTS: u32 = 3;
 /// The least a direct decision read is waited for before it is sent again.
 const READ_PATIENCE_MIN: Duration = Duration::from_millis(250);
 /// The most breaker configs [`Transport::configs`] lists.
@@ -636,22 +638,28 @@ impl Inner {
         }
     }
 
-    /// What holds `key` now, for a lease manager that could not take it.
+    /// What holds `key` now, for a lease manager that could not take it. Read right after
+    /// losing the race, a replica may not have the winner's value yet (a direct read is
+    /// answered by any replica): read again a few times, then report the key held at an
+    /// unknown revision (0), which the next attempt sorts out.
     async fn lease_held(&self, key: &str) -> Result<LeaseAcquire, TransportError> {
-        match self.leases.entry(key).await.map_err(|e| self.failure(e))? {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let ttl = match codec::decode_lease(&e.value, &self.limits) {
-                    Ok(LeaseHolder::Holder(value)) => Some(Duration::from_millis(value.ttl_ms)),
-                    Ok(LeaseHolder::Legacy(_)) => None,
-                    Err(error) => {
-                        self.stats.reject("lease", key, &error);
-                        None
-                    }
-                };
-                Ok(LeaseAcquire::Held { revision: e.revision, ttl })
+        for attempt in 0..LEASE_READ_ATTEMPTS {
+            match self.leases.entry(key).await.map_err(|e| self.failure(e))? {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    let ttl = match codec::decode_lease(&e.value, &self.limits) {
+                        Ok(LeaseHolder::Holder(value)) => Some(Duration::from_millis(value.ttl_ms)),
+                        Ok(LeaseHolder::Legacy(_)) => None,
+                        Err(error) => {
+                            self.stats.reject("lease", key, &error);
+                            None
+                        }
+                    };
+                    return Ok(LeaseAcquire::Held { revision: e.revision, ttl });
+                }
+                _ => tokio::time::sleep(RETRY_MIN * (attempt + 1)).await,
             }
-            _ => Err(backend(format!("the lease key {key} changed while acquiring"))),
         }
+        Ok(LeaseAcquire::Held { revision: 0, ttl: None })
     }
 }
 
