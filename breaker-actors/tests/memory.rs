@@ -34,7 +34,9 @@ fn idle_breakers_cost() -> (i64, Duration) {
         for i in 0..16 {
             breakers.push(registry.breaker(&format!("warm-{i}"), config.clone()).await.unwrap());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        for b in &breakers {
+            until_deciding(&registry, b).await;
+        }
     });
     let names: Vec<String> = (0..BREAKERS).map(|i| format!("idle-{i}")).collect();
     let mut took = Duration::ZERO;
@@ -45,8 +47,12 @@ fn idle_breakers_cost() -> (i64, Duration) {
                 breakers.push(registry.breaker(name, config.clone()).await.unwrap());
             }
             took = start.elapsed();
-            // Let whatever registration set in motion (leases, first flushes) finish.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Settled: registration is through once the breakers decide (every shard is held
+            // already, so each is told at once). The copies of the machines inspected here are
+            // freed again, so they are not counted as live.
+            for b in &breakers[16..] {
+                until_deciding(&registry, b).await;
+            }
         });
     });
     assert_eq!(breakers.len(), BREAKERS + 16);
@@ -57,6 +63,15 @@ fn idle_breakers_cost() -> (i64, Duration) {
     );
     drop(runtime);
     (per_breaker, took)
+}
+
+/// Polls until `breaker` has a deciding machine on `registry`; fails after 10 s.
+async fn until_deciding(registry: &Registry, breaker: &Breaker) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !registry.machine(breaker.name()).await.is_some_and(|m| m.is_deciding()) {
+        assert!(Instant::now() < deadline, "{} never decided", breaker.name());
+        tokio::task::yield_now().await;
+    }
 }
 
 #[test]
