@@ -33,6 +33,42 @@ const REJOIN_GATHER: Duration = Duration::from_millis(20);
 /// Deliveries of a command offered at once to whichever decider pulls next.
 const COMMAND_FAST_OFFERS: i64 = 8;
 
+/// The breakers registered with one node-wide consumer task: the task runs from the first
+/// registration to the last (the report feed and the command pulls share this rule).
+struct Tenants<R> {
+    regs: HashMap<BreakerName, R>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl<R> Default for Tenants<R> {
+    fn default() -> Self {
+        Self { regs: HashMap::new(), task: None }
+    }
+}
+
+impl<R> Tenants<R> {
+    /// Registers `breaker`; starts the task if none runs. `true` if one was running.
+    fn join(&mut self, breaker: &BreakerName, reg: R, start: impl FnOnce() -> JoinHandle<()>) -> bool {
+        self.regs.insert(breaker.clone(), reg);
+        let running = self.task.is_some();
+        if !running {
+            self.task = Some(start());
+        }
+        running
+    }
+
+    /// Takes `breaker`'s registration back; the last one out stops the task (an ephemeral
+    /// consumer behind it is dropped by the server after its inactivity threshold).
+    fn leave(&mut self, breaker: &BreakerName) {
+        self.regs.remove(breaker);
+        if self.regs.is_empty()
+            && let Some(task) = self.task.take()
+        {
+            task.abort();
+        }
+    }
+}
+
 struct Registration {
     inbox: Inbox,
     /// The first stream sequence it still needs (0: everything retained).
@@ -43,10 +79,9 @@ struct Registration {
 
 #[derive(Default)]
 struct FeedState {
-    regs: HashMap<BreakerName, Registration>,
+    tenants: Tenants<Registration>,
     /// The next stream sequence the running session will deliver.
     position: u64,
-    task: Option<JoinHandle<()>>,
 }
 
 /// The node's report feed: see the module documentation.
@@ -64,41 +99,31 @@ impl ReportFeed {
     pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: Inbox) -> Subscription {
         {
             let mut state = lock(&self.state);
-            state.regs.insert(breaker.clone(), Registration { inbox, from: 0, fed: false });
-            if state.task.is_none() {
+            let reg = Registration { inbox, from: 0, fed: false };
+            let running = state.tenants.join(breaker, reg, || tokio::spawn(feed_loop(inner.clone(), self.clone())));
+            if !running {
                 state.position = 0;
-                state.task = Some(tokio::spawn(feed_loop(inner.clone(), self.clone())));
             } else if state.position > 0 {
                 self.rejoin.store(true, Ordering::SeqCst);
                 self.rejoined.notify_one();
             }
         }
         let (me, breaker) = (self.clone(), breaker.clone());
-        Subscription::from_cleanup(move || {
-            let mut state = lock(&me.state);
-            state.regs.remove(&breaker);
-            if state.regs.is_empty()
-                && let Some(task) = state.task.take()
-            {
-                // Nobody decides here any more: the consumer goes (the server drops it after
-                // its inactivity threshold).
-                task.abort();
-            }
-        })
+        Subscription::from_cleanup(move || lock(&me.state).tenants.leave(&breaker))
     }
 
     /// Where the next session starts: the smallest sequence a registration still needs.
     fn start(&self) -> u64 {
         let mut state = lock(&self.state);
         let position = state.position;
-        for reg in state.regs.values_mut() {
+        for reg in state.tenants.regs.values_mut() {
             // Registrations that were fed up to `position` need nothing before it again.
             if reg.fed {
                 reg.from = reg.from.max(position);
             }
             reg.fed = true;
         }
-        let start = state.regs.values().map(|r| r.from).min().unwrap_or(0);
+        let start = state.tenants.regs.values().map(|r| r.from).min().unwrap_or(0);
         state.position = start;
         start
     }
@@ -106,7 +131,7 @@ impl ReportFeed {
     /// The inbox that needs `breaker`'s report at stream sequence `sequence`.
     fn inbox_for(&self, breaker: &BreakerName, sequence: u64) -> Option<Inbox> {
         let state = lock(&self.state);
-        state.regs.get(breaker).filter(|r| r.from <= sequence).map(|r| r.inbox.clone())
+        state.tenants.regs.get(breaker).filter(|r| r.from <= sequence).map(|r| r.inbox.clone())
     }
 
     fn advance(&self, next: u64) {
@@ -219,35 +244,15 @@ impl Inner {
 /// The node's registrations with the fleet's one command consumer.
 #[derive(Default)]
 pub(crate) struct NodeCommands {
-    state: Mutex<CommandState>,
-}
-
-#[derive(Default)]
-struct CommandState {
-    regs: HashMap<BreakerName, Inbox>,
-    task: Option<JoinHandle<()>>,
+    state: Mutex<Tenants<Inbox>>,
 }
 
 impl NodeCommands {
     /// Feeds `breaker`'s commands into `inbox` while the subscription lives.
     pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: Inbox) -> Subscription {
-        {
-            let mut state = lock(&self.state);
-            state.regs.insert(breaker.clone(), inbox);
-            if state.task.is_none() {
-                state.task = Some(tokio::spawn(command_loop(inner.clone(), self.clone())));
-            }
-        }
+        lock(&self.state).join(breaker, inbox, || tokio::spawn(command_loop(inner.clone(), self.clone())));
         let (me, breaker) = (self.clone(), breaker.clone());
-        Subscription::from_cleanup(move || {
-            let mut state = lock(&me.state);
-            state.regs.remove(&breaker);
-            if state.regs.is_empty()
-                && let Some(task) = state.task.take()
-            {
-                task.abort();
-            }
-        })
+        Subscription::from_cleanup(move || lock(&me.state).leave(&breaker))
     }
 
     fn inbox(&self, breaker: &BreakerName) -> Option<Inbox> {
