@@ -59,9 +59,10 @@ use crate::actor::{ActorArgs, BreakerActor, BreakerMsg};
 use crate::hot::{Breaker, CoarseClock, HotPath, HotSettings};
 use crate::machine::{
     BreakerConfig, BreakerName, Command, CommandKind, ConfigError, DecisionId, Input, MAX_TEXT_LEN, Millis, NameError,
-    NodeId, StaleLease, StepDownReason, Term, ValidConfig, WIRE_VERSION,
+    NodeId, StepDownReason, Term, ValidConfig, WIRE_VERSION,
 };
 use crate::observe::{BreakerEvent, Observer};
+use crate::shell::{LeaseEffect, LeaseInput, LeaseKeeper, RenewAnswer};
 use crate::transport::memory::MemoryBroker;
 use crate::transport::{
     BoxFuture, ConfigOutcome, INBOX_CAPACITY, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision, Transport,
@@ -879,46 +880,17 @@ impl Actor for Supervisor {
     }
 }
 
-struct Held {
-    term: Term,
-    revision: Revision,
-    sent_at: Millis,
-    next_renew: Instant,
-}
-
-#[derive(Default)]
-struct ShardState {
-    members: BTreeMap<BreakerName, Inbox>,
-    held: Option<Held>,
-    next_attempt: Option<Instant>,
-    /// The newest term a step-down of one of the shard's breakers named: the next term
-    /// asked for is above it, and above every decision the members were offered.
-    deposed_by: Term,
-    /// Watches a value someone else holds the key with: one that stands still for a
-    /// TTL is dead (or garbage that never expires) and is replaced over its revision.
-    stale: StaleLease,
-    /// The revision to replace at the next attempt.
-    over: Option<Revision>,
-}
-
-impl ShardState {
-    /// The newest term this node knows for the shard.
-    fn known(&self) -> Term {
-        self.members.values().map(Inbox::newest_term).fold(self.deposed_by, Term::max)
-    }
-}
-
 /// How often at most the adopter lists the config bucket again for the shards held (it
 /// also lists it once after each acquisition).
 const ADOPT_EVERY: Duration = Duration::from_secs(30);
 
-/// The node's lease manager: a task that competes for, renews and releases lease shards.
-/// Lease upkeep is its only work: every transport operation it awaits is bounded by
-/// [`LeaseManager::op_limit`] (below a third of the TTL), due renewals go out first and
-/// together, then due acquisitions together, and adoption (listing the config bucket,
-/// which can take long) runs in a task of its own ([`run_adopter`]): a renewal never
-/// waits behind a listing, another shard's acquisition or a slow operation for longer than
-/// one bound.
+/// The node's lease manager: a task that drives the node's [`LeaseKeeper`] (the rules of
+/// lease upkeep, pure, shared with `model-check`'s harness) against the transport. Lease
+/// upkeep is its only work: every operation it awaits is bounded by
+/// [`LeaseKeeper::op_limit_ms`], due renewals (and releases) go out first and together,
+/// then due acquisitions together, and adoption (listing the config bucket, which can take
+/// long) runs in a task of its own ([`run_adopter`]): a renewal never waits behind a
+/// listing, another shard's acquisition or a slow operation for longer than one bound.
 struct LeaseManager {
     shared: Weak<Shared>,
     transport: Arc<dyn Transport>,
@@ -926,304 +898,195 @@ struct LeaseManager {
     held: Arc<Mutex<std::collections::BTreeSet<LeaseShard>>>,
     /// Asks the adopter to adopt a shard's breakers (after an acquisition).
     adoptions: Option<mpsc::UnboundedSender<LeaseShard>>,
-    origin_now: Arc<dyn Fn() -> Millis + Send + Sync>,
-    ttl: Duration,
-    shards_total: u32,
-    shards: BTreeMap<LeaseShard, ShardState>,
+    origin: Instant,
+    keeper: LeaseKeeper,
+    /// Every shard's breakers on this node, told of the shard's lease news.
+    members: BTreeMap<LeaseShard, BTreeMap<BreakerName, Inbox>>,
     released: Arc<Notify>,
-    /// Set once the node steps down for shutdown: nothing is acquired any more.
-    stopping: bool,
+}
+
+/// A lease operation carried out, with what to feed the keeper.
+enum LeaseOp {
+    Acquire(LeaseShard),
+    Renew(LeaseShard),
+    Release,
 }
 
 impl LeaseManager {
     fn new(shared: &Arc<Shared>) -> Self {
-        let weak = Arc::downgrade(shared);
-        let origin = shared.origin;
         Self {
-            shared: weak,
+            shared: Arc::downgrade(shared),
             transport: shared.transport.clone(),
             held: Arc::new(Mutex::new(std::collections::BTreeSet::new())),
             adoptions: None,
-            origin_now: Arc::new(move || Millis(u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))),
-            ttl: shared.settings.lease_ttl,
-            shards_total: shared.settings.shards,
-            shards: BTreeMap::new(),
+            origin: shared.origin,
+            keeper: LeaseKeeper::new(shared.settings.lease_ttl),
+            members: BTreeMap::new(),
             released: Arc::new(Notify::new()),
-            stopping: false,
         }
     }
 
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn retry(&self) -> Duration {
-        self.ttl / 3
-    }
-
-    /// The longest any lease operation is awaited: half the renewal interval, so a renewal
-    /// due behind one still goes out well within the lease (`ttl / 3 + ttl / 6`, while a
-    /// lease lasts `ttl - margin`, more than `ttl / 3`). An operation that times out is
-    /// treated as failed (it may still land: a renewal then fails its next CAS and the
-    /// shard is acquired again; an acquisition finds the key held and waits for it).
-    fn op_limit(&self) -> Duration {
-        (self.retry() / 2).max(Duration::from_millis(1))
-    }
-
-    fn set_held(&self, shard: LeaseShard, held: bool) {
-        let mut set = lock(&self.held);
-        if held {
-            set.insert(shard);
-        } else {
-            set.remove(&shard);
-        }
+    /// The machines' clock.
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<LeaseCmd>) {
         let _watch = self.transport.watch_leases(self.released.clone());
         let (adoptions, asks) = mpsc::unbounded_channel();
         self.adoptions = Some(adoptions);
-        let adopter =
-            run_adopter(self.shared.clone(), self.transport.clone(), self.shards_total, self.held.clone(), asks);
+        let adopter = run_adopter(
+            self.shared.clone(),
+            self.transport.clone(),
+            self.shared.upgrade().map_or(1, |s| s.settings.shards),
+            self.held.clone(),
+            asks,
+        );
         // Stops with the manager.
         let _adopter = crate::transport::Subscription::from_task(tokio::spawn(adopter));
         loop {
-            let deadline = self.next_deadline();
+            let deadline = self.keeper.poll_timeout().map(|at| self.origin + Duration::from_millis(at.0));
+            let mut joiner = None;
+            let mut done = None;
             tokio::select! {
                 command = commands.recv() => match command {
                     // The registry is gone without a shutdown: nothing to release to.
                     None => return,
-                    Some(LeaseCmd::Shutdown(done)) => {
-                        self.release_all().await;
-                        let _ = done.send(());
-                        return;
+                    Some(LeaseCmd::Shutdown(reply)) => {
+                        done = Some(reply);
+                        self.keeper.handle(self.now(), LeaseInput::Shutdown);
                     }
-                    Some(command) => self.command(command).await,
+                    Some(LeaseCmd::Join { shard, name, inbox, restarted }) => {
+                        if !self.keeper.is_stopping() {
+                            self.members.entry(shard).or_default().insert(name, inbox.clone());
+                            joiner = Some(inbox);
+                        }
+                        self.keeper.handle(self.now(), LeaseInput::Join { shard, restarted });
+                    }
+                    Some(LeaseCmd::SteppedDown { shard, term, reason }) => {
+                        self.keeper.handle(self.now(), LeaseInput::SteppedDown { shard, term, reason });
+                    }
                 },
-                () = self.released.notified() => {
-                    let now = Instant::now();
-                    for s in self.shards.values_mut().filter(|s| s.held.is_none()) {
-                        s.next_attempt = Some(s.next_attempt.map_or(now, |at| at.min(now)));
+                () = self.released.notified() => self.keeper.handle(self.now(), LeaseInput::Released),
+                () = sleep_until(deadline) => self.keeper.handle(self.now(), LeaseInput::Tick),
+            }
+            self.carry_out(joiner.as_ref()).await;
+            if let Some(reply) = done {
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+
+    /// Carries out everything the keeper asks, feeding it the answers, until it asks no
+    /// more: news and adoptions at once, then renewals and releases together, then
+    /// acquisitions together, each bounded.
+    async fn carry_out(&mut self, joiner: Option<&Inbox>) {
+        let limit = Duration::from_millis(self.keeper.op_limit_ms());
+        loop {
+            let (mut first, mut then): (Vec<LeaseCall>, Vec<LeaseCall>) = (Vec::new(), Vec::new());
+            while let Some(effect) = self.keeper.poll_effect() {
+                match effect {
+                    LeaseEffect::Tell { shard, news } => {
+                        match &news {
+                            Input::LeaseGained { term, .. } => {
+                                tracing::info!(shard = shard.0, term = term.0, "lease acquired")
+                            }
+                            Input::LeaseLost { term } => {
+                                tracing::info!(shard = shard.0, term = term.0, "lease given up")
+                            }
+                            _ => {}
+                        }
+                        for inbox in self.members.get(&shard).into_iter().flat_map(BTreeMap::values) {
+                            inbox.offer_lease(news.clone());
+                        }
+                    }
+                    LeaseEffect::Greet { news, .. } => {
+                        if let Some(inbox) = joiner {
+                            inbox.offer_lease(news);
+                        }
+                    }
+                    LeaseEffect::Adopt { shard } => {
+                        if let Some(adoptions) = &self.adoptions {
+                            let _ = adoptions.send(shard);
+                        }
+                    }
+                    LeaseEffect::Release { shard, revision } => {
+                        let release = self.transport.release_lease(shard, revision);
+                        first
+                            .push((LeaseOp::Release, Box::pin(async move { release.await.map(|_| Answer::Released) })));
+                    }
+                    LeaseEffect::Renew { shard, revision, term, ttl } => {
+                        let renew = self.transport.renew_lease(shard, revision, term, ttl);
+                        first.push((LeaseOp::Renew(shard), Box::pin(async move { renew.await.map(Answer::Renewed) })));
+                    }
+                    LeaseEffect::Acquire { shard, floor, over, ttl } => {
+                        if let Some(revision) = over {
+                            tracing::warn!(shard = shard.0, revision, "lease value unchanged for a TTL: replacing it");
+                            metrics::counter!("fusebox_stale_leases_replaced_total").increment(1);
+                        }
+                        let seen =
+                            self.members.get(&shard).into_iter().flat_map(BTreeMap::values).map(Inbox::newest_term);
+                        let known = seen.fold(floor, Term::max);
+                        let acquire = self.transport.acquire_lease(shard, LeaseRequest { ttl, known, over });
+                        then.push((
+                            LeaseOp::Acquire(shard),
+                            Box::pin(async move { acquire.await.map(Answer::Acquired) }),
+                        ));
                     }
                 }
-                () = sleep_until(deadline) => {}
             }
-            self.run_due().await;
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.shards
-            .values()
-            .filter_map(|s| match &s.held {
-                Some(h) => Some(h.next_renew),
-                None if !s.members.is_empty() => s.next_attempt,
-                None => None,
-            })
-            .min()
-    }
-
-    fn tell(shard: &ShardState, news: &Input) {
-        for inbox in shard.members.values() {
-            inbox.offer_lease(news.clone());
-        }
-    }
-
-    async fn command(&mut self, command: LeaseCmd) {
-        match command {
-            LeaseCmd::Join { .. } if self.stopping => {}
-            LeaseCmd::Join { shard, name, inbox, restarted } => {
-                let s = self.shards.entry(shard).or_default();
-                s.members.insert(name, inbox.clone());
-                match &s.held {
-                    Some(_) if restarted => self.reelect(shard, false).await,
-                    Some(h) => {
-                        inbox.offer_lease(Input::LeaseGained {
-                            term: h.term,
-                            sent_at: h.sent_at,
-                            ttl_ms: self.ttl_ms(),
-                        });
+            self.sync_held();
+            if first.is_empty() && then.is_empty() {
+                return;
+            }
+            for ops in [first, then] {
+                let (kinds, futures): (Vec<LeaseOp>, Vec<BoxFuture<Result<Answer, TransportError>>>) =
+                    ops.into_iter().unzip();
+                let results = all_bounded(futures, limit).await;
+                for (kind, result) in kinds.into_iter().zip(results) {
+                    let now = self.now();
+                    match (kind, result) {
+                        (LeaseOp::Renew(shard), Some(Ok(Answer::Renewed(Some(revision))))) => {
+                            self.keeper
+                                .handle(now, LeaseInput::Renewed { shard, answer: RenewAnswer::Renewed(revision) });
+                        }
+                        (LeaseOp::Renew(shard), Some(Ok(Answer::Renewed(None)))) => {
+                            tracing::warn!(shard = shard.0, "lease lost");
+                            self.keeper.handle(now, LeaseInput::Renewed { shard, answer: RenewAnswer::Lost });
+                        }
+                        (LeaseOp::Renew(shard), _) => {
+                            self.keeper.handle(now, LeaseInput::Renewed { shard, answer: RenewAnswer::NoAnswer });
+                        }
+                        (LeaseOp::Acquire(shard), Some(Ok(Answer::Acquired(answer)))) => {
+                            self.keeper.handle(now, LeaseInput::Acquired { shard, answer: Some(answer) });
+                        }
+                        (LeaseOp::Acquire(shard), _) => {
+                            self.keeper.handle(now, LeaseInput::Acquired { shard, answer: None });
+                        }
+                        (LeaseOp::Release, _) => {}
                     }
-                    None => s.next_attempt = Some(s.next_attempt.unwrap_or_else(Instant::now)),
                 }
-            }
-            LeaseCmd::SteppedDown { shard, term, reason } => {
-                if let (StepDownReason::Deposed { newer }, Some(s)) = (reason, self.shards.get_mut(&shard)) {
-                    s.deposed_by = s.deposed_by.max(newer);
-                }
-                if reason == StepDownReason::Shutdown {
-                    // The node is leaving: hand every shard over now, compete for none.
-                    self.stopping = true;
-                    self.release_all().await;
-                } else if self.shards.get(&shard).and_then(|s| s.held.as_ref()).is_some_and(|h| h.term == term) {
-                    self.reelect(shard, true).await;
-                }
-            }
-            LeaseCmd::Shutdown(_) => {}
-        }
-    }
-
-    /// Releases `shard` and tells its breakers; competes again at once, or after one
-    /// retry interval if `back_off`.
-    async fn reelect(&mut self, shard: LeaseShard, back_off: bool) {
-        let (retry, limit) = (self.retry(), self.op_limit());
-        lock(&self.held).remove(&shard);
-        let Some(s) = self.shards.get_mut(&shard) else {
-            return;
-        };
-        let Some(held) = s.held.take() else {
-            return;
-        };
-        let _ = tokio::time::timeout(limit, self.transport.release_lease(shard, held.revision)).await;
-        Self::tell(s, &Input::LeaseLost { term: held.term });
-        let now = Instant::now();
-        s.next_attempt = Some(if back_off { now + retry } else { now });
-        tracing::info!(shard = shard.0, term = held.term.0, back_off, "lease released");
-    }
-
-    async fn release_all(&mut self) {
-        let shards: Vec<LeaseShard> = self.shards.iter().filter(|(_, s)| s.held.is_some()).map(|(k, _)| *k).collect();
-        for shard in shards {
-            let Some(s) = self.shards.get_mut(&shard) else {
-                continue;
-            };
-            if let Some(held) = s.held.take() {
-                // Breakers not yet told to shut down stop deciding before anyone else starts.
-                Self::tell(s, &Input::LeaseLost { term: held.term });
-                lock(&self.held).remove(&shard);
-                let release = self.transport.release_lease(shard, held.revision);
-                let released = tokio::time::timeout(self.op_limit(), release).await;
-                tracing::info!(shard = shard.0, term = held.term.0, ?released, "lease released at shutdown");
             }
         }
     }
 
-    async fn run_due(&mut self) {
-        if self.stopping {
-            return;
-        }
-        let now = Instant::now();
-        let (mut renewals, mut acquisitions) = (Vec::new(), Vec::new());
-        for (shard, s) in &self.shards {
-            match &s.held {
-                Some(h) if h.next_renew <= now => renewals.push((*shard, h.revision, h.term)),
-                None if !s.members.is_empty() && s.next_attempt.is_some_and(|at| at <= now) => {
-                    acquisitions.push(*shard);
-                }
-                _ => {}
-            }
-        }
-        // Renewals first, all at once: a held lease is worth more than one to be won.
-        if !renewals.is_empty() {
-            let sent_at = (self.origin_now)();
-            let ops = renewals
-                .iter()
-                .map(|&(shard, revision, term)| self.transport.renew_lease(shard, revision, term, self.ttl))
-                .collect();
-            let results = all_bounded(ops, self.op_limit()).await;
-            for (&(shard, ..), result) in renewals.iter().zip(results) {
-                self.renewed(shard, sent_at, result);
-            }
-        }
-        if !acquisitions.is_empty() {
-            let sent_at = (self.origin_now)();
-            let mut requests = Vec::with_capacity(acquisitions.len());
-            let mut ops = Vec::with_capacity(acquisitions.len());
-            for &shard in &acquisitions {
-                let Some(s) = self.shards.get_mut(&shard) else {
-                    continue;
-                };
-                let request = LeaseRequest { ttl: self.ttl, known: s.known(), over: s.over.take() };
-                ops.push(self.transport.acquire_lease(shard, request));
-                requests.push((shard, request));
-            }
-            let results = all_bounded(ops, self.op_limit()).await;
-            for ((shard, request), result) in requests.into_iter().zip(results) {
-                self.acquired(shard, request, sent_at, result.as_ref());
-            }
-        }
+    /// Publishes the shards held to the adopter.
+    fn sync_held(&self) {
+        let mut set = lock(&self.held);
+        set.clear();
+        set.extend(self.keeper.held().map(|(shard, _)| shard));
     }
+}
 
-    /// What an acquisition sent at `sent_at` got (`None`: no answer within the bound).
-    fn acquired(
-        &mut self,
-        shard: LeaseShard,
-        request: LeaseRequest,
-        sent_at: Millis,
-        result: Option<&Result<LeaseAcquire, TransportError>>,
-    ) {
-        let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
-        let Some(s) = self.shards.get_mut(&shard) else {
-            return;
-        };
-        let now = Instant::now();
-        match result {
-            Some(&Ok(LeaseAcquire::Granted { revision, term })) => {
-                tracing::info!(shard = shard.0, term = term.0, replaced = ?request.over, "lease acquired");
-                s.held = Some(Held { term, revision, sent_at, next_renew: now + retry });
-                s.next_attempt = None;
-                s.stale.clear();
-                Self::tell(s, &Input::LeaseGained { term, sent_at, ttl_ms });
-                self.set_held(shard, true);
-                if let Some(adoptions) = &self.adoptions {
-                    let _ = adoptions.send(shard);
-                }
-            }
-            Some(&Ok(LeaseAcquire::Held { revision, ttl })) => {
-                // The longer of the two TTLs: a holder renews every third of its own.
-                let wait = ttl.map_or(self.ttl, |t| t.max(self.ttl));
-                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                if s.stale.observe(sent_at, revision, wait_ms) {
-                    tracing::warn!(shard = shard.0, revision, "lease value unchanged for a TTL: replacing it");
-                    metrics::counter!("fusebox_stale_leases_replaced_total").increment(1);
-                    s.over = Some(revision);
-                    s.next_attempt = Some(now);
-                } else {
-                    s.next_attempt = Some(now + retry);
-                }
-            }
-            Some(Err(_)) | None => {
-                // The replacement was not made: ask for it again next time.
-                s.over = s.over.or(request.over);
-                s.next_attempt = Some(now + retry);
-            }
-        }
-    }
+/// A lease operation under way.
+type LeaseCall = (LeaseOp, BoxFuture<Result<Answer, TransportError>>);
 
-    /// What a renewal sent at `sent_at` got (`None`: no answer within the bound).
-    fn renewed(
-        &mut self,
-        shard: LeaseShard,
-        sent_at: Millis,
-        result: Option<Result<Option<Revision>, TransportError>>,
-    ) {
-        let (retry, ttl_ms) = (self.retry(), self.ttl_ms());
-        let Some(s) = self.shards.get_mut(&shard) else {
-            return;
-        };
-        let now = Instant::now();
-        match (result, &mut s.held) {
-            (Some(Ok(Some(new_revision))), Some(h)) => {
-                h.revision = new_revision;
-                h.sent_at = sent_at;
-                h.next_renew = now + retry;
-                let news = Input::LeaseRenewed { term: h.term, sent_at, ttl_ms };
-                Self::tell(s, &news);
-            }
-            (Some(Ok(None)), Some(h)) => {
-                let term = h.term;
-                tracing::warn!(shard = shard.0, term = term.0, "lease lost");
-                s.held = None;
-                s.next_attempt = Some(now);
-                Self::tell(s, &Input::LeaseLost { term });
-                self.set_held(shard, false);
-            }
-            // Transport trouble or no answer in time: try again soon; the machines suspend
-            // themselves if the lease runs out on their clocks meanwhile.
-            (Some(Err(_)) | None, Some(h)) => h.next_renew = now + (retry / 4).max(Duration::from_millis(1)),
-            (_, None) => {}
-        }
-    }
+/// What a renewal or an acquisition answered.
+enum Answer {
+    Renewed(Option<Revision>),
+    Acquired(LeaseAcquire),
+    Released,
 }
 
 /// Runs `ops` at once, each bounded by `limit`; their results in order (`None`: no answer

@@ -350,20 +350,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Merges lease news so the slot never loses what the machine must hear: a renewal of a
-/// grant not yet fed stays a grant (with the newer send time); a newer grant supersedes a
-/// loss (the machine steps down from the old term when it takes the new one).
-fn merge_lease(old: Option<Input>, new: Input) -> Input {
-    match (old, new) {
-        (Some(Input::LeaseGained { term: gained, .. }), Input::LeaseRenewed { term, sent_at, ttl_ms })
-            if gained == term =>
-        {
-            Input::LeaseGained { term, sent_at, ttl_ms }
-        }
-        (_, new) => new,
-    }
-}
-
 impl Inbox {
     /// An empty inbox holding at most `capacity` queued deliveries.
     pub fn new(capacity: usize) -> Self {
@@ -421,7 +407,7 @@ impl Inbox {
     pub(crate) fn offer_lease(&self, news: Input) {
         {
             let mut slot = lock(&self.0.lease);
-            let merged = merge_lease(slot.take(), news);
+            let merged = crate::shell::merge_lease_news(slot.take(), news);
             *slot = Some(merged);
         }
         self.ring();
@@ -528,20 +514,6 @@ mod tests {
         inbox.push(Input::Tick, None).await.unwrap();
         inbox.close();
         assert_eq!(inbox.push(Input::Tick, None).await, Err(TransportError::Closed));
-    }
-
-    #[test]
-    fn lease_news_never_lose_a_grant() {
-        let gained = Input::LeaseGained { term: Term(3), sent_at: Millis(1), ttl_ms: 100 };
-        let renewed = Input::LeaseRenewed { term: Term(3), sent_at: Millis(40), ttl_ms: 100 };
-        assert_eq!(
-            merge_lease(Some(gained), renewed.clone()),
-            Input::LeaseGained { term: Term(3), sent_at: Millis(40), ttl_ms: 100 }
-        );
-        let lost = Input::LeaseLost { term: Term(3) };
-        assert_eq!(merge_lease(Some(renewed), lost.clone()), lost);
-        let newer = Input::LeaseGained { term: Term(9), sent_at: Millis(50), ttl_ms: 100 };
-        assert_eq!(merge_lease(Some(lost), newer.clone()), newer);
     }
 
     #[test]
