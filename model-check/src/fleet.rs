@@ -8,12 +8,14 @@
 //!
 //! [`Fleet::step`] advances simulated time by `flush_ms`, then:
 //! 1. prunes the outcome stream (`max_age` [`REPORT_MAX_AGE_MS`]);
-//! 2. runs the lease store: a holder renews every `ttl / 3`; a lease past its expiry is
-//!    gone; while none is held, the live node with the lowest index that holds no lease
-//!    acquires it (term = [`next_term`] of the store's revision counter, the store's term
-//!    record and the newest term the node knows: strictly increasing, and above the
-//!    stored decisions even after [`Fleet::wipe_lease_store`]) (a holder, or a
-//!    candidate, must be running and reach the store both ways);
+//! 2. runs leases: a lease past its expiry is gone (every lease watch hears of it); then
+//!    each running node's [`LeaseKeeper`] (the runtime's own lease upkeep, `LeaseInput::Tick`)
+//!    renews what it holds every `ttl / 3` and competes for the shard when it holds none
+//!    (at once when its watch heard the key released, else every `ttl / 3`); the store
+//!    answers each request at once (term = [`next_term`] of the store's revision counter, the
+//!    store's term record and the newest term the node knows: strictly increasing, and above
+//!    the stored decisions even after [`Fleet::wipe_lease_store`]); a node must be running
+//!    and reach the store both ways, or its request has no answer;
 //! 3. sends each running node's periodic direct read ([`RESYNC_INTERVAL_MS`]) and hands
 //!    queued operator commands to the lease holder;
 //! 4. ticks every running machine ([`Effect::WakeAt`] is ignored: every node is ticked
@@ -61,20 +63,20 @@
 //!   report still kept (the replay of the recent window), dropped when that node steps
 //!   down or dies. Reports published while no one holds the lease are therefore replayed
 //!   to the next holder if they are recent enough.
-//! - On [`Effect::StepDown`] with [`StepDownReason::Shutdown`] the lease is deleted
-//!   (graceful hand-over within one step). On any other reason the node's transport stops
-//!   renewing and the lease is left to expire by its TTL: the node gave up because its view
-//!   of the fleet is doubtful (deposed, writes failing, unstable), so it does not touch the
-//!   lease key again.
+//! - On [`Effect::StepDown`] the node's keeper decides, as in production: it releases the
+//!   lease (a delete on the revision it holds: harmless if the key moved on), and competes
+//!   again after one retry interval, or never again on [`StepDownReason::Shutdown`].
 //! - A write is judged by the server whether or not its sender is still alive; replies and
 //!   watch updates addressed to an incarnation that is gone are dropped.
 //! - Lease operations are synchronous round trips, possible only over a link that is up
-//!   both ways: a renewal of a lease the store no longer gives this node answers
-//!   [`Input::LeaseLost`]; a node that cannot reach the store does not renew and its
-//!   machine stops deciding by its own clock.
+//!   both ways: a renewal on a revision the store no longer holds is refused and the keeper
+//!   tells the machine [`Input::LeaseLost`]; a request from a node that cannot reach the
+//!   store has no answer (the keeper retries) and its machine stops deciding by its own
+//!   clock. The simulated breaker is one lease shard.
 //! - A node's transport may acquire the lease before its machine has bootstrapped (its
-//!   bucket read was lost); like the runtime's actor, it holds the news back and tells the
-//!   machine once it has bootstrapped, renewing meanwhile.
+//!   bucket read was lost); like the runtime's inbox, it holds the news back (merged by
+//!   [`merge_lease_news`]) and tells the machine once it has bootstrapped, renewing
+//!   meanwhile.
 //! - Operator commands wait in a queue until the lease holder can take them (the durable
 //!   work-queue consumer of the real transport).
 //! - Store faults: [`Fleet::wipe_lease_store`] (the lease bucket deleted and recreated) and
@@ -84,15 +86,24 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::time::Duration;
 
 use breaker_actors::machine::{
     Arrival, BreakerConfig, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Effect, Event,
     FleetState, Input, LocalOutcomes, Machine, Millis, NameError, NodeId, NodeParams, OutcomeCounts, Report, SeededRng,
-    Snapshot, StateLabel, StepDownReason, Term, ValidConfig, VectorClock, WIRE_VERSION, next_term,
+    Snapshot, StateLabel, StepDownReason, Term, ValidConfig, VectorClock, WIRE_VERSION,
 };
 
+use breaker_actors::shell::{LeaseEffect, LeaseInput, LeaseKeeper, RenewAnswer, merge_lease_news};
+use breaker_actors::transport::{LeaseAcquire, LeaseShard};
+
 use crate::admission::Admitter;
+pub use crate::lease_store::Lease;
+use crate::lease_store::LeaseStore;
 use crate::properties::{SafetyMonitor, Violation};
+
+/// The lease shard of the simulated breaker: one breaker, one shard.
+const SHARD: LeaseShard = LeaseShard(0);
 
 /// How long the simulated outcome stream keeps a report (the `JetStream` `max_age`), in sim ms.
 pub const REPORT_MAX_AGE_MS: u64 = 3_000;
@@ -254,19 +265,6 @@ impl NodeCounters {
     }
 }
 
-/// The lease key's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    /// The holder's index.
-    pub holder: usize,
-    /// The holder's incarnation.
-    pub incarnation: u64,
-    /// The term (the revision that created the key).
-    pub term: Term,
-    /// When the key expires, on the server clock (sim time).
-    pub expires_at: u64,
-}
-
 /// Counters of the harness itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FleetStats {
@@ -371,17 +369,6 @@ struct Consumer {
     next_seq: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct HeldLease {
-    term: Term,
-    renewed_at: u64,
-    /// When the last acquiring or renewing request was sent, on the node's clock.
-    sent_at: Millis,
-    /// Whether the machine was told: like the runtime's actor, the transport holds lease
-    /// news back until the machine has bootstrapped (deciding needs the current state).
-    told: bool,
-}
-
 /// The simulated hot path of one node: what `Breaker::try_acquire` and the permits do.
 /// Like the real one, a run of failures belongs to one snapshot generation (so it never
 /// crosses a phase): a call of a newer generation starts a new run.
@@ -423,10 +410,12 @@ struct Node {
     hot: HotPath,
     /// The revision of the last state-bucket value this process's transport observed.
     observed_rev: u64,
-    /// The lease this process's transport believes it holds and renews.
-    lease: Option<HeldLease>,
-    /// The newest term a step-down of this process named as deposing it.
-    deposed_by: Term,
+    /// This process's lease upkeep: the runtime's own rules ([`LeaseKeeper`]).
+    keeper: LeaseKeeper,
+    /// Lease news its machine has not been fed yet: like the runtime's inbox, the transport
+    /// holds it back until the machine has bootstrapped (deciding needs the current state),
+    /// merged by [`merge_lease_news`].
+    untold: Option<Input>,
     counters: NodeCounters,
     link: LinkFaults,
     clock: NodeClock,
@@ -463,11 +452,8 @@ pub struct Fleet {
     stream_next_seq: u64,
     consumer: Option<Consumer>,
     history: Vec<(u64, Decision)>,
-    lease: Option<Lease>,
-    /// The lease store's revision counter (every create, update and delete bumps it).
-    lease_rev: u64,
-    /// The lease store's term record: the last term it granted (`Term(0)`: none).
-    lease_terms: Term,
+    /// The lease bucket (one key: the breaker's shard).
+    leases: LeaseStore,
     events: Vec<(u64, usize, Event)>,
     admitted_by_fleet_state: BTreeMap<StateLabel, u64>,
     stats: FleetStats,
@@ -533,8 +519,8 @@ impl Fleet {
                 hot: HotPath::new(machine.snapshot()),
                 machine: Some(machine),
                 observed_rev: 0,
-                lease: None,
-                deposed_by: Term(0),
+                keeper: Self::fresh_keeper(&spec),
+                untold: None,
                 counters: NodeCounters::default(),
                 link: LinkFaults::default(),
                 clock: NodeClock::default(),
@@ -542,6 +528,7 @@ impl Fleet {
                 last_resync: 0,
             });
         }
+        let leases = LeaseStore::new(spec.lease_ttl_ms);
         let mut fleet = Self {
             rng: SeededRng::new(spec.seed),
             net_rng: SeededRng::new(spec.seed ^ 0x6e65_7477_6f72_6b21),
@@ -562,9 +549,7 @@ impl Fleet {
             stream_next_seq: 1,
             consumer: None,
             history: Vec::new(),
-            lease: None,
-            lease_rev: 0,
-            lease_terms: Term(0),
+            leases,
             events: Vec::new(),
             admitted_by_fleet_state: BTreeMap::new(),
             stats: FleetStats::default(),
@@ -574,6 +559,14 @@ impl Fleet {
             fleet.bootstrap(i);
         }
         Ok(fleet)
+    }
+
+    /// A fresh process's lease upkeep, already asking for the one shard: like the runtime,
+    /// the transport competes from the moment the breaker starts, before it bootstraps.
+    fn fresh_keeper(spec: &FleetSpec) -> LeaseKeeper {
+        let mut keeper = LeaseKeeper::new(Duration::from_millis(spec.lease_ttl_ms));
+        keeper.handle(Millis(0), LeaseInput::Join { shard: SHARD, restarted: false });
+        keeper
     }
 
     fn fresh_machine(
@@ -659,7 +652,7 @@ impl Fleet {
 
     /// The unexpired lease, per the lease store.
     pub fn lease(&self) -> Option<Lease> {
-        self.lease.filter(|l| l.expires_at > self.now)
+        self.leases.get(SHARD, self.now)
     }
 
     /// Every value the state bucket held, oldest first, with its revision.
@@ -778,7 +771,8 @@ impl Fleet {
         self.trace_line(i, "kill");
         let node = &mut self.nodes[i];
         node.machine = None;
-        node.lease = None;
+        node.keeper = Self::fresh_keeper(&self.spec);
+        node.untold = None;
         node.paused_until = 0;
         node.hot.pending.clear();
         if self.consumer.is_some_and(|c| c.node == i) {
@@ -801,7 +795,6 @@ impl Fleet {
         node.hot = HotPath::new(machine.snapshot());
         node.machine = Some(machine);
         node.observed_rev = 0;
-        node.deposed_by = Term(0);
         node.last_resync = self.now;
         self.monitor.restarted(i);
         self.bootstrap(i);
@@ -904,9 +897,7 @@ impl Fleet {
     /// its decisions. Holders find out at their next renewal.
     pub fn wipe_lease_store(&mut self) {
         self.trace_line(usize::MAX, "lease store wiped");
-        self.lease = None;
-        self.lease_rev = 0;
-        self.lease_terms = Term(0);
+        self.leases.wipe();
         self.stats.lease_wipes += 1;
     }
 
@@ -996,75 +987,103 @@ impl Fleet {
     }
 
     fn run_leases(&mut self) {
-        let ttl = self.spec.lease_ttl_ms;
-        if self.lease.is_some_and(|l| l.expires_at <= self.now) {
-            self.lease = None;
+        if self.leases.expire(self.now) {
+            // The expiry marker reaches every lease watch.
+            self.lease_released();
         }
         for i in 0..self.nodes.len() {
-            let Some(held) = self.nodes[i].lease else {
-                continue;
-            };
-            if self.now < held.renewed_at + ttl / 3 || !self.can_request(i) {
-                continue;
+            if self.nodes[i].is_running(self.now) {
+                self.lease_input(i, LeaseInput::Tick);
             }
-            let incarnation = self.nodes[i].incarnation;
-            let ours = self.lease.is_some_and(|l| l.holder == i && l.incarnation == incarnation && l.term == held.term);
-            let sent_at = self.node_millis(i);
-            if ours {
-                self.lease_rev += 1;
-                if let Some(l) = &mut self.lease {
-                    l.expires_at = self.now + ttl;
-                }
-                self.nodes[i].lease = Some(HeldLease { renewed_at: self.now, sent_at, ..held });
-                if held.told {
-                    self.feed(i, Input::LeaseRenewed { term: held.term, sent_at, ttl_ms: ttl });
-                }
-            } else {
-                self.nodes[i].lease = None;
-                if held.told {
-                    self.feed(i, Input::LeaseLost { term: held.term });
-                }
-            }
-        }
-        if self.lease.is_some() {
-            return;
-        }
-        let candidate = (0..self.nodes.len()).find(|&i| self.can_request(i) && self.nodes[i].lease.is_none());
-        if let Some(i) = candidate {
-            self.lease_rev += 1;
-            // The node's transport knows the newest term among the decisions it delivered
-            // (its machine applied the newest of them) and any newer one it was deposed by.
-            let known = self.nodes[i].machine.as_ref().map_or(Term(0), |m| m.applied_id().term);
-            let term = next_term(self.lease_rev, self.lease_terms, known.max(self.nodes[i].deposed_by));
-            self.lease_terms = term;
-            let incarnation = self.nodes[i].incarnation;
-            self.lease = Some(Lease { holder: i, incarnation, term, expires_at: self.now + ttl });
-            let sent_at = self.node_millis(i);
-            self.nodes[i].lease = Some(HeldLease { term, renewed_at: self.now, sent_at, told: false });
-            self.stats.leases_acquired += 1;
-            self.monitor.lease_granted(term);
-            // The consumer exists before the machine hears of the lease, so that a
-            // step-down it answers with also removes it.
-            let next_seq = self.stream.front().map_or(self.stream_next_seq, |e| e.seq);
-            self.consumer = Some(Consumer { node: i, incarnation, term, next_seq });
-            self.trace_line(i, &format!("lease {}", term.0));
         }
         self.tell_leases();
     }
 
-    /// Tells each bootstrapped machine of the lease its transport holds, once.
+    /// Feeds node `i`'s lease keeper and carries out what it asks, synchronously: a lease
+    /// operation is one round trip to the store, answered at once, or answered "no answer"
+    /// when the node cannot reach the store both ways.
+    fn lease_input(&mut self, i: usize, input: LeaseInput) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let now = self.node_millis(i);
+            self.nodes[i].keeper.handle(now, input);
+            while let Some(effect) = self.nodes[i].keeper.poll_effect() {
+                if let Some(answer) = self.carry_out_lease(i, effect) {
+                    inputs.push_back(answer);
+                }
+            }
+        }
+    }
+
+    /// The store's side of one lease operation (the simulated lease bucket), or the news
+    /// for node `i`'s machine; the answer to feed its keeper back.
+    fn carry_out_lease(&mut self, i: usize, effect: LeaseEffect) -> Option<LeaseInput> {
+        let reachable = self.can_request(i);
+        let incarnation = self.nodes[i].incarnation;
+        match effect {
+            LeaseEffect::Tell { news, .. } | LeaseEffect::Greet { news, .. } => {
+                let node = &mut self.nodes[i];
+                node.untold = Some(merge_lease_news(node.untold.take(), news));
+                None
+            }
+            // The simulated fleet has the one breaker every node runs: nothing to adopt.
+            LeaseEffect::Adopt { .. } => None,
+            LeaseEffect::Release { shard, revision } => {
+                if reachable && self.leases.release(shard, revision) {
+                    self.trace_line(i, "lease released");
+                    self.lease_released();
+                }
+                None
+            }
+            LeaseEffect::Renew { shard, revision, .. } => {
+                let answer =
+                    if reachable { self.leases.renew(shard, revision, self.now) } else { RenewAnswer::NoAnswer };
+                Some(LeaseInput::Renewed { shard, answer })
+            }
+            LeaseEffect::Acquire { shard, floor, over, .. } => {
+                if !reachable {
+                    return Some(LeaseInput::Acquired { shard, answer: None });
+                }
+                // The node's transport knows the newest term among the decisions it
+                // delivered (its machine applied the newest of them) and the floor its
+                // keeper keeps (terms it held, a newer term it was deposed by).
+                let known = self.nodes[i].machine.as_ref().map_or(Term(0), |m| m.applied_id().term).max(floor);
+                let answer = self.leases.acquire(shard, i, incarnation, known, over, self.now);
+                if let LeaseAcquire::Granted { term, .. } = answer {
+                    self.stats.leases_acquired += 1;
+                    self.monitor.lease_granted(term);
+                    // The consumer exists before the machine hears of the lease, so that a
+                    // step-down it answers with also removes it.
+                    let next_seq = self.stream.front().map_or(self.stream_next_seq, |e| e.seq);
+                    self.consumer = Some(Consumer { node: i, incarnation, term, next_seq });
+                    self.trace_line(i, &format!("lease {}", term.0));
+                }
+                Some(LeaseInput::Acquired { shard, answer: Some(answer) })
+            }
+        }
+    }
+
+    /// The lease key was deleted or expired: every lease watch that can hear it tells its
+    /// keeper (a node paused or cut off hears nothing and tries on its own schedule).
+    fn lease_released(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_running(self.now) && !self.nodes[i].link.cut_in {
+                let now = self.node_millis(i);
+                self.nodes[i].keeper.handle(now, LeaseInput::Released);
+            }
+        }
+    }
+
+    /// Feeds each bootstrapped, running machine the lease news its transport holds.
     fn tell_leases(&mut self) {
         for i in 0..self.nodes.len() {
             let node = &mut self.nodes[i];
-            let Some(held) = node.lease.filter(|l| !l.told) else {
-                continue;
-            };
             if !node.is_running(self.now) || !node.machine.as_ref().is_some_and(Machine::is_bootstrapped) {
                 continue;
             }
-            node.lease = Some(HeldLease { told: true, ..held });
-            let input = Input::LeaseGained { term: held.term, sent_at: held.sent_at, ttl_ms: self.spec.lease_ttl_ms };
-            self.feed(i, input);
+            if let Some(news) = node.untold.take() {
+                self.feed(i, news);
+            }
         }
     }
 
@@ -1468,21 +1487,10 @@ impl Fleet {
     }
 
     fn stepped_down(&mut self, i: usize, term: Term, reason: StepDownReason) {
-        if let StepDownReason::Deposed { newer } = reason {
-            self.nodes[i].deposed_by = self.nodes[i].deposed_by.max(newer);
-        }
-        if self.nodes[i].lease.is_some_and(|l| l.term == term) {
-            self.nodes[i].lease = None;
-        }
         if self.consumer.is_some_and(|c| c.node == i && c.term == term) {
             self.consumer = None;
         }
-        let incarnation = self.nodes[i].incarnation;
-        let held = self.lease.is_some_and(|l| l.holder == i && l.incarnation == incarnation && l.term == term);
-        if reason == StepDownReason::Shutdown && held {
-            self.lease_rev += 1;
-            self.lease = None;
-        }
+        self.lease_input(i, LeaseInput::SteppedDown { shard: SHARD, term, reason });
     }
 
     /// Hashes one line of the trace (and keeps it, when recording). `node` is

@@ -5,6 +5,7 @@
 mod admission;
 pub mod explore;
 pub mod fleet;
+pub mod lease_store;
 pub mod properties;
 pub mod sim;
 

@@ -1100,6 +1100,10 @@ impl Machine {
         }
         if term <= self.retired_term {
             // Never lead a term twice: decisions of the earlier tenure may still be in flight.
+            // Hand the grant back with the term to beat, or the shell would keep renewing a
+            // lease nobody decides under (a rebuilt lease bucket grants low terms again).
+            let newer = self.retired_term.max(self.applied_id().term);
+            fx.push(Effect::StepDown { term, reason: StepDownReason::Deposed { newer } });
             return Self::ignore(&mut self.stats, fx, Ignored::StaleLease { term });
         }
         if self.applied_id().term >= term {

@@ -1135,6 +1135,20 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            // Seen in the simulation (seed 473, every fault kind): after the lease bucket was
+            // wiped, the old decider was granted term 2 below its own retired term 13; it
+            // refused the grant silently, its transport kept renewing it, and nobody decided.
+            name: "a grant at or below a term this node retired is handed back above it",
+            config: base(),
+            script: vec![
+                Lead(5),
+                Act::Raw(Input::LeaseLost { term: Term(5) }),
+                Lead(3),
+                E(Deciding(false)),
+                E(Emitted("StepDown { term: Term(3), reason: Deposed { newer: Term(5) } }")),
+            ],
+        },
+        Case {
             name: "failing writes are retried with backoff, then the decider steps down",
             config: base(),
             script: vec![

@@ -19,8 +19,9 @@
 //!   driver bounds each by [`LeaseKeeper::op_limit_ms`] and answers "no answer" past it.
 //! - A breaker stepping down from the held term releases the shard (its breakers are told
 //!   first) and competes again after one retry interval; a breaker restarted while the shard
-//!   is held releases and competes at once (the new actor needs a fresh term). A step-down
-//!   that names a newer term raises the floor of the next term asked for.
+//!   is held releases and competes at once (the new actor needs a fresh term). The next term
+//!   asked for is above every term this node held for the shard and every newer term a
+//!   step-down named (a rebuilt lease bucket starts its revisions again).
 //! - Shutdown tells every held shard's breakers, releases every lease, and acquires nothing
 //!   more.
 //!
@@ -181,8 +182,9 @@ struct ShardLease {
     held: Option<Held>,
     next_attempt: Option<Millis>,
     in_flight: Option<InFlight>,
-    /// The newest term a step-down of one of the shard's breakers named.
-    deposed_by: Term,
+    /// The newest term this node held for the shard or a step-down of one of its breakers
+    /// named: the next term asked for is above it.
+    floor: Term,
     stale: StaleLease,
     /// The stale revision to replace at the next attempt.
     over: Option<Revision>,
@@ -305,7 +307,7 @@ impl LeaseKeeper {
 
     fn stepped_down(&mut self, now: Millis, shard: LeaseShard, term: Term, reason: StepDownReason) {
         if let (StepDownReason::Deposed { newer }, Some(s)) = (reason, self.shards.get_mut(&shard)) {
-            s.deposed_by = s.deposed_by.max(newer);
+            s.floor = s.floor.max(newer);
         }
         if reason == StepDownReason::Shutdown {
             self.release_all();
@@ -358,7 +360,7 @@ impl LeaseKeeper {
                 None if s.wanted && s.next_attempt.is_some_and(|at| at <= now) => {
                     let over = s.over.take();
                     s.in_flight = Some(InFlight::Acquire { sent_at: now, over });
-                    acquisitions.push(LeaseEffect::Acquire { shard, floor: s.deposed_by, over, ttl });
+                    acquisitions.push(LeaseEffect::Acquire { shard, floor: s.floor, over, ttl });
                 }
                 _ => {}
             }
@@ -382,6 +384,7 @@ impl LeaseKeeper {
             }
             Some(LeaseAcquire::Granted { revision, term }) => {
                 s.held = Some(Held { term, revision, sent_at, renew_at: now.plus(retry) });
+                s.floor = s.floor.max(term);
                 s.next_attempt = None;
                 s.stale.clear();
                 self.out.push_back(LeaseEffect::Tell { shard, news: Input::LeaseGained { term, sent_at, ttl_ms } });
@@ -600,7 +603,7 @@ mod tests {
         );
         assert_eq!(k.poll_timeout(), Some(Millis(5)), "competed for again at once");
         k.handle(Millis(5), LeaseInput::Tick);
-        drain(&mut k);
+        assert_eq!(drain(&mut k), vec![acquire(A, Term(1))], "above the term it held");
         k.handle(Millis(6), LeaseInput::Shutdown);
         assert_eq!(
             drain(&mut k),
