@@ -990,10 +990,10 @@ impl LeaseManager {
                     LeaseEffect::Tell { shard, news } => {
                         match &news {
                             Input::LeaseGained { term, .. } => {
-                                tracing::info!(shard = shard.0, term = term.0, "lease acquired")
+                                tracing::info!(shard = shard.0, term = term.0, "lease acquired");
                             }
                             Input::LeaseLost { term } => {
-                                tracing::info!(shard = shard.0, term = term.0, "lease given up")
+                                tracing::info!(shard = shard.0, term = term.0, "lease given up");
                             }
                             _ => {}
                         }

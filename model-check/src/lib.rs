@@ -7,6 +7,7 @@ pub mod explore;
 pub mod fleet;
 pub mod lease_store;
 pub mod properties;
+pub mod scale;
 pub mod sim;
 
 pub use fleet::{Fleet, FleetError, FleetSpec, FleetStats, Lease, NodeCounters};

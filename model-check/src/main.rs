@@ -19,8 +19,10 @@ usage:
   model-check explore [--nodes 2|3] [--batches N] [--time-steps N] [--crashes N]
                       [--duplications N] [--drops N] [--lease-expiries N] [--ignored-batches N]
                       [--commands force-open,reset,...] [--max-in-flight N] [--max-states N]
+  model-check scale [--nodes N] [--breakers B] [--shards S] [--ms T] [--plant unbatched|per-breaker-consumers]
 
-fault kinds: delay, reorder, duplicate, drop, partition, clock, crash, pause, command";
+fault kinds: delay, reorder, duplicate, drop, partition, clock, crash, pause, command, foreign,
+             lease-wipe, rollback";
 
 /// A command line that cannot run.
 #[derive(Debug)]
@@ -48,6 +50,7 @@ fn run(args: &[String]) -> Result<bool, UsageError> {
     match args.first().map(String::as_str) {
         Some("sim") => run_sim(&args[1..]),
         Some("explore") => run_explore(&args[1..]),
+        Some("scale") => run_scale(&args[1..]),
         Some("-h" | "--help") => {
             emit(USAGE);
             Ok(true)
@@ -147,6 +150,60 @@ fn run_sim(args: &[String]) -> Result<bool, UsageError> {
     }
     emit(format_args!("{summary}\nwall time:        {:.1} s", started.elapsed().as_secs_f64()));
     Ok(summary.failures.is_empty())
+}
+
+/// The scale preset (`model_check::scale`): one run, its figures and any violation.
+fn run_scale(args: &[String]) -> Result<bool, UsageError> {
+    use model_check::scale::{self, ScaleBug, ScaleSpec};
+    let flags = Flags::parse(args, &["--nodes", "--breakers", "--shards", "--ms", "--plant"], &[])?;
+    let preset = ScaleSpec::preset();
+    let size = |name: &str, default: usize| -> Result<usize, UsageError> {
+        usize::try_from(flags.number(name, default as u64)?).map_err(|_| UsageError(format!("{name} is too large")))
+    };
+    let planted = match flags.value("--plant") {
+        None => None,
+        Some("unbatched") => Some(ScaleBug::Unbatched),
+        Some("per-breaker-consumers") => Some(ScaleBug::PerBreakerConsumers),
+        Some(other) => return Err(UsageError(format!("unknown bug {other:?}"))),
+    };
+    let spec = ScaleSpec {
+        nodes: size("--nodes", preset.nodes)?,
+        breakers: size("--breakers", preset.breakers)?,
+        shards: u32::try_from(flags.number("--shards", u64::from(preset.shards))?)
+            .map_err(|_| UsageError("--shards is too large".into()))?,
+        duration_ms: flags.number("--ms", preset.duration_ms)?,
+        planted,
+        ..preset
+    };
+    let started = std::time::Instant::now();
+    let report = scale::run(&spec).map_err(|e| UsageError(e.to_string()))?;
+    emit(format!(
+        "scale:            {} nodes x {} breakers, {} shards, {} ms simulated",
+        spec.nodes, spec.breakers, spec.shards, spec.duration_ms
+    ));
+    emit(format!(
+        "messages:         {} carrying {} reports; most per node per flush {}",
+        report.messages, report.reports, report.max_messages_per_flush
+    ));
+    emit(format!(
+        "consumers:        most per node {}, most on one stream {}",
+        report.max_consumers_per_node, report.max_consumers_per_stream
+    ));
+    emit(format!(
+        "leases:           {} operations, most in flight on one node {}",
+        report.lease_ops, report.max_lease_ops_in_flight
+    ));
+    emit(format!(
+        "decisions:        {}; breakers decided at the end {} of {}; failing opened everywhere {} of {}",
+        report.decisions, report.decided_at_end, spec.breakers, report.opened, report.failing
+    ));
+    emit(format!("undelivered:      {} reports (no holder for their shard)", report.undelivered));
+    emit(format!("violations:       {}", report.violations.len()));
+    for (at, property, detail) in report.violations.iter().take(10) {
+        emit(format!("  [{at} ms] {property}: {detail}"));
+    }
+    emit(format!("wall time:        {:.1} s", started.elapsed().as_secs_f64()));
+    Ok(report.violations.is_empty())
 }
 
 fn run_explore(args: &[String]) -> Result<bool, UsageError> {

@@ -36,7 +36,7 @@ use crate::machine::{Input, Millis, StaleLease, StepDownReason, Term};
 use crate::transport::{LeaseAcquire, LeaseShard, Revision};
 
 /// Everything that happens to a node's lease upkeep.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseInput {
     /// Time passed: send what is due.
     Tick,
@@ -446,7 +446,7 @@ impl LeaseKeeper {
 mod tests {
     use super::*;
 
-    const TTL: Duration = Duration::from_millis(3_000);
+    const TTL: Duration = Duration::from_secs(3);
     const A: LeaseShard = LeaseShard(1);
     const B: LeaseShard = LeaseShard(2);
 

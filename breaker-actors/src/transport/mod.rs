@@ -482,7 +482,6 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::machine::{Millis, Term};
 
     #[tokio::test]
     async fn the_bell_rings_once_until_disarmed() {

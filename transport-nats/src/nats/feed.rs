@@ -11,13 +11,13 @@
 //! restart). So consumers on the outcome stream are bounded by the nodes, not by nodes x
 //! breakers.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use breaker_actors::machine::{Arrival, BreakerName, Input, Report};
+use breaker_actors::shell::{TenantChange, Tenants};
 use breaker_actors::transport::{Inbox, Subscription};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
@@ -33,35 +33,34 @@ const REJOIN_GATHER: Duration = Duration::from_millis(20);
 /// Deliveries of a command offered at once to whichever decider pulls next.
 const COMMAND_FAST_OFFERS: i64 = 8;
 
-/// The breakers registered with one node-wide consumer task: the task runs from the first
-/// registration to the last (the report feed and the command pulls share this rule).
-struct Tenants<R> {
-    regs: HashMap<BreakerName, R>,
+/// The breakers registered with one node-wide consumer task, by the shell's rule
+/// ([`Tenants`]: from the first registration to the last), and the task (the report feed
+/// and the command pulls hold one each).
+struct Tenanted<R> {
+    tenants: Tenants<R>,
     task: Option<JoinHandle<()>>,
 }
 
-impl<R> Default for Tenants<R> {
+impl<R> Default for Tenanted<R> {
     fn default() -> Self {
-        Self { regs: HashMap::new(), task: None }
+        Self { tenants: Tenants::default(), task: None }
     }
 }
 
-impl<R> Tenants<R> {
+impl<R> Tenanted<R> {
     /// Registers `breaker`; starts the task if none runs. `true` if one was running.
     fn join(&mut self, breaker: &BreakerName, reg: R, start: impl FnOnce() -> JoinHandle<()>) -> bool {
-        self.regs.insert(breaker.clone(), reg);
-        let running = self.task.is_some();
-        if !running {
+        if self.tenants.join(breaker, reg) == TenantChange::Start || self.task.is_none() {
             self.task = Some(start());
+            return false;
         }
-        running
+        true
     }
 
     /// Takes `breaker`'s registration back; the last one out stops the task (an ephemeral
     /// consumer behind it is dropped by the server after its inactivity threshold).
     fn leave(&mut self, breaker: &BreakerName) {
-        self.regs.remove(breaker);
-        if self.regs.is_empty()
+        if self.tenants.leave(breaker) == TenantChange::Stop
             && let Some(task) = self.task.take()
         {
             task.abort();
@@ -79,7 +78,7 @@ struct Registration {
 
 #[derive(Default)]
 struct FeedState {
-    tenants: Tenants<Registration>,
+    tenants: Tenanted<Registration>,
     /// The next stream sequence the running session will deliver.
     position: u64,
 }
@@ -116,14 +115,14 @@ impl ReportFeed {
     fn start(&self) -> u64 {
         let mut state = lock(&self.state);
         let position = state.position;
-        for reg in state.tenants.regs.values_mut() {
+        for reg in state.tenants.tenants.values_mut() {
             // Registrations that were fed up to `position` need nothing before it again.
             if reg.fed {
                 reg.from = reg.from.max(position);
             }
             reg.fed = true;
         }
-        let start = state.tenants.regs.values().map(|r| r.from).min().unwrap_or(0);
+        let start = state.tenants.tenants.values().map(|r| r.from).min().unwrap_or(0);
         state.position = start;
         start
     }
@@ -131,7 +130,7 @@ impl ReportFeed {
     /// The inbox that needs `breaker`'s report at stream sequence `sequence`.
     fn inbox_for(&self, breaker: &BreakerName, sequence: u64) -> Option<Inbox> {
         let state = lock(&self.state);
-        state.tenants.regs.get(breaker).filter(|r| r.from <= sequence).map(|r| r.inbox.clone())
+        state.tenants.tenants.get(breaker).filter(|r| r.from <= sequence).map(|r| r.inbox.clone())
     }
 
     fn advance(&self, next: u64) {
@@ -244,7 +243,7 @@ impl Inner {
 /// The node's registrations with the fleet's one command consumer.
 #[derive(Default)]
 pub(crate) struct NodeCommands {
-    state: Mutex<Tenants<Inbox>>,
+    state: Mutex<Tenanted<Inbox>>,
 }
 
 impl NodeCommands {
@@ -256,7 +255,7 @@ impl NodeCommands {
     }
 
     fn inbox(&self, breaker: &BreakerName) -> Option<Inbox> {
-        lock(&self.state).regs.get(breaker).cloned()
+        lock(&self.state).tenants.get(breaker).cloned()
     }
 }
 
