@@ -112,6 +112,9 @@ pub struct Decider {
     /// Whether any write of this tenure has landed: until one has, an older term's decision
     /// newer than `base` means the bucket moved under the restatement.
     landed: bool,
+    /// The newest operator command this tenure carried out whose decision has not landed,
+    /// with that decision's id: a rebase re-applies it (the control stream gave it once).
+    unlanded_command: Option<(DecisionId, Command)>,
     seen: NodeTable<Seen>,
     health: Option<HealthState>,
 }
@@ -156,6 +159,7 @@ impl Decider {
             rebases: 0,
             base: DecisionId::NONE,
             landed: false,
+            unlanded_command: None,
             seen: NodeTable::new(config.max_nodes),
             health: config.health_check.clone().map(|policy| HealthState {
                 next_at: now,
@@ -387,12 +391,18 @@ impl Decider {
         if !self.is_valid(now) {
             return Vec::new();
         }
+        self.carry_out(now, command)
+    }
+
+    fn carry_out(&mut self, now: Millis, command: &Command) -> Vec<DeciderOut> {
         self.judge.reset();
         self.manual = command.kind.target();
         self.arm_health(now);
         let reason =
             Reason::Manual { command: command.kind, actor: command.actor.clone(), reason: command.reason.clone() };
-        self.decide(reason, true)
+        let out = self.decide(reason, true);
+        self.unlanded_command = Some((self.last_decided(), command.clone()));
+        out
     }
 
     /// The decision being written, if its id is `id`.
@@ -407,6 +417,9 @@ impl Decider {
         }
         self.pending = None;
         self.landed = true;
+        if self.unlanded_command.as_ref().is_some_and(|(decided, _)| *decided <= id) {
+            self.unlanded_command = None;
+        }
         match self.queued.pop_front() {
             Some(next) => {
                 self.pending =
@@ -503,12 +516,18 @@ impl Decider {
             return Vec::new();
         };
         self.queued.clear();
-        match current {
+        let mut out = match current {
             // An older term's decision landed after this decider read the bucket: take
             // its state as the truth and restate it under this term.
             Some(current) => self.restate(now, Some(current)),
             // The key is gone (purged): write the same state again.
             None => self.decide(lost.decision.reason, false),
+        };
+        // An operator's command among the decisions dropped is carried out again over the
+        // new base: it was taken once from the control stream and would be lost.
+        if let Some((_, command)) = self.unlanded_command.take() {
+            out.extend(self.carry_out(now, &command));
         }
+        out
     }
 }

@@ -44,6 +44,8 @@ enum Act {
     Foreign(u64, u64, FleetState),
     /// Stop acknowledging writes (writes then fail with a transport error).
     FailWrites,
+    /// Acknowledge writes again.
+    AckWrites,
     /// The next write loses its CAS to a decision of another term in this state.
     LoseCas(u64, FleetState),
     /// Raw input.
@@ -245,6 +247,7 @@ impl Rig {
                 self.input(Input::DecisionObserved(d));
             }
             Act::FailWrites => self.acks = false,
+            Act::AckWrites => self.acks = true,
             Act::LoseCas(term, state) => self.lose_cas = Some(foreign(term, 1, state)),
             Act::Raw(input) => self.input(input),
             Act::Fresh => {
@@ -1146,6 +1149,26 @@ fn cases() -> Vec<Case> {
                 Lead(3),
                 E(Deciding(false)),
                 E(Emitted("StepDown { term: Term(3), reason: Deposed { newer: Term(5) } }")),
+            ],
+        },
+        Case {
+            // Seen in the simulation (seeds 5148 and 5908, every fault kind): the heal's
+            // reset waited behind a restatement whose CAS lost to an older term's decision
+            // (the bucket had been rolled back); the rebase dropped the queue, and with it
+            // the operator's command, taken once from the control stream and never carried
+            // out: the fleet stayed forced closed.
+            name: "an operator command waiting behind a write that loses its CAS is carried out after the rebase",
+            config: base(),
+            script: vec![
+                Act::FailWrites,
+                Lead(2),
+                Act::Command(CommandKind::ForceOpen),
+                Act::LoseCas(1, FleetState::Closed),
+                Act::AckWrites,
+                At(200),
+                At(400),
+                E(Fleet(StateLabel::ForcedOpen)),
+                E(Expect::Reason("Manual { command: ForceOpen")),
             ],
         },
         Case {
