@@ -19,7 +19,7 @@ usage:
   model-check explore [--nodes 2|3] [--batches N] [--time-steps N] [--crashes N]
                       [--duplications N] [--drops N] [--lease-expiries N] [--ignored-batches N]
                       [--commands force-open,reset,...] [--max-in-flight N] [--max-states N]
-  model-check scale [--nodes N] [--breakers B] [--shards S] [--ms T] [--plant unbatched|per-breaker-consumers]
+  model-check scale [--nodes N] [--breakers B] [--shards S] [--ms T] [--plant unbatched|per-breaker-consumers|per-breaker-resync]
 
 fault kinds: delay, reorder, duplicate, drop, partition, clock, crash, pause, command, foreign,
              lease-wipe, rollback";
@@ -164,6 +164,7 @@ fn run_scale(args: &[String]) -> Result<bool, UsageError> {
         None => None,
         Some("unbatched") => Some(ScaleBug::Unbatched),
         Some("per-breaker-consumers") => Some(ScaleBug::PerBreakerConsumers),
+        Some("per-breaker-resync") => Some(ScaleBug::PerBreakerResync),
         Some(other) => return Err(UsageError(format!("unknown bug {other:?}"))),
     };
     let spec = ScaleSpec {

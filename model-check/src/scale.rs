@@ -1,7 +1,7 @@
 //! The scale preset: `nodes` x `breakers` over a simulated NATS without network faults,
 //! every node running the real node shell — one [`LeaseKeeper`] over the lease shards, one
 //! [`ReportBatcher`] for all its breakers, one watch of the state bucket demultiplexed to
-//! its breakers, the node-wide report feed and command pulls by the shell's [`Tenants`]
+//! its breakers with one resync request per period ([`DecisionDemux`]), the node-wide report feed and command pulls by the shell's [`Tenants`]
 //! rule — and every (node, breaker) the real [`Machine`], breakers spread over the shards by
 //! the registry's own [`lease_shard`], subscribing as the runtime's actor does (a decision
 //! watch from the start, reports and commands from `LeaseGained` to the term's step-down).
@@ -17,6 +17,7 @@
 //!   watch, its report feed and its pulls on the fleet's command durable, each running while
 //!   any breaker is registered with it) are at most 3 plus one per lease shard it holds, and
 //!   on any one stream at most the number of nodes;
+//! - **resync**: a node sends at most one resync request per period, never one per breaker;
 //! - **one-decider**: at most one node decides a breaker at any time (no faults here);
 //! - **decided**: after the warm-up (three lease TTLs) every breaker has a deciding node;
 //! - **opened**: a breaker whose dependency fails opens on every node within
@@ -25,9 +26,8 @@
 //! Outcomes reach the decider through the node batches; a report that arrives while its
 //! shard has no holder is dropped (the fault simulation covers the stream's replay).
 //! [`ScaleBug`] plants the shapes before fleet scale (a message per report, a consumer per
-//! breaker) so a test can show the properties catch them. The resync (one request per node
-//! per period) and the consumers on a real server are counted by the fleet bench's smoke
-//! (`fleet-bench/tests/smoke.rs`).
+//! breaker) so a test can show the properties catch them. The consumers on a real server are
+//! counted by the fleet bench's smoke (`fleet-bench/tests/smoke.rs`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -38,7 +38,8 @@ use breaker_actors::machine::{
 };
 use breaker_actors::registry::lease_shard;
 use breaker_actors::shell::{
-    BatchLimits, LeaseEffect, LeaseInput, LeaseKeeper, ReportBatcher, Tenants, Urgency, merge_lease_news,
+    BatchLimits, DecisionDemux, LeaseEffect, LeaseInput, LeaseKeeper, ReportBatcher, Source, Tenants, Urgency,
+    merge_lease_news,
 };
 use breaker_actors::transport::LeaseShard;
 
@@ -54,6 +55,8 @@ pub const DEFAULT_BREAKERS: usize = 100;
 pub const DEFAULT_SHARDS: u32 = 16;
 /// The flush interval of every node (and the simulation's step), ms.
 pub const FLUSH_MS: u64 = 20;
+/// Each node's resync period, ms (the transport's `decision_resync`).
+pub const RESYNC_MS: u64 = 1_000;
 /// After this long every breaker must have a decider: three lease TTLs.
 pub const WARM_UP_MS: u64 = 3 * LEASE_TTL_MS;
 /// The most nodes and breakers a preset may ask for.
@@ -90,6 +93,8 @@ pub enum ScaleBug {
     Unbatched,
     /// Every registration holds a consumer of its own (no node-wide consumers).
     PerBreakerConsumers,
+    /// Every breaker re-reads its own decision every period (no node-wide resync).
+    PerBreakerResync,
 }
 
 impl ScaleSpec {
@@ -161,6 +166,8 @@ pub struct ScaleReport {
     pub max_consumers_per_node: usize,
     /// The most consumers on one stream.
     pub max_consumers_per_stream: usize,
+    /// Resync requests, all nodes.
+    pub resyncs: u64,
     /// Lease operations sent, all nodes.
     pub lease_ops: u64,
     /// Decisions the bucket accepted.
@@ -196,8 +203,11 @@ struct ScaleNode {
     messages_this_flush: u64,
     /// Some cell holds lease news.
     untold: bool,
-    /// The node's one decision watch, its report feed and its command pulls.
-    watch: Tenants<()>,
+    /// The node's one decision watch (registrations: breaker indexes) and resync.
+    watch: DecisionDemux<usize>,
+    /// When its last resync request went out.
+    last_resync: Option<u64>,
+    /// Its report feed and its command pulls.
     reports: Tenants<Term>,
     commands: Tenants<Term>,
 }
@@ -276,7 +286,8 @@ impl Scale {
                 last_message_at: None,
                 messages_this_flush: 0,
                 untold: false,
-                watch: Tenants::default(),
+                watch: DecisionDemux::new(RESYNC_MS, MAX_BREAKERS),
+                last_resync: None,
                 reports: Tenants::default(),
                 commands: Tenants::default(),
             });
@@ -297,9 +308,15 @@ impl Scale {
         for i in 0..scale.nodes.len() {
             for b in 0..scale.names.len() {
                 let name = scale.names[b].clone();
-                scale.nodes[i].watch.join(&name, ());
-                // The node's watch's first pass: nothing stored yet.
-                scale.feed(i, b, Input::NoDecisionYet);
+                let node = &mut scale.nodes[i];
+                if b == 0 {
+                    node.watch.handle_watch_started();
+                    // The watch's first pass: nothing stored yet.
+                    node.watch.mark_complete();
+                }
+                let known = node.watch.register(&name, b);
+                let input = known.and_then(|r| r.decision).map_or(Input::NoDecisionYet, Input::DecisionObserved);
+                scale.feed(i, b, input);
             }
         }
         scale.pump();
@@ -338,6 +355,7 @@ impl Scale {
             self.transmit(i);
         }
         self.pump();
+        self.resyncs();
         self.check();
     }
 
@@ -451,10 +469,16 @@ impl Scale {
                     self.lease_input(i, LeaseInput::SteppedDown { shard, term, reason });
                 }
                 Effect::Resync => {
-                    // Answered from the node's watch (it is complete: no faults here).
-                    let (revision, decision) = self.bucket[b].clone();
-                    let input = decision.map_or(Input::NoDecisionYet, Input::DecisionObserved);
-                    self.queue.push_back(Delivery::Input { node: i, breaker: b, input, revision: Some(revision) });
+                    // Answered from the node's watch (complete: no faults here).
+                    if let Some(read) = self.nodes[i].watch.known(&self.names[b]) {
+                        let input = read.decision.map_or(Input::NoDecisionYet, Input::DecisionObserved);
+                        self.queue.push_back(Delivery::Input {
+                            node: i,
+                            breaker: b,
+                            input,
+                            revision: Some(read.revision),
+                        });
+                    }
                 }
                 Effect::RunHealthCheck { attempt } => {
                     let healthy = !(self.failing(b) && self.now >= self.spec.fail_from_ms);
@@ -593,10 +617,40 @@ impl Scale {
         self.queue.push_back(Delivery::Input { node, breaker: b, input, revision: Some(rev) });
         // Every node's one watch delivers it to its breaker there.
         for to in 0..self.nodes.len() {
-            let input = Input::DecisionObserved(decision.clone());
-            self.queue.push_back(Delivery::Input { node: to, breaker: b, input, revision: Some(rev) });
+            let offer = self.nodes[to].watch.handle_entry(Source::Watch, &self.names[b], rev, Some(decision.clone()));
+            if let Some((breaker, read)) = offer {
+                let input = read.decision.map_or(Input::NoDecisionYet, Input::DecisionObserved);
+                self.queue.push_back(Delivery::Input { node: to, breaker, input, revision: Some(read.revision) });
+            }
         }
         self.bucket[b] = (rev, Some(decision));
+    }
+
+    /// Every node's resync requests: the demux's, one per period (here the watch always
+    /// delivered everything, so nothing is new). With [`ScaleBug::PerBreakerResync`], one
+    /// per breaker.
+    fn resyncs(&mut self) {
+        for i in 0..self.nodes.len() {
+            let now = Millis(self.now);
+            let requests = if self.spec.planted == Some(ScaleBug::PerBreakerResync) {
+                if self.now % RESYNC_MS == 0 { self.names.len() } else { 0 }
+            } else {
+                let node = &mut self.nodes[i];
+                let sent = node.watch.poll_resync(now).is_some();
+                if sent {
+                    node.watch.handle_resync_done(now, true);
+                }
+                usize::from(sent)
+            };
+            if requests == 0 {
+                continue;
+            }
+            self.report.resyncs += requests as u64;
+            let last = self.nodes[i].last_resync.replace(self.now);
+            if requests > 1 || last.is_some_and(|at| self.now - at < RESYNC_MS) {
+                self.violate("resync", format!("node {i} sent {requests} resync requests within one period"));
+            }
+        }
     }
 
     // ----- properties ------------------------------------------------------------------
@@ -609,7 +663,7 @@ impl Scale {
         let per_breaker = self.spec.planted == Some(ScaleBug::PerBreakerConsumers);
         let count = |len: usize, running: bool| if per_breaker { len } else { usize::from(running) };
         [
-            count(node.watch.len(), node.watch.is_running()),
+            count(node.watch.registered(), true),
             1,
             count(node.reports.len(), node.reports.is_running()),
             count(node.commands.len(), node.commands.is_running()),

@@ -19,6 +19,7 @@ fn the_scale_bounds_hold_and_failing_breakers_open_everywhere() {
     assert!(report.max_consumers_per_node <= 3 + 4, "{report:#?}");
     assert!(report.max_consumers_per_stream <= 8, "{report:#?}");
     assert!(report.max_lease_ops_in_flight <= 4, "{report:#?}");
+    assert!(report.resyncs <= 8 * 8 && report.resyncs >= 8 * 7, "one per node per second: {report:#?}");
     assert_eq!(report.decided_at_end, 40, "every breaker has a decider");
     assert_eq!((report.failing, report.opened), (4, 4), "every failing breaker opened on every node");
 }
@@ -44,4 +45,11 @@ fn a_spec_out_of_range_is_refused_with_the_field() {
     assert_eq!(error.field, "nodes");
     let error = scale::run(&ScaleSpec { duration_ms: 1_000, ..small() }).unwrap_err();
     assert_eq!(error.field, "duration_ms");
+}
+
+#[test]
+fn a_resync_per_breaker_breaks_the_resync_property() {
+    let spec = ScaleSpec { planted: Some(ScaleBug::PerBreakerResync), ..small() };
+    let report = scale::run(&spec).unwrap();
+    assert!(report.violations.iter().any(|(_, p, _)| *p == "resync"), "{:?}", report.violations);
 }

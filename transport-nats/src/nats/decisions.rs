@@ -1,6 +1,8 @@
 //! [`DecisionWatch`]: one watch of the whole state bucket per node, whatever the number of
 //! its breakers, demultiplexed into the breakers' inboxes by key, and the node's one resync
-//! request per period beside it.
+//! request per period beside it. The rules (what is offered to whom, what is kept, when a
+//! resync is due, when the watch is restarted) are the shell's pure [`DecisionDemux`]; this
+//! module carries them out against NATS.
 //!
 //! The watch is an ordered push consumer on `$KV.<state bucket>.>`: first the last value of
 //! every key, then every change. It remembers the newest revision it delivered (`seen`), and
@@ -15,14 +17,13 @@
 //! actor restarted, gets the current value without a request, and a resync read after an
 //! outage is answered once the node's catch-up after the reconnection is through.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer;
-use breaker_actors::machine::{BreakerName, DecisionId, FleetState};
+use breaker_actors::machine::{BreakerName, DecisionId};
+use breaker_actors::shell::{DecisionDemux, Source, WatchStart};
 use breaker_actors::transport::{DecisionRead, Inbox, Subscription, TransportError};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -34,30 +35,12 @@ use crate::codec::{self, DecodeError};
 /// Keys whose newest decision a node keeps (each a few hundred bytes). Beyond it, values of
 /// breakers the node does not have are not kept, and registering one costs a direct read.
 const MAX_CACHED: usize = 100_000;
-/// How long after a resync found entries the watch must have delivered them too.
-const WATCH_GRACE: Duration = Duration::from_millis(100);
 /// Entries one resync cycle fetches at most (the watch delivers the rest).
 const CATCH_UP_BATCH: usize = 64;
 
-#[derive(Default)]
-struct State {
-    inboxes: HashMap<BreakerName, Inbox>,
-    cache: HashMap<BreakerName, DecisionRead>,
-    /// Whether `cache` holds every key's newest value as of `seen` (the watch's first pass
-    /// is through, and nothing was left out for lack of room).
-    complete: bool,
-}
-
 /// The node's decision watch: see the module documentation.
 pub(crate) struct DecisionWatch {
-    state: std::sync::Mutex<State>,
-    /// The newest bucket revision delivered (watch or resync).
-    seen: AtomicU64,
-    /// Whether a watch session runs now.
-    running: AtomicBool,
-    /// The newest revision the watch itself delivered: a resync that found newer entries the
-    /// watch has not delivered a moment later shows a watch that died without noticing.
-    watch_seen: AtomicU64,
+    demux: std::sync::Mutex<DecisionDemux<Inbox>>,
     /// Rung when the watch is behind: the session starts again from `seen + 1`.
     restart: tokio::sync::Notify,
     /// Bumped whenever a resync cycle has caught up with the bucket: a resync read waits
@@ -66,12 +49,10 @@ pub(crate) struct DecisionWatch {
 }
 
 impl DecisionWatch {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(resync: Duration) -> Arc<Self> {
+        let period_ms = u64::try_from(resync.as_millis()).unwrap_or(u64::MAX);
         Arc::new(Self {
-            state: std::sync::Mutex::new(State::default()),
-            seen: AtomicU64::new(0),
-            running: AtomicBool::new(false),
-            watch_seen: AtomicU64::new(0),
+            demux: std::sync::Mutex::new(DecisionDemux::new(period_ms, MAX_CACHED)),
             restart: tokio::sync::Notify::new(),
             caught_up: watch::Sender::new(0),
         })
@@ -88,15 +69,7 @@ impl DecisionWatch {
     /// once; otherwise, if the bucket is known to have none, its absence; otherwise a
     /// direct read.
     pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: Inbox) -> Subscription {
-        let known = {
-            let mut state = lock(&self.state);
-            state.inboxes.insert(breaker.clone(), inbox.clone());
-            match state.cache.get(breaker) {
-                Some(read) => Some(read.clone()),
-                None if state.complete => Some(DecisionRead { decision: None, revision: 0 }),
-                None => None,
-            }
-        };
+        let known = lock(&self.demux).register(breaker, inbox.clone());
         if let Some(read) = known {
             inbox.offer_decision(read);
         } else {
@@ -112,9 +85,7 @@ impl DecisionWatch {
             tasks.push(read);
         }
         let (me, breaker) = (self.clone(), breaker.clone());
-        Subscription::from_cleanup(move || {
-            lock(&me.state).inboxes.remove(&breaker);
-        })
+        Subscription::from_cleanup(move || lock(&me.demux).unregister(&breaker))
     }
 
     /// The newest decision kept for `breaker`, once the node has caught up with the bucket
@@ -123,29 +94,20 @@ impl DecisionWatch {
         let mut caught_up = self.caught_up.subscribe();
         let before = *caught_up.borrow_and_update();
         tokio::time::timeout(patience, caught_up.wait_for(|n| *n > before)).await.ok()?.ok()?;
-        let state = lock(&self.state);
-        match state.cache.get(breaker) {
-            Some(read) => Some(read.clone()),
-            None if state.complete => Some(DecisionRead { decision: None, revision: 0 }),
-            None => None,
-        }
+        lock(&self.demux).known(breaker)
     }
 
     /// The id of the newest decision kept for `breaker` (what an unattributed foreign
     /// report counts towards), and whether its fleet state is closed.
     pub(crate) fn latest(&self, breaker: &BreakerName) -> (DecisionId, bool) {
-        let state = lock(&self.state);
-        match state.cache.get(breaker).and_then(|r| r.decision.as_ref()) {
-            Some(d) => (d.id, matches!(d.state, FleetState::Closed)),
-            None => (DecisionId::default(), true),
-        }
+        lock(&self.demux).latest(breaker)
     }
 
     /// Delivers one entry of the bucket: `key` at `revision`, a put of `payload` or (`None`)
     /// a delete, purge or expiry.
-    fn deliver(&self, inner: &Inner, key: &str, revision: u64, payload: Option<&Bytes>) {
-        self.seen.fetch_max(revision, Ordering::SeqCst);
+    fn deliver(&self, inner: &Inner, source: Source, key: &str, revision: u64, payload: Option<&Bytes>) {
         let Ok(breaker) = BreakerName::new(key) else {
+            lock(&self.demux).handle_seen(source, revision);
             let error = DecodeError::BadSubject { subject: key.to_owned() };
             inner.stats.reject("decision", key, &error);
             return;
@@ -158,35 +120,9 @@ impl DecisionWatch {
                 None
             }
         });
-        let read = DecisionRead { decision, revision };
-        let inbox = {
-            let mut state = lock(&self.state);
-            // Only the watch and the resync fill the cache, so a revision kept here was
-            // offered to the inbox already. (A write of this node's own is not kept ahead of
-            // its delivery: the inbox must be offered it, which is how the lease manager
-            // learns the term of every decision, its own included, and never asks for a
-            // term the bucket already holds.)
-            if state.cache.get(&breaker).is_some_and(|old| old.revision >= revision) {
-                return;
-            }
-            let inbox = state.inboxes.get(&breaker).cloned();
-            if inbox.is_some() || state.cache.contains_key(&breaker) || state.cache.len() < MAX_CACHED {
-                state.cache.insert(breaker, read.clone());
-            } else {
-                state.complete = false;
-            }
-            inbox
-        };
-        if let Some(inbox) = inbox {
+        let offer = lock(&self.demux).handle_entry(source, &breaker, revision, decision);
+        if let Some((inbox, read)) = offer {
             inbox.offer_decision(read);
-        }
-    }
-
-    fn mark_complete(&self) {
-        let mut state = lock(&self.state);
-        // Only if nothing was left out for lack of room.
-        if state.cache.len() < MAX_CACHED {
-            state.complete = true;
         }
     }
 }
@@ -208,12 +144,9 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
     let filter = format!("{}>", inner.stores.state.prefix);
     keep_running(inner.conn.clone(), "decision watch", async move || {
         let losses = conn.borrow_and_update().losses;
-        let seen = watch.seen.load(Ordering::SeqCst);
-        watch.watch_seen.store(seen, Ordering::SeqCst);
-        let deliver_policy = if seen == 0 {
-            consumer::DeliverPolicy::LastPerSubject
-        } else {
-            consumer::DeliverPolicy::ByStartSequence { start_sequence: seen + 1 }
+        let deliver_policy = match lock(&watch.demux).handle_watch_started() {
+            WatchStart::LastPerKey => consumer::DeliverPolicy::LastPerSubject,
+            WatchStart::From(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
         };
         let config = consumer::push::OrderedConfig {
             deliver_subject: inner.client.new_inbox(),
@@ -223,49 +156,54 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
             deliver_policy,
             ..Default::default()
         };
-        let consumer = inner.stores.state.stream.create_consumer(config).await.map_err(backend)?;
-        if consumer.cached_info().num_pending == 0 {
-            watch.mark_complete();
-        }
-        let mut messages = consumer.messages().await.map_err(backend)?;
-        watch.running.store(true, Ordering::SeqCst);
-        let ended = loop {
-            tokio::select! {
-                message = messages.next() => match message {
-                    Some(Ok(message)) => {
-                        let Ok(info) = message.info().map(|i| (i.stream_sequence, i.pending)) else { continue };
-                        let (revision, pending) = info;
-                        if let Some(key) = key_of(&inner, message.subject.as_str()) {
-                            let removal = is_removal(message.headers.as_ref());
-                            watch.deliver(&inner, key, revision, (!removal).then_some(&message.payload));
+        let session = async {
+            let consumer = inner.stores.state.stream.create_consumer(config).await.map_err(backend)?;
+            if consumer.cached_info().num_pending == 0 {
+                lock(&watch.demux).mark_complete();
+            }
+            let mut messages = consumer.messages().await.map_err(backend)?;
+            Ok::<_, TransportError>(loop {
+                tokio::select! {
+                    message = messages.next() => match message {
+                        Some(Ok(message)) => {
+                            let Ok(info) = message.info().map(|i| (i.stream_sequence, i.pending)) else { continue };
+                            let (revision, pending) = info;
+                            match key_of(&inner, message.subject.as_str()) {
+                                Some(key) => {
+                                    let removal = is_removal(message.headers.as_ref());
+                                    let payload = (!removal).then_some(&message.payload);
+                                    watch.deliver(&inner, Source::Watch, key, revision, payload);
+                                }
+                                None => lock(&watch.demux).handle_seen(Source::Watch, revision),
+                            }
+                            if pending == 0 {
+                                lock(&watch.demux).mark_complete();
+                            }
                         }
-                        watch.watch_seen.fetch_max(revision, Ordering::SeqCst);
-                        if pending == 0 {
-                            watch.mark_complete();
+                        _ => break Session::Retry,
+                    },
+                    () = watch.restart.notified() => break Session::Retry,
+                    changed = conn.changed() => {
+                        if changed.is_err() {
+                            break Session::Stop;
                         }
-                    }
-                    _ => break Session::Retry,
-                },
-                () = watch.restart.notified() => break Session::Retry,
-                changed = conn.changed() => {
-                    if changed.is_err() {
-                        break Session::Stop;
-                    }
-                    let now = *conn.borrow();
-                    if now.connected && now.losses != losses {
-                        break Session::Retry;
+                        let now = *conn.borrow();
+                        if now.connected && now.losses != losses {
+                            break Session::Retry;
+                        }
                     }
                 }
-            }
+            })
         };
-        watch.running.store(false, Ordering::SeqCst);
-        Ok(ended)
+        let ended = session.await;
+        lock(&watch.demux).handle_watch_ended();
+        ended
     })
     .await;
 }
 
-/// Once per `decision_resync`, and at once after every reconnection: fetches the entries
-/// after `seen` (nothing new: one request), delivering them in order.
+/// The resync requests the demux asks for (once per `decision_resync`, at once after every
+/// reconnection) and the watch restarts it calls for.
 async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
     let mut conn = inner.conn.clone();
     let filter = format!("{}>", inner.stores.state.prefix);
@@ -274,25 +212,34 @@ async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
             return;
         }
         let losses = conn.borrow_and_update().losses;
-        let cycle = async {
-            let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
-            let before = watch.seen.load(Ordering::SeqCst);
-            if let Ok(Ok(())) = tokio::time::timeout(patience, catch_up(&inner, &watch, &filter)).await {
-                watch.caught_up.send_modify(|n| *n += 1);
-            }
-            let found = watch.seen.load(Ordering::SeqCst);
-            if found > before && watch.running.load(Ordering::SeqCst) {
-                // The watch may only have been a moment slower than this read: give it one.
-                tokio::time::sleep(WATCH_GRACE).await;
-                if watch.watch_seen.load(Ordering::SeqCst) < found {
-                    tracing::debug!(found, "the decision watch missed entries a resync found: restarting it");
+        lock(&watch.demux).handle_reconnected(inner.now());
+        let cycles = async {
+            loop {
+                let now = inner.now();
+                let (restart, due, next) = {
+                    let mut demux = lock(&watch.demux);
+                    (demux.poll_restart(now), demux.poll_resync(now), demux.poll_timeout())
+                };
+                if restart {
+                    tracing::debug!("the decision watch missed entries a resync found: restarting it");
                     watch.restart.notify_one();
                 }
+                if due.is_some() {
+                    let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
+                    let caught_up =
+                        matches!(tokio::time::timeout(patience, catch_up(&inner, &watch, &filter)).await, Ok(Ok(())));
+                    lock(&watch.demux).handle_resync_done(inner.now(), caught_up);
+                    if caught_up {
+                        watch.caught_up.send_modify(|n| *n += 1);
+                    }
+                    continue;
+                }
+                let wait = next.map_or(inner.decision_resync, |at| Duration::from_millis(at.since(now)));
+                tokio::time::sleep(wait).await;
             }
-            tokio::time::sleep(inner.decision_resync).await;
         };
         tokio::select! {
-            () = cycle => {}
+            () = cycles => {}
             lost = conn.wait_for(|c| c.losses != losses) => if lost.is_err() { return },
         }
     }
@@ -302,22 +249,19 @@ async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
 async fn catch_up(inner: &Inner, watch: &DecisionWatch, filter: &str) -> Result<(), TransportError> {
     use async_nats::jetstream::stream::DirectGetErrorKind;
     for _ in 0..CATCH_UP_BATCH {
-        let after = watch.seen.load(Ordering::SeqCst);
+        let after = lock(&watch.demux).seen();
         match inner.stores.state.stream.direct_get_next_for_subject(filter, Some(after + 1)).await {
-            Ok(message) => {
-                if let Some(key) = key_of(inner, message.subject.as_str()) {
+            Ok(message) => match key_of(inner, message.subject.as_str()) {
+                Some(key) => {
                     let removal = is_removal(Some(&message.headers));
-                    watch.deliver(inner, key, message.sequence, (!removal).then_some(&message.payload));
-                } else {
-                    watch.seen.fetch_max(message.sequence, Ordering::SeqCst);
+                    let payload = (!removal).then_some(&message.payload);
+                    watch.deliver(inner, Source::Resync, key, message.sequence, payload);
                 }
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-                // Every key's newest value up to here has been delivered, by the watch's
-                // first pass or by these reads, which go in revision order.
-                watch.mark_complete();
-                return Ok(());
-            }
+                None => lock(&watch.demux).handle_seen(Source::Resync, message.sequence),
+            },
+            // Every key's newest value up to here has been delivered, by the watch's first
+            // pass or by these reads, which go in revision order.
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(inner.failure(e)),
         }
     }

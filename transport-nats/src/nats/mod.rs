@@ -358,7 +358,7 @@ impl NatsTransport {
             stats: TransportStats::default(),
             lease_js,
             leases,
-            decisions: DecisionWatch::new(),
+            decisions: DecisionWatch::new(config.decision_resync.max(Duration::from_millis(10))),
             feed: Arc::default(),
             commands: Arc::default(),
             outbox: Outbox { batcher: Mutex::new(ReportBatcher::new(limits)), ready: Notify::new() },
