@@ -286,6 +286,7 @@ impl ActorState {
         for effect in effects {
             self.carry_out(myself, effect);
         }
+        self.args.inbox.set_deciding(self.machine.is_deciding());
         if !self.bootstrapped && self.machine.is_bootstrapped() {
             self.bootstrapped = true;
             // A restarted machine's first snapshot may equal its initial one and never be

@@ -78,7 +78,8 @@
 //!   [`merge_lease_news`]) and tells the machine once it has bootstrapped, renewing
 //!   meanwhile.
 //! - Operator commands wait in a queue until the lease holder can take them (the durable
-//!   work-queue consumer of the real transport).
+//!   work-queue consumer of the real transport): reachable, and deciding at its last step
+//!   ([`Inbox::takes_commands`](breaker_actors::transport::Inbox::takes_commands)).
 //! - Store faults: [`Fleet::wipe_lease_store`] (the lease bucket deleted and recreated) and
 //!   [`Fleet::roll_back_store`] (the state bucket loses its newest values). A rejection
 //!   carries the key's revision and the node's transport expects exactly that one next, so
@@ -1115,7 +1116,10 @@ impl Fleet {
         let Some(holder) = self.consumer.map(|c| c.node) else {
             return;
         };
-        if !self.can_request(holder) {
+        // As the transport: only a machine deciding now takes a command (one whose lease
+        // ran out on its clock would drop it); until then the command waits.
+        let deciding = self.nodes[holder].machine.as_ref().is_some_and(Machine::is_deciding);
+        if !self.can_request(holder) || !deciding {
             return;
         }
         while let Some(kind) = self.commands.pop_front() {

@@ -81,6 +81,30 @@ fn a_lease_won_before_bootstrap_is_told_to_the_machine_once_it_has_bootstrapped(
 }
 
 #[test]
+fn a_grant_below_a_retired_term_is_handed_back() {
+    // After the lease bucket was wiped the old decider was granted a term below the one it
+    // had retired; it refused the grant silently and its transport renewed it: nobody decided.
+    regression(&[473], FaultKind::LeaseWipe);
+}
+
+#[test]
+fn an_operator_command_survives_a_rebase_and_a_suspended_decider() {
+    // 5148: the heal's reset waited behind a restatement that lost its CAS to an older
+    // term's decision; the rebase dropped it. 5908: the reset reached a decider whose lease
+    // had run out on its own clock; it ignored it, and the command was gone.
+    regression(&[5148], FaultKind::Rollback);
+    regression(&[5908], FaultKind::Command);
+}
+
+#[test]
+fn a_decider_whose_lease_ran_out_does_not_retry_its_writes() {
+    // A decider cut off from the store kept retrying its pending write long after its
+    // lease had run out; the bucket was rolled back, its revision came round again, and the
+    // stale retry passed the CAS after the new decider's write.
+    regression(&[7157], FaultKind::Rollback);
+}
+
+#[test]
 fn the_planted_bug_is_caught_within_sixty_four_seeds() {
     let caught = (0..64).find_map(|seed| {
         let spec = SimSpec { planted: Some(PlantedBug::StoreWithoutCas), ..SimSpec::new(seed, 3) };

@@ -323,8 +323,11 @@ impl Decider {
     /// Moves on by time: open periods, round timeouts, ramps, health checks, write retries.
     pub fn tick(&mut self, now: Millis) -> Vec<DeciderOut> {
         let mut out = Vec::new();
+        let valid = self.is_valid(now);
         if let Some(p) = &mut self.pending {
-            if p.retry_at.is_some_and(|at| now >= at) {
+            // Not while the lease has run out on this node's clock: the CAS is the fence, and
+            // a bucket rolled back to an older revision would let a stale retry through.
+            if valid && p.retry_at.is_some_and(|at| now >= at) {
                 p.retry_at = None;
                 out.push(DeciderOut::Write(p.decision.clone()));
             }

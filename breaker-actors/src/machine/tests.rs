@@ -1172,6 +1172,23 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            // Seen in the simulation (seed 7157): a decider cut off from the store retried
+            // its write long after its lease ran out; a rolled-back bucket reused the
+            // revision it expected and the stale write passed the CAS.
+            name: "a decider whose lease ran out on its clock holds its write retries until renewed",
+            config: base(),
+            script: vec![
+                Act::FailWrites,
+                Lead(1),
+                Act::AckWrites,
+                At(20_000),
+                E(Decisions(0)),
+                Act::Raw(Input::LeaseRenewed { term: Term(1), sent_at: Millis(20_000), ttl_ms: 10_000 }),
+                At(20_050),
+                E(Decisions(1)),
+            ],
+        },
+        Case {
             name: "failing writes are retried with backoff, then the decider steps down",
             config: base(),
             script: vec![

@@ -330,6 +330,9 @@ struct InboxShared {
     /// The newest term among the decisions offered or delivered: the floor of the next
     /// term this node's lease manager asks for.
     newest_term: std::sync::atomic::AtomicU64,
+    /// Whether the breaker's machine decided at its last step: only then does it take
+    /// operator commands (one that reached a decider whose lease has run out would be lost).
+    deciding: AtomicBool,
     armed: AtomicBool,
     bell: Mutex<Option<Bell>>,
 }
@@ -359,6 +362,7 @@ impl Inbox {
             decision: Mutex::new(None),
             lease: Mutex::new(None),
             newest_term: std::sync::atomic::AtomicU64::new(0),
+            deciding: AtomicBool::new(false),
             armed: AtomicBool::new(false),
             bell: Mutex::new(None),
         }))
@@ -386,6 +390,18 @@ impl Inbox {
     /// The newest term among the decisions offered to or queued in this inbox.
     pub fn newest_term(&self) -> Term {
         Term(self.0.newest_term.load(Ordering::SeqCst))
+    }
+
+    /// Whether the breaker's machine decided at its last step: a transport hands it an
+    /// operator command only then, and gives the command back otherwise (for this node once
+    /// it decides again, or for another decider).
+    pub fn takes_commands(&self) -> bool {
+        self.0.deciding.load(Ordering::SeqCst)
+    }
+
+    /// Set by the actor after every step of its machine.
+    pub(crate) fn set_deciding(&self, deciding: bool) {
+        self.0.deciding.store(deciding, Ordering::SeqCst);
     }
 
     /// Offers a read of the decision: kept if newer than the one waiting.

@@ -264,8 +264,9 @@ impl NodeCommands {
 const COMMAND_RETRY: Duration = Duration::from_millis(250);
 
 /// The fleet's one durable consumer of the control stream (a work queue), which every
-/// deciding node pulls from: a command for a breaker this node decides goes to its inbox
-/// and is acknowledged (taken once); any other is given back at once for another decider,
+/// deciding node pulls from: a command for a breaker this node decides now goes to its inbox
+/// and is acknowledged (taken once); any other (also one whose lease has run out on its
+/// clock, which would drop it) is given back at once for another decider,
 /// and, after [`COMMAND_FAST_OFFERS`] deliveries, after [`COMMAND_RETRY`].
 async fn command_loop(inner: Arc<Inner>, commands: Arc<NodeCommands>) {
     let name = format!("{}_ctl", inner.layout.prefix());
@@ -288,7 +289,8 @@ async fn command_loop(inner: Arc<Inner>, commands: Arc<NodeCommands>) {
                 let _ = message.ack().await;
                 continue;
             };
-            let Some(inbox) = commands.inbox(&breaker) else {
+            // Only a breaker deciding now takes it: one whose lease ran out would drop it.
+            let Some(inbox) = commands.inbox(&breaker).filter(Inbox::takes_commands) else {
                 let delivered = message.info().map_or(1, |i| i.delivered);
                 let delay = (delivered >= COMMAND_FAST_OFFERS).then_some(COMMAND_RETRY);
                 let _ = message.ack_with(AckKind::Nak(delay)).await;
