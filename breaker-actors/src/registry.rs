@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::actor::{ActorArgs, BreakerActor, BreakerMsg};
-use crate::hot::{Breaker, CoarseClock, HotPath, HotSettings};
+use crate::hot::{Breaker, CoarseClock, HotPath, HotSettings, Undrained};
 use crate::machine::{
     BreakerConfig, BreakerName, Command, CommandKind, ConfigError, DecisionId, Input, MAX_TEXT_LEN, Millis, NameError,
     NodeId, StepDownReason, Term, ValidConfig, WIRE_VERSION,
@@ -173,6 +173,7 @@ impl std::error::Error for RegistryError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Settings {
     pub(crate) flush: Duration,
+    pub(crate) lazy_flush: Duration,
     pub(crate) lease_ttl: Duration,
     pub(crate) lease_margin: Duration,
     pub(crate) shards: u32,
@@ -215,10 +216,6 @@ struct FlushTarget {
     pending: Arc<AtomicBool>,
 }
 
-/// The node's flusher: every flush interval it advances the coarse clock and pokes (one
-/// [`BreakerMsg::Flush`]) the actors whose hot path has undrained outcomes, and no other:
-/// an idle breaker costs no timer wakeup, the node one per interval. Each look is
-/// [`HotPath::has_undrained`] (a load or a few per breaker). Stops with the registry.
 /// The node's connection watcher: rings every breaker's inbox when the transport's
 /// connection state changes, so each actor feeds its machine the loss or the return (one
 /// task per node, not one per breaker).
@@ -233,11 +230,25 @@ async fn watch_connection(shared: Weak<Shared>, mut connection: watch::Receiver<
     }
 }
 
-async fn run_flusher(shared: Weak<Shared>, every: Duration) {
+/// The node's flusher: every flush interval (`every`) it advances the coarse clock and pokes
+/// (one [`BreakerMsg::Flush`]) the actors whose hot path has outcomes to drain, and no other:
+/// an idle breaker costs no timer wakeup, the node one per interval. Each look is
+/// [`HotPath::undrained`] (a load or a few per breaker). A failure, slow call, ignored call
+/// or rejection, or anything of a breaker that is not closed, is drained at the next flush:
+/// detection waits one flush interval at most. Only successes of a closed breaker wait
+/// for the lazy interval (`lazy`, by default the report batcher's, which would hold their
+/// reports that long anyway), each breaker at its own tick of the period, so the node's lazy
+/// drains spread over it instead of landing together: at 1,000 busy breakers per node that is
+/// 10,000 actor messages a second where one per breaker per flush was 200,000, and the actor
+/// that applies a decision finds a worker. Stops with the registry.
+async fn run_flusher(shared: Weak<Shared>, every: Duration, lazy: Duration) {
+    let lazy_ticks = u64::try_from(lazy.as_nanos() / every.as_nanos().max(1)).unwrap_or(u64::MAX).max(1);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = 0u64;
     loop {
         ticks.tick().await;
+        tick = tick.wrapping_add(1);
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -245,8 +256,13 @@ async fn run_flusher(shared: Weak<Shared>, every: Duration) {
             return;
         }
         shared.clock.advance_to(shared.now().0);
-        for target in lock(&shared.flush_targets).iter() {
-            if target.hot.has_undrained() && !target.pending.swap(true, Ordering::AcqRel) {
+        for (index, target) in lock(&shared.flush_targets).iter().enumerate() {
+            let due = match target.hot.undrained() {
+                Undrained::Nothing => false,
+                Undrained::Urgent => true,
+                Undrained::Lazy => tick.wrapping_add(index as u64) % lazy_ticks == 0,
+            };
+            if due && !target.pending.swap(true, Ordering::AcqRel) {
                 // A stopped actor's flush goes nowhere; its successor is poked next time.
                 if lock(&target.actor).cast(BreakerMsg::Flush).is_err() {
                     target.pending.store(false, Ordering::Release);
@@ -308,6 +324,7 @@ pub struct RegistryBuilder {
     flush: Duration,
     lease_ttl: Duration,
     lease_margin: Duration,
+    lazy_flush: Duration,
     shards: u32,
     bootstrap_timeout: Duration,
     health: Option<HealthCheckFn>,
@@ -320,6 +337,7 @@ impl fmt::Debug for RegistryBuilder {
         f.debug_struct("RegistryBuilder")
             .field("node", &self.node)
             .field("flush", &self.flush)
+            .field("lazy_flush", &self.lazy_flush)
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_margin", &self.lease_margin)
             .field("shards", &self.shards)
@@ -333,6 +351,7 @@ impl Default for RegistryBuilder {
             node: None,
             transport: None,
             flush: Duration::from_millis(5),
+            lazy_flush: Duration::from_millis(crate::shell::BatchLimits::default().lazy_ms),
             lease_ttl: Duration::from_secs(10),
             lease_margin: Duration::from_secs(2),
             shards: 16,
@@ -364,6 +383,17 @@ impl RegistryBuilder {
     #[must_use]
     pub fn flush_interval(mut self, flush: Duration) -> Self {
         self.flush = flush;
+        self
+    }
+
+    /// How long outcomes that cannot matter to a decision soon (successes of a breaker whose
+    /// fleet and effective states are closed) may wait before their actor drains them
+    /// (default 100 ms, the report batcher's lazy period: their reports would wait as long
+    /// there). Anything else is drained at the next flush interval; a lazy interval at or
+    /// below the flush interval drains everything every flush.
+    #[must_use]
+    pub fn lazy_flush_interval(mut self, lazy: Duration) -> Self {
+        self.lazy_flush = lazy;
         self
     }
 
@@ -443,6 +473,7 @@ impl RegistryBuilder {
         }
         Ok(Settings {
             flush: self.flush,
+            lazy_flush: self.lazy_flush,
             lease_ttl: self.lease_ttl,
             lease_margin: self.lease_margin,
             shards: self.shards,
@@ -504,7 +535,7 @@ impl RegistryBuilder {
         let manager = LeaseManager::new(&shared);
         let task = tokio::spawn(manager.run(leases_rx));
         *lock(&shared.manager) = Some(task);
-        let flusher = tokio::spawn(run_flusher(Arc::downgrade(&shared), settings.flush));
+        let flusher = tokio::spawn(run_flusher(Arc::downgrade(&shared), settings.flush, settings.lazy_flush));
         let watcher = tokio::spawn(watch_connection(Arc::downgrade(&shared), shared.transport.connection()));
         lock(&shared.flusher).extend([flusher, watcher]);
         Ok(Registry { shared })

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use breaker_actors::hot::{
-    Breaker, CallError, CoarseClock, Drained, HotPath, HotSettings, Outcome, RejectReason, Rejected,
+    Breaker, CallError, CoarseClock, Drained, HotPath, HotSettings, Outcome, RejectReason, Rejected, Undrained,
 };
 use breaker_actors::machine::{Admission, BreakerName, LocalOutcomes, Millis, OutcomeCounts, Snapshot, StateLabel};
 
@@ -73,6 +73,59 @@ fn closed_state_admits_and_counts_each_class() {
         }
     );
     assert_eq!(hot.drain(), Drained::default(), "a drain takes the counts");
+}
+
+/// What the flusher is told: successes of a closed breaker may wait (`Lazy`); a failure, a
+/// slow call, an ignored call, a rejection, or anything under a snapshot that is not closed
+/// may not (`Urgent`); a drain takes both flags.
+#[test]
+fn undrained_tells_successes_of_a_closed_breaker_from_what_could_trip() {
+    let (hot, clock) = hot_with(HotSettings { slow_call_threshold_ms: Some(10), ..HotSettings::default() });
+    assert_eq!(hot.undrained(), Undrained::Nothing);
+    hot.try_acquire().unwrap().success();
+    hot.try_acquire().unwrap().success();
+    assert_eq!(hot.undrained(), Undrained::Lazy);
+    let _ = hot.drain();
+    assert_eq!(hot.undrained(), Undrained::Nothing);
+    let outcomes = [Outcome::Failure, Outcome::Ignored, Outcome::Success];
+    for outcome in outcomes {
+        hot.try_acquire().unwrap().success();
+        // The success taken as the third is a slow one, measured by the caller.
+        match outcome {
+            Outcome::Success => hot.try_acquire().unwrap().slow(Duration::from_millis(10)),
+            other => hot.try_acquire().unwrap().record(other),
+        }
+        hot.try_acquire().unwrap().success();
+        assert_eq!(hot.undrained(), Undrained::Urgent, "{outcome:?}: a success after it does not hide it");
+        let _ = hot.drain();
+        assert_eq!(hot.undrained(), Undrained::Nothing);
+    }
+    // Slow by the coarse clock.
+    let permit = hot.try_acquire().unwrap();
+    clock.advance_to(10);
+    permit.success();
+    assert_eq!(hot.undrained(), Undrained::Urgent);
+    let _ = hot.drain();
+    // Open: a rejection is demand.
+    hot.install(&snap(2, Admission::Reject));
+    let _ = rejection(&hot);
+    assert_eq!(hot.undrained(), Undrained::Urgent);
+    let _ = hot.drain();
+    // Half-open, ramping, or a fleet state other than closed: successes count at once too.
+    let forced =
+        Snapshot { fleet: StateLabel::ForcedClosed, state: StateLabel::ForcedClosed, ..snap(3, Admission::Allow) };
+    let fleet_open = Snapshot { fleet: StateLabel::Open, ..snap(6, Admission::Allow) };
+    for (i, snapshot) in
+        [probe(4, 5, 1), snap(5, Admission::Fraction { per_mille: 1000 }), forced, fleet_open].into_iter().enumerate()
+    {
+        hot.install(&snapshot);
+        hot.try_acquire().unwrap().success();
+        assert_eq!(hot.undrained(), Undrained::Urgent, "snapshot {i}: {snapshot:?}");
+        let _ = hot.drain();
+    }
+    hot.install(&snap(7, Admission::Allow));
+    hot.try_acquire().unwrap().success();
+    assert_eq!(hot.undrained(), Undrained::Lazy, "closed again");
 }
 
 #[test]

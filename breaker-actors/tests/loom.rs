@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use breaker_actors::hot::{Breaker, CoarseClock, Drained, HotPath, HotSettings, RejectReason};
+use breaker_actors::hot::{Breaker, CoarseClock, Drained, HotPath, HotSettings, RejectReason, Undrained};
 use breaker_actors::machine::{Admission, BreakerName, Millis, OutcomeCounts, Snapshot, StateLabel};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -509,6 +509,42 @@ fn a_count_a_drain_missed_leaves_the_breaker_undrained() {
         let second = hot.drain();
         assert_eq!(taken(&first) + taken(&second), 1);
         assert!(!hot.has_undrained(), "all taken");
+    });
+}
+
+/// A success and a failure racing a drain: whatever the drain missed of the failure,
+/// `undrained` (the flusher's question) says `Urgent` afterwards, so the flusher drains it
+/// at the next flush, never only at the lazy interval; whatever it missed at all, it says
+/// something is left; successes alone, closed, are `Lazy`.
+#[test]
+fn a_failure_a_drain_missed_leaves_the_breaker_urgent() {
+    model("a_failure_a_drain_missed_leaves_the_breaker_urgent", None, || {
+        let hot = hot();
+        let recorder = {
+            let hot = Arc::clone(&hot);
+            spawn(move || {
+                hot.try_acquire_on(1).unwrap().success();
+                hot.try_acquire_on(1).unwrap().failure();
+            })
+        };
+        let first = hot.drain();
+        recorder.join().unwrap();
+        let taken = |d: &Drained| {
+            let sum = |f: fn(&OutcomeCounts) -> u64| d.outcomes.iter().map(|o| f(&o.counts)).sum::<u64>();
+            (sum(|c| c.success), sum(|c| c.failure))
+        };
+        let (successes, failures) = taken(&first);
+        let after = hot.undrained();
+        if failures == 0 {
+            assert_eq!(after, Undrained::Urgent, "the failure waits, and the flusher knows it is urgent");
+        } else if successes == 0 {
+            assert_ne!(after, Undrained::Nothing, "the success waits, and the flusher knows");
+        }
+        let second = hot.drain();
+        assert_eq!((successes + taken(&second).0, failures + taken(&second).1), (1, 1));
+        assert_eq!(hot.undrained(), Undrained::Nothing, "all taken");
+        hot.try_acquire_on(0).unwrap().success();
+        assert_eq!(hot.undrained(), Undrained::Lazy);
     });
 }
 

@@ -54,6 +54,9 @@ struct Args {
     /// Runs per point (noise: min and median are printed).
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// Keep the raw side's scratch bucket in a file, as the state bucket is (default: memory).
+    #[arg(long)]
+    raw_file: bool,
     /// Seconds each absorption run hammers (0: skip absorption).
     #[arg(long, default_value_t = 2.0)]
     absorb_secs: f64,
@@ -213,6 +216,7 @@ fn main() -> Result<(), BenchError> {
         lease_ttl: Duration::from_secs_f64(args.lease_ttl),
         lease_shards: args.shards.max(1),
         create_deadline: Duration::from_secs_f64(args.create_secs),
+        raw_file: args.raw_file,
     };
     let mut specs = Vec::new();
     for text in args.points.split(',').filter(|t| !t.trim().is_empty()) {

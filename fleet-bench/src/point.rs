@@ -90,6 +90,9 @@ pub struct Settings {
     pub lease_shards: u32,
     /// How long creating the breakers may take.
     pub create_deadline: Duration,
+    /// Whether the raw side's scratch bucket is file-backed, as the state bucket is (by
+    /// default it is in memory, as in the earlier tables).
+    pub raw_file: bool,
 }
 
 /// A point's figures, in print order: `(label, value)`; NaN where there is none.
@@ -202,7 +205,7 @@ pub async fn run(
         result.notes.push(format!("{} breakers not created; first: {e}", fleet.failed));
     }
 
-    let (urls_aux, prefix) = (urls.clone(), scope.prefix.clone());
+    let (urls_aux, prefix, raw_file) = (urls.clone(), scope.prefix.clone(), settings.raw_file);
     let watchers = spec.nodes;
     let (monitor, tap, raw) = aux
         .spawn(async move {
@@ -212,7 +215,7 @@ pub async fn run(
                 .await
                 .doing("connecting the monitor")?;
             let tap = Tap::start(&monitor, &prefix).await?;
-            let raw = RawKv::start(&urls_aux, watchers, replicas).await?;
+            let raw = RawKv::start(&urls_aux, watchers, replicas, raw_file).await?;
             Ok::<_, BenchError>((monitor, tap, raw))
         })
         .await

@@ -66,8 +66,9 @@ pub struct RawKv {
 }
 
 impl RawKv {
-    /// Creates the scratch bucket (memory, `replicas`) and starts the watchers.
-    pub async fn start(urls: &[String], watchers: usize, replicas: usize) -> Result<Arc<Self>, BenchError> {
+    /// Creates the scratch bucket (in memory, or in a file if `file`, with `replicas`) and
+    /// starts the watchers.
+    pub async fn start(urls: &[String], watchers: usize, replicas: usize, file: bool) -> Result<Arc<Self>, BenchError> {
         let putter = async_nats::ConnectOptions::new()
             .name("fleet-bench-raw-put")
             .connect(urls)
@@ -78,7 +79,11 @@ impl RawKv {
             .create_key_value(kv::Config {
                 bucket: RAW_BUCKET.to_owned(),
                 history: 1,
-                storage: jetstream::stream::StorageType::Memory,
+                storage: if file {
+                    jetstream::stream::StorageType::File
+                } else {
+                    jetstream::stream::StorageType::Memory
+                },
                 num_replicas: replicas,
                 ..kv::Config::default()
             })

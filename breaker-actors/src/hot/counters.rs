@@ -139,6 +139,10 @@ struct Shard {
     /// Set by the writer after every count, cleared by the drainer before it takes the
     /// cells: a count a drain did not take leaves it set (see [`Counters::has_undrained`]).
     undrained: AtomicBool,
+    /// The same for counts of anything but a success, set after `undrained`: a failure, slow
+    /// call, ignored call or rejection a drain did not take leaves it set (see
+    /// [`Counters::undrained`]).
+    urgent: AtomicBool,
 }
 
 impl Shard {
@@ -150,6 +154,7 @@ impl Shard {
             began: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             lock: AtomicBool::new(false),
             undrained: AtomicBool::new(false),
+            urgent: AtomicBool::new(false),
         }
     }
 
@@ -243,6 +248,11 @@ impl Counters {
             // the count; one whose swap comes first leaves the flag set for the next. A
             // plain store to the writer's own line: no locked instruction.
             shard.undrained.store(true, Ordering::Release);
+            // Anything but a success could matter to a decision: one more plain store, after
+            // the count for the same reason, so the flusher drains it at the next flush.
+            if class != Class::Success {
+                shard.urgent.store(true, Ordering::Release);
+            }
         });
     }
 
@@ -252,6 +262,22 @@ impl Counters {
     /// called, plus one per shard that exists; the hot path pays one plain store per count.
     pub(super) fn has_undrained(&self) -> bool {
         self.shards.present().any(|(_, shard)| shard.undrained.load(Ordering::Relaxed))
+    }
+
+    /// `(anything undrained, anything but successes undrained)`, by the shards' flags, in
+    /// one pass: [`Counters::has_undrained`], and whether a failure, slow call, ignored call
+    /// or rejection is among what is left (never `false` while one is left; a count racing
+    /// the last drain may make it `true` with nothing to take).
+    pub(super) fn undrained(&self) -> (bool, bool) {
+        let (mut any, mut urgent) = (false, false);
+        for (_, shard) in self.shards.present() {
+            any |= shard.undrained.load(Ordering::Relaxed);
+            urgent |= shard.urgent.load(Ordering::Relaxed);
+            if urgent {
+                break;
+            }
+        }
+        (any || urgent, urgent)
     }
 
     /// Whether the next call by `writer` falls in the admitted `per_mille`: of every
@@ -274,6 +300,9 @@ impl Counters {
             // Before the cells, Acquire: pairs with the writer's store after each count.
             if shard.undrained.load(Ordering::Relaxed) {
                 shard.undrained.swap(false, Ordering::Acquire);
+            }
+            if shard.urgent.load(Ordering::Relaxed) {
+                shard.urgent.swap(false, Ordering::Acquire);
             }
             if seen.len() <= index {
                 seen.resize(index + 1, Seen::default());

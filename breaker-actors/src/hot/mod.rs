@@ -95,7 +95,7 @@ mod word;
 use crate::machine::{
     Admission, BreakerName, LocalOutcomes, OutcomeCounts, Snapshot, StateLabel, TRACKED_GENERATIONS, ValidConfig,
 };
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 use counters::{Class, Counters, Writer};
 use probes::{ProbeAllowance, Take};
 use word::{Mode, Published, Word};
@@ -396,11 +396,30 @@ impl Streaks {
     }
 }
 
+/// What a breaker's hot path holds that no drain has taken, as the registry's flusher asks
+/// every flush interval ([`HotPath::undrained`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undrained {
+    /// Nothing.
+    Nothing,
+    /// Only successes, under a snapshot whose effective and fleet states are both closed:
+    /// nothing that could trip, and the report batcher sends such reports lazily anyway
+    /// (`shell::batch::Urgency`), so the drain may wait for the flusher's lazy interval.
+    Lazy,
+    /// A failure, slow call, ignored call or rejection, or anything at all under a snapshot
+    /// that is not closed (half-open, ramping, open, forced, disabled): drain at the next
+    /// flush.
+    Urgent,
+}
+
 /// One breaker's hot-path state on this node.
 pub struct HotPath {
     name: BreakerName,
     settings: HotSettings,
     clock: CoarseClock,
+    /// Whether the snapshot in force has the effective and the fleet state closed (written by
+    /// installs, read by the flusher through [`HotPath::undrained`]; no caller reads it).
+    closed: AtomicBool,
     published: Published,
     probes: ProbeAllowance,
     streaks: Streaks,
@@ -449,6 +468,7 @@ impl HotPath {
             name,
             settings,
             clock,
+            closed: AtomicBool::new(true),
             published: Published::new(&initial_snapshot()),
             probes: ProbeAllowance::new(),
             streaks: Streaks::new(),
@@ -462,6 +482,8 @@ impl HotPath {
 
     /// Installs a snapshot from the machine (the actor is the only caller).
     pub fn install(&self, snapshot: &Snapshot) {
+        let closed = snapshot.state == StateLabel::Closed && snapshot.fleet == StateLabel::Closed;
+        self.closed.store(closed, Ordering::Relaxed);
         let ticket = self.published.begin_install(snapshot);
         if let Admission::Probe { grant, round } = snapshot.admission {
             // Before the word: a reader of the new round must find it armed.
@@ -501,6 +523,22 @@ impl HotPath {
     /// per thread's counter shard that exists.
     pub fn has_undrained(&self) -> bool {
         self.counters.has_undrained()
+    }
+
+    /// What is left undrained, and whether its drain may wait ([`Undrained::Lazy`]) or not:
+    /// what the registry's flusher asks every flush interval, to poke the actors with a
+    /// failure (or anything in a state that is not closed) at once and those with only
+    /// successes of a closed breaker at its lazy interval. [`Undrained::Urgent`] is never
+    /// missed while a failure, slow call, ignored call or rejection is left: each count of
+    /// one sets its shard's second flag after the count, with one more plain store (a success
+    /// pays nothing more), and the drain clears it before it takes the cells. Costs what
+    /// [`Self::has_undrained`] costs, plus one load per shard, plus one.
+    pub fn undrained(&self) -> Undrained {
+        match self.counters.undrained() {
+            (false, _) => Undrained::Nothing,
+            (true, false) if self.closed.load(Ordering::Relaxed) => Undrained::Lazy,
+            (true, _) => Undrained::Urgent,
+        }
     }
 
     /// Takes everything recorded since the last drain.
