@@ -12,7 +12,8 @@
 //!    each running node's [`LeaseKeeper`] (the runtime's own lease upkeep, `LeaseInput::Tick`)
 //!    renews what it holds every `ttl / 3` and competes for the shard when it holds none
 //!    (at once when its watch heard the key released, else every `ttl / 3`); the store
-//!    answers each request at once (term = [`next_term`] of the store's revision counter, the
+//!    answers each request at once (term =
+//!    [`next_term`](breaker_actors::machine::next_term) of the store's revision counter, the
 //!    store's term record and the newest term the node knows: strictly increasing, and above
 //!    the stored decisions even after [`Fleet::wipe_lease_store`]); a node must be running
 //!    and reach the store both ways, or its request has no answer;
