@@ -1,5 +1,5 @@
 # Fusebox developer entry points. `make test` is exactly what CI runs.
-.PHONY: test demo fleet-bench timeline sim explore tools clean-tools
+.PHONY: test demo fleet-bench timeline sim explore scale tools clean-tools
 
 test:
 	bash scripts/test.sh
@@ -32,6 +32,11 @@ sim:
 
 explore:
 	cargo run --release --quiet -p model-check -- explore $(EXPLORE_ARGS)
+
+# The scale preset: the node shell's fleet-scale bounds as properties (docs/verification.md).
+# SCALE_ARGS: e.g. --nodes 100 --breakers 200 --shards 32 --ms 20000.
+scale:
+	cargo run --release --quiet -p model-check -- scale $(SCALE_ARGS)
 
 tools:
 	bash scripts/install-tools.sh
