@@ -392,6 +392,9 @@ impl Scale {
 
     fn lease_effect(&mut self, i: usize, effect: LeaseEffect) -> Option<LeaseInput> {
         match effect {
+            // Every breaker joins at the start, before any lease is held, so a greeting (news
+            // for a breaker joining a held shard) never happens here; it would reach the
+            // shard's breakers that already know, harmlessly.
             LeaseEffect::Tell { shard, news } | LeaseEffect::Greet { shard, news } => {
                 for b in 0..self.names.len() {
                     if self.shard_of[b] == shard {

@@ -50,7 +50,7 @@ impl<R> Default for Tenanted<R> {
 impl<R> Tenanted<R> {
     /// Registers `breaker`; starts the task if none runs. `true` if one was running.
     fn join(&mut self, breaker: &BreakerName, reg: R, start: impl FnOnce() -> JoinHandle<()>) -> bool {
-        if self.tenants.join(breaker, reg) == TenantChange::Start || self.task.is_none() {
+        if self.tenants.join(breaker, reg) == TenantChange::Start {
             self.task = Some(start());
             return false;
         }
