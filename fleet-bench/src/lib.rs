@@ -7,6 +7,7 @@
 
 pub mod absorption;
 pub mod fleet;
+pub mod lease_loss;
 pub mod monitor;
 pub mod point;
 pub mod procstat;

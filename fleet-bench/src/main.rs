@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use fleet_bench::absorption::{self, Absorption};
 use fleet_bench::fleet::{Fleet, FleetSpec};
+use fleet_bench::lease_loss::{self, LeaseLoss};
 use fleet_bench::point::{self, NODE_THREADS, PointResult, PointSpec, Settings};
 use fleet_bench::{BenchError, Context};
 use transport_nats::servers::NatsServer;
@@ -60,6 +61,9 @@ struct Args {
     /// Seconds each absorption run hammers (0: skip absorption).
     #[arg(long, default_value_t = 2.0)]
     absorb_secs: f64,
+    /// Seconds of the lease-loss run's gap (whole seconds; 0: skip it).
+    #[arg(long, default_value_t = 5)]
+    lease_loss_secs: u64,
 }
 
 fn runtime(name: &str, workers: usize) -> Result<tokio::runtime::Runtime, BenchError> {
@@ -109,6 +113,75 @@ fn absorb(secs: Duration) -> Result<Vec<Absorption>, BenchError> {
     });
     nodes.shutdown_timeout(Duration::from_secs(5));
     result
+}
+
+fn lease_loss_run(gap: Duration) -> Result<LeaseLoss, BenchError> {
+    let nodes = runtime(NODE_THREADS, 2)?;
+    let result = nodes.block_on(async {
+        let server =
+            tokio::task::spawn_blocking(NatsServer::start).await.doing("starting")?.doing("starting a server")?;
+        let spec = FleetSpec {
+            urls: vec![server.url()],
+            nodes: 1,
+            breakers: 0,
+            flush: Duration::from_millis(5),
+            // Renewals every second: a lost lease is noticed within about one.
+            lease_ttl: Duration::from_secs(3),
+            lease_shards: 16,
+            replicas: 1,
+            create_deadline: Duration::from_secs(30),
+        };
+        let fleet = Fleet::start(spec, &[]).await?;
+        let run = lease_loss::run(&fleet, &[server.url()], gap, lease_loss::BENCH_CALLS).await;
+        fleet.shutdown(Duration::from_secs(10)).await;
+        drop(server);
+        run
+    });
+    nodes.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+fn print_lease_loss(run: &LeaseLoss) {
+    println!(
+        "\n### The overlay under a lease loss (1 node; a ghost holds half the shards' leases for {} s)\n",
+        run.gap.as_secs()
+    );
+    println!(
+        "The node stopped deciding the lost shards' breakers {:.2} s after the ghost took them, and decided \
+         them again {} after.\n",
+        run.noticed_in.as_secs_f64(),
+        run.back_in.map_or_else(|| "not within the bound".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
+    );
+    println!(
+        "| lease of the shard | local overlay | breakers | failing calls each | admitted (min / median / max) | first rejected call (median) | decided at the end |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for k in &run.kinds {
+        let mut admitted: Vec<f64> = k.admitted.iter().map(|&a| f64::from(a)).collect();
+        let mut first: Vec<f64> = k.first_rejected.iter().map(|f| f.map_or(f64::NAN, f64::from)).collect();
+        let min = admitted.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = admitted.iter().copied().fold(0.0, f64::max);
+        let first = if first.iter().all(|f| f.is_nan()) {
+            "never".to_owned()
+        } else if first.iter().any(|f| f.is_nan()) {
+            "never, for some".to_owned()
+        } else {
+            number(median(&mut first))
+        };
+        println!(
+            "| {} | {} | {} | {} | {} / {} / {} | {} | {} of {} |",
+            if k.kind.lease_lost { "lost (nobody decides)" } else { "held" },
+            if k.kind.overlay { "on (default)" } else { "off" },
+            k.breakers,
+            k.calls,
+            number(min),
+            number(median(&mut admitted)),
+            number(max),
+            first,
+            k.decided_at_end,
+            k.breakers
+        );
+    }
 }
 
 fn number(v: f64) -> String {
@@ -270,6 +343,13 @@ fn main() -> Result<(), BenchError> {
                 (a.counted + a.stale).saturating_sub(a.recorded),
                 a.mega_per_sec()
             );
+        }
+    }
+    if args.lease_loss_secs > 0 {
+        eprintln!("fleet-bench: lease loss");
+        match lease_loss_run(Duration::from_secs(args.lease_loss_secs)) {
+            Ok(run) => print_lease_loss(&run),
+            Err(e) => eprintln!("fleet-bench: the lease-loss run failed: {e}"),
         }
     }
     if !done.is_empty() {

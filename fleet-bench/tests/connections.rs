@@ -1,0 +1,48 @@
+//! A node's connections, seen from the server (`/connz`): a transport holds exactly three
+//! (everything else, lease upkeep, decisions) and, dropped, leaves none behind, the one its
+//! decision thread drives included (that thread ends with the transport).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use breaker_actors::machine::NodeId;
+use fleet_bench::monitor::ServerView;
+use transport_nats::nats::{NatsConfig, NatsTransport};
+use transport_nats::servers::NatsServer;
+
+async fn names(port: u16, node: &str) -> Vec<String> {
+    let view = ServerView::read_all_async(vec![port]).await.unwrap();
+    let own = format!("fusebox-{node}");
+    let mut names: Vec<String> = view
+        .connections
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|n| *n == own || n.starts_with(&format!("{own}-")))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_holds_three_connections_and_drops_them_all() {
+    let server = NatsServer::start().unwrap();
+    let transport =
+        NatsTransport::connect(NatsConfig::new(vec![server.url()], NodeId::new("conns").unwrap())).await.unwrap();
+    assert!(transport.decision_client().is_some(), "the decision line is connected once `connect` returns");
+    assert_eq!(
+        names(server.monitor_port(), "conns").await,
+        ["fusebox-conns", "fusebox-conns-decisions", "fusebox-conns-leases"],
+        "one connection for everything else, one for lease upkeep, one for decisions"
+    );
+    drop(transport);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = names(server.monitor_port(), "conns").await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connections left behind by a dropped transport: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
