@@ -1,8 +1,8 @@
 //! The `fleet-bench` command (`make fleet-bench`): the grid of points (nodes x breakers in
 //! one process, call rate or idle, single server or the 3-node cluster), each run in fresh
-//! runtimes against servers it starts and stops itself, then absorption; every point's
-//! figures as a Markdown table (one column per run, min and median when repeated) and a
-//! summary table of the whole grid. See BENCHMARKS.md, "Fleet scale".
+//! runtimes against servers it starts and stops itself, then absorption and the lease-loss
+//! run; every point's figures as a Markdown table (one column per run, min and median when
+//! repeated) and a summary table of the whole grid. See BENCHMARKS.md, "Fleet scale".
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -1,12 +1,13 @@
-//! A node's connections, seen from the server (`/connz`): a transport holds exactly three
-//! (everything else, lease upkeep, decisions) and, dropped, leaves none behind, the one its
-//! decision thread drives included (that thread ends with the transport).
+//! A node's connections, seen from the server (`/connz`): a transport holds exactly two
+//! (everything else, and lease upkeep alone) whatever its breakers, and, dropped, leaves
+//! none behind.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use breaker_actors::machine::NodeId;
+use breaker_actors::{BreakerConfig, Registry};
 use fleet_bench::monitor::ServerView;
 use transport_nats::nats::{NatsConfig, NatsTransport};
 use transport_nats::servers::NatsServer;
@@ -25,17 +26,22 @@ async fn names(port: u16, node: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transport_holds_three_connections_and_drops_them_all() {
+async fn a_transport_holds_two_connections_and_drops_them_all() {
     let server = NatsServer::start().unwrap();
     let transport =
         NatsTransport::connect(NatsConfig::new(vec![server.url()], NodeId::new("conns").unwrap())).await.unwrap();
-    assert!(transport.decision_client().is_some(), "the decision line is connected once `connect` returns");
+    let registry = Registry::builder().transport(transport.clone()).start().await.unwrap();
+    let mut breakers = Vec::new();
+    for i in 0..50 {
+        breakers.push(registry.breaker(&format!("conn-{i}"), BreakerConfig::default()).await.unwrap());
+    }
     assert_eq!(
         names(server.monitor_port(), "conns").await,
-        ["fusebox-conns", "fusebox-conns-decisions", "fusebox-conns-leases"],
-        "one connection for everything else, one for lease upkeep, one for decisions"
+        ["fusebox-conns", "fusebox-conns-leases"],
+        "one connection for everything else, one for lease upkeep, with 50 breakers"
     );
-    drop(transport);
+    registry.shutdown().await.unwrap();
+    drop((breakers, registry, transport));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = names(server.monitor_port(), "conns").await;

@@ -16,24 +16,20 @@
 //! Every decision seen is kept (bounded) per key, so a breaker registered later, or an
 //! actor restarted, gets the current value without a request, and a resync read after an
 //! outage is answered once the node's catch-up after the reconnection is through.
-//!
-//! The watch and the resync run on a connection and a thread of their own (the
-//! [`DecisionLine`]): a decision reaches the breakers' inboxes without queueing behind the
-//! node's reports, its actors or the caller's own tasks on the runtime they share.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, kv};
-use async_nats::{ConnectOptions, HeaderMap};
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer;
 use breaker_actors::machine::{BreakerName, DecisionId};
 use breaker_actors::shell::{DecisionDemux, Source, WatchStart};
 use breaker_actors::transport::{DecisionRead, Inbox, Subscription, TransportError};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-use super::{ConnState, ConnectError, Inner, READ_PATIENCE_MIN, Session, backend, keep_running, lock, until_connected};
+use super::{Inner, READ_PATIENCE_MIN, Session, backend, keep_running, lock, until_connected};
 use crate::codec::{self, DecodeError};
 
 /// Keys whose newest decision a node keeps (each a few hundred bytes). Beyond it, values of
@@ -62,65 +58,11 @@ impl DecisionWatch {
         })
     }
 
-    /// Connects the decision line (`options`, to `servers`; the state bucket bound through
-    /// it) on a thread of its own and starts the watch and the resync loop there. They run
-    /// until the returned [`LineStop`] is dropped.
-    pub(crate) async fn start(
-        self: &Arc<Self>,
-        inner: &Arc<Inner>,
-        options: ConnectOptions,
-        servers: Vec<String>,
-        conn: watch::Receiver<ConnState>,
-    ) -> Result<LineStop, ConnectError> {
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (inner, watch) = (inner.clone(), self.clone());
-        let bucket = inner.layout.state_bucket();
-        let request_timeout = inner.request_timeout;
-        let thread = std::thread::Builder::new().name(format!("fusebox-{}-decisions", inner.node)).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(ConnectError::Thread(e)));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let connected = async {
-                    let client = Box::pin(options.connect(servers.as_slice())).await.map_err(ConnectError::Connect)?;
-                    let js = jetstream::ContextBuilder::new().timeout(request_timeout).build(client.clone());
-                    let state = js.get_key_value(bucket).await.map_err(|e| {
-                        ConnectError::Provision(crate::provision::ProvisionError::Server {
-                            doing: "binding the state bucket on the decision connection".to_owned(),
-                            error: e.to_string(),
-                        })
-                    })?;
-                    let _ = inner.decision_client.set(client.clone());
-                    Ok::<_, ConnectError>(Arc::new(DecisionLine { client, state, conn }))
-                };
-                let line = match connected.await {
-                    Ok(line) => line,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _watch = AbortOnDrop(tokio::spawn(watch_loop(inner.clone(), watch.clone(), line.clone())));
-                let _resync = AbortOnDrop(tokio::spawn(resync_loop(inner, watch, line)));
-                if ready_tx.send(Ok(())).is_ok() {
-                    // Until the transport is dropped (the sender with it).
-                    let _ = stop_rx.await;
-                }
-            });
-        });
-        if let Err(e) = thread {
-            return Err(ConnectError::Thread(e));
-        }
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(LineStop { _stop: stop_tx }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ConnectError::Thread(std::io::Error::other("the decision thread ended while starting"))),
-        }
+    /// Starts the watch and the resync loop; they run until `inner`'s tasks are aborted.
+    pub(crate) fn start(self: &Arc<Self>, inner: &Arc<Inner>) {
+        let watch = tokio::spawn(watch_loop(inner.clone(), self.clone()));
+        let resync = tokio::spawn(resync_loop(inner.clone(), self.clone()));
+        lock(&inner.tasks).extend([watch, resync]);
     }
 
     /// Delivers `breaker`'s decision into `inbox` from now on: the value kept, if any, at
@@ -185,29 +127,6 @@ impl DecisionWatch {
     }
 }
 
-/// The node's connection for decisions, with the state bucket bound through it; it lives
-/// on the decision thread.
-struct DecisionLine {
-    client: async_nats::Client,
-    state: kv::Store,
-    /// The connection's state (its own: the breakers follow the main connection's).
-    conn: watch::Receiver<ConnState>,
-}
-
-/// Stops the decision thread when dropped.
-pub(crate) struct LineStop {
-    _stop: oneshot::Sender<()>,
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Whether a KV entry's headers mark it a delete, a purge or an expiry (not a put).
 fn is_removal(headers: Option<&HeaderMap>) -> bool {
     headers.is_some_and(|h| h.get("KV-Operation").is_some() || h.get("Nats-Marker-Reason").is_some())
@@ -220,17 +139,17 @@ fn key_of<'a>(inner: &Inner, subject: &'a str) -> Option<&'a str> {
 
 /// The watch of the whole bucket, opened again (from `seen + 1`) after every reconnection
 /// and whenever it ends, until the transport is gone.
-async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>, line: Arc<DecisionLine>) {
-    let mut conn = line.conn.clone();
-    let filter = format!("{}>", line.state.prefix);
-    keep_running(line.conn.clone(), "decision watch", async move || {
+async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
+    let mut conn = inner.conn.clone();
+    let filter = format!("{}>", inner.stores.state.prefix);
+    keep_running(inner.conn.clone(), "decision watch", async move || {
         let losses = conn.borrow_and_update().losses;
         let deliver_policy = match lock(&watch.demux).handle_watch_started() {
             WatchStart::LastPerKey => consumer::DeliverPolicy::LastPerSubject,
             WatchStart::From(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
         };
         let config = consumer::push::OrderedConfig {
-            deliver_subject: line.client.new_inbox(),
+            deliver_subject: inner.client.new_inbox(),
             description: Some("fusebox node decision watch".to_owned()),
             filter_subject: filter.clone(),
             replay_policy: consumer::ReplayPolicy::Instant,
@@ -238,7 +157,7 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>, line: Arc<Deci
             ..Default::default()
         };
         let session = async {
-            let consumer = line.state.stream.create_consumer(config).await.map_err(backend)?;
+            let consumer = inner.stores.state.stream.create_consumer(config).await.map_err(backend)?;
             if consumer.cached_info().num_pending == 0 {
                 lock(&watch.demux).mark_complete();
             }
@@ -285,9 +204,9 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>, line: Arc<Deci
 
 /// The resync requests the demux asks for (once per `decision_resync`, at once after every
 /// reconnection) and the watch restarts it calls for.
-async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>, line: Arc<DecisionLine>) {
-    let mut conn = line.conn.clone();
-    let filter = format!("{}>", line.state.prefix);
+async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
+    let mut conn = inner.conn.clone();
+    let filter = format!("{}>", inner.stores.state.prefix);
     loop {
         if !until_connected(&mut conn).await {
             return;
@@ -307,10 +226,8 @@ async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>, line: Arc<Dec
                 }
                 if due.is_some() {
                     let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
-                    let caught_up = matches!(
-                        tokio::time::timeout(patience, catch_up(&inner, &watch, &line, &filter)).await,
-                        Ok(Ok(()))
-                    );
+                    let caught_up =
+                        matches!(tokio::time::timeout(patience, catch_up(&inner, &watch, &filter)).await, Ok(Ok(())));
                     lock(&watch.demux).handle_resync_done(inner.now(), caught_up);
                     if caught_up {
                         watch.caught_up.send_modify(|n| *n += 1);
@@ -329,16 +246,11 @@ async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>, line: Arc<Dec
 }
 
 /// Fetches entries after `seen` until there is none (`Ok`) or the batch is used up.
-async fn catch_up(
-    inner: &Inner,
-    watch: &DecisionWatch,
-    line: &DecisionLine,
-    filter: &str,
-) -> Result<(), TransportError> {
+async fn catch_up(inner: &Inner, watch: &DecisionWatch, filter: &str) -> Result<(), TransportError> {
     use async_nats::jetstream::stream::DirectGetErrorKind;
     for _ in 0..CATCH_UP_BATCH {
         let after = lock(&watch.demux).seen();
-        match line.state.stream.direct_get_next_for_subject(filter, Some(after + 1)).await {
+        match inner.stores.state.stream.direct_get_next_for_subject(filter, Some(after + 1)).await {
             Ok(message) => match key_of(inner, message.subject.as_str()) {
                 Some(key) => {
                     let removal = is_removal(Some(&message.headers));
@@ -350,7 +262,7 @@ async fn catch_up(
             // Every key's newest value up to here has been delivered, by the watch's first
             // pass or by these reads, which go in revision order.
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(backend(e)),
+            Err(e) => return Err(inner.failure(e)),
         }
     }
     Err(TransportError::Backend("more entries to catch up with".to_owned()))

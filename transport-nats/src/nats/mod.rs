@@ -31,7 +31,7 @@ mod feed;
 
 use crate::layout::{self, Layout};
 use crate::provision::{self, LeaseExpiry, ProvisionError, Provisioned, StoreSettings};
-use decisions::{DecisionWatch, LineStop};
+use decisions::DecisionWatch;
 use feed::{NodeCommands, ReportFeed};
 
 /// How a node connects to NATS.
@@ -118,8 +118,6 @@ pub enum ConnectError {
         /// Its version.
         version: String,
     },
-    /// The thread that delivers decisions could not be started.
-    Thread(std::io::Error),
 }
 
 impl fmt::Display for ConnectError {
@@ -131,7 +129,6 @@ impl fmt::Display for ConnectError {
             Self::ServerTooOld { version } => {
                 write!(f, "nats-server {version} is too old: Fusebox needs {}.{} or later", MIN_SERVER.0, MIN_SERVER.1)
             }
-            Self::Thread(e) => write!(f, "starting the decision thread: {e}"),
         }
     }
 }
@@ -141,7 +138,6 @@ impl std::error::Error for ConnectError {
         match self {
             Self::Connect(e) => Some(e),
             Self::Provision(e) => Some(e),
-            Self::Thread(e) => Some(e),
             Self::NoServers | Self::ServerTooOld { .. } => None,
         }
     }
@@ -276,10 +272,6 @@ struct Inner {
     leases: kv::Store,
     /// The node's one watch of the state bucket.
     decisions: Arc<DecisionWatch>,
-    /// Ends the decision thread (and its connection) when the transport goes.
-    decision_line: Mutex<Option<LineStop>>,
-    /// The connection decisions arrive on (set once the decision thread is connected).
-    decision_client: std::sync::OnceLock<async_nats::Client>,
     /// The decider's one report feed.
     feed: Arc<ReportFeed>,
     /// The node's pulls from the fleet's command consumer.
@@ -313,7 +305,6 @@ impl Drop for NatsTransport {
         for task in lock(&self.inner.tasks).drain(..) {
             task.abort();
         }
-        lock(&self.inner.decision_line).take();
     }
 }
 
@@ -347,10 +338,6 @@ impl NatsTransport {
                 error: e.to_string(),
             })
         })?;
-        // Decisions arrive on a connection and a thread of their own (see `decisions`).
-        let (line_tx, line_conn) = watch::channel(ConnState { connected: true, losses: 0 });
-        let line_options = connect_options(&config, format!("fusebox-{}-decisions", config.node), Some(line_tx));
-        let servers = config.servers.clone();
         let report_max_age_ms = u64::try_from(stores.report_max_age.as_millis()).unwrap_or(u64::MAX);
         let limits = BatchLimits {
             interval_ms: u64::try_from(config.report_interval.as_millis()).unwrap_or(u64::MAX).max(1),
@@ -372,8 +359,6 @@ impl NatsTransport {
             lease_js,
             leases,
             decisions: DecisionWatch::new(config.decision_resync.max(Duration::from_millis(10))),
-            decision_line: Mutex::new(None),
-            decision_client: std::sync::OnceLock::new(),
             feed: Arc::default(),
             commands: Arc::default(),
             outbox: Outbox { batcher: Mutex::new(ReportBatcher::new(limits)), ready: Notify::new() },
@@ -381,8 +366,7 @@ impl NatsTransport {
             origin: Instant::now(),
             tasks: Mutex::new(Vec::new()),
         });
-        let line = inner.decisions.start(&inner, line_options, servers, line_conn).await?;
-        *lock(&inner.decision_line) = Some(line);
+        inner.decisions.start(&inner);
         let publisher = tokio::spawn(publish_loop(inner.clone()));
         lock(&inner.tasks).push(publisher);
         Ok(Arc::new(Self { inner }))
@@ -396,12 +380,6 @@ impl NatsTransport {
     /// The NATS client (for tools that need more than the transport offers).
     pub fn client(&self) -> &async_nats::Client {
         &self.inner.client
-    }
-
-    /// The connection decisions arrive on, a connection of its own on a thread of its own
-    /// (for tools and tests: which server it is on, its statistics).
-    pub fn decision_client(&self) -> Option<&async_nats::Client> {
-        self.inner.decision_client.get()
     }
 
     /// How lease expiry works on this fleet.
