@@ -46,6 +46,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 header "cargo test --workspace --locked (unit, integration, doc tests; FUSEBOX_NATS_SERVER=$FUSEBOX_NATS_SERVER)"
 cargo test --workspace --locked
 
+# The crates users depend on must stay publishable (versions on path dependencies, licence,
+# metadata); packaging without the verify build costs seconds.
+header "cargo package (the published crates, --no-verify)"
+cargo package --locked --no-verify --allow-dirty -p breaker-actors -p transport-nats -p fusebox --quiet
+
 header "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 

@@ -33,8 +33,3 @@ pub use registry::{Registry, RegistryBuilder, RegistryError};
 
 #[cfg(feature = "tower")]
 pub mod tower;
-
-/// The README's examples, compiled and run as doctests so they cannot rot.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use breaker_actors::machine::{BreakerConfig, OpenPolicy, StateLabel, TripPolicy};
-use breaker_actors::{Registry, RegistryError};
+use fusebox::config::{OpenPolicy, TripPolicy};
+use fusebox::{BreakerConfig, Registry, RegistryError, StateLabel};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 #[tokio::main(flavor = "current_thread")]

@@ -1,15 +1,14 @@
-//! `tower-service`: a `tower::service_fn` behind a Fusebox breaker. Shows the three things a
-//! service sees: responses passing through, a typed rejection once the breaker is open, and
-//! a fallback answering in its place. The breaker's hot path is built directly here; in a
-//! service the breaker actor owns it, drains its counts and installs its snapshots. Exits
+//! `tower-service`: a `tower::service_fn` behind a Fusebox breaker, through the `fusebox`
+//! crate only. Shows the three things a service sees: responses passing through, a typed
+//! rejection once the breaker is open (here an operator's force-open, applied by the
+//! breaker's actor like any fleet decision), and a fallback answering in its place. Exits
 //! non-zero if any of the three does not happen, so it doubles as a smoke check.
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use breaker_actors::hot::{Breaker, CoarseClock, HotPath, HotSettings, Rejected};
-use breaker_actors::machine::{Admission, BreakerName, Millis, Snapshot};
-use breaker_actors::tower::{FuseboxError, FuseboxLayer};
+use fusebox::tower::{FuseboxError, FuseboxLayer};
+use fusebox::{BreakerConfig, CommandKind, Registry, Rejected, StateLabel};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// A price lookup whose dependency fails for unknown items.
@@ -21,11 +20,6 @@ async fn price(item: &'static str) -> Result<u32, String> {
     }
 }
 
-/// What the breaker actor installs when the fleet trips the breaker.
-fn open_snapshot() -> Snapshot {
-    Snapshot { retry_at: Some(Millis(10_000)), ..Snapshot::standalone(2, Admission::Reject) }
-}
-
 /// Waits for `service` to be ready, then calls it: what a tower client does per request.
 async fn call<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Response, S::Error> {
     service.ready().await?.call(request).await
@@ -33,9 +27,8 @@ async fn call<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Respon
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let Ok(name) = BreakerName::new("prices") else { return ExitCode::FAILURE };
-    let hot = Arc::new(HotPath::new(name, HotSettings::default(), CoarseClock::new()));
-    let breaker = Breaker::new(Arc::clone(&hot));
+    let Ok(registry) = Registry::local().await else { return ExitCode::FAILURE };
+    let Ok(breaker) = registry.breaker("prices", BreakerConfig::default()).await else { return ExitCode::FAILURE };
     let mut prices = FuseboxLayer::new(breaker.clone()).layer(service_fn(price));
 
     println!("closed:");
@@ -49,13 +42,19 @@ async fn main() -> ExitCode {
             }
         }
     }
-    for outcomes in hot.drain().outcomes {
-        let (generation, counts) = (outcomes.generation, outcomes.counts);
-        println!("  drained for generation {generation}: {} successes, {} failures", counts.success, counts.failure);
-    }
 
-    hot.install(&open_snapshot());
-    println!("open (the fleet tripped the breaker):");
+    if registry.command("prices", CommandKind::ForceOpen, "example", "the price service is down").await.is_err() {
+        return ExitCode::FAILURE;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while breaker.state() != StateLabel::ForcedOpen {
+        if Instant::now() > deadline {
+            println!("the force-open was never applied");
+            return ExitCode::FAILURE;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("open (an operator forced it open):");
     match call(&mut prices, "apple").await {
         Err(FuseboxError::Rejected(rejected)) => println!("  apple: rejected ({rejected})"),
         other => {
@@ -73,6 +72,9 @@ async fn main() -> ExitCode {
             println!("  apple with a fallback: failed ({error})");
             return ExitCode::FAILURE;
         }
+    }
+    if registry.shutdown().await.is_err() {
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

@@ -1,0 +1,206 @@
+//! Fusebox: distributed circuit breakers for Rust services, kept in agreement across a whole
+//! fleet through NATS. One instance's evidence protects all of them, a recovering dependency
+//! sees a bounded number of probes fleet-wide, a new instance starts with what the fleet
+//! already knows, and no call ever waits on the network to learn whether it may go out.
+//!
+//! This crate is the one to depend on. It re-exports what a service needs; the crates under
+//! it (`breaker-actors`, `transport-nats`) are its implementation.
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `nats` | yes | [`nats`]: the NATS transport (`NatsTransport`, `NatsConfig`) |
+//! | `tower` | no | [`tower`]: `FuseboxLayer`, a tower middleware over a breaker |
+//!
+//! # Quick start
+//!
+//! A [`Registry`] holds a node's breakers. [`Registry::local`] is the embedded default (one
+//! process, no NATS); over NATS, see [below](#over-nats).
+//!
+//! ```
+//! use fusebox::{BreakerConfig, CallError, Registry};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::local().await?;
+//! let payments = registry.breaker("payments-api", BreakerConfig::default()).await?;
+//! match payments.call(async { Ok::<_, std::io::Error>("charged") }).await {
+//!     Ok(receipt) => println!("{receipt}"),
+//!     Err(CallError::Rejected(rejected)) => println!("failing fast: {rejected}"), // no call made
+//!     Err(CallError::Failed(error)) => println!("failed: {error}"), // counted against the dependency
+//! }
+//! registry.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Breakers
+//!
+//! [`Registry::breaker`] returns a [`Breaker`], a cheap handle (clone it freely) that asks
+//! the breaker's lock-free hot path whether a call may go out: no lock, no allocation, no
+//! clock read and no network in the closed state. [`Breaker::call`] runs a future if
+//! admitted and records how it went; [`Breaker::try_acquire`] hands out a [`Permit`] for code
+//! that records the outcome itself.
+//!
+//! ```
+//! # use fusebox::{BreakerConfig, Registry, StateLabel};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let registry = Registry::local().await?;
+//! let inventory = registry.breaker("inventory", BreakerConfig::default()).await?;
+//! match inventory.try_acquire() {
+//!     Ok(permit) => {
+//!         let reply: Result<u32, &str> = Ok(7); // the call to the dependency
+//!         match reply {
+//!             Ok(_) => permit.success(),
+//!             Err(_) => permit.failure(),
+//!         }
+//!     }
+//!     Err(rejected) => println!("not now: {rejected}"),
+//! }
+//! assert_eq!(inventory.state(), StateLabel::Closed);
+//! # registry.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Configuration
+//!
+//! A [`BreakerConfig`] says when the fleet trips (the [`config::TripPolicy`]: failure rate,
+//! slow-call rate, consecutive failures, burn rate, over a count or time window), how long it
+//! stays open ([`config::OpenPolicy`]), how it probes a recovering dependency
+//! ([`config::HalfOpenPolicy`]: a probe budget for the whole fleet), what a node decides on
+//! its own evidence ([`config::LocalOverlayPolicy`]) and what it does while it cannot reach
+//! NATS ([`config::OutageConfig`]). Every field has a default; a config is checked when a
+//! breaker is registered, and a wrong one is a [`ConfigError`] naming the field.
+//!
+//! ```
+//! use fusebox::BreakerConfig;
+//! use fusebox::config::{OpenPolicy, TripPolicy, WindowConfig};
+//!
+//! let config = BreakerConfig {
+//!     trip: TripPolicy {
+//!         window: WindowConfig::Count { calls: 50 },
+//!         minimum_calls: 20,
+//!         failure_rate: Some(0.25),
+//!         ..TripPolicy::default()
+//!     },
+//!     open: OpenPolicy::Fixed { duration_ms: 30_000 },
+//!     ..BreakerConfig::default()
+//! };
+//! assert!(config.validate().is_ok());
+//! ```
+//!
+//! # The tower layer
+//!
+//! With the `tower` feature, [`tower::FuseboxLayer`] wraps any tower service: a rejected
+//! call never reaches it and comes back as [`tower::FuseboxError::Rejected`].
+//!
+#![cfg_attr(feature = "tower", doc = "```")]
+#![cfg_attr(not(feature = "tower"), doc = "```ignore")]
+//! # use fusebox::{BreakerConfig, Registry};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let registry = Registry::local().await?;
+//! use fusebox::tower::FuseboxLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let payments = registry.breaker("payments-api", BreakerConfig::default()).await?;
+//! let service = FuseboxLayer::new(payments)
+//!     .layer(service_fn(|order: u32| async move { Ok::<_, std::io::Error>(order * 2) }));
+//! assert_eq!(service.oneshot(21).await.ok(), Some(42));
+//! # registry.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Over NATS
+//!
+//! One transport per process, every node pointing at the same servers; the transport creates
+//! (or checks) the fleet's streams and buckets. `docs/nats.md` in the repository describes
+//! what it provisions and `docs/auth.md` the rights a node needs.
+//!
+#![cfg_attr(feature = "nats", doc = "```no_run")]
+#![cfg_attr(not(feature = "nats"), doc = "```ignore")]
+//! use fusebox::nats::{NatsConfig, NatsTransport};
+//! use fusebox::{BreakerConfig, NodeId, Registry};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = NatsConfig::new(vec!["nats://127.0.0.1:4222".into()], NodeId::new("checkout-7")?);
+//! let transport = NatsTransport::connect(config).await?;
+//! let registry = Registry::builder().transport(transport).start().await?;
+//! let payments = registry.breaker("payments-api", BreakerConfig::default()).await?; // open if the fleet is
+//! # drop(payments);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Events and operator commands
+//!
+//! [`Registry::subscribe`] streams every transition and decision as [`BreakerEvent`]s;
+//! [`Registry::command`] reaches whichever node decides a breaker and is recorded in the
+//! decision (see [`CommandKind`]).
+//!
+//! ```
+//! # use fusebox::{BreakerConfig, CommandKind, Registry, StateLabel};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let registry = Registry::local().await?;
+//! let search = registry.breaker("search", BreakerConfig::default()).await?;
+//! registry.command("search", CommandKind::ForceOpen, "alice", "INC-42").await?;
+//! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+//! while search.state() != StateLabel::ForcedOpen && std::time::Instant::now() < deadline {
+//!     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+//! }
+//! assert!(search.try_acquire().is_err());
+//! # registry.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub use breaker_actors::machine::{
+    BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Event, FleetState, NameError, NodeId, Reason,
+    StateLabel, Term,
+};
+pub use breaker_actors::{
+    Breaker, BreakerConfig, BreakerEvent, CallError, Outcome, OwnedPermit, Permit, Registry, RegistryBuilder,
+    RegistryError, RejectReason, Rejected,
+};
+
+/// The pure state machine under every breaker ([`machine::step`]: time and inputs in,
+/// effects out), for simulation and model checking; a service never needs it.
+pub mod machine {
+    pub use breaker_actors::machine::*;
+}
+
+/// The parts of a [`BreakerConfig`].
+pub mod config {
+    pub use breaker_actors::machine::{
+        BurnRateRule, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy, LocalOverlayPolicy, OpenPolicy,
+        OutageConfig, OutagePolicy, RampPolicy, TripPolicy, WindowConfig,
+    };
+}
+
+/// The tower middleware over a [`Breaker`] (feature `tower`).
+#[cfg(feature = "tower")]
+pub mod tower {
+    pub use breaker_actors::hot::{AllErrorsFail, Classifier};
+    pub use breaker_actors::tower::{
+        Fallback, FallbackLayer, FuseboxError, FuseboxLayer, FuseboxService, ResponseFuture,
+    };
+}
+
+/// The NATS transport (feature `nats`): one [`NatsTransport`](nats::NatsTransport) per
+/// process, given to [`RegistryBuilder::transport`](crate::RegistryBuilder::transport).
+#[cfg(feature = "nats")]
+pub mod nats {
+    pub use transport_nats::codec::Limits;
+    pub use transport_nats::layout::Layout;
+    pub use transport_nats::nats::{ConnectError, MIN_SERVER, NatsConfig, NatsTransport, StatsSnapshot};
+    pub use transport_nats::provision::{LeaseExpiry, ProvisionError, StoreSettings};
+}
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
