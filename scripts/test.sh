@@ -49,7 +49,15 @@ cargo test --workspace --locked
 # The crates users depend on must stay publishable (versions on path dependencies, licence,
 # metadata); packaging without the verify build costs seconds.
 header "cargo package (the published crates, --no-verify)"
-cargo package --locked --no-verify --allow-dirty -p breaker-actors -p transport-nats -p fusebox --quiet
+cargo package --locked --no-verify --allow-dirty -p breaker-actors -p transport-nats -p fusebox -p fusebox-cli --quiet
+
+# `cargo install --path fusebox-cli` as a user runs it; --debug and the build's own target
+# dir reuse what the test step compiled.
+install_root="$(mktemp -d)"
+header "cargo install --path fusebox-cli (into $install_root)"
+cargo install --locked --quiet --debug --path fusebox-cli --root "$install_root" --target-dir "${CARGO_TARGET_DIR:-target}"
+"$install_root/bin/fusebox" --version
+rm -rf "$install_root"
 
 header "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

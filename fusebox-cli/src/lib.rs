@@ -2,7 +2,7 @@
 //! plain async-nats and the fleet's names ([`transport_nats::layout::Layout`]) and codecs
 //! ([`transport_nats::codec`]). It is not a node: it never creates a stream or bucket (an
 //! operator may not), takes no lease and decides nothing. `docs/cli.md` is the user's guide;
-//! `src/bin/fusebox.rs` only calls [`main`].
+//! `src/main.rs` only calls [`main`].
 //!
 //! ```text
 //! fusebox [--server URL]... [--user U --password P] [--prefix fusebox]
