@@ -375,6 +375,9 @@ impl ActorState {
                 });
             }
             Effect::WakeAt(at) => self.schedule_wake(myself, at),
+            Effect::ReloadConfig { .. } => {
+                tokio::spawn(crate::registry::reload_config(shared, self.args.name.clone()));
+            }
             Effect::Event(event) => self.event(event),
         }
     }

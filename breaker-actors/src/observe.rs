@@ -16,6 +16,10 @@
 //! - `fusebox_term`: the lease term this node decides under (0: not deciding);
 //! - `fusebox_stale_inputs_total{kind}`: valid inputs with nothing to act on;
 //! - `fusebox_refused_inputs_total{kind}`: inputs refused as malformed or impossible;
+//! - `fusebox_config_version`: the config version the breaker runs on, set when it
+//!   switches (`docs/tuning.md`);
+//! - `fusebox_config_followed_total`: registrations whose local config lost to the fleet's
+//!   (an older version, or an operator's), which the node follows;
 //! - `fusebox_actor_restarts_total`: breaker actors restarted after a panic;
 //! - `fusebox_streak_trips_undone_total`: hot-path trips on the overlay's streak that the
 //!   machine, fed the run, did not follow (it had moved on): its snapshot was reinstalled.
@@ -143,6 +147,11 @@ impl Observer {
                 tracing::warn!(breaker = b, node, ?policy, "outage policy in force");
             }
             Event::OutageEnded => tracing::info!(breaker = b, node, "connection back"),
+            Event::Reconfigured { from, to } => {
+                tracing::info!(breaker = b, node, from, to, "running on another config version");
+                #[allow(clippy::cast_precision_loss)]
+                gauge!("fusebox_config_version", "breaker" => b.to_owned()).set(*to as f64);
+            }
             Event::Refused(e) => {
                 tracing::warn!(breaker = b, node, error = ?e, "input refused");
                 counter!("fusebox_refused_inputs_total", "breaker" => b.to_owned(), "kind" => refused_kind(e))

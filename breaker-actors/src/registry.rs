@@ -44,6 +44,10 @@
 // `shard` and `shared` are both words of the domain, not typos of each other.
 #![allow(clippy::similar_names)]
 
+mod tuning;
+
+pub(crate) use tuning::reload as reload_config;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,8 +69,7 @@ use crate::observe::{BreakerEvent, Observer};
 use crate::shell::{LeaseEffect, LeaseInput, LeaseKeeper, RenewAnswer};
 use crate::transport::memory::MemoryBroker;
 use crate::transport::{
-    BoxFuture, ConfigOutcome, INBOX_CAPACITY, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision, Transport,
-    TransportError,
+    BoxFuture, INBOX_CAPACITY, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision, Transport, TransportError,
 };
 
 /// A user health check: `true` if the dependency behind the breaker answers well. Run by
@@ -105,12 +108,21 @@ pub enum RegistryError {
     },
     /// The breaker config is not valid (the error names the field).
     InvalidConfig(ConfigError),
-    /// The breaker exists (on this node or in the fleet) with a different config.
-    ConfigConflict {
+    /// The fleet's config of the breaker, which this node would follow (`docs/tuning.md`),
+    /// is not valid here (written by a newer version of Fusebox, or by hand).
+    FleetConfigInvalid {
         /// The breaker.
         breaker: BreakerName,
-        /// The config it has.
-        existing: Box<BreakerConfig>,
+        /// What is wrong with it.
+        error: ConfigError,
+    },
+    /// The breaker's config in the fleet kept changing while this node settled it (every
+    /// CAS lost, `attempts` times).
+    ConfigContended {
+        /// The breaker.
+        breaker: BreakerName,
+        /// Tries made.
+        attempts: u32,
     },
     /// The breaker did not learn the fleet's state in time; it keeps trying (a later get
     /// may succeed).
@@ -150,8 +162,11 @@ impl fmt::Display for RegistryError {
             Self::ShutDown => f.write_str("the registry was shut down"),
             Self::InvalidName { name, error } => write!(f, "invalid name {name:?}: {error}"),
             Self::InvalidConfig(e) => e.fmt(f),
-            Self::ConfigConflict { breaker, .. } => {
-                write!(f, "breaker {breaker} already exists with a different config")
+            Self::FleetConfigInvalid { breaker, error } => {
+                write!(f, "the fleet's config of breaker {breaker} is not valid here: {error}")
+            }
+            Self::ConfigContended { breaker, attempts } => {
+                write!(f, "the fleet's config of breaker {breaker} changed under each of {attempts} tries to settle it")
             }
             Self::BootstrapTimeout { breaker, waited } => {
                 write!(f, "breaker {breaker} did not learn the fleet state within {} ms", waited.as_millis())
@@ -167,7 +182,16 @@ impl fmt::Display for RegistryError {
     }
 }
 
-impl std::error::Error for RegistryError {}
+impl std::error::Error for RegistryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidName { error, .. } => Some(error),
+            Self::InvalidConfig(error) | Self::FleetConfigInvalid { error, .. } => Some(error),
+            Self::Transport(error) => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// Registry settings (see [`RegistryBuilder`] for their defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -596,19 +620,41 @@ impl Registry {
         lease_shard(name, self.shared.settings.shards)
     }
 
+    async fn settle(
+        &self,
+        name: &BreakerName,
+        config: &BreakerConfig,
+    ) -> Result<(BreakerConfig, ValidConfig), RegistryError> {
+        let settled = tuning::settle(&self.shared, name, config).await?;
+        let valid =
+            settled.validate().map_err(|error| RegistryError::FleetConfigInvalid { breaker: name.clone(), error })?;
+        Ok((settled, valid))
+    }
+
+    /// The config breaker `name` runs on here (the fleet's, which may not be the one this
+    /// node asked for: see [`Registry::breaker`]).
+    pub fn config_of(&self, name: &BreakerName) -> Option<BreakerConfig> {
+        self.shared.entries().get(name).map(|e| e.config.clone())
+    }
+
     fn check_open(&self) -> Result<(), RegistryError> {
         if self.shared.is_shut_down() { Err(RegistryError::ShutDown) } else { Ok(()) }
     }
 
-    /// The breaker `name`, created with `config` if this node does not have it yet. A get
-    /// with another config than the breaker has (here or fleet-wide) is a
-    /// [`RegistryError::ConfigConflict`]. Returns once the breaker knows the fleet state (a
-    /// node joining while the breaker is open is open before its first call).
+    /// The breaker `name`, created with `config` if this node does not have it yet.
+    /// Returns once the breaker knows the fleet state (a node joining while the breaker is
+    /// open is open before its first call).
+    ///
+    /// The fleet runs one config per breaker (`docs/tuning.md`): if `config` declares a
+    /// higher [`version`](BreakerConfig::version) than the fleet's, it replaces the fleet's
+    /// everywhere (a rolling deploy of a retuned breaker); if the fleet's is newer, the same
+    /// version with other settings, or an operator's, this node runs on the fleet's and logs
+    /// a warning. Either way the get succeeds.
     pub async fn breaker(&self, name: &str, config: BreakerConfig) -> Result<Breaker, RegistryError> {
         self.check_open()?;
         let name =
             BreakerName::new(name).map_err(|error| RegistryError::InvalidName { name: name.to_owned(), error })?;
-        let valid = config.validate().map_err(RegistryError::InvalidConfig)?;
+        config.validate().map_err(RegistryError::InvalidConfig)?;
         let (hot, mut ready) = {
             let _one_at_a_time = self.shared.register.lock().await;
             self.check_open()?;
@@ -616,21 +662,17 @@ impl Registry {
                 .shared
                 .entries()
                 .get(&name)
-                .map(|e| (e.config == config, e.config.clone(), e.hot.clone(), e.bootstrapped.subscribe()));
+                .map(|e| (e.config == config, e.hot.clone(), e.bootstrapped.subscribe()));
             match existing {
-                Some((true, _, hot, ready)) => (hot, ready),
-                Some((false, existing, _, _)) => {
-                    return Err(RegistryError::ConfigConflict { breaker: name, existing: Box::new(existing) });
+                Some((true, hot, ready)) => (hot, ready),
+                Some((false, hot, ready)) => {
+                    let (settled, valid) = self.settle(&name, &config).await?;
+                    tuning::switch(&self.shared, &name, settled, valid).await;
+                    (hot, ready)
                 }
                 None => {
-                    match self.shared.transport.register_config(&name, &config).await {
-                        Ok(ConfigOutcome::Registered | ConfigOutcome::Same) => {}
-                        Ok(ConfigOutcome::Conflict { existing }) => {
-                            return Err(RegistryError::ConfigConflict { breaker: name, existing });
-                        }
-                        Err(e) => return Err(RegistryError::Transport(e)),
-                    }
-                    create(&self.shared, name.clone(), config, valid).await?
+                    let (settled, valid) = self.settle(&name, &config).await?;
+                    create(&self.shared, name.clone(), settled, valid).await?
                 }
             }
         };

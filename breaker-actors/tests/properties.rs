@@ -299,6 +299,7 @@ impl Driver {
             reason: Reason::Initial,
             decider: node(9),
             clock: VectorClock::new(Term(term)),
+            config_version: 1,
         }
     }
 

@@ -169,14 +169,16 @@ async fn get_or_create_and_typed_errors() {
     let b = reg.breaker("inventory", config()).await.unwrap();
     assert!(Arc::ptr_eq(a.hot_path(), b.hot_path()), "the same breaker");
 
+    // The same version with other settings: the fleet's (this node's first) stands.
     let other = BreakerConfig { quorum: 2, ..config() };
-    match reg.breaker("inventory", other).await {
-        Err(RegistryError::ConfigConflict { breaker, existing }) => {
-            assert_eq!(breaker.as_str(), "inventory");
-            assert_eq!(*existing, config());
-        }
-        other => panic!("expected a config conflict, got {other:?}"),
-    }
+    let same_version = reg.breaker("inventory", other).await.unwrap();
+    assert!(Arc::ptr_eq(a.hot_path(), same_version.hot_path()), "still the same breaker");
+    assert_eq!(reg.config_of(&name("inventory")), Some(config()));
+    // A newer version replaces it, on the same hot path.
+    let newer = BreakerConfig { version: 2, quorum: 2, ..config() };
+    let retuned = reg.breaker("inventory", newer.clone()).await.unwrap();
+    assert!(Arc::ptr_eq(a.hot_path(), retuned.hot_path()));
+    assert_eq!(reg.config_of(&name("inventory")), Some(newer));
     match reg.breaker("in.ventory", config()).await {
         Err(RegistryError::InvalidName { name, error }) => {
             assert_eq!(name, "in.ventory");
@@ -195,14 +197,33 @@ async fn get_or_create_and_typed_errors() {
     reg.shutdown().await.unwrap();
 }
 
+/// The tuning lifecycle (`docs/tuning.md`) on the in-memory broker: a node with an older
+/// or same-version config follows the fleet's; a newer version replaces it, the decider
+/// records the switch, and every node ends on it. (The old code refused both nodes with
+/// `ConfigConflict`; the NATS version of this test is `tests/tests/nats.rs`.)
 #[tokio::test(start_paused = true)]
-async fn configs_conflict_fleet_wide() {
+async fn configs_follow_the_newest_version_fleet_wide() {
     let broker = MemoryBroker::new();
     let (n1, n2) = (node(&broker, "n1").await, node(&broker, "n2").await);
+    let search = name("search");
     n1.breaker("search", config()).await.unwrap();
-    let other = BreakerConfig { quorum: 2, ..config() };
-    assert!(matches!(n2.breaker("search", other).await, Err(RegistryError::ConfigConflict { .. })));
-    n2.breaker("search", config()).await.unwrap();
+    let same_version = BreakerConfig { quorum: 2, ..config() };
+    n2.breaker("search", same_version).await.unwrap();
+    assert_eq!(n2.config_of(&search), Some(config()), "the same version: the fleet's stands");
+    let v2 = BreakerConfig { version: 2, quorum: 2, ..config() };
+    let n3 = node(&broker, "n3").await;
+    n3.breaker("search", v2.clone()).await.unwrap();
+    eventually("every node on version 2", Duration::from_secs(10), || {
+        [&n1, &n2, &n3].iter().all(|n| n.config_of(&search).is_some_and(|c| c.version == 2))
+    })
+    .await;
+    assert_eq!(n1.config_of(&search), Some(v2.clone()));
+    let decision = broker.decision(&search).expect("a decision");
+    assert_eq!(decision.config_version, 2, "decisions record the version they were made under");
+    // An old pod restarted during the rollout follows version 2.
+    let n4 = node(&broker, "n4").await;
+    n4.breaker("search", config()).await.unwrap();
+    assert_eq!(n4.config_of(&search), Some(v2));
 }
 
 #[tokio::test(start_paused = true)]
@@ -898,10 +919,10 @@ mod slow_configs {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use breaker_actors::machine::{BreakerConfig, BreakerName, Command, Decision, NodeId, Report, Term};
+    use breaker_actors::machine::{BreakerConfig, BreakerName, Command, ConfigRecord, Decision, NodeId, Report, Term};
     use breaker_actors::transport::{
-        BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
-        Subscription, Transport, TransportError, WriteOutcome,
+        BoxFuture, ConfigWrite, ConnState, DecisionRead, FleetConfig, Inbox, LeaseAcquire, LeaseRequest, LeaseShard,
+        Revision, Subscription, Transport, TransportError, WriteOutcome,
     };
     use tokio::sync::{Notify, watch};
 
@@ -933,12 +954,16 @@ mod slow_configs {
         fn read_decision(&self, breaker: &BreakerName) -> BoxFuture<Result<DecisionRead, TransportError>> {
             self.inner.read_decision(breaker)
         }
-        fn register_config(
+        fn read_config(&self, breaker: &BreakerName) -> BoxFuture<Result<Option<FleetConfig>, TransportError>> {
+            self.inner.read_config(breaker)
+        }
+        fn write_config(
             &self,
             breaker: &BreakerName,
-            config: &BreakerConfig,
-        ) -> BoxFuture<Result<ConfigOutcome, TransportError>> {
-            self.inner.register_config(breaker, config)
+            record: ConfigRecord,
+            expected: Revision,
+        ) -> BoxFuture<Result<ConfigWrite, TransportError>> {
+            self.inner.write_config(breaker, record, expected)
         }
         fn configs(&self) -> BoxFuture<Result<Vec<(BreakerName, BreakerConfig)>, TransportError>> {
             let (listing, delay): (_, Duration) = (self.inner.configs(), self.delay);

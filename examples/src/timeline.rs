@@ -272,6 +272,7 @@ pub fn describe(d: &Decision) -> String {
         }
         Reason::HalfOpenTimedOut => format!("half-open round timed out: {state}"),
         Reason::RampAdvanced => format!("ramp advanced: {state}"),
+        Reason::Reconfigured { from, to } => format!("config version {from} -> {to}: {state}"),
         Reason::Manual { command, actor, reason } => format!("{command:?} by {actor} ({reason}): {state}"),
     }
 }

@@ -21,6 +21,7 @@ pub fn command_name(kind: CommandKind) -> &'static str {
         CommandKind::Disable => "disable",
         CommandKind::MetricsOnly => "metrics_only",
         CommandKind::Reset => "reset",
+        CommandKind::Reconfigure => "reconfigure",
     }
 }
 
@@ -47,6 +48,7 @@ pub fn reason_kind(reason: &Reason) -> &'static str {
         Reason::ProbeFailed { .. } => "probe_failed",
         Reason::HalfOpenTimedOut => "half_open_timed_out",
         Reason::RampAdvanced => "ramp_advanced",
+        Reason::Reconfigured { .. } => "reconfigured",
         Reason::Manual { .. } => "manual",
     }
 }
@@ -138,6 +140,7 @@ fn common_reason(reason: &Reason) -> String {
         Reason::ProbeFailed { failures } => format!("probe failed ({})", plural(*failures, "failure", "failures")),
         Reason::HalfOpenTimedOut => "half-open round timed out".to_owned(),
         Reason::RampAdvanced => "ramp advanced".to_owned(),
+        Reason::Reconfigured { from, to } => format!("config version {from} -> {to}"),
         Reason::Manual { command, actor, reason } => format!("manual {} by {actor}: {reason}", command_name(*command)),
     }
 }
@@ -464,6 +467,7 @@ mod tests {
             reason,
             decider: NodeId::new("n1").unwrap(),
             clock: VectorClock::new(Term(7)),
+            config_version: 1,
         }
     }
 

@@ -1183,7 +1183,8 @@ impl World {
             }
             // Every machine is ticked at every advance of the clock; other events are
             // observability only.
-            Effect::WakeAt(_) | Effect::Event(_) => {}
+            // Configs never change in the explored models (the simulator retunes).
+            Effect::WakeAt(_) | Effect::Event(_) | Effect::ReloadConfig { .. } => {}
         }
     }
 

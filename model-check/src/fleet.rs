@@ -866,6 +866,33 @@ impl Fleet {
         self.commands.push_back(kind);
     }
 
+    /// Puts `config` in the simulated config bucket (an operator's `fusebox config set`, or
+    /// a newer version deployed) and tells the decider, as the registry does: the decider
+    /// switches and records it, and every other node switches when it applies a decision
+    /// made under the new version (its machine asks, [`Effect::ReloadConfig`], and the
+    /// harness answers from the bucket). Nodes restarted later start on it.
+    pub fn retune(&mut self, config: &BreakerConfig) -> Result<(), FleetError> {
+        let valid = config.validate().map_err(FleetError::Config)?;
+        if u64::try_from(self.spec.nodes).unwrap_or(u64::MAX) > u64::from(valid.max_nodes) {
+            return spec_error("config", "max_nodes is less than the fleet");
+        }
+        self.trace_line(usize::MAX, &format!("retune to version {}", valid.version));
+        self.config = valid;
+        self.spec.config = config.clone();
+        self.command(CommandKind::Reconfigure);
+        Ok(())
+    }
+
+    /// The fleet's config (the simulated config bucket's).
+    pub fn breaker_config(&self) -> &BreakerConfig {
+        &self.spec.config
+    }
+
+    /// The config version node `i`'s machine runs on (`None` while it is down).
+    pub fn config_version(&self, i: usize) -> Option<u64> {
+        self.nodes.get(i)?.machine.as_ref().map(|m| m.config().version)
+    }
+
     /// From `from_ms` on, the dependency fails `per_mille` of calls (a change appended to
     /// the spec's schedule; `from_ms` must not be before the last change).
     pub fn set_dependency(&mut self, from_ms: u64, per_mille: u16) -> Result<(), FleetError> {
@@ -1478,6 +1505,11 @@ impl Fleet {
             }
             // Every node is ticked every step.
             Effect::WakeAt(_) => {}
+            Effect::ReloadConfig { .. } => {
+                // The node reads the bucket: its answer comes back like a health check's.
+                let input = Input::Reconfigure(Box::new(self.config.clone()));
+                self.send(Packet::Deliver { to: i, incarnation, input, revision: None, route: Route::Local });
+            }
             Effect::Event(event) => {
                 if let Event::Applied { id, .. } = &event {
                     let applied = self.nodes[i].machine.as_ref().and_then(Machine::applied);

@@ -63,7 +63,8 @@ pub enum Property {
     /// Safety: only the store deposes a decider: a decider steps down as deposed only by a
     /// term the lease store granted, never by what a report (anyone's, forged or not) claims.
     DeposedByStore,
-    /// Liveness: after faults heal, every node applies the store's current decision.
+    /// Liveness: after faults heal, every node applies the store's current decision, made under
+    /// the fleet's config version, which every node runs.
     Convergence,
     /// Liveness: after faults heal, a failing dependency opens the fleet.
     OpensWhenFailing,

@@ -495,7 +495,8 @@ impl Scale {
                     node.reports.join(name, term);
                     node.commands.join(name, term);
                 }
-                Effect::WakeAt(_) | Effect::Event(_) => {}
+                // Configs never change in the scale preset.
+                Effect::WakeAt(_) | Effect::Event(_) | Effect::ReloadConfig { .. } => {}
             }
         }
     }

@@ -86,14 +86,17 @@ pub enum FaultKind {
     /// The state bucket loses its newest values (acknowledged writes lost, an older
     /// backup restored): the decision and its revision go back.
     Rollback,
+    /// The breaker is retuned: a newer config version in the config bucket and the
+    /// `reconfigure` command (a rolling deploy or an operator's `config set`), mid-chaos.
+    Retune,
 }
 
 impl FaultKind {
     /// Kinds whose episodes are drawn apart from the others (see [`plan`]).
-    pub const DRAWN_APART: [Self; 1] = [Self::Foreign];
+    pub const DRAWN_APART: [Self; 2] = [Self::Foreign, Self::Retune];
 
     /// Every kind.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Delay,
         Self::Reorder,
         Self::Duplicate,
@@ -106,6 +109,7 @@ impl FaultKind {
         Self::Foreign,
         Self::LeaseWipe,
         Self::Rollback,
+        Self::Retune,
     ];
 
     /// Whether it is a fault of the server's stores. These are drawn from a random stream
@@ -129,6 +133,7 @@ impl FaultKind {
             Self::Foreign => "foreign",
             Self::LeaseWipe => "lease-wipe",
             Self::Rollback => "rollback",
+            Self::Retune => "retune",
         }
     }
 
@@ -278,6 +283,8 @@ pub enum Fault {
         /// How many.
         entries: usize,
     },
+    /// The next config version (another jitter seed) is set at the episode's start.
+    Retune,
 }
 
 impl Fault {
@@ -296,6 +303,7 @@ impl Fault {
             Self::Foreign { .. } => FaultKind::Foreign,
             Self::LeaseWipe => FaultKind::LeaseWipe,
             Self::Rollback { .. } => FaultKind::Rollback,
+            Self::Retune => FaultKind::Retune,
         }
     }
 }
@@ -596,6 +604,7 @@ fn draw_episode(kind: FaultKind, rng: &mut SeededRng, chaos: u64, nodes: usize, 
         }
         // Drawn once per seed apart from the others (see `plan`).
         FaultKind::LeaseWipe | FaultKind::Rollback => return,
+        FaultKind::Retune => (Fault::Retune, from_ms + 2 * FLUSH_MS),
         FaultKind::Foreign => {
             let fault = Fault::Foreign { publisher: 1 + rng.below(3), every_ms: FLUSH_MS + rng.below(200) };
             (fault, from_ms + length(rng, 500, 8_000))
@@ -803,6 +812,15 @@ impl Run {
             Fault::Command { kind } => self.fleet.command(*kind),
             Fault::LeaseWipe => self.fleet.wipe_lease_store(),
             Fault::Rollback { entries } => self.fleet.roll_back_store(*entries),
+            Fault::Retune => {
+                let current = self.fleet.breaker_config();
+                let next = BreakerConfig {
+                    version: current.version + 1,
+                    seed: current.seed.wrapping_add(1),
+                    ..current.clone()
+                };
+                self.fleet.retune(&next)?;
+            }
             Fault::Foreign { .. }
             | Fault::Delay { .. }
             | Fault::Reorder { .. }
@@ -957,7 +975,8 @@ impl Run {
             Liveness { converged: self.step_until(CONVERGE_WITHIN_MS, converged), ..Liveness::default() };
         let Some(_) = liveness.converged else {
             let detail = format!(
-                "not every node applied the store's current decision within {CONVERGE_WITHIN_MS} ms of the heal"
+                "not every node applied the store's current decision (made under the fleet's config version, which \
+                 every node runs) within {CONVERGE_WITHIN_MS} ms of the heal"
             );
             self.violate(Property::Convergence, detail);
             return Ok(liveness);
@@ -987,9 +1006,14 @@ fn converged(fleet: &Fleet) -> bool {
     let Some(current) = fleet.current_decision() else {
         return false;
     };
+    // After a retune, converged also means every node runs the fleet's config version and
+    // the current decision was made under it.
+    let version = fleet.breaker_config().version;
     fleet.decider().is_some()
         && !current.state.is_manual()
-        && (0..fleet.len()).all(|i| fleet.machine(i).is_some_and(|m| m.applied_id() == current.id))
+        && current.config_version == version
+        && (0..fleet.len())
+            .all(|i| fleet.machine(i).is_some_and(|m| m.applied_id() == current.id && m.config().version == version))
 }
 
 fn every_node_admits(fleet: &Fleet, ok: impl Fn(Admission) -> bool) -> bool {

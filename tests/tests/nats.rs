@@ -1214,3 +1214,80 @@ async fn a_new_decider_judges_the_replay_as_it_stands_now_and_never_on_old_evide
     let m = node.reg.machine(&name("stale")).await.unwrap();
     assert_eq!(m.fleet_judge().map(Judge::aged_out), Some(1), "the stale failures were too old to be evidence");
 }
+
+/// The tuning lifecycle (`docs/tuning.md`) on a real server: three nodes on version 1 are
+/// restarted one by one with version 2 (other thresholds). No node fails to register (the
+/// old code refused each new pod with `ConfigConflict`: seen failing), the fleet ends on
+/// version 2 on every node, old and new, and the decisions record the switch: made under
+/// version 1 before, under version 2 at the end. Then an operator's config set (version 3
+/// in the config bucket, and the `reconfigure` command) reaches every node, and the decider
+/// records it as a `reconfigured` decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_retune_moves_the_whole_fleet_to_the_new_version() {
+    use breaker_actors::machine::{ConfigRecord, ConfigSource};
+    use breaker_actors::transport::ConfigWrite;
+
+    let server = NatsServer::start().unwrap();
+    let urls = [server.url()];
+    let payments = name("payments");
+    let (mut nodes, _) = fleet(&urls, 3, "payments").await;
+    let v2 = BreakerConfig {
+        version: 2,
+        trip: TripPolicy { minimum_calls: 8, failure_rate: Some(0.8), ..config().trip },
+        ..config()
+    };
+    let on = |nodes: &[Node], version: u64| {
+        nodes.iter().all(|n| n.reg.config_of(&payments).is_some_and(|c| c.version == version))
+    };
+    for (i, slot) in nodes.iter_mut().enumerate() {
+        slot.reg.shutdown().await.unwrap();
+        let node = Node::join(&urls, &format!("n{}", i + 1)).await;
+        let breaker = node.reg.breaker("payments", v2.clone()).await;
+        assert!(breaker.is_ok(), "a new pod registers the retuned breaker: {breaker:?}");
+        assert_eq!(node.reg.config_of(&payments).as_ref(), Some(&v2), "the newer version wins");
+        *slot = node;
+    }
+    eventually_fleet("every node on version 2", &nodes, &payments, || on(&nodes, 2)).await;
+    let settled = async {
+        loop {
+            if decision(&nodes[0], &payments).await.is_some_and(|d| d.config_version == 2) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, settled).await.expect("the current decision is made under version 2");
+    let history = nodes[0].transport.history(&payments).await.unwrap();
+    let versions: Vec<u64> = history.iter().map(|(_, d)| d.config_version).collect();
+    assert_eq!(versions.first(), Some(&1), "decisions before the rollout were made under version 1: {versions:?}");
+    assert_eq!(versions.last(), Some(&2), "{versions:?}");
+
+    // The operator's set, as `fusebox config set` writes it.
+    let current = nodes[0].transport.read_config(&payments).await.unwrap().expect("the fleet's config");
+    assert_eq!(current.record.config, v2);
+    assert_eq!(current.record.source, ConfigSource::Deployed { node: NodeId::new("n1").unwrap() }, "the first new pod");
+    let v3 = BreakerConfig { version: 3, quorum: 2, ..v2.clone() };
+    let record = ConfigRecord {
+        config: v3.clone(),
+        source: ConfigSource::Operator { actor: "alice".into(), reason: "INC-7: fewer trips".into() },
+    };
+    let written = nodes[1].transport.write_config(&payments, record, current.revision).await.unwrap();
+    assert!(matches!(written, ConfigWrite::Written(_)), "{written:?}");
+    nodes[1].reg.command("payments", CommandKind::Reconfigure, "alice", "INC-7: fewer trips").await.unwrap();
+    eventually_fleet("every node on version 3", &nodes, &payments, || on(&nodes, 3)).await;
+    let switched = async {
+        loop {
+            let history = nodes[0].transport.history(&payments).await.unwrap();
+            if history.iter().any(|(_, d)| d.reason == Reason::Reconfigured { from: 2, to: 3 }) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, switched).await.expect("the decider records the switch to version 3");
+    // A node restarted with version 2 now follows the operator's version 3.
+    nodes[0].reg.shutdown().await.unwrap();
+    nodes[0] = Node::join(&urls, "n1").await;
+    nodes[0].reg.breaker("payments", v2).await.unwrap();
+    assert_eq!(nodes[0].reg.config_of(&payments), Some(v3));
+}

@@ -15,8 +15,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use breaker_actors::machine::{
-    BreakerConfig, BreakerName, Command, Decision, DecisionId, MAX_TEXT_LEN, NodeId, OutcomeCounts, Reason, Report,
-    Term, VectorClock, WIRE_VERSION,
+    BreakerConfig, BreakerName, Command, ConfigRecord, ConfigSource, Decision, DecisionId, MAX_TEXT_LEN, NodeId,
+    OutcomeCounts, Reason, Report, Term, VectorClock, WIRE_VERSION,
 };
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
@@ -710,6 +710,8 @@ pub fn decode_command(breaker: &BreakerName, payload: &[u8], limits: &Limits) ->
 struct ConfigEnvelopeRef<'a> {
     version: u16,
     config: &'a BreakerConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a ConfigSource>,
 }
 
 #[derive(Deserialize)]
@@ -719,19 +721,40 @@ struct ConfigEnvelope {
     #[serde(rename = "version")]
     _version: u16,
     config: ObjectOnly<BreakerConfig>,
+    /// Absent in records written before sources were recorded.
+    #[serde(default)]
+    source: Option<ConfigSource>,
 }
 
-/// A breaker's config as the config bucket holds it: `{"version":1,"config":{...}}`.
+/// A breaker's config as the config bucket holds it, without a source:
+/// `{"version":1,"config":{...}}`.
 pub fn encode_config(config: &BreakerConfig) -> Result<Vec<u8>, EncodeError> {
-    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config })
+    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config, source: None })
+}
+
+/// A config record as the config bucket holds it:
+/// `{"version":1,"config":{"version":2,...},"source":{"kind":"deployed","node":"n1"}}`.
+pub fn encode_config_record(record: &ConfigRecord) -> Result<Vec<u8>, EncodeError> {
+    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config: &record.config, source: Some(&record.source) })
 }
 
 /// A config from the config bucket. Only its form is checked; the registry validates it.
 pub fn decode_config(payload: &[u8], limits: &Limits) -> Result<BreakerConfig, DecodeError> {
+    decode_config_record(payload, limits).map(|record| record.config)
+}
+
+/// A config record from the config bucket (source [`ConfigSource::Unknown`] if it records
+/// none). Only its form is checked; the registry validates the config.
+pub fn decode_config_record(payload: &[u8], limits: &Limits) -> Result<ConfigRecord, DecodeError> {
     check_size(payload, limits)?;
     check_json_version(payload, CONFIG_VERSION)?;
     let envelope: ConfigEnvelope = from_json(payload)?;
-    Ok(envelope.config.0)
+    let source = envelope.source.unwrap_or(ConfigSource::Unknown);
+    if let ConfigSource::Operator { actor, reason } = &source {
+        check_text("actor", actor)?;
+        check_text("reason", reason)?;
+    }
+    Ok(ConfigRecord { config: envelope.config.0, source })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -892,6 +915,7 @@ mod tests {
             reason: Reason::OpenElapsed,
             decider: node("node-2"),
             clock: clock(7, &["node-1", "node-2", "node-2"]),
+            config_version: 1,
         }
     }
 
@@ -1359,6 +1383,27 @@ mod tests {
         assert_eq!(decode_term_record(&bytes, &limits()), Ok(record));
     }
 
+    /// A config record round-trips with its source; a value written before sources (and
+    /// config versions) existed decodes as version 1 from an unknown source; an operator's
+    /// over-long text is refused.
+    #[test]
+    fn config_records_carry_their_source_and_old_values_still_decode() {
+        let record = ConfigRecord {
+            config: BreakerConfig { version: 4, quorum: 2, ..BreakerConfig::default() },
+            source: ConfigSource::Operator { actor: "alice".into(), reason: "INC-7".into() },
+        };
+        let bytes = encode_config_record(&record).unwrap();
+        assert_eq!(decode_config_record(&bytes, &limits()), Ok(record));
+        let old = decode_config_record(br#"{"version":1,"config":{"quorum":1}}"#, &limits()).unwrap();
+        assert_eq!(old.source, ConfigSource::Unknown);
+        assert_eq!(old.config.version, 1);
+        let long = format!(
+            r#"{{"version":1,"config":{{}},"source":{{"kind":"operator","actor":"{}","reason":""}}}}"#,
+            "a".repeat(MAX_TEXT_LEN + 1)
+        );
+        assert!(decode_config_record(long.as_bytes(), &limits()).is_err());
+    }
+
     // --- the user's copy --------------------------------------------------------------
 
     /// Every JSON code block of docs/wire-format.md parses; those marked with an
@@ -1392,7 +1437,7 @@ mod tests {
                 }
                 Some("decision") => assert!(decode_decision(&payments(), bytes, &limits()).is_ok(), "{block}"),
                 Some("command") => assert!(decode_command(&payments(), bytes, &limits()).is_ok(), "{block}"),
-                Some("config") => assert!(decode_config(bytes, &limits()).is_ok(), "{block}"),
+                Some("config") => assert!(decode_config_record(bytes, &limits()).is_ok(), "{block}"),
                 Some("lease") => {
                     assert!(matches!(decode_lease(bytes, &limits()), Ok(LeaseHolder::Holder(_))), "{block}");
                 }

@@ -129,6 +129,59 @@ impl HotSettings {
     }
 }
 
+/// [`HotSettings`] in atomics, so that a breaker whose fleet config changes keeps its hot
+/// path (the handles services hold) and takes the new settings on the next call. Each field
+/// is read on its own: a call that straddles a change may be measured under the old
+/// threshold and counted under the new one, which is harmless.
+struct SettingsCell {
+    /// `u64::MAX`: no threshold.
+    slow_call_threshold_ms: AtomicU64,
+    track_streaks: AtomicBool,
+    /// 0: none (a streak limit is at least 1).
+    trip_streak: AtomicU64,
+}
+
+impl SettingsCell {
+    fn new(settings: HotSettings) -> Self {
+        let cell = Self {
+            slow_call_threshold_ms: AtomicU64::new(u64::MAX),
+            track_streaks: AtomicBool::new(false),
+            trip_streak: AtomicU64::new(0),
+        };
+        cell.store(settings);
+        cell
+    }
+
+    fn store(&self, settings: HotSettings) {
+        self.slow_call_threshold_ms.store(settings.slow_call_threshold_ms.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.track_streaks.store(settings.track_streaks, Ordering::Relaxed);
+        self.trip_streak.store(settings.trip_streak.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn slow_call_threshold_ms(&self) -> Option<u64> {
+        Some(self.slow_call_threshold_ms.load(Ordering::Relaxed)).filter(|ms| *ms != u64::MAX)
+    }
+
+    #[inline]
+    fn track_streaks(&self) -> bool {
+        self.track_streaks.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn trip_streak(&self) -> Option<u64> {
+        Some(self.trip_streak.load(Ordering::Relaxed)).filter(|n| *n != 0)
+    }
+
+    fn load(&self) -> HotSettings {
+        HotSettings {
+            slow_call_threshold_ms: self.slow_call_threshold_ms(),
+            track_streaks: self.track_streaks(),
+            trip_streak: self.trip_streak(),
+        }
+    }
+}
+
 /// A millisecond clock on the machine's timeline, advanced by the runtime's ticker, so the
 /// hot path never makes a clock syscall.
 #[derive(Debug, Clone, Default)]
@@ -415,7 +468,7 @@ pub enum Undrained {
 /// One breaker's hot-path state on this node.
 pub struct HotPath {
     name: BreakerName,
-    settings: HotSettings,
+    settings: SettingsCell,
     clock: CoarseClock,
     /// Whether the snapshot in force has the effective and the fleet state closed (written by
     /// installs, read by the flusher through [`HotPath::undrained`]; no caller reads it).
@@ -430,7 +483,7 @@ impl fmt::Debug for HotPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HotPath")
             .field("name", &self.name)
-            .field("settings", &self.settings)
+            .field("settings", &self.settings.load())
             .field("snapshot", &self.snapshot())
             .field("shut_down", &self.published.load().is_shut())
             .finish_non_exhaustive()
@@ -466,13 +519,23 @@ impl HotPath {
         Self {
             counters: Counters::new(),
             name,
-            settings,
+            settings: SettingsCell::new(settings),
             clock,
             closed: AtomicBool::new(true),
             published: Published::new(&initial_snapshot()),
             probes: ProbeAllowance::new(),
             streaks: Streaks::new(),
         }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> HotSettings {
+        self.settings.load()
+    }
+
+    /// Takes new settings (the breaker's config changed); calls from now on use them.
+    pub fn set_settings(&self, settings: HotSettings) {
+        self.settings.store(settings);
     }
 
     /// The breaker's name.
@@ -544,7 +607,7 @@ impl HotPath {
     /// Takes everything recorded since the last drain.
     pub fn drain(&self) -> Drained {
         let (by_tag, stale_calls) = self.counters.take();
-        let runs: Vec<(u64, u64)> = if self.settings.track_streaks {
+        let runs: Vec<(u64, u64)> = if self.settings.track_streaks() {
             self.streaks.take_longest(|tag| by_tag.contains_key(&tag)).collect()
         } else {
             Vec::new()
@@ -649,7 +712,7 @@ impl HotPath {
 
     #[inline]
     fn permit(&self, word: Word, writer: impl Fn() -> Writer, probe: bool) -> Permit<'_> {
-        let started = self.settings.slow_call_threshold_ms.map(|_| self.clock.now_ms());
+        let started = self.settings.slow_call_threshold_ms().map(|_| self.clock.now_ms());
         #[cfg(not(loom))]
         let _ = writer;
         Permit {
@@ -682,7 +745,7 @@ impl HotPath {
 
     #[inline]
     fn record<H: Deref<Target = HotPath>>(&self, permit: &PermitOn<H>, outcome: Outcome, measured: Option<Duration>) {
-        let slow = match (measured, self.settings.slow_call_threshold_ms) {
+        let slow = match (measured, self.settings.slow_call_threshold_ms()) {
             (Some(elapsed), Some(threshold)) => elapsed.as_millis() >= u128::from(threshold),
             (Some(_), None) => false,
             (None, _) => permit.is_slow(),
@@ -696,7 +759,7 @@ impl HotPath {
         // The run before the count: a drain that takes the count (its Acquire load of the
         // cell the count stores with Release) then sees the run too, so a run is never lost
         // to a drain that took its failures without it.
-        if self.settings.track_streaks {
+        if self.settings.track_streaks() {
             return self.record_with_streak(permit.word, permit.recorder(), outcome, class);
         }
         self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
@@ -719,7 +782,7 @@ impl HotPath {
         // The crossing call trips the hot path itself (after its count, so a drain that sees
         // the trip's rejections has the run's failures too; the run is drained with them).
         // Each failure of a run gets its own run length, so exactly one call crosses.
-        if run.is_some() && run == self.settings.trip_streak && granted.streak_armed() {
+        if run.is_some() && run == self.settings.trip_streak() && granted.streak_armed() {
             self.published.trip_on_streak(granted);
         }
     }
@@ -891,7 +954,7 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
 
     #[inline]
     fn is_slow(&self) -> bool {
-        match (self.call.started(), self.hot.settings.slow_call_threshold_ms) {
+        match (self.call.started(), self.hot.settings.slow_call_threshold_ms()) {
             (Some(start), Some(threshold)) => self.hot.clock.now_ms().saturating_sub(start) >= threshold,
             _ => false,
         }

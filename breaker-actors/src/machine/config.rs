@@ -31,6 +31,9 @@ pub const MAX_BUCKETS: u32 = 600;
 pub const MAX_WINDOW_CALLS: u32 = 1_000_000;
 /// The most burn-rate buckets (long window / bucket width).
 pub const MAX_BURN_BUCKETS: u64 = 256;
+/// The highest config version: room for a change a second for 285 million years, and
+/// small enough that a decision's JSON carries it exactly in every language (2^53).
+pub const MAX_CONFIG_VERSION: u64 = (1 << 53) - 1;
 /// The most stages of a progressive ramp.
 pub const MAX_RAMP_STAGES: usize = 8;
 
@@ -38,6 +41,10 @@ pub const MAX_RAMP_STAGES: usize = 8;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
+    /// The config's declared version (1 and up), set by whoever tunes the breaker: when
+    /// nodes disagree, the fleet runs the highest version deployed, or the one an operator
+    /// set (`docs/tuning.md`). Every decision records the version it was made under.
+    pub version: u64,
     /// When the fleet trips, on the evidence of every node.
     pub trip: TripPolicy,
     /// Distinct nodes that must have reported bad outcomes in the window before any rule
@@ -66,6 +73,7 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
+            version: 1,
             trip: TripPolicy::default(),
             quorum: 1,
             max_nodes: 128,
@@ -475,6 +483,8 @@ pub struct HealthChecks {
 /// A configuration that passed validation, in the form the machine runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidConfig {
+    /// The declared version ([`BreakerConfig::version`]).
+    pub version: u64,
     /// The fleet's cycle.
     pub fleet: Cycle,
     /// The local overlay's cycle.
@@ -495,6 +505,9 @@ impl BreakerConfig {
     /// Checks every field and compiles the configuration. The error names the first field
     /// at fault.
     pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        if self.version == 0 || self.version > MAX_CONFIG_VERSION {
+            return fail("version", format!("{} is not in 1..={MAX_CONFIG_VERSION}", self.version));
+        }
         if self.max_nodes == 0 || self.max_nodes > MAX_FLEET {
             return fail("max_nodes", format!("{} is not in 1..={MAX_FLEET}", self.max_nodes));
         }
@@ -533,6 +546,7 @@ impl BreakerConfig {
             return fail("outage.policy", "local_only needs the local overlay (`local`)");
         }
         Ok(ValidConfig {
+            version: self.version,
             fleet,
             local,
             max_nodes: self.max_nodes,

@@ -117,6 +117,19 @@ pub struct Decider {
     unlanded_command: Option<(DecisionId, Command)>,
     seen: NodeTable<Seen>,
     health: Option<HealthState>,
+    /// The config version its decisions record.
+    config_version: u64,
+}
+
+fn health_state(config: &ValidConfig, now: Millis) -> Option<HealthState> {
+    config.health_check.clone().map(|policy| HealthState {
+        next_at: now,
+        interval_ms: policy.initial_interval_ms,
+        policy,
+        in_flight: None,
+        successes: 0,
+        attempts: 0,
+    })
 }
 
 /// The incarnation of every report a foreign (JSON) publisher's message becomes.
@@ -161,14 +174,8 @@ impl Decider {
             landed: false,
             unlanded_command: None,
             seen: NodeTable::new(config.max_nodes),
-            health: config.health_check.clone().map(|policy| HealthState {
-                next_at: now,
-                interval_ms: policy.initial_interval_ms,
-                policy,
-                in_flight: None,
-                successes: 0,
-                attempts: 0,
-            }),
+            health: health_state(config, now),
+            config_version: config.version,
         };
         let out = decider.restate(now, base);
         (decider, out)
@@ -242,6 +249,7 @@ impl Decider {
             reason,
             decider: self.me.clone(),
             clock: self.clock.clone(),
+            config_version: self.config_version,
         };
         assert!(decision.phase <= decision.id, "a phase starts at or before its decisions");
         let mut out = vec![DeciderOut::Decided(id, decision.state.label())];
@@ -387,6 +395,27 @@ impl Decider {
         };
         let judge = if self.manual.is_some() { None } else { self.judge.next_deadline() };
         [retry, health, judge, Some(self.valid_until)].into_iter().flatten().min()
+    }
+
+    /// Runs on `config` from now on: the fleet state and backoff level stay, the windows
+    /// and health checks start afresh under the new rules, and a decision in the same state
+    /// records the switch ([`Reason::Reconfigured`]). Nothing is decided if the version is
+    /// the one already in use.
+    pub fn reconfigure(&mut self, now: Millis, config: &ValidConfig) -> Vec<DeciderOut> {
+        let from = self.config_version;
+        if from == config.version {
+            return Vec::new();
+        }
+        let state = self.judge.fleet_state();
+        let backoff = self.judge.backoff_level();
+        self.judge = Judge::new(config.fleet.clone(), config.max_nodes, config.seed ^ self.term.0, None);
+        if self.manual.is_none() {
+            self.judge.restore(now, &state, backoff);
+        }
+        self.health = health_state(config, now);
+        self.config_version = config.version;
+        self.arm_health(now);
+        self.decide(Reason::Reconfigured { from, to: config.version }, false)
     }
 
     /// An operator's command (already checked to be for this breaker).

@@ -271,6 +271,11 @@ pub enum CommandKind {
     MetricsOnly,
     /// Back to automatic, closed, with fresh windows.
     Reset,
+    /// The breaker's config in the config bucket changed (a newer version deployed, or an
+    /// operator's `fusebox config set`): the decider re-reads it, runs on it from now on,
+    /// and records the switch as a [`Reason::Reconfigured`] decision in the same state. Not
+    /// a manual state: the breaker stays under automatic control.
+    Reconfigure,
 }
 
 impl CommandKind {
@@ -281,7 +286,7 @@ impl CommandKind {
             Self::ForceClosed => Some(FleetState::ForcedClosed),
             Self::Disable => Some(FleetState::Disabled),
             Self::MetricsOnly => Some(FleetState::MetricsOnly),
-            Self::Reset => None,
+            Self::Reset | Self::Reconfigure => None,
         }
     }
 }
@@ -342,6 +347,14 @@ pub enum Reason {
     HalfOpenTimedOut,
     /// The ramp moved to its next stage.
     RampAdvanced,
+    /// The decider switched to another config version (the state stays as it was; the
+    /// windows start afresh under the new rules).
+    Reconfigured {
+        /// The version the previous decision was made under (0: not recorded).
+        from: u64,
+        /// The version this and later decisions are made under.
+        to: u64,
+    },
     /// An operator's command.
     Manual {
         /// The command.
@@ -358,7 +371,7 @@ impl Reason {
     /// boundary). More probes and ramp stages stay in their phase; a restatement keeps the
     /// phase it restates.
     pub fn starts_phase(&self) -> bool {
-        !matches!(self, Self::ProbesGranted | Self::RampAdvanced | Self::TermStarted { .. })
+        !matches!(self, Self::ProbesGranted | Self::RampAdvanced | Self::TermStarted { .. } | Self::Reconfigured { .. })
     }
 }
 
@@ -385,4 +398,9 @@ pub struct Decision {
     pub decider: NodeId,
     /// The decider's clock: which reports this decision had seen.
     pub clock: VectorClock,
+    /// The [`BreakerConfig::version`](super::BreakerConfig::version) the decider ran on
+    /// (0 in decisions written before versions existed). A node running another version
+    /// re-reads the fleet's config.
+    #[serde(default)]
+    pub config_version: u64,
 }

@@ -63,13 +63,15 @@ mod domain;
 mod lease;
 mod names;
 mod rng;
+mod tuning;
 mod units;
 mod vclock;
 mod window;
 
 pub use config::{
     BreakerConfig, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy,
-    LocalOverlayPolicy, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
+    LocalOverlayPolicy, MAX_CONFIG_VERSION, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy,
+    ValidConfig, WindowConfig,
 };
 pub use cycle::{Arrival, Judge, Phase, ProbeSlot};
 pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
@@ -80,6 +82,7 @@ pub use domain::{
 pub use lease::{MAX_TERM, StaleLease, next_term};
 pub use names::{BreakerName, MAX_NAME_LEN, NameError, NodeId};
 pub use rng::SeededRng;
+pub use tuning::{ConfigRecord, ConfigSource, Tuning, operator_version, resolve as resolve_tuning};
 pub use units::{DecisionId, Millis, Term};
 pub use vclock::{CLOCK_CAP, Causality, VectorClock};
 pub use window::MAX_WINDOW_REPORTS;
@@ -160,6 +163,10 @@ pub enum Input {
     ConnectionRestored,
     /// The node is shutting down: step down gracefully.
     Shutdown,
+    /// Run on this config from now on (the fleet's config changed: a newer version was
+    /// deployed, or an operator set one). The fleet state stays; the windows start afresh
+    /// under the new rules; a decider records the switch ([`Reason::Reconfigured`]).
+    Reconfigure(Box<ValidConfig>),
 }
 
 /// How the hot path admits calls.
@@ -292,6 +299,13 @@ pub enum Effect {
     },
     /// Send [`Input::Tick`] at (or after) this time.
     WakeAt(Millis),
+    /// Read the fleet's config of this breaker and, if it differs from the one this
+    /// machine runs on, feed it back as [`Input::Reconfigure`]: a decision was made under
+    /// config `version` (0: an operator's [`CommandKind::Reconfigure`] said it changed).
+    ReloadConfig {
+        /// The version seen, or 0.
+        version: u64,
+    },
     /// Something observers may want to know.
     Event(Event),
 }
@@ -379,6 +393,13 @@ pub enum Event {
     },
     /// The connection is back.
     OutageEnded,
+    /// The machine switched to another config version.
+    Reconfigured {
+        /// The version it ran on.
+        from: u64,
+        /// The version it runs on now.
+        to: u64,
+    },
     /// An input was refused.
     Refused(InputError),
     /// An input was valid but had nothing to act on.
@@ -559,6 +580,8 @@ pub struct Machine {
     suspended_announced: bool,
     /// The newest term this node has stopped leading.
     retired_term: Term,
+    /// The newest config version a [`Effect::ReloadConfig`] asked for (each is asked once).
+    config_asked: u64,
     stats: Stats,
 }
 
@@ -615,6 +638,7 @@ impl Machine {
             decider: None,
             suspended_announced: false,
             retired_term: Term(0),
+            config_asked: 0,
             stats: Stats::default(),
         }
     }
@@ -737,6 +761,7 @@ impl Machine {
             decider,
             suspended_announced,
             retired_term,
+            config_asked,
             stats: _,
         } = self;
         // Writing into a hasher cannot fail.
@@ -746,7 +771,7 @@ impl Machine {
                 "{params:?}|{now:?}|{bootstrapped:?}|{joined_phase:?}|{applied:?}|{applied_at:?}|{clock:?}|{report_seq:?}|{overlay:?}|\
                  {lost_since:?}|{outage_active:?}|{generation:?}|{generation_key:?}|{recent_generations:?}|\
                  {probe_round:?}|{probe_round_key:?}|{snapshot:?}|{wake:?}|{decider:?}|{suspended_announced:?}|\
-                 {retired_term:?}"
+                 {retired_term:?}|{config_asked:?}"
             ),
         );
     }
@@ -855,6 +880,39 @@ impl Machine {
                     self.step_down(StepDownReason::Shutdown, fx);
                 }
             }
+            Input::Reconfigure(config) => self.reconfigure(now, *config, fx),
+        }
+    }
+
+    fn reconfigure(&mut self, now: Millis, config: ValidConfig, fx: &mut Vec<Effect>) {
+        if config == self.config {
+            return;
+        }
+        let from = self.config.version;
+        if config.local != self.config.local {
+            // A new overlay (or none): a serial past the old one makes a new generation,
+            // so outcomes admitted under the old overlay's snapshots count as stale.
+            let serial = self.overlay.as_ref().map_or(0, |o| o.serial) + 1;
+            self.overlay = config.local.clone().map(|cycle| Overlay {
+                judge: Judge::new(cycle, 1, config.seed.rotate_left(17), Some(self.params.node.clone())),
+                serial,
+                trip_stamp: None,
+            });
+        }
+        self.config = config;
+        let out = self.decider.as_mut().map(|d| d.reconfigure(now, &self.config)).unwrap_or_default();
+        self.decider_out(out, fx);
+        if from != self.config.version {
+            fx.push(Effect::Event(Event::Reconfigured { from, to: self.config.version }));
+        }
+    }
+
+    /// Asks the shell for the fleet's config when a decision was made under a version this
+    /// machine does not run, once per version.
+    fn follow_config_version(&mut self, version: u64, fx: &mut Vec<Effect>) {
+        if version != 0 && version != self.config.version && version != self.config_asked {
+            self.config_asked = version;
+            fx.push(Effect::ReloadConfig { version });
         }
     }
 
@@ -1042,6 +1100,7 @@ impl Machine {
         self.bootstrapped = true;
         self.applied_at = now;
         let id = decision.id;
+        self.follow_config_version(decision.config_version, fx);
         self.applied = Some(decision);
         let Some(d) = &mut self.decider else {
             return;
@@ -1136,6 +1195,10 @@ impl Machine {
             return self.refuse(InputError::TextTooLong, fx);
         }
         match &mut self.decider {
+            // Not a state to carry out: the config bucket says what to run on.
+            Some(d) if d.is_valid(now) && command.kind == CommandKind::Reconfigure => {
+                fx.push(Effect::ReloadConfig { version: 0 });
+            }
             Some(d) if d.is_valid(now) => {
                 let out = d.command(now, command);
                 self.decider_out(out, fx);

@@ -302,6 +302,7 @@ fn foreign(term: u64, seq: u64, state: FleetState) -> Decision {
         reason: Reason::Initial,
         decider: node("n9"),
         clock: VectorClock::new(Term(term)),
+        config_version: 1,
     }
 }
 
@@ -473,6 +474,44 @@ fn cases() -> Vec<Case> {
                 R("n1", 0, 5, 0, 0, 0),
                 E(Fleet(Open)),
                 E(Why("Tripped { rule: BurnRate")),
+            ],
+        },
+        Case {
+            name: "a decider switched to a new config version stays open and records the switch",
+            config: base(),
+            script: [
+                tripped(),
+                vec![
+                    Act::Raw(Input::Reconfigure(Box::new(
+                        BreakerConfig { version: 2, quorum: 2, ..base() }.validate().unwrap(),
+                    ))),
+                    E(Fleet(Open)),
+                    E(Why("Reconfigured { from: 1, to: 2 }")),
+                    E(Emitted("Reconfigured { from: 1, to: 2 }")),
+                    E(Decisions(3)),
+                ],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "a reconfigure command makes the decider read the fleet's config, and decides nothing",
+            config: base(),
+            script: vec![
+                Lead(1),
+                E(Decisions(1)),
+                Act::Command(CommandKind::Reconfigure),
+                E(Emitted("ReloadConfig { version: 0 }")),
+                E(Decisions(1)),
+                E(Fleet(Closed)),
+            ],
+        },
+        Case {
+            name: "a decision made under another config version asks for the fleet's config",
+            config: base(),
+            script: vec![
+                Act::Raw(Input::DecisionObserved(Decision { config_version: 7, ..foreign(1, 1, FleetState::Closed) })),
+                E(Emitted("ReloadConfig { version: 7 }")),
+                E(NotEmitted("ReloadConfig { version: 1 }")),
             ],
         },
         Case {

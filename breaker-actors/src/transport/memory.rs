@@ -30,10 +30,12 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{
-    BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
-    Subscription, Transport, TransportError, WriteOutcome,
+    BoxFuture, ConfigWrite, ConnState, DecisionRead, FleetConfig, Inbox, LeaseAcquire, LeaseRequest, LeaseShard,
+    Revision, Subscription, Transport, TransportError, WriteOutcome,
 };
-use crate::machine::{Arrival, BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report, Term, next_term};
+use crate::machine::{
+    Arrival, BreakerConfig, BreakerName, Command, ConfigRecord, Decision, Input, NodeId, Report, Term, next_term,
+};
 
 /// Limits of the simulated broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +185,9 @@ struct BrokerState {
     lease_terms: BTreeMap<LeaseShard, Term>,
     lease_rev: Revision,
     lease_watchers: Vec<Arc<Notify>>,
-    configs: BTreeMap<BreakerName, BreakerConfig>,
+    configs: BTreeMap<BreakerName, FleetConfig>,
+    /// The config bucket's revision counter.
+    config_rev: Revision,
     nodes: HashMap<NodeId, watch::Sender<ConnState>>,
 }
 
@@ -542,24 +546,31 @@ impl Transport for MemoryTransport {
         ready(Ok(self.broker.state().key(breaker).current()))
     }
 
-    fn register_config(
+    fn read_config(&self, breaker: &BreakerName) -> BoxFuture<Result<Option<FleetConfig>, TransportError>> {
+        if let Err(e) = self.check() {
+            return ready(Err(e));
+        }
+        ready(Ok(self.broker.state().configs.get(breaker).cloned()))
+    }
+
+    fn write_config(
         &self,
         breaker: &BreakerName,
-        config: &BreakerConfig,
-    ) -> BoxFuture<Result<ConfigOutcome, TransportError>> {
+        record: ConfigRecord,
+        expected: Revision,
+    ) -> BoxFuture<Result<ConfigWrite, TransportError>> {
         if let Err(e) = self.check() {
             return ready(Err(e));
         }
         let mut state = self.broker.state();
-        let outcome = match state.configs.get(breaker) {
-            None => {
-                state.configs.insert(breaker.clone(), config.clone());
-                ConfigOutcome::Registered
-            }
-            Some(existing) if existing == config => ConfigOutcome::Same,
-            Some(existing) => ConfigOutcome::Conflict { existing: Box::new(existing.clone()) },
-        };
-        ready(Ok(outcome))
+        let current = state.configs.get(breaker).map_or(0, |c| c.revision);
+        if current != expected {
+            return ready(Ok(ConfigWrite::Conflict));
+        }
+        state.config_rev += 1;
+        let revision = state.config_rev;
+        state.configs.insert(breaker.clone(), FleetConfig { record, revision });
+        ready(Ok(ConfigWrite::Written(revision)))
     }
 
     fn configs(&self) -> BoxFuture<Result<Vec<(BreakerName, BreakerConfig)>, TransportError>> {
@@ -567,7 +578,7 @@ impl Transport for MemoryTransport {
             return ready(Err(e));
         }
         let state = self.broker.state();
-        ready(Ok(state.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        ready(Ok(state.configs.iter().map(|(k, v)| (k.clone(), v.record.config.clone())).collect()))
     }
 
     fn acquire_lease(
@@ -672,6 +683,7 @@ mod tests {
             reason: Reason::Initial,
             decider: node("n1"),
             clock: VectorClock::new(Term(term)),
+            config_version: 1,
         }
     }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::machine::{BreakerConfig, BreakerName, Command, Decision, Input, NodeId, Report, Term};
+use crate::machine::{BreakerConfig, BreakerName, Command, ConfigRecord, Decision, Input, NodeId, Report, Term};
 
 /// A revision of a key in a KV bucket (0: the key has no value).
 pub type Revision = u64;
@@ -90,18 +90,22 @@ pub struct DecisionRead {
     pub revision: Revision,
 }
 
-/// The result of publishing a breaker's config to the fleet.
+/// A breaker's config as the fleet holds it, with the revision a replacement must CAS on.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ConfigOutcome {
-    /// This node published it first.
-    Registered,
-    /// The fleet already has the same config.
-    Same,
-    /// The fleet has a different config.
-    Conflict {
-        /// The fleet's config.
-        existing: Box<BreakerConfig>,
-    },
+pub struct FleetConfig {
+    /// The record.
+    pub record: ConfigRecord,
+    /// Its revision in the config bucket.
+    pub revision: Revision,
+}
+
+/// The result of a CAS write of a breaker's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigWrite {
+    /// Written at this revision.
+    Written(Revision),
+    /// The key was not at the revision expected (another node or operator wrote first).
+    Conflict,
 }
 
 /// One lease key: breakers hash to a fixed number of them (see `registry::lease_shard`).
@@ -252,12 +256,18 @@ pub trait Transport: Send + Sync + 'static {
     /// Reads `breaker`'s current decision (resync after an outage).
     fn read_decision(&self, breaker: &BreakerName) -> BoxFuture<Result<DecisionRead, TransportError>>;
 
-    /// Publishes `breaker`'s config to the fleet, or says what the fleet has.
-    fn register_config(
+    /// The fleet's config of `breaker`, if it has one.
+    fn read_config(&self, breaker: &BreakerName) -> BoxFuture<Result<Option<FleetConfig>, TransportError>>;
+
+    /// Writes `breaker`'s config if the key is at `expected` (0: the key must have no
+    /// value). The tuning rule ([`resolve_tuning`](crate::machine::resolve_tuning)) says
+    /// when.
+    fn write_config(
         &self,
         breaker: &BreakerName,
-        config: &BreakerConfig,
-    ) -> BoxFuture<Result<ConfigOutcome, TransportError>>;
+        record: ConfigRecord,
+        expected: Revision,
+    ) -> BoxFuture<Result<ConfigWrite, TransportError>>;
 
     /// Every breaker config the fleet has published.
     fn configs(&self) -> BoxFuture<Result<Vec<(BreakerName, BreakerConfig)>, TransportError>>;

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, message::PublishMessage};
 use async_nats::{ConnectOptions, Event, HeaderMap};
-use breaker_actors::machine::{BreakerConfig, BreakerName, Command, Decision, Millis, NodeId, Report, Term, next_term};
+use breaker_actors::machine::{
+    BreakerConfig, BreakerName, Command, ConfigRecord, Decision, Millis, NodeId, Report, Term, next_term,
+};
 use breaker_actors::shell::{Batch, BatchLimits, ReportBatcher, Urgency};
 use breaker_actors::transport::{
-    BoxFuture, ConfigOutcome, ConnState, DecisionRead, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
-    Subscription, Transport, TransportError, WriteOutcome,
+    BoxFuture, ConfigWrite, ConnState, DecisionRead, FleetConfig, Inbox, LeaseAcquire, LeaseRequest, LeaseShard,
+    Revision, Subscription, Transport, TransportError, WriteOutcome,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -915,32 +917,44 @@ impl Transport for NatsTransport {
         })
     }
 
-    fn register_config(
-        &self,
-        breaker: &BreakerName,
-        config: &BreakerConfig,
-    ) -> BoxFuture<Result<ConfigOutcome, TransportError>> {
+    fn read_config(&self, breaker: &BreakerName) -> BoxFuture<Result<Option<FleetConfig>, TransportError>> {
         let inner = self.inner.clone();
         let breaker = breaker.clone();
-        let config = config.clone();
         Box::pin(async move {
-            let bucket = &inner.stores.config;
-            let payload = Bytes::from(codec::encode_config(&config).map_err(backend)?);
-            if let Cas::Written(_) = inner.create(bucket, breaker.as_str(), payload, None).await? {
-                return Ok(ConfigOutcome::Registered);
-            }
-            let entry = bucket.entry(breaker.as_str()).await.map_err(|e| inner.failure(e))?;
+            let entry = inner.stores.config.entry(breaker.as_str()).await.map_err(|e| inner.failure(e))?;
             let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-                return Err(TransportError::Backend(format!("the config of {breaker} was deleted while registering")));
+                return Ok(None);
             };
-            match codec::decode_config(&entry.value, &inner.limits) {
-                Ok(existing) if existing == config => Ok(ConfigOutcome::Same),
-                Ok(existing) => Ok(ConfigOutcome::Conflict { existing: Box::new(existing) }),
+            match codec::decode_config_record(&entry.value, &inner.limits) {
+                Ok(record) => Ok(Some(FleetConfig { record, revision: entry.revision })),
                 Err(e) => {
                     inner.stats.reject("config", breaker.as_str(), &e);
                     Err(TransportError::Backend(format!("the fleet's config of {breaker} is unreadable: {e}")))
                 }
             }
+        })
+    }
+
+    fn write_config(
+        &self,
+        breaker: &BreakerName,
+        record: ConfigRecord,
+        expected: Revision,
+    ) -> BoxFuture<Result<ConfigWrite, TransportError>> {
+        let inner = self.inner.clone();
+        let breaker = breaker.clone();
+        Box::pin(async move {
+            let payload = Bytes::from(codec::encode_config_record(&record).map_err(backend)?);
+            let bucket = &inner.stores.config;
+            let written = if expected == 0 {
+                inner.create(bucket, breaker.as_str(), payload, None).await?
+            } else {
+                inner.cas(bucket, breaker.as_str(), payload, expected, None, None).await?
+            };
+            Ok(match written {
+                Cas::Written(revision) => ConfigWrite::Written(revision),
+                Cas::Conflict => ConfigWrite::Conflict,
+            })
         })
     }
 
