@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use transport_nats::codec::MAX_EVENT_COUNT;
 use transport_nats::layout::Layout;
 
+use super::config::ConfigCmd;
+
 /// The server `--server` defaults to.
 pub const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
 /// How long a request (connect, KV read, publish ack) may take unless `--timeout` says.
@@ -124,6 +126,10 @@ pub enum Cmd {
     /// or impossible decision with an audited restatement (closed), then wait for a
     /// decider to take over. Writes to the lease and state buckets (node rights).
     Repair(CommandArgs),
+    /// The fleet's config of a breaker: show it, diff a file against it, set it
+    /// (`docs/tuning.md`).
+    #[command(subcommand)]
+    Config(ConfigCmd),
 }
 
 /// The arguments of an operator command.
@@ -172,7 +178,7 @@ pub struct PublishArgs {
     pub node: NodeId,
 }
 
-fn parse_breaker(s: &str) -> Result<BreakerName, String> {
+pub(crate) fn parse_breaker(s: &str) -> Result<BreakerName, String> {
     BreakerName::new(s).map_err(|e| e.to_string())
 }
 
@@ -184,7 +190,7 @@ fn parse_layout(s: &str) -> Result<Layout, String> {
     Layout::new(s).map_err(|e| e.to_string())
 }
 
-fn parse_text(s: &str) -> Result<String, String> {
+pub(crate) fn parse_text(s: &str) -> Result<String, String> {
     if s.len() > MAX_TEXT_LEN {
         return Err(format!("{} bytes, at most {MAX_TEXT_LEN}", s.len()));
     }

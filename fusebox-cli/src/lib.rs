@@ -14,6 +14,9 @@
 //!   force-open | force-closed | disable | metrics-only | reset BREAKER --reason TEXT [--actor NAME]
 //!   publish BREAKER [--failures N] [--successes N] [--slow N] [--node ID]
 //!   repair BREAKER --reason TEXT [--actor NAME]   fix a bad lease value or decision
+//!   config show BREAKER [--history] [--json]      the fleet's config, its version and source
+//!   config diff BREAKER --file F                  what a config file would change
+//!   config set BREAKER --file F --reason TEXT [--actor NAME]   an operator's config (docs/tuning.md)
 //! ```
 //!
 //! Global `--lease-shards N` (default 16) must match the nodes' `lease_shards`: `status` and
@@ -65,6 +68,7 @@
 //! | `error` | string or null | a marker, or why the value could not be read |
 
 pub mod args;
+pub mod config;
 pub mod error;
 pub mod render;
 pub mod repair;

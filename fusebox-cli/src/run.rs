@@ -49,10 +49,11 @@ pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result
         Cmd::Reset(args) => command(&session, CommandKind::Reset, args, wait, out, log).await,
         Cmd::Publish(args) => publish(&session, args, out).await,
         Cmd::Repair(args) => repair(&session, args, wait, out, log).await,
+        Cmd::Config(cmd) => Box::pin(super::config::run(&session, cmd, wait, out, log)).await,
     }
 }
 
-fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
+pub(crate) fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string(value).map_err(|e| CliError::Output(e.to_string()))?;
     writeln!(out, "{text}")?;
     Ok(())
@@ -188,8 +189,27 @@ async fn command(
     out: &mut impl Write,
     log: &mut impl Write,
 ) -> Result<(), CliError> {
+    let actor = args.actor();
+    let reason = args.reason.clone();
+    let applies = |d: &Decision| matches!(&d.reason, Reason::Manual { command: k, actor: a, reason: r } if *k == kind && *a == actor && *r == reason);
+    command_and_wait(session, &args.breaker, kind, &actor, &reason, wait, applies, out, log).await
+}
+
+/// Publishes the command `kind` for `breaker` and waits, at most `wait`, for a decision
+/// that `applies` says carries it out, printing it.
+#[allow(clippy::too_many_arguments)] // one call per command kind; a struct would only rename them
+pub(crate) async fn command_and_wait(
+    session: &Session,
+    breaker: &BreakerName,
+    kind: CommandKind,
+    actor: &str,
+    reason: &str,
+    wait: Duration,
+    applies: impl Fn(&Decision) -> bool,
+    out: &mut impl Write,
+    log: &mut impl Write,
+) -> Result<(), CliError> {
     let layout = session.layout();
-    let breaker = &args.breaker;
     let name = render::command_name(kind);
     let state = session.bucket(layout.state_bucket()).await?;
     known(session, Some(&state), breaker).await?;
@@ -199,8 +219,8 @@ async fn command(
         version: WIRE_VERSION,
         breaker: breaker.clone(),
         kind,
-        actor: args.actor(),
-        reason: args.reason.clone(),
+        actor: actor.to_owned(),
+        reason: reason.to_owned(),
     };
     let payload = codec::encode_command(&command)
         .map_err(|e| CliError::Nats { what: format!("encoding the {name} command"), detail: e.to_string() })?;
@@ -229,12 +249,7 @@ async fn command(
                     None => return Err(session.fail(&what, Some("the watch ended"))),
                 };
                 let Ok(decision) = render::decode(&entry) else { continue };
-                let applies = matches!(
-                    &decision.reason,
-                    Reason::Manual { command: k, actor, reason }
-                        if *k == kind && *actor == command.actor && *reason == command.reason
-                );
-                if applies {
+                if applies(&decision) {
                     writeln!(out, "applied: {}", DecisionRow::new(&entry).line())?;
                     return Ok(());
                 }

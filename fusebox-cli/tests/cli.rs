@@ -449,3 +449,57 @@ async fn status_flags_a_garbage_lease_value_and_repair_deletes_it() {
     let status = fleet.cli(&["status", "--json"]).await.ok().json();
     assert_eq!(row(&status, "payments")["problem"], Value::Null, "{status:#}");
 }
+
+/// `config show`, `config diff` and `config set` against a real node: the set writes the
+/// next version as an operator's, the node's decider switches and records it, and the node
+/// runs on it (`docs/tuning.md`). A bad file is a usage error before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_show_diff_and_set_reach_the_node() {
+    let fleet = Fleet::plain().await;
+    let shown = fleet.cli(&["config", "show", "payments", "--json"]).await.ok().json();
+    assert_eq!(shown["config"]["version"], 1, "{shown:#}");
+    assert_eq!(shown["source"]["kind"], "deployed");
+    assert_eq!(shown["source"]["node"], "n1");
+
+    let dir = std::env::temp_dir().join(format!("fusebox-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("payments.json");
+    let mut wanted = serde_json::to_value(config()).unwrap();
+    wanted["quorum"] = serde_json::json!(1);
+    wanted["trip"]["failure_rate"] = serde_json::json!(0.8);
+    std::fs::write(&file, wanted.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+
+    let diff = fleet.cli(&["config", "diff", "payments", "--file", path]).await.ok();
+    assert_eq!(diff.stdout.trim(), "trip.failure_rate: 0.5 -> 0.8", "{diff:#?}");
+
+    let set = fleet
+        .cli(&["config", "set", "payments", "--file", path, "--actor", "alice", "--reason", "INC-7: trip later"])
+        .await
+        .ok();
+    assert!(set.stdout.contains("applied:") && set.stdout.contains("config version 1 -> 2"), "{set:#?}");
+    let on_node = fleet.registry.config_of(&payments()).unwrap();
+    assert_eq!((on_node.version, on_node.trip.failure_rate), (2, Some(0.8)));
+    let shown = fleet.cli(&["config", "show", "payments", "--json"]).await.ok().json();
+    assert_eq!(shown["config"]["version"], 2);
+    assert_eq!(
+        shown["source"],
+        serde_json::json!({"kind": "operator", "actor": "alice", "reason": "INC-7: trip later"})
+    );
+    let trail = fleet.cli(&["config", "show", "payments", "--history"]).await.ok();
+    let lines: Vec<&str> = trail.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{trail:#?}");
+    assert!(lines[0].contains("version 1 deployed by node n1"), "{trail:#?}");
+    assert!(lines[1].contains("version 2 set by alice: INC-7: trip later"), "{trail:#?}");
+    let history = fleet.cli(&["history", "payments", "--json"]).await.ok().json();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["reason_kind"], "reconfigured", "{last:#}");
+    assert_eq!(last["decision"]["config_version"], 2, "{last:#}");
+
+    std::fs::write(&file, r#"{"quorum": 0}"#).unwrap();
+    let bad = fleet.cli(&["config", "set", "payments", "--file", path, "--reason", "x"]).await;
+    assert_eq!(bad.code, Some(2), "{bad:#?}");
+    assert!(bad.stderr.contains("quorum"), "{bad:#?}");
+    assert_eq!(fleet.cli(&["config", "show", "payments", "--json"]).await.ok().json()["config"]["version"], 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
