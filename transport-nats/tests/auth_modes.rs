@@ -234,6 +234,29 @@ async fn a_callers_client_carries_every_role_on_its_one_connection() {
     assert_eq!(server.connection_names().unwrap(), ["my-app"]);
 }
 
+// The breakers' view of a client built elsewhere comes from polling it: a lost server shows
+// as disconnected, its return as connected with the loss counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_client_loss_and_return_reach_the_breakers() {
+    use breaker_actors::transport::Transport;
+
+    let mut server = NatsServer::start().unwrap();
+    let client = async_nats::ConnectOptions::new()
+        .reconnect_delay_callback(|_| Duration::from_millis(50))
+        .connect(server.url())
+        .await
+        .unwrap();
+    let transport = NatsTransport::with_client(client, config(&server, "byo2")).await.unwrap();
+    let mut conn = transport.connection();
+    assert!(conn.borrow().connected);
+    server.kill();
+    let lost = tokio::time::timeout(DEADLINE, conn.wait_for(|s| !s.connected)).await.unwrap().unwrap().losses;
+    assert_eq!(lost, 1);
+    server.restart().unwrap();
+    let back = *tokio::time::timeout(DEADLINE, conn.wait_for(|s| s.connected)).await.unwrap().unwrap();
+    assert_eq!(back.losses, 1, "{back:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_hook_shapes_each_of_the_two_connections() {
     let server = NatsServer::start_with("authorization { token: \"hooked\" }").unwrap();
