@@ -87,6 +87,13 @@ const CONNECTION_VARIABLES: [&str; 10] = [
 /// An environment variable of a child process.
 type Var<'a> = (&'a str, &'a str);
 
+/// `env` with each of `changes` set to its value or, for `None`, left out.
+fn changed<'a>(env: &[Var<'a>], changes: &[(&'a str, Option<&'a str>)]) -> Vec<Var<'a>> {
+    let mut out: Vec<Var<'a>> = env.iter().copied().filter(|(n, _)| changes.iter().all(|(c, _)| c != n)).collect();
+    out.extend(changes.iter().filter_map(|(name, value)| value.map(|v| (*name, v))));
+    out
+}
+
 /// A running example script: its stdout lines as they come, its stderr in the end.
 struct Script {
     what: String,
@@ -301,40 +308,47 @@ async fn python_failures_trip_the_rust_fleet() {
     }
 }
 
-// The connection settings of `fusebox_connect.py` from the environment: a token over TLS
-// with the test's CA, and the server from `NATS_URL`; without the CA the server is not
-// trusted, with a wrong token it refuses, and an unreadable CA file is named.
+// The connection settings of `fusebox_connect.py` from the environment: a token over mutual
+// TLS with the test's CA and a client certificate, and the server from `NATS_URL`; without
+// the CA the server is not trusted, without the client certificate the server refuses the
+// handshake, with a wrong token it refuses the connection, and an unreadable file is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_connects_with_a_token_over_tls_from_the_environment() {
+async fn python_connects_with_a_token_over_mutual_tls_from_the_environment() {
     let pki = Pki::generate().unwrap();
-    let server =
-        NatsServer::start_with(&format!("{}authorization {{ token: \"py-t0ken\" }}\n", pki.server_tls(false, false)))
-            .unwrap();
+    let config = format!("{}authorization {{ token: \"py-t0ken\" }}\n", pki.server_tls(true, false));
+    let server = NatsServer::start_with(&config).unwrap();
     let url = server.url();
     let mut nats = NatsConfig::new(vec![url.clone()], NodeId::new("n1").unwrap());
     nats.connection.auth = Auth::Token("py-t0ken".into());
-    nats.connection.tls = Tls { ca: Some(pki.ca.clone()), ..Tls::default() };
+    nats.connection.tls = Tls {
+        ca: Some(pki.ca.clone()),
+        client_cert: Some(pki.client_cert.clone()),
+        client_key: Some(pki.client_key.clone()),
+        ..Tls::default()
+    };
     // Connecting provisions the outcome stream the publisher needs.
     let _node = NatsTransport::connect(nats).await.unwrap();
 
-    let ca = pki.ca.to_str().unwrap();
+    let text = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ca, cert, key) = (text(&pki.ca), text(&pki.client_cert), text(&pki.client_key));
+    let missing = text(&pki.dir.path().join("missing.pem"));
     let args = ["--breaker", "payments", "--node", "py1", "--failures", "1"];
-    let good = [("NATS_URL", url.as_str()), ("NATS_TOKEN", "py-t0ken"), ("NATS_CA", ca)];
+    let good: [Var; 5] =
+        [("NATS_URL", &url), ("NATS_TOKEN", "py-t0ken"), ("NATS_CA", &ca), ("NATS_CERT", &cert), ("NATS_KEY", &key)];
     let mut run = Script::spawn_with("fusebox_publish.py", &args, &good);
     let (status, lines, stderr) = run.exit().await;
     assert!(status.success(), "exited with {status}; stderr:\n{stderr}");
     acked(&lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<Value>>());
 
-    let missing = pki.dir.path().join("missing.pem");
-    let missing_text = missing.to_str().unwrap();
     // (the environment, the exit code, what stderr says)
-    let cases: [(&[Var], i32, &str); 3] = [
-        (&good[..2], 1, "CERTIFICATE_VERIFY_FAILED"),
-        (&[good[0], ("NATS_TOKEN", "guess"), good[2]], 1, "uthorization"),
-        (&[good[0], good[1], ("NATS_CA", missing_text)], 2, "NATS_CA="),
+    let cases: [(Vec<Var>, i32, &str); 4] = [
+        (changed(&good, &[("NATS_CA", None)]), 1, "CERTIFICATE_VERIFY_FAILED"),
+        (changed(&good, &[("NATS_TOKEN", Some("guess"))]), 1, "uthorization"),
+        (changed(&good, &[("NATS_CERT", None), ("NATS_KEY", None)]), 1, "fusebox_publish: "),
+        (changed(&good, &[("NATS_CA", Some(&missing))]), 2, "NATS_CA="),
     ];
     for (env, code, says) in cases {
-        let mut run = Script::spawn_with("fusebox_publish.py", &args, env);
+        let mut run = Script::spawn_with("fusebox_publish.py", &args, &env);
         let (status, _, stderr) = run.exit().await;
         assert_eq!(status.code(), Some(code), "{env:?}: stderr:\n{stderr}");
         assert!(stderr.contains(says), "{env:?}: stderr lacks {says:?}:\n{stderr}");
