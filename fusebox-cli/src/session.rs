@@ -56,27 +56,29 @@ impl Session {
         let servers = servers.join(", ");
         let (tx, violations) = watch::channel(None);
         let tx = Arc::new(tx);
-        let options = settings.apply(ConnectOptions::new()).map_err(|e| settings_error(&e))?;
-        let mut options =
-            options.name("fusebox-cli").connection_timeout(timeout).request_timeout(Some(timeout)).event_callback(
-                move |event| {
-                    let tx = Arc::clone(&tx);
-                    async move {
-                        if let Event::ServerError(ServerError::Other(e)) = event
-                            && e.contains("Permissions Violation")
-                        {
-                            // The first one is the one that explains what failed.
-                            tx.send_if_modified(|first| {
-                                if first.is_some() {
-                                    return false;
-                                }
-                                *first = Some(e);
-                                true
-                            });
-                        }
+        let mut options = settings
+            .apply(ConnectOptions::new())
+            .map_err(|e| settings_error(&e))?
+            .name("fusebox-cli")
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .event_callback(move |event| {
+                let tx = Arc::clone(&tx);
+                async move {
+                    if let Event::ServerError(ServerError::Other(e)) = event
+                        && e.contains("Permissions Violation")
+                    {
+                        // The first one is the one that explains what failed.
+                        tx.send_if_modified(|first| {
+                            if first.is_some() {
+                                return false;
+                            }
+                            *first = Some(e);
+                            true
+                        });
                     }
-                },
-            );
+                }
+            });
         if let Some(prefix) = &global.inbox_prefix {
             options = options.custom_inbox_prefix(prefix);
         }
