@@ -63,21 +63,21 @@
 //! use transport_nats::nats::{ConnectHook, ConnectRole, NatsConfig, NatsTransport};
 //! # fn main() {}
 //! async fn start(rustls_config: async_nats::rustls::ClientConfig) -> Result<(), Box<dyn std::error::Error>> {
-//! let mut config = NatsConfig::new(vec!["tls://nats.internal:4222".into()], NodeId::new("checkout-7")?);
-//! config.connect_hook = Some(ConnectHook::new(move |role, options| {
-//!     let options = options.tls_client_config(rustls_config.clone());
-//!     match role {
-//!         ConnectRole::Main => options,
-//!         ConnectRole::Leases => options.read_buffer_capacity(4096),
-//!     }
-//! }));
-//! let transport = NatsTransport::connect(config).await?;
+//!     let mut config = NatsConfig::new(vec!["tls://nats.internal:4222".into()], NodeId::new("checkout-7")?);
+//!     config.connect_hook = Some(ConnectHook::new(move |role, options| {
+//!         let options = options.tls_client_config(rustls_config.clone());
+//!         match role {
+//!             ConnectRole::Main => options,
+//!             ConnectRole::Leases => options.read_buffer_capacity(4096),
+//!         }
+//!     }));
+//!     let transport = NatsTransport::connect(config).await?;
 //!
-//! // Or bring the client: one connection for every role.
-//! let client = async_nats::ConnectOptions::with_token("s3cret".into()).connect("nats.internal:4222").await?;
-//! let shared = NatsTransport::with_client(client, NatsConfig::new(Vec::new(), NodeId::new("checkout-8")?)).await?;
-//! # let _ = (transport, shared);
-//! # Ok(())
+//!     // Or bring the client: one connection for every role.
+//!     let client = async_nats::ConnectOptions::with_token("s3cret".into()).connect("nats.internal:4222").await?;
+//!     let shared = NatsTransport::with_client(client, NatsConfig::new(Vec::new(), NodeId::new("checkout-8")?)).await?;
+//! #     let _ = (transport, shared);
+//! #     Ok(())
 //! }
 //! ```
 
