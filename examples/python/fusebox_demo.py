@@ -22,13 +22,14 @@ import json
 import sys
 from typing import Optional, Sequence
 
+import fusebox_connect
 from fusebox_follow import Decision, DecisionFollower, LocalBreaker
 from fusebox_publish import OutcomePublisher, OutcomeReporter, PublishRefused
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A simulated service that trips and recovers a Fusebox breaker.")
-    parser.add_argument("--url", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
+    parser.add_argument("--url", help="NATS URL(s), comma-separated (default: NATS_URL, else nats://127.0.0.1:4222)")
     parser.add_argument("--user", help="NATS user (with --password)")
     parser.add_argument("--password", help="NATS password")
     parser.add_argument("--prefix", default="fusebox", help="Fusebox prefix (default: fusebox)")
@@ -40,7 +41,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    servers = [u.strip() for u in args.url.split(",") if u.strip()]
+    servers = fusebox_connect.servers(args.url)
     publisher = await OutcomePublisher.connect(
         servers, args.node, user=args.user, password=args.password, prefix=args.prefix
     )

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import nats
+
+import fusebox_connect
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -356,7 +358,7 @@ class DecisionFollower:
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Follow a Fusebox breaker's decisions and print each one applied.")
-    parser.add_argument("--url", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
+    parser.add_argument("--url", help="NATS URL(s), comma-separated (default: NATS_URL, else nats://127.0.0.1:4222)")
     parser.add_argument("--user", help="NATS user (with --password)")
     parser.add_argument("--password", help="NATS password")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="Fusebox prefix (default: fusebox)")
@@ -383,7 +385,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.timeout if args.timeout is not None else None
-    servers = [u.strip() for u in args.url.split(",") if u.strip()]
+    servers = fusebox_connect.servers(args.url)
 
     async def error_cb(error: Exception) -> None:
         print(f"fusebox_follow: NATS error: {error}", file=sys.stderr)
@@ -393,20 +395,22 @@ async def _run(args: argparse.Namespace) -> int:
         # nats-py's own first-connect loop would retry without end.
         connect = nats.connect(
             servers,
-            user=args.user,
-            password=args.password,
             error_cb=error_cb,
             connect_timeout=2,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            **fusebox_connect.options_from_env(args.user, args.password),
         )
         first = CONNECT_DEADLINE if deadline is None else max(0.1, min(CONNECT_DEADLINE, deadline - loop.time()))
         nc = await asyncio.wait_for(connect, first)
     except asyncio.TimeoutError:
-        print(f"fusebox_follow: no NATS server answered at {args.url}", file=sys.stderr)
+        print(f"fusebox_follow: no NATS server answered at {','.join(servers)}", file=sys.stderr)
         return 1
+    except fusebox_connect.ConnectSettingsError as error:
+        print(f"fusebox_follow: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # nats-py raises several unrelated types for a failed connect
-        print(f"fusebox_follow: cannot connect to {args.url}: {error!r}", file=sys.stderr)
+        print(f"fusebox_follow: cannot connect to {','.join(servers)}: {error!r}", file=sys.stderr)
         return 1
     reached = asyncio.Event()
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import nats
+
+import fusebox_connect
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -200,15 +202,16 @@ class OutcomePublisher:
 
         # Reconnect forever once connected, but give up on a first connection after
         # `connect_deadline`: nats-py's own first-connect loop would retry without end.
+        # Credentials and TLS from the environment (fusebox_connect), explicit options first.
+        settings = fusebox_connect.options_from_env(user, password)
+        settings.update(options)
         connect = nats.connect(
             servers,
-            user=user,
-            password=password,
             error_cb=error_cb,
-            connect_timeout=options.pop("connect_timeout", 2),
-            max_reconnect_attempts=options.pop("max_reconnect_attempts", -1),
-            reconnect_time_wait=options.pop("reconnect_time_wait", 0.5),
-            **options,
+            connect_timeout=settings.pop("connect_timeout", 2),
+            max_reconnect_attempts=settings.pop("max_reconnect_attempts", -1),
+            reconnect_time_wait=settings.pop("reconnect_time_wait", 0.5),
+            **settings,
         )
         nc = await asyncio.wait_for(connect, connect_deadline)
         publisher = cls(nc, node, prefix)
@@ -386,7 +389,7 @@ class OutcomeReporter:
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Report call outcomes of a breaker to Fusebox (JSON over JetStream).")
-    parser.add_argument("--url", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
+    parser.add_argument("--url", help="NATS URL(s), comma-separated (default: NATS_URL, else nats://127.0.0.1:4222)")
     parser.add_argument("--user", help="NATS user (with --password)")
     parser.add_argument("--password", help="NATS password")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="Fusebox prefix (default: fusebox)")
@@ -435,16 +438,19 @@ class _Fixed:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    servers = [u.strip() for u in args.url.split(",") if u.strip()]
+    servers = fusebox_connect.servers(args.url)
     try:
         publisher = await OutcomePublisher.connect(
             servers, args.node, user=args.user, password=args.password, prefix=args.prefix
         )
     except asyncio.TimeoutError:
-        print(f"fusebox_publish: no NATS server answered at {args.url} within {CONNECT_DEADLINE}s", file=sys.stderr)
+        print(f"fusebox_publish: no NATS server answered at {','.join(servers)} within {CONNECT_DEADLINE}s", file=sys.stderr)
         return 1
+    except fusebox_connect.ConnectSettingsError as error:
+        print(f"fusebox_publish: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # nats-py raises several unrelated types for a failed connect
-        print(f"fusebox_publish: cannot connect to {args.url}: {error!r}", file=sys.stderr)
+        print(f"fusebox_publish: cannot connect to {','.join(servers)}: {error!r}", file=sys.stderr)
         return 1
     publisher.ack_timeout = args.ack_timeout
     follower = None

@@ -2,16 +2,19 @@
 //! derive types, with the parsers that turn names and durations into checked values so that
 //! a bad one is a usage error (exit 2) before anything touches the network.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use breaker_actors::machine::{BreakerName, MAX_TEXT_LEN, NodeId};
 use clap::{Args, Parser, Subcommand};
 use transport_nats::codec::MAX_EVENT_COUNT;
 use transport_nats::layout::Layout;
+use transport_nats::nats::connect::split_urls;
+use transport_nats::nats::{Auth, AuthError, ConnectionSettings, NatsContext, Tls};
 
 use super::config::ConfigCmd;
 
-/// The server `--server` defaults to.
+/// The server when none is given (`--server`, `FUSEBOX_NATS_URL`, `NATS_URL`, a context).
 pub const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
 /// How long a request (connect, KV read, publish ack) may take unless `--timeout` says.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,23 +37,49 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connection")]
 pub struct Global {
-    /// NATS server URL; repeat for a cluster.
+    /// NATS server URL; repeat for a cluster [default: `NATS_URL`, else the context's, else
+    /// `nats://127.0.0.1:4222`].
     #[arg(
         long = "server",
         short = 's',
         global = true,
         env = "FUSEBOX_NATS_URL",
         value_delimiter = ',',
-        default_value = DEFAULT_SERVER,
         value_name = "URL"
     )]
     pub servers: Vec<String>,
     /// User name.
-    #[arg(long, global = true, env = "FUSEBOX_NATS_USER", requires = "password")]
+    #[arg(long, global = true, env = "FUSEBOX_NATS_USER", requires = "password", conflicts_with_all = ["creds", "nkey", "token"])]
     pub user: Option<String>,
     /// Password (prefer the environment variable: arguments show in `ps`).
     #[arg(long, global = true, env = "FUSEBOX_NATS_PASSWORD", hide_env_values = true, requires = "user")]
     pub password: Option<String>,
+    /// A `.creds` file: user JWT and nkey seed (operator mode, decentralised auth).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["nkey", "token"])]
+    pub creds: Option<PathBuf>,
+    /// A file holding an nkey user seed (`SU...`).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "token")]
+    pub nkey: Option<PathBuf>,
+    /// A token (prefer the environment variable: arguments show in `ps`).
+    #[arg(long, global = true, env = "FUSEBOX_NATS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of the CA certificates the server's certificate must chain to.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of a client certificate (mutual TLS), with `--tls-key`.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's key.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The TLS handshake first, before the server's INFO (the server's `handshake_first`).
+    #[arg(long, global = true)]
+    pub tls_first: bool,
+    /// A nats CLI context (`~/.config/nats/context/NAME.json`) for the server, credentials
+    /// and TLS the options above do not give [default: `NATS_CONTEXT`, else the nats CLI's
+    /// selected context].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
     /// The fleet's prefix: streams, buckets and subjects derive from it.
     #[arg(long, global = true, default_value = "fusebox", value_parser = parse_layout, value_name = "PREFIX")]
     pub prefix: Layout,
@@ -77,6 +106,41 @@ impl Global {
     /// How long one request may take.
     pub fn request_timeout(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// The servers, credentials and TLS to connect with: the options, then `NATS_URL` for
+    /// the servers, then the context (`--context`, `NATS_CONTEXT` or the nats CLI's
+    /// selection) for whatever is still unset, then [`DEFAULT_SERVER`].
+    pub fn connection(&self) -> Result<(Vec<String>, ConnectionSettings), AuthError> {
+        let context = match &self.context {
+            Some(name) => {
+                let dir = NatsContext::config_dir().unwrap_or_else(|| PathBuf::from(".config/nats"));
+                Some(NatsContext::load(&dir, name)?)
+            }
+            None => NatsContext::load_selected()?,
+        }
+        .unwrap_or_default();
+        let nats_url = std::env::var("NATS_URL").map(|list| split_urls(&list)).unwrap_or_default();
+        let servers = [self.servers.clone(), nats_url, context.servers()]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .unwrap_or_else(|| vec![DEFAULT_SERVER.to_owned()]);
+        let from_context = context.settings();
+        let auth = match (&self.user, &self.password, &self.creds, &self.nkey, &self.token) {
+            (Some(user), Some(password), ..) => Auth::user_password(user.clone(), password.clone()),
+            (_, _, Some(creds), ..) => Auth::CredsFile(creds.clone()),
+            (_, _, _, Some(nkey), _) => Auth::NKeyFile(nkey.clone()),
+            (.., Some(token)) => Auth::Token(token.clone()),
+            _ => from_context.auth,
+        };
+        let tls = Tls {
+            ca: self.tls_ca.clone().or(from_context.tls.ca),
+            client_cert: self.tls_cert.clone().or(from_context.tls.client_cert),
+            client_key: self.tls_key.clone().or(from_context.tls.client_key),
+            required: false,
+            first: self.tls_first || from_context.tls.first,
+        };
+        Ok((servers, ConnectionSettings { auth, tls }))
     }
 }
 
@@ -248,5 +312,16 @@ mod tests {
         let cli = parse(&["status", "--server", "nats://a:1", "--server", "nats://b:2", "--timeout", "2s"]).unwrap();
         assert_eq!(cli.global.servers, ["nats://a:1", "nats://b:2"]);
         assert_eq!(cli.global.timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn one_kind_of_credentials_at_a_time_and_certificates_with_their_keys() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("fusebox").chain(args.iter().copied()));
+        assert!(parse(&["status", "--creds", "a.creds", "--tls-ca", "ca.pem", "--tls-first"]).is_ok());
+        assert!(parse(&["status", "--creds", "a.creds", "--nkey", "a.nk"]).is_err());
+        assert!(parse(&["status", "--nkey", "a.nk", "--token", "t"]).is_err());
+        assert!(parse(&["status", "--user", "u", "--password", "p", "--token", "t"]).is_err());
+        assert!(parse(&["status", "--tls-cert", "c.pem"]).is_err(), "--tls-cert needs --tls-key");
+        assert!(parse(&["status", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_ok());
     }
 }

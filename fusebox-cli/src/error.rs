@@ -24,6 +24,14 @@ pub enum CliError {
         /// The client's reason.
         detail: String,
     },
+    /// The TLS handshake failed (an untrusted or unverifiable certificate, a client
+    /// certificate the server refused).
+    Tls {
+        /// The URLs tried, comma-separated.
+        servers: String,
+        /// The client's reason.
+        detail: String,
+    },
     /// The server refused a publish or subscription (a permissions violation), or a
     /// request went unanswered because of one.
     PermissionDenied {
@@ -113,6 +121,7 @@ impl fmt::Display for CliError {
             Self::AuthenticationFailed { servers, detail } => {
                 write!(f, "NATS at {servers} refused the credentials: {detail}")
             }
+            Self::Tls { servers, detail } => write!(f, "TLS with NATS at {servers} failed: {detail}"),
             Self::PermissionDenied { what, detail } => write!(f, "permission denied: {what}: {detail}"),
             Self::FleetMissing { prefix, kind, name } => {
                 write!(f, "no Fusebox fleet under prefix {prefix}: {kind} {name} not found")

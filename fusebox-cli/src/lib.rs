@@ -5,8 +5,9 @@
 //! `src/main.rs` only calls [`main`].
 //!
 //! ```text
-//! fusebox [--server URL]... [--user U --password P] [--prefix fusebox]
-//!         [--js-api-prefix SUBJECT] [--inbox-prefix SUBJECT] [--timeout DURATION] <command>
+//! fusebox [--server URL]... [--user U --password P | --creds FILE | --nkey FILE | --token T]
+//!         [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-first] [--context NAME]
+//!         [--prefix fusebox] [--js-api-prefix SUBJECT] [--inbox-prefix SUBJECT] [--timeout DURATION] <command>
 //!
 //!   status [--json]                      every breaker: state, term, seq, decider, reason, age
 //!   watch [BREAKER] [--count N] [--json] decisions as they are written
@@ -23,8 +24,9 @@
 //! `repair` read the lease key of the breaker's shard.
 //!
 //! Exit codes: 0 success, 1 an operational error ([`CliError`] other than `Usage`), 2 a usage
-//! error. Environment: `FUSEBOX_NATS_URL` (comma-separated URLs), `FUSEBOX_NATS_USER`,
-//! `FUSEBOX_NATS_PASSWORD`.
+//! error. Environment: `FUSEBOX_NATS_URL` (comma-separated URLs; else `NATS_URL`),
+//! `FUSEBOX_NATS_USER`, `FUSEBOX_NATS_PASSWORD`, `FUSEBOX_NATS_TOKEN`, `NATS_CONTEXT` (a nats
+//! CLI context, [`transport_nats::nats::NatsContext`]).
 //!
 //! # JSON output
 //!

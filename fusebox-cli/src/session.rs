@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 use transport_nats::layout::Layout;
+use transport_nats::nats::AuthError;
 
 use super::args::Global;
 use super::error::CliError;
@@ -44,41 +45,40 @@ impl Session {
     /// rather than retrying: an operator wants to know the server is unreachable.
     pub async fn connect(global: &Global) -> Result<Self, CliError> {
         let timeout = global.request_timeout();
-        let servers = global.servers.join(", ");
-        let addrs = global
-            .servers
+        let (servers, settings) = global.connection().map_err(|e| settings_error(&e))?;
+        let addrs = servers
             .iter()
             .map(|s| s.parse::<ServerAddr>().map_err(|e| CliError::Usage(format!("invalid server URL {s:?}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         if addrs.is_empty() {
             return Err(CliError::Usage("no server URL given".into()));
         }
+        let servers = servers.join(", ");
         let (tx, violations) = watch::channel(None);
         let tx = Arc::new(tx);
-        let mut options = match (&global.user, &global.password) {
-            (Some(user), Some(password)) => ConnectOptions::with_user_and_password(user.clone(), password.clone()),
-            _ => ConnectOptions::new(),
-        }
-        .name("fusebox-cli")
-        .connection_timeout(timeout)
-        .request_timeout(Some(timeout))
-        .event_callback(move |event| {
-            let tx = Arc::clone(&tx);
-            async move {
-                if let Event::ServerError(ServerError::Other(e)) = event
-                    && e.contains("Permissions Violation")
-                {
-                    // The first one is the one that explains what failed.
-                    tx.send_if_modified(|first| {
-                        if first.is_some() {
-                            return false;
-                        }
-                        *first = Some(e);
-                        true
-                    });
+        let mut options = settings
+            .apply(ConnectOptions::new())
+            .map_err(|e| settings_error(&e))?
+            .name("fusebox-cli")
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .event_callback(move |event| {
+                let tx = Arc::clone(&tx);
+                async move {
+                    if let Event::ServerError(ServerError::Other(e)) = event
+                        && e.contains("Permissions Violation")
+                    {
+                        // The first one is the one that explains what failed.
+                        tx.send_if_modified(|first| {
+                            if first.is_some() {
+                                return false;
+                            }
+                            *first = Some(e);
+                            true
+                        });
+                    }
                 }
-            }
-        });
+            });
         if let Some(prefix) = &global.inbox_prefix {
             options = options.custom_inbox_prefix(prefix);
         }
@@ -90,8 +90,21 @@ impl Session {
                 let detail = e.to_string();
                 return Err(match e.kind() {
                     ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
-                        let detail = if global.user.is_some() { detail } else { format!("{detail} (no --user given)") };
+                        let detail = if settings.auth.is_some() {
+                            detail
+                        } else {
+                            format!("{detail} (no --user, --creds, --nkey or --token given)")
+                        };
                         CliError::AuthenticationFailed { servers, detail }
+                    }
+                    // async-nats reports a refused certificate as an IO error of the handshake.
+                    kind if kind == ConnectErrorKind::Tls || detail.contains("invalid peer certificate") => {
+                        let detail = if settings.tls.ca.is_none() && detail.contains("UnknownIssuer") {
+                            format!("{detail} (the server's certificate is not signed by a trusted CA: --tls-ca FILE?)")
+                        } else {
+                            detail
+                        };
+                        CliError::Tls { servers, detail }
                     }
                     ConnectErrorKind::ServerParse => CliError::Usage(format!("invalid server URL: {detail}")),
                     _ => CliError::Unreachable { servers, detail },
@@ -105,7 +118,7 @@ impl Session {
         };
         js.set_timeout(timeout);
         let layout = global.prefix.clone();
-        let hint = (global.js_api_prefix.is_none() && global.user.is_some()).then(|| {
+        let hint = (global.js_api_prefix.is_none() && settings.auth.is_some()).then(|| {
             format!(
                 " (operators of docs/auth.md connect with --js-api-prefix '$JS.{p}.API' --inbox-prefix _INBOX_{p}_ops)",
                 p = layout.prefix()
@@ -314,6 +327,11 @@ impl Session {
             Err(e) => Err(self.fail(what, Some(e))),
         }
     }
+}
+
+/// A credentials or TLS file that cannot be used: a usage error, naming the flag.
+fn settings_error(e: &AuthError) -> CliError {
+    CliError::Usage(format!("{e} ({})", e.setting().flag()))
 }
 
 fn stream_not_found(e: &GetStreamError) -> bool {

@@ -22,7 +22,7 @@ use breaker_actors::machine::{
     BreakerConfig, BreakerName, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy, WindowConfig,
 };
 use serde_json::Value;
-use transport_nats::nats::{NatsConfig, NatsTransport};
+use transport_nats::nats::{Auth, NatsConfig, NatsTransport};
 use transport_nats::servers::NatsServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fusebox");
@@ -71,7 +71,9 @@ struct Fleet {
 impl Fleet {
     async fn start(server: NatsServer, credentials: Option<(&str, &str)>) -> Self {
         let mut nats = NatsConfig::new(vec![server.url()], NodeId::new("n1").unwrap());
-        nats.credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        if let Some((user, password)) = credentials {
+            nats.connection.auth = Auth::user_password(user, password);
+        }
         let transport: Arc<NatsTransport> = NatsTransport::connect(nats).await.unwrap();
         let registry = Registry::builder()
             .transport(transport.clone())
@@ -139,9 +141,18 @@ fn command(args: &[String]) -> Command {
     let mut command = Command::new(BIN);
     command.args(args);
     // The caller's environment must not point the CLI elsewhere.
-    for var in ["FUSEBOX_NATS_URL", "FUSEBOX_NATS_USER", "FUSEBOX_NATS_PASSWORD"] {
+    for var in [
+        "FUSEBOX_NATS_URL",
+        "FUSEBOX_NATS_USER",
+        "FUSEBOX_NATS_PASSWORD",
+        "FUSEBOX_NATS_TOKEN",
+        "NATS_URL",
+        "NATS_CONTEXT",
+    ] {
         command.env_remove(var);
     }
+    // Nor a nats CLI context of the caller's.
+    command.env("XDG_CONFIG_HOME", std::env::temp_dir().join("fusebox-cli-test-no-config"));
     command
 }
 
@@ -369,7 +380,7 @@ async fn with_the_example_auth_config_an_operator_reads_and_commands_but_may_not
     // Wrong or no credentials.
     let wrong = fleet.cli(&["--user", "operator", "--password", "guess", "status"]).await;
     wrong.failed(&format!("NATS at {} refused the credentials: ", fleet.server.url()));
-    fleet.cli(&["status"]).await.failed("(no --user given)");
+    fleet.cli(&["status"]).await.failed("(no --user, --creds, --nkey or --token given)");
     // A foreign publisher reports under its own id, and only under it.
     let foreign = ["--user", "foreign", "--password", "foreign-secret", "publish", "payments", "--successes", "1"];
     fleet.cli(&[&foreign[..], &["--node", "py1"]].concat()).await.ok();

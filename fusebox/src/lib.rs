@@ -192,11 +192,19 @@ pub mod tower {
 
 /// The NATS transport (feature `nats`): one [`NatsTransport`](nats::NatsTransport) per
 /// process, given to [`RegistryBuilder::transport`](crate::RegistryBuilder::transport).
+/// How it authenticates and secures its connections (creds, nkeys, tokens, TLS, nats CLI
+/// contexts, a hook or a client of your own): [`NatsConfig::connection`](nats::NatsConfig::connection),
+/// [`Auth`](nats::Auth), [`Tls`](nats::Tls).
 #[cfg(feature = "nats")]
 pub mod nats {
+    pub use transport_nats::async_nats;
     pub use transport_nats::codec::Limits;
     pub use transport_nats::layout::Layout;
-    pub use transport_nats::nats::{ConnectError, MIN_SERVER, NatsConfig, NatsTransport, StatsSnapshot};
+    pub use transport_nats::nats::connect::{servers_from_env, split_urls};
+    pub use transport_nats::nats::{
+        Auth, AuthError, ConnectError, ConnectHook, ConnectRole, ConnectionSettings, MIN_SERVER, NatsConfig,
+        NatsContext, NatsTransport, Setting, StatsSnapshot, Tls,
+    };
     pub use transport_nats::provision::{LeaseExpiry, ProvisionError, StoreSettings};
 }
 

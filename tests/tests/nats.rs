@@ -21,7 +21,7 @@ use breaker_actors::machine::{
 use breaker_actors::transport::{LeaseAcquire, LeaseRequest, LeaseShard, Transport, TransportError, WriteOutcome};
 use breaker_actors::{Registry, RegistryError};
 use transport_nats::layout::Layout;
-use transport_nats::nats::{ConnectError, NatsConfig, NatsTransport};
+use transport_nats::nats::{Auth, ConnectError, NatsConfig, NatsTransport};
 use transport_nats::provision::{LeaseExpiry, ProvisionError};
 use transport_nats::servers::{NatsCluster, NatsServer};
 
@@ -884,8 +884,10 @@ async fn with_the_example_auth_config_node_credentials_are_enough_to_run_the_fle
     let mut nodes = Vec::new();
     let mut breakers = Vec::new();
     for id in ["n1", "n2", "n3"] {
-        let node =
-            Node::join_with(&urls, id, |c| c.credentials = Some((format!("node-{id}"), format!("{id}-secret")))).await;
+        let node = Node::join_with(&urls, id, |c| {
+            c.connection.auth = Auth::user_password(format!("node-{id}"), format!("{id}-secret"));
+        })
+        .await;
         breakers.push(node.reg.breaker("payments", config()).await.unwrap());
         nodes.push(node);
     }

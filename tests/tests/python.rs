@@ -24,8 +24,9 @@ use breaker_actors::machine::{
 };
 use fusebox_tests::workspace_root;
 use serde_json::Value;
-use transport_nats::nats::{NatsConfig, NatsTransport};
+use transport_nats::nats::{Auth, NatsConfig, NatsTransport, Tls};
 use transport_nats::servers::NatsServer;
+use transport_nats::servers::credentials::Pki;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -69,6 +70,30 @@ fn python() -> PathBuf {
     venv
 }
 
+/// What `examples/python/fusebox_connect.py` reads: the caller's must not leak into a test.
+const CONNECTION_VARIABLES: [&str; 10] = [
+    "NATS_URL",
+    "NATS_USER",
+    "NATS_PASSWORD",
+    "NATS_TOKEN",
+    "NATS_CREDS",
+    "NATS_NKEY",
+    "NATS_CA",
+    "NATS_CERT",
+    "NATS_KEY",
+    "NATS_TLS_FIRST",
+];
+
+/// An environment variable of a child process.
+type Var<'a> = (&'a str, &'a str);
+
+/// `env` with each of `changes` set to its value or, for `None`, left out.
+fn changed<'a>(env: &[Var<'a>], changes: &[(&'a str, Option<&'a str>)]) -> Vec<Var<'a>> {
+    let mut out: Vec<Var<'a>> = env.iter().copied().filter(|(n, _)| changes.iter().all(|(c, _)| c != n)).collect();
+    out.extend(changes.iter().filter_map(|(name, value)| value.map(|v| (*name, v))));
+    out
+}
+
 /// A running example script: its stdout lines as they come, its stderr in the end.
 struct Script {
     what: String,
@@ -80,10 +105,20 @@ struct Script {
 
 impl Script {
     fn spawn(script: &str, args: &[&str]) -> Self {
+        Self::spawn_with(script, args, &[])
+    }
+
+    /// [`Script::spawn`] with `env` as the only connection variables (`fusebox_connect.py`).
+    fn spawn_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let path = workspace_root().join("examples/python").join(script);
-        let mut child = Command::new(python())
+        let mut command = Command::new(python());
+        for var in CONNECTION_VARIABLES {
+            command.env_remove(var);
+        }
+        let mut child = command
             .arg(&path)
             .args(args)
+            .envs(env.iter().copied())
             // No __pycache__ in the source tree.
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
@@ -208,7 +243,7 @@ async fn fleet_with(
         let id = format!("n{i}");
         let mut nats = NatsConfig::new(vec![url.to_owned()], NodeId::new(&id).unwrap());
         if credentials {
-            nats.credentials = Some((format!("node-{id}"), format!("{id}-secret")));
+            nats.connection.auth = Auth::user_password(format!("node-{id}"), format!("{id}-secret"));
         }
         let transport = NatsTransport::connect(nats).await.unwrap();
         let reg = Registry::builder()
@@ -270,6 +305,53 @@ async fn python_failures_trip_the_rust_fleet() {
     all_in(&breakers, StateLabel::Open).await;
     for n in &nodes {
         assert_eq!(n.transport.stats().rejected_outcomes, 0, "the JSON decoded");
+    }
+}
+
+// The connection settings of `fusebox_connect.py` from the environment: a token over mutual
+// TLS with the test's CA and a client certificate, and the server from `NATS_URL`; without
+// the CA the server is not trusted, without the client certificate the server refuses the
+// handshake, with a wrong token it refuses the connection, and an unreadable file is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_connects_with_a_token_over_mutual_tls_from_the_environment() {
+    let pki = Pki::generate().unwrap();
+    let config = format!("{}authorization {{ token: \"py-t0ken\" }}\n", pki.server_tls(true, false));
+    let server = NatsServer::start_with(&config).unwrap();
+    let url = server.url();
+    let mut nats = NatsConfig::new(vec![url.clone()], NodeId::new("n1").unwrap());
+    nats.connection.auth = Auth::Token("py-t0ken".into());
+    nats.connection.tls = Tls {
+        ca: Some(pki.ca.clone()),
+        client_cert: Some(pki.client_cert.clone()),
+        client_key: Some(pki.client_key.clone()),
+        ..Tls::default()
+    };
+    // Connecting provisions the outcome stream the publisher needs.
+    let _node = NatsTransport::connect(nats).await.unwrap();
+
+    let text = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ca, cert, key) = (text(&pki.ca), text(&pki.client_cert), text(&pki.client_key));
+    let missing = text(&pki.dir.path().join("missing.pem"));
+    let args = ["--breaker", "payments", "--node", "py1", "--failures", "1"];
+    let good: [Var; 5] =
+        [("NATS_URL", &url), ("NATS_TOKEN", "py-t0ken"), ("NATS_CA", &ca), ("NATS_CERT", &cert), ("NATS_KEY", &key)];
+    let mut run = Script::spawn_with("fusebox_publish.py", &args, &good);
+    let (status, lines, stderr) = run.exit().await;
+    assert!(status.success(), "exited with {status}; stderr:\n{stderr}");
+    acked(&lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<Value>>());
+
+    // (the environment, the exit code, what stderr says)
+    let cases: [(Vec<Var>, i32, &str); 4] = [
+        (changed(&good, &[("NATS_CA", None)]), 1, "CERTIFICATE_VERIFY_FAILED"),
+        (changed(&good, &[("NATS_TOKEN", Some("guess"))]), 1, "uthorization"),
+        (changed(&good, &[("NATS_CERT", None), ("NATS_KEY", None)]), 1, "fusebox_publish: "),
+        (changed(&good, &[("NATS_CA", Some(&missing))]), 2, "NATS_CA="),
+    ];
+    for (env, code, says) in cases {
+        let mut run = Script::spawn_with("fusebox_publish.py", &args, &env);
+        let (status, _, stderr) = run.exit().await;
+        assert_eq!(status.code(), Some(code), "{env:?}: stderr:\n{stderr}");
+        assert!(stderr.contains(says), "{env:?}: stderr lacks {says:?}:\n{stderr}");
     }
 }
 

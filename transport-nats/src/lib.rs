@@ -22,6 +22,10 @@
 //! # }
 //! ```
 
+/// The NATS client this crate is built on, for [`nats::ConnectHook`]s and
+/// [`nats::NatsTransport::with_client`] (the same version, whatever the caller's own).
+pub use async_nats;
+
 pub mod codec;
 pub mod layout;
 pub mod nats;

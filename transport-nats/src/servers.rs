@@ -7,6 +7,9 @@
 //! harness writes ([`NatsServer::start_with`]): the auth test passes the accounts, users and
 //! permissions of `docs/nats-accounts.conf` verbatim, so it tests the documented ones.
 //!
+//! With the feature `test-credentials`, [`credentials`] generates what servers with TLS,
+//! nkeys, tokens or operator JWTs need, and the configuration text that sets them up.
+//!
 //! The binary is the pinned one `make test` installs (`.tools/bin/nats-server`), or
 //! `FUSEBOX_NATS_SERVER`. Nothing here is a stand-in: tests talk to the real server.
 
@@ -17,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "test-credentials")]
+pub mod credentials;
 
 /// How long a server or cluster may take to become ready (measured on 2-core machines: 0.2-0.5 s fresh,
 /// 5-7 s after a restart with existing data).
@@ -228,6 +234,23 @@ impl NatsServer {
     /// server from the outside (`fleet-bench`).
     pub fn monitor_port(&self) -> u16 {
         self.http_port
+    }
+
+    /// The names of the clients connected now (`/connz`; unnamed ones as empty strings),
+    /// sorted.
+    pub fn connection_names(&self) -> Result<Vec<String>, ServerError> {
+        let (status, body) = http_get(self.http_port, "/connz?limit=1024").map_err(io("reading /connz"))?;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let Some(connections) = json.get("connections").and_then(serde_json::Value::as_array).filter(|_| status == 200)
+        else {
+            return Err(ServerError::NotReady { server: self.name.clone(), last: format!("/connz answered {status}") });
+        };
+        let mut names: Vec<String> = connections
+            .iter()
+            .map(|c| c.get("name").and_then(serde_json::Value::as_str).unwrap_or("").to_owned())
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// The server's name.

@@ -28,8 +28,11 @@ use tokio::time::Instant;
 
 use crate::codec::{self, DecodeError, LeaseHolder, LeaseValue, Limits, NodeBatch, TermRecord};
 
+pub mod connect;
 mod decisions;
 mod feed;
+
+pub use connect::{Auth, AuthError, ConnectHook, ConnectRole, ConnectionSettings, NatsContext, Setting, Tls};
 
 use crate::layout::{self, Layout};
 use crate::provision::{self, LeaseExpiry, ProvisionError, Provisioned, StoreSettings};
@@ -39,7 +42,7 @@ use feed::{NodeCommands, ReportFeed};
 /// How a node connects to NATS.
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
-    /// Server URLs (several for a cluster).
+    /// Server URLs (several for a cluster). Empty: those of `NATS_URL` (comma-separated).
     pub servers: Vec<String>,
     /// This node.
     pub node: NodeId,
@@ -49,8 +52,12 @@ pub struct NatsConfig {
     pub store: StoreSettings,
     /// Decoder limits.
     pub limits: Limits,
-    /// User and password, if the server requires them.
-    pub credentials: Option<(String, String)>,
+    /// Credentials and TLS (see [`connect`]): user/password, token, nkey, `.creds`; a CA,
+    /// a client certificate.
+    pub connection: ConnectionSettings,
+    /// Changes the options of each of the node's connections before it is made, for what
+    /// [`NatsConfig::connection`] does not cover (see [`ConnectHook`]).
+    pub connect_hook: Option<ConnectHook>,
     /// How long one attempt to connect to one server may take, at the first connection and
     /// at every reconnection: a server that accepts TCP but never answers (stopped, or its
     /// host overloaded) costs this much before the next server is tried.
@@ -94,7 +101,8 @@ impl NatsConfig {
             layout: Layout::default(),
             store: StoreSettings::default(),
             limits: Limits::default(),
-            credentials: None,
+            connection: ConnectionSettings::default(),
+            connect_hook: None,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_millis(500),
@@ -104,13 +112,33 @@ impl NatsConfig {
             lazy_report_interval: Duration::from_millis(100),
         }
     }
+
+    /// Defaults for `node` with the servers, credentials and TLS of a nats CLI context
+    /// ([`NatsContext`]): `name`, else the selected one (`NATS_CONTEXT`, else the nats CLI's
+    /// `context.txt`). `None` when no name is given and none is selected.
+    pub fn from_context(name: Option<&str>, node: NodeId) -> Result<Option<Self>, AuthError> {
+        let context = match name {
+            Some(name) => {
+                let dir = NatsContext::config_dir().unwrap_or_else(|| std::path::PathBuf::from(".config/nats"));
+                Some(NatsContext::load(&dir, name)?)
+            }
+            None => NatsContext::load_selected()?,
+        };
+        Ok(context.map(|context| {
+            let mut config = Self::new(context.servers(), node);
+            config.connection = context.settings();
+            config
+        }))
+    }
 }
 
 /// Why [`NatsTransport::connect`] failed.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// No server URL was given.
+    /// No server URL was given, and `NATS_URL` names none.
     NoServers,
+    /// A credentials or TLS file could not be read or is not what it should be.
+    Auth(AuthError),
     /// The client could not connect.
     Connect(async_nats::ConnectError),
     /// Streams or buckets could not be created or are incompatible.
@@ -125,7 +153,8 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoServers => f.write_str("no NATS server URL given"),
+            Self::NoServers => f.write_str("no NATS server URL given (NatsConfig::servers is empty, so is NATS_URL)"),
+            Self::Auth(e) => write!(f, "NATS connection settings: {e}"),
             Self::Connect(e) => write!(f, "connecting to NATS: {e}"),
             Self::Provision(e) => write!(f, "provisioning: {e}"),
             Self::ServerTooOld { version } => {
@@ -139,6 +168,7 @@ impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Connect(e) => Some(e),
+            Self::Auth(e) => Some(e),
             Self::Provision(e) => Some(e),
             Self::NoServers | Self::ServerTooOld { .. } => None,
         }
@@ -312,16 +342,49 @@ impl Drop for NatsTransport {
 
 impl NatsTransport {
     /// Connects, provisions the fleet's streams and buckets (idempotently), and starts
-    /// tracking the connection state.
+    /// tracking the connection state. Two connections: one for lease upkeep alone (so that
+    /// renewals never queue behind reports and decisions), one for everything else.
     pub async fn connect(config: NatsConfig) -> Result<Arc<Self>, ConnectError> {
-        if config.servers.is_empty() {
+        let servers = if config.servers.is_empty() { connect::servers_from_env() } else { config.servers.clone() };
+        if servers.is_empty() {
             return Err(ConnectError::NoServers);
         }
         let (conn_tx, conn) = watch::channel(ConnState { connected: true, losses: 0 });
         // Boxed, like provisioning below: both hold a lot of state across their awaits, which
         // would otherwise make every caller's future large.
-        let options = connect_options(&config, format!("fusebox-{}", config.node), Some(conn_tx));
-        let client = Box::pin(options.connect(config.servers.as_slice())).await.map_err(ConnectError::Connect)?;
+        let options = connect_options(&config, ConnectRole::Main, Some(conn_tx))?;
+        let client = Box::pin(options.connect(servers.as_slice())).await.map_err(ConnectError::Connect)?;
+        let lease_options = connect_options(&config, ConnectRole::Leases, None)?;
+        let lease_client = Box::pin(lease_options.connect(servers.as_slice())).await.map_err(ConnectError::Connect)?;
+        Box::pin(Self::start(config, client, lease_client, conn, None)).await
+    }
+
+    /// A transport over a client the caller built and configured (auth, TLS, reconnection
+    /// policy: everything of [`NatsConfig`] about connecting is ignored). Every role shares
+    /// this one connection, lease upkeep too: renewals can queue behind a burst of reports
+    /// or a busy application's own traffic on it, so give leases a TTL with room for that
+    /// (or keep two connections with [`NatsConfig::connect_hook`]). The connection state
+    /// the breakers follow is read from the client every 20 ms (a client built elsewhere
+    /// has no event callback of ours): a loss is noticed up to that much later, and a loss
+    /// shorter than that is still counted (by the client's count of connections).
+    pub async fn with_client(client: async_nats::Client, config: NatsConfig) -> Result<Arc<Self>, ConnectError> {
+        let (conn_tx, conn) =
+            watch::channel(connection_state(&client, client.statistics().connects.load(Ordering::Relaxed)));
+        let follower = tokio::spawn(follow_connection(client.clone(), conn_tx));
+        Box::pin(Self::start(config, client.clone(), client, conn, Some(follower))).await
+    }
+
+    /// Checks the server, provisions and binds the buckets, and starts the node's tasks over
+    /// `client` (everything) and `lease_client` (lease upkeep; may be the same).
+    async fn start(
+        config: NatsConfig,
+        client: async_nats::Client,
+        lease_client: async_nats::Client,
+        conn: watch::Receiver<ConnState>,
+        follower: Option<JoinHandle<()>>,
+    ) -> Result<Arc<Self>, ConnectError> {
+        // Dropped on an early return: the follower must not outlive a failed start.
+        let follower = AbortOnDrop(follower);
         let version = client.server_info().version;
         if !provision::version_at_least(&version, MIN_SERVER.0, MIN_SERVER.1) {
             return Err(ConnectError::ServerTooOld { version });
@@ -330,9 +393,6 @@ impl NatsTransport {
         let stores = Box::pin(provision::provision(&js, &config.layout, &config.store, &version))
             .await
             .map_err(ConnectError::Provision)?;
-        let lease_options = connect_options(&config, format!("fusebox-{}-leases", config.node), None);
-        let lease_client =
-            Box::pin(lease_options.connect(config.servers.as_slice())).await.map_err(ConnectError::Connect)?;
         let lease_js = jetstream::ContextBuilder::new().timeout(config.request_timeout).build(lease_client);
         let leases = lease_js.get_key_value(config.layout.lease_bucket()).await.map_err(|e| {
             ConnectError::Provision(ProvisionError::Server {
@@ -371,6 +431,9 @@ impl NatsTransport {
         inner.decisions.start(&inner);
         let publisher = tokio::spawn(publish_loop(inner.clone()));
         lock(&inner.tasks).push(publisher);
+        if let Some(follower) = follower.disarm() {
+            lock(&inner.tasks).push(follower);
+        }
         Ok(Arc::new(Self { inner }))
     }
 
@@ -719,25 +782,83 @@ async fn pull(
 }
 
 /// The options of one of the node's connections (`conn_tx`: the one whose state the
-/// breakers follow).
-fn connect_options(config: &NatsConfig, name: String, conn_tx: Option<watch::Sender<ConnState>>) -> ConnectOptions {
+/// breakers follow): the transport's timeouts and reconnection policy, the connection
+/// settings, then the hook; the state callback last, so that no hook replaces it.
+fn connect_options(
+    config: &NatsConfig,
+    role: ConnectRole,
+    conn_tx: Option<watch::Sender<ConnState>>,
+) -> Result<ConnectOptions, ConnectError> {
     let max_delay = config.max_reconnect_delay;
-    let mut options = ConnectOptions::new()
+    let name = match role {
+        ConnectRole::Main => format!("fusebox-{}", config.node),
+        ConnectRole::Leases => format!("fusebox-{}-leases", config.node),
+    };
+    let options = ConnectOptions::new()
         .name(name)
         .connection_timeout(config.connect_timeout)
         .ping_interval(config.ping_interval.max(Duration::from_millis(10)))
         .request_timeout(Some(config.request_timeout))
         .reconnect_delay_callback(move |attempts| backoff(u32::try_from(attempts).unwrap_or(u32::MAX)).min(max_delay));
+    let mut options = config.connection.apply(options).map_err(ConnectError::Auth)?;
+    if let Some(hook) = &config.connect_hook {
+        options = hook.call(role, options);
+    }
     if let Some(conn_tx) = conn_tx {
         options = options.event_callback(move |event| {
             let conn_tx = conn_tx.clone();
             async move { on_event(&conn_tx, &event) }
         });
     }
-    if let Some((user, password)) = &config.credentials {
-        options = options.user_and_password(user.clone(), password.clone());
+    Ok(options)
+}
+
+/// How often a client the transport did not build is asked for its connection state.
+const STATE_POLL: Duration = Duration::from_millis(20);
+
+/// The state of `client` as the breakers see it: connected or not, and how many times the
+/// connection was lost (each reconnection since `first_connects` ended one loss; being
+/// down now is one more).
+fn connection_state(client: &async_nats::Client, first_connects: u64) -> ConnState {
+    let reconnections = client.statistics().connects.load(Ordering::Relaxed).saturating_sub(first_connects);
+    let connected = client.connection_state() == async_nats::connection::State::Connected;
+    ConnState { connected, losses: reconnections + u64::from(!connected) }
+}
+
+/// Follows the state of a client built elsewhere (no event callback of ours) by polling.
+async fn follow_connection(client: async_nats::Client, conn_tx: watch::Sender<ConnState>) {
+    let first_connects = client.statistics().connects.load(Ordering::Relaxed);
+    let mut ticks = tokio::time::interval(STATE_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut now = connection_state(&client, first_connects);
+        conn_tx.send_if_modified(|seen| {
+            // The count and the state are two reads: one may be a step ahead of the other,
+            // and the count must never go back.
+            now.losses = now.losses.max(seen.losses);
+            let changed = *seen != now;
+            *seen = now;
+            changed
+        });
     }
-    options
+}
+
+/// Aborts a task when dropped, unless disarmed.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) -> Option<JoinHandle<()>> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// A number no earlier run of this node used (wall-clock nanoseconds and the process id:
