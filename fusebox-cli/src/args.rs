@@ -124,6 +124,11 @@ pub enum Cmd {
     /// or impossible decision with an audited restatement (closed), then wait for a
     /// decider to take over. Writes to the lease and state buckets (node rights).
     Repair(CommandArgs),
+    /// Print a shell completion script: `fusebox completions bash > /etc/bash_completion.d/fusebox`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The arguments of an operator command.

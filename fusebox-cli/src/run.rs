@@ -26,6 +26,12 @@ use super::session::Session;
 
 /// Runs `cli`, writing results to `out` and progress to `log`.
 pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result<(), CliError> {
+    // Completions need no fleet.
+    if let Cmd::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "fusebox", out);
+        return Ok(());
+    }
     // Usage errors come before any connection attempt.
     if let Cmd::Publish(args) = &cli.command
         && args.failures == 0
@@ -49,6 +55,7 @@ pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result
         Cmd::Reset(args) => command(&session, CommandKind::Reset, args, wait, out, log).await,
         Cmd::Publish(args) => publish(&session, args, out).await,
         Cmd::Repair(args) => repair(&session, args, wait, out, log).await,
+        Cmd::Completions { .. } => Ok(()),
     }
 }
 

@@ -449,3 +449,17 @@ async fn status_flags_a_garbage_lease_value_and_repair_deletes_it() {
     let status = fleet.cli(&["status", "--json"]).await.ok().json();
     assert_eq!(row(&status, "payments")["problem"], Value::Null, "{status:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_print_a_script_naming_every_subcommand() {
+    // No server: completions need no fleet.
+    let bash = run(vec!["completions".into(), "bash".into()]).await.ok();
+    assert!(bash.stdout.contains("complete -F _fusebox"), "a bash completion script: {bash:#?}");
+    for subcommand in ["status", "history", "watch", "force-open", "repair", "completions"] {
+        assert!(bash.stdout.contains(subcommand), "the script lacks {subcommand}");
+    }
+    let zsh = run(vec!["completions".into(), "zsh".into()]).await.ok();
+    assert!(zsh.stdout.starts_with("#compdef fusebox"), "{zsh:#?}");
+    let bad = run(vec!["completions".into(), "tcsh".into()]).await;
+    assert_eq!(bad.code, Some(2), "an unknown shell is a usage error: {bad:#?}");
+}
