@@ -273,6 +273,7 @@ pub fn describe(d: &Decision) -> String {
         Reason::HalfOpenTimedOut => format!("half-open round timed out: {state}"),
         Reason::RampAdvanced => format!("ramp advanced: {state}"),
         Reason::Manual { command, actor, reason } => format!("{command:?} by {actor} ({reason}): {state}"),
+        Reason::OverrideExpired { command, after_ms } => format!("{command:?} expired after {after_ms} ms: {state}"),
     }
 }
 

@@ -65,6 +65,7 @@
 //! | `error` | string or null | a marker, or why the value could not be read |
 
 pub mod args;
+pub mod describe;
 pub mod error;
 pub mod render;
 pub mod repair;

@@ -126,6 +126,7 @@ pub fn restatement(breaker: &BreakerName, term: Term, decider: NodeId, actor: &s
         reason: Reason::Manual { command: CommandKind::Reset, actor: actor.to_owned(), reason },
         decider,
         clock: VectorClock::new(term),
+        expires_after_ms: None,
     }
 }
 

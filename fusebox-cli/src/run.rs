@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use transport_nats::codec::{self, CONTENT_TYPE, JSON, Limits, MSG_ID, TermRecord};
 use transport_nats::layout;
 
-use super::args::{Cli, Cmd, CommandArgs, DEFAULT_COMMAND_TIMEOUT, PublishArgs};
+use super::args::{Cli, Cmd, CommandArgs, DEFAULT_COMMAND_TIMEOUT, ManualArgs, PublishArgs};
+use super::describe;
 use super::error::CliError;
 use super::render::{self, DecisionRow, HISTORY_HEADERS, STATUS_HEADERS, StatusRow};
 use super::repair::{self, LeaseSeen, Problems};
@@ -48,11 +49,15 @@ pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result
             watch(&session, breaker.as_ref(), *count, cli.global.timeout, *json, out, log).await
         }
         Cmd::History { breaker, json } => history(&session, breaker, *json, out).await,
-        Cmd::ForceOpen(args) => command(&session, CommandKind::ForceOpen, args, wait, out, log).await,
-        Cmd::ForceClosed(args) => command(&session, CommandKind::ForceClosed, args, wait, out, log).await,
-        Cmd::Disable(args) => command(&session, CommandKind::Disable, args, wait, out, log).await,
-        Cmd::MetricsOnly(args) => command(&session, CommandKind::MetricsOnly, args, wait, out, log).await,
-        Cmd::Reset(args) => command(&session, CommandKind::Reset, args, wait, out, log).await,
+        Cmd::ForceOpen(args) => manual(&session, CommandKind::ForceOpen, args, wait, out, log).await,
+        Cmd::ForceClosed(args) => manual(&session, CommandKind::ForceClosed, args, wait, out, log).await,
+        Cmd::Disable(args) => manual(&session, CommandKind::Disable, args, wait, out, log).await,
+        Cmd::MetricsOnly(args) => manual(&session, CommandKind::MetricsOnly, args, wait, out, log).await,
+        Cmd::Reset(args) => command(&session, CommandKind::Reset, args, None, wait, out, log).await,
+        Cmd::Describe { breaker, json } => {
+            let wait = cli.global.timeout.unwrap_or(describe::DEFAULT_DESCRIBE_WAIT);
+            describe::describe(&session, breaker, *json, wait, out).await
+        }
         Cmd::Publish(args) => publish(&session, args, out).await,
         Cmd::Repair(args) => repair(&session, args, wait, out, log).await,
         Cmd::Completions { .. } => Ok(()),
@@ -108,7 +113,7 @@ async fn history(session: &Session, breaker: &BreakerName, json: bool, out: &mut
 
 /// Fails with [`CliError::UnknownBreaker`] unless `breaker` has a decision (when `state` is
 /// given) or a config.
-async fn known(
+pub(crate) async fn known(
     session: &Session,
     state: Option<&async_nats::jetstream::kv::Store>,
     breaker: &BreakerName,
@@ -187,10 +192,22 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+async fn manual(
+    session: &Session,
+    kind: CommandKind,
+    args: &ManualArgs,
+    wait: Duration,
+    out: &mut impl Write,
+    log: &mut impl Write,
+) -> Result<(), CliError> {
+    command(session, kind, &args.command, args.duration_ms(), wait, out, log).await
+}
+
 async fn command(
     session: &Session,
     kind: CommandKind,
     args: &CommandArgs,
+    duration_ms: Option<u64>,
     wait: Duration,
     out: &mut impl Write,
     log: &mut impl Write,
@@ -208,6 +225,7 @@ async fn command(
         kind,
         actor: args.actor(),
         reason: args.reason.clone(),
+        duration_ms,
     };
     let payload = codec::encode_command(&command)
         .map_err(|e| CliError::Nats { what: format!("encoding the {name} command"), detail: e.to_string() })?;
@@ -251,10 +269,10 @@ async fn command(
 }
 
 /// What the lease bucket holds for a breaker's shard.
-struct ShardView {
-    lease_key: String,
+pub(crate) struct ShardView {
+    pub(crate) lease_key: String,
     record_key: String,
-    lease: Option<LeaseSeen>,
+    pub(crate) lease: Option<LeaseSeen>,
     record: Option<TermRecord>,
     /// The term record's revision (0: none).
     record_rev: u64,
@@ -267,7 +285,11 @@ impl ShardView {
     }
 }
 
-async fn shard_view(session: &Session, leases: &kv::Store, breaker: &BreakerName) -> Result<ShardView, CliError> {
+pub(crate) async fn shard_view(
+    session: &Session,
+    leases: &kv::Store,
+    breaker: &BreakerName,
+) -> Result<ShardView, CliError> {
     let shard = lease_shard(breaker, session.lease_shards());
     let (lease_key, record_key) = (layout::lease_key(shard), layout::term_record_key(shard));
     let limits = Limits::default();

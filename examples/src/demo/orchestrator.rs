@@ -756,6 +756,7 @@ mod tests {
             reason: Reason::OpenElapsed,
             decider: NodeId::new("i1").unwrap(),
             clock: VectorClock::new(Term(term)),
+            expires_after_ms: None,
         };
         Seen { decision, revision, created_ms }
     }
