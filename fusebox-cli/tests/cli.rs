@@ -351,6 +351,10 @@ async fn with_the_example_auth_config_an_operator_reads_and_commands_but_may_not
 
     let status = fleet.cli(&operator(&["status", "--json"])).await.ok().json();
     assert_eq!(row(&status, "payments")["decider"], "n1");
+    // The decider answers an operator's describe through the service import.
+    let described = fleet.cli(&operator(&["describe", "payments", "--json"])).await.ok().json();
+    assert_eq!(described["decider"]["node"], "n1", "{described:#}");
+    assert_eq!(described["lease"]["holder"], "n1", "{described:#}");
     let forced = fleet.cli(&operator(&["force-open", "payments", "--reason", "INC-7", "--actor", "ops"])).await.ok();
     assert!(forced.stdout.contains("manual force_open by ops: INC-7"), "{forced:#?}");
     fleet.wait_for(StateLabel::ForcedOpen).await;

@@ -1498,6 +1498,72 @@ mod tests {
         assert_eq!(decode_term_record(&bytes, &limits()), Ok(record));
     }
 
+    // --- time-boxed commands and describe ---------------------------------------------
+
+    #[test]
+    fn a_time_boxed_command_round_trips_and_an_impossible_one_is_refused() {
+        use breaker_actors::machine::MAX_OVERRIDE_MS;
+        let timed = Command { duration_ms: Some(1_800_000), ..command() };
+        let bytes = encode_command(&timed).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""duration_ms":1800000"#));
+        assert_eq!(decode_command(&payments(), &bytes, &limits()), Ok(timed));
+        // Without one the field is not written, and a command of before it decodes.
+        assert!(!String::from_utf8_lossy(&encode_command(&command()).unwrap()).contains("duration_ms"));
+        let old = br#"{"version":1,"breaker":"payments","kind":"force_open","actor":"a","reason":"r"}"#;
+        assert_eq!(decode_command(&payments(), old, &limits()).map(|c| c.duration_ms), Ok(None));
+        for (kind, ms, error) in [
+            (CommandKind::Reset, 1, OverrideError::ForReset),
+            (CommandKind::Disable, 0, OverrideError::Zero),
+            (CommandKind::ForceOpen, MAX_OVERRIDE_MS + 1, OverrideError::TooLong { duration_ms: MAX_OVERRIDE_MS + 1 }),
+        ] {
+            let bytes = encode_command(&Command { kind, duration_ms: Some(ms), ..command() }).unwrap();
+            let got = decode_command(&payments(), &bytes, &limits());
+            assert_eq!(got, Err(DecodeError::BadOverride(error)));
+            assert_eq!(got.unwrap_err().kind(), "bad_override");
+        }
+        // A decision without the time box reads as before; with one it round-trips.
+        let boxed = Decision { state: FleetState::ForcedOpen, expires_after_ms: Some(60_000), ..decision() };
+        let bytes = encode_decision(&boxed).unwrap();
+        assert_eq!(decode_decision(&payments(), &bytes, &limits()), Ok(boxed));
+        assert!(!String::from_utf8_lossy(&encode_decision(&decision()).unwrap()).contains("expires_after_ms"));
+    }
+
+    #[test]
+    fn describe_requests_and_answers_round_trip_and_bad_ones_are_refused() {
+        let request = encode_describe_request(&payments()).unwrap();
+        assert_eq!(
+            decode_describe_request(&payments(), &request, &limits()),
+            Ok(DescribeRequest { version: DESCRIBE_VERSION, breaker: payments() })
+        );
+        let other = BreakerName::new("ledger").unwrap();
+        assert!(matches!(decode_describe_request(&other, &request, &limits()), Err(DecodeError::WrongBreaker { .. })));
+        for bad in [
+            &b"not json"[..],
+            b"{}",
+            br#"{"version":2,"breaker":"payments"}"#,
+            br#"{"version":1,"breaker":"payments","x":1}"#,
+        ] {
+            assert!(decode_describe_request(&payments(), bad, &limits()).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let view = DeciderView {
+            term: Term(7),
+            last_decided: DecisionId::new(7, 3),
+            phase: DecisionId::new(7, 1),
+            state: FleetState::Closed,
+            backoff_level: 0,
+            window: WindowCounts { calls: 5, failures: 3, slow: 0 },
+            contributions: vec![Contribution { node: n1(), failed: 3, slow: 0 }],
+            override_ends_in_ms: None,
+        };
+        let description = Description { node: node("node-2"), config: BreakerConfig::default(), view };
+        let reply = DescribeReply::new(payments(), description);
+        let bytes = encode_describe_reply(&reply).unwrap();
+        assert_eq!(decode_describe_reply(&payments(), &bytes, &limits()), Ok(reply));
+        assert!(matches!(decode_describe_reply(&other, &bytes, &limits()), Err(DecodeError::WrongBreaker { .. })));
+        let huge = vec![b' '; limits().max_payload + 1];
+        assert!(matches!(decode_describe_reply(&payments(), &huge, &limits()), Err(DecodeError::Oversized { .. })));
+    }
+
     // --- the user's copy --------------------------------------------------------------
 
     /// Every JSON code block of docs/wire-format.md parses; those marked with an
@@ -1531,6 +1597,17 @@ mod tests {
                 }
                 Some("decision") => assert!(decode_decision(&payments(), bytes, &limits()).is_ok(), "{block}"),
                 Some("command") => assert!(decode_command(&payments(), bytes, &limits()).is_ok(), "{block}"),
+                Some("refused_command") => {
+                    let got = decode_command(&payments(), bytes, &limits());
+                    assert!(matches!(got, Err(DecodeError::BadOverride(_))), "{got:?}:\n{block}");
+                }
+                Some("describe_request") => {
+                    assert!(decode_describe_request(&payments(), bytes, &limits()).is_ok(), "{block}");
+                }
+                Some("describe_reply") => {
+                    let got = decode_describe_reply(&payments(), bytes, &limits());
+                    assert!(got.is_ok(), "{got:?}:\n{block}");
+                }
                 Some("config") => assert!(decode_config(bytes, &limits()).is_ok(), "{block}"),
                 Some("lease") => {
                     assert!(matches!(decode_lease(bytes, &limits()), Ok(LeaseHolder::Holder(_))), "{block}");
@@ -1555,6 +1632,8 @@ mod tests {
         let _ = decode_config(payload, &l);
         let _ = decode_lease(payload, &l);
         let _ = decode_term_record(payload, &l);
+        let _ = decode_describe_request(&payments(), payload, &l);
+        let _ = decode_describe_reply(&payments(), payload, &l);
     }
 
     fn valid_payloads() -> Vec<Vec<u8>> {
