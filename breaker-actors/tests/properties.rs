@@ -658,7 +658,7 @@ proptest! {
                 prop_assert_eq!(d.expires_after_ms, None);
             }
             boxed = match (d.expires_after_ms, &d.reason) {
-                (Some(ms), Reason::Manual { .. } | Reason::TermStarted { .. }) => Some((d.id.term, at, ms)),
+                (Some(ms), Reason::Manual { .. } | Reason::TermStarted { .. }) => Some((d.id.term, at, ms.get())),
                 // Decisions of the same manual state keep the clock running.
                 (Some(_), _) => boxed,
                 (None, _) => None,

@@ -156,7 +156,7 @@ pub fn id(id: DecisionId) -> String {
 pub fn decision_state(decision: &Decision) -> String {
     let state = state_text(&decision.state);
     match decision.expires_after_ms {
-        Some(ms) => format!("{state} (for {})", age(ms)),
+        Some(ms) => format!("{state} (for {})", age(ms.get())),
         None => state,
     }
 }
@@ -332,7 +332,7 @@ impl DecisionRow {
             reason_kind: decision.map(|d| reason_kind(&d.reason)),
             reason: decision.map(|d| long_reason(&d.reason)),
             evidence,
-            expires_after_ms: decision.and_then(|d| d.expires_after_ms),
+            expires_after_ms: decision.and_then(|d| d.expires_after_ms).map(std::num::NonZeroU64::get),
             decision: decision.cloned(),
             error: decoded.err(),
         }
@@ -444,7 +444,7 @@ impl StatusRow {
         };
         vec![
             self.breaker.clone(),
-            self.decision.as_ref().map_or_else(dash, |d| decision_state(d)),
+            self.decision.as_ref().map_or_else(dash, decision_state),
             opt(self.term),
             opt(self.seq),
             self.decider.clone().unwrap_or_else(dash),

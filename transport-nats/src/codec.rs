@@ -1522,7 +1522,11 @@ mod tests {
             assert_eq!(got.unwrap_err().kind(), "bad_override");
         }
         // A decision without the time box reads as before; with one it round-trips.
-        let boxed = Decision { state: FleetState::ForcedOpen, expires_after_ms: Some(60_000), ..decision() };
+        let boxed = Decision {
+            state: FleetState::ForcedOpen,
+            expires_after_ms: std::num::NonZeroU64::new(60_000),
+            ..decision()
+        };
         let bytes = encode_decision(&boxed).unwrap();
         assert_eq!(decode_decision(&payments(), &bytes, &limits()), Ok(boxed));
         assert!(!String::from_utf8_lossy(&encode_decision(&decision()).unwrap()).contains("expires_after_ms"));

@@ -194,7 +194,7 @@ impl Decider {
                     // Restarted in full: how much of it passed on the old decider's clock
                     // is unknowable here, and an override must not end early.
                     self.manual_until =
-                        d.expires_after_ms.map(|duration_ms| ManualUntil { duration_ms, at: now.plus(duration_ms) });
+                        d.expires_after_ms.map(|ms| ManualUntil { duration_ms: ms.get(), at: now.plus(ms.get()) });
                     self.judge.reset();
                 } else {
                     self.manual = None;
@@ -259,7 +259,10 @@ impl Decider {
             reason,
             decider: self.me.clone(),
             clock: self.clock.clone(),
-            expires_after_ms: self.manual_until.filter(|_| self.manual.is_some()).map(|m| m.duration_ms),
+            expires_after_ms: self
+                .manual_until
+                .filter(|_| self.manual.is_some())
+                .and_then(|m| std::num::NonZeroU64::new(m.duration_ms)),
         };
         assert!(decision.phase <= decision.id, "a phase starts at or before its decisions");
         let mut out = vec![DeciderOut::Decided(id, decision.state.label())];

@@ -342,12 +342,16 @@ impl std::error::Error for OverrideError {}
 /// Checks a command's [`Command::duration_ms`]: `None` always passes; a duration needs a
 /// command that sets a manual state and must be in `1..=`[`MAX_OVERRIDE_MS`].
 pub fn check_override(kind: CommandKind, duration_ms: Option<u64>) -> Result<(), OverrideError> {
+    let Some(duration_ms) = duration_ms else {
+        return Ok(());
+    };
+    if kind.target().is_none() {
+        return Err(OverrideError::ForReset);
+    }
     match duration_ms {
-        None => Ok(()),
-        Some(_) if kind.target().is_none() => Err(OverrideError::ForReset),
-        Some(0) => Err(OverrideError::Zero),
-        Some(duration_ms) if duration_ms > MAX_OVERRIDE_MS => Err(OverrideError::TooLong { duration_ms }),
-        Some(_) => Ok(()),
+        0 => Err(OverrideError::Zero),
+        1..=MAX_OVERRIDE_MS => Ok(()),
+        _ => Err(OverrideError::TooLong { duration_ms }),
     }
 }
 
@@ -449,7 +453,7 @@ pub struct Decision {
     /// it had passed on another node's clock, so like an open period the override is
     /// restarted in full, never cut short. `None` (absent on the wire): until reset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_after_ms: Option<u64>,
+    pub expires_after_ms: Option<std::num::NonZeroU64>,
 }
 
 impl CommandKind {

@@ -956,7 +956,7 @@ impl Machine {
             }
         }
         if let Some(ms) = d.expires_after_ms {
-            if CommandKind::setting(&d.state).is_none_or(|kind| check_override(kind, Some(ms)).is_err()) {
+            if CommandKind::setting(&d.state).is_none_or(|kind| check_override(kind, Some(ms.get())).is_err()) {
                 return Err(InputError::BadOverride);
             }
         }

@@ -285,7 +285,9 @@ impl Rig {
             Expect::Deciding(d) => self.m.is_deciding() == *d,
             Expect::Grant(n, probes) => self.m.applied().is_some_and(|d| d.state.grant_for(&node(n)) == *probes),
             Expect::Stat(name, value) => stat(&self.m.stats(), name) == *value,
-            Expect::Expires(ms) => self.written.last().is_some_and(|d| d.expires_after_ms == *ms),
+            Expect::Expires(ms) => {
+                self.written.last().is_some_and(|d| d.expires_after_ms.map(std::num::NonZeroU64::get) == *ms)
+            }
         };
         assert!(
             ok,
@@ -319,7 +321,7 @@ fn foreign(term: u64, seq: u64, state: FleetState) -> Decision {
 
 /// Another decider's time-boxed manual decision: `state` for `ms`.
 fn timed(term: u64, seq: u64, state: FleetState, ms: u64) -> Decision {
-    Decision { expires_after_ms: Some(ms), ..foreign(term, seq, state) }
+    Decision { expires_after_ms: std::num::NonZeroU64::new(ms), ..foreign(term, seq, state) }
 }
 
 fn stat(stats: &Stats, name: &str) -> u64 {
