@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::hot::HotPath;
 use crate::machine::{
-    Admission, BreakerName, DecisionId, Effect, Event, Input, LocalOutcomes, Machine, Millis, NodeParams,
+    Admission, BreakerName, DeciderView, DecisionId, Effect, Event, Input, LocalOutcomes, Machine, Millis, NodeParams,
     OutcomeCounts, Snapshot, Term, ValidConfig,
 };
 use crate::observe::{CallStats, state_code};
@@ -58,6 +58,8 @@ pub(crate) enum BreakerMsg {
     Shutdown(RpcReplyPort<()>),
     /// A copy of the machine (tests, debugging).
     Inspect(RpcReplyPort<Box<Machine>>),
+    /// What the machine's decider holds now (`None`: not deciding), for `fusebox describe`.
+    Describe(RpcReplyPort<Option<DeciderView>>),
     /// Test hook: panic (supervision tests).
     Panic,
 }
@@ -189,6 +191,12 @@ impl Actor for BreakerActor {
                 // answer from its machine's last step (a lease it still thinks good).
                 state.feed(&myself, Input::Tick);
                 let _ = reply.send(Box::new(state.machine.clone()));
+            }
+            BreakerMsg::Describe(reply) => {
+                // As for `Inspect`: a lease run out while idle is not deciding.
+                state.feed(&myself, Input::Tick);
+                let now = state.args.shared.now();
+                let _ = reply.send(state.machine.decider_view(now));
             }
             BreakerMsg::Panic => panic!("breaker {}: panic injected by a test hook", state.args.name),
         }

@@ -82,6 +82,7 @@ fn refused_kind(what: &InputError) -> &'static str {
         InputError::MalformedClock => "malformed_clock",
         InputError::MalformedDecision => "malformed_decision",
         InputError::TextTooLong => "text_too_long",
+        InputError::BadOverride => "bad_override",
         InputError::DecisionFromFuture { .. } => "decision_from_future",
         InputError::ReportFromFuture { .. } => "report_from_future",
     }

@@ -63,13 +63,14 @@ use crate::actor::{ActorArgs, BreakerActor, BreakerMsg};
 use crate::hot::{Breaker, CoarseClock, HotPath, HotSettings, Undrained};
 use crate::machine::{
     BreakerConfig, BreakerName, Command, CommandKind, ConfigError, DecisionId, Input, MAX_TEXT_LEN, Millis, NameError,
-    NodeId, StepDownReason, Term, ValidConfig, WIRE_VERSION,
+    NodeId, OverrideError, StepDownReason, Term, ValidConfig, WIRE_VERSION, check_override,
 };
 use crate::observe::{BreakerEvent, Observer};
 use crate::shell::{LeaseEffect, LeaseInput, LeaseKeeper, RenewAnswer};
 use crate::transport::memory::MemoryBroker;
 use crate::transport::{
-    BoxFuture, INBOX_CAPACITY, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision, Transport, TransportError,
+    BoxFuture, Describer, Description, INBOX_CAPACITY, Inbox, LeaseAcquire, LeaseRequest, LeaseShard, Revision,
+    Subscription, Transport, TransportError,
 };
 
 /// A user health check: `true` if the dependency behind the breaker answers well. Run by
@@ -154,6 +155,8 @@ pub enum RegistryError {
         /// The most allowed.
         max: usize,
     },
+    /// A command's time box cannot be (zero, over 7 days, or on a reset).
+    BadOverride(OverrideError),
 }
 
 impl fmt::Display for RegistryError {
@@ -178,6 +181,7 @@ impl fmt::Display for RegistryError {
             Self::TextTooLong { field, len, max } => {
                 write!(f, "command {field} is {len} bytes long; at most {max} are allowed")
             }
+            Self::BadOverride(e) => write!(f, "invalid time-boxed command: {e}"),
         }
     }
 }
@@ -188,6 +192,7 @@ impl std::error::Error for RegistryError {
             Self::InvalidName { error, .. } => Some(error),
             Self::InvalidConfig(error) | Self::FleetConfigInvalid { error, .. } => Some(error),
             Self::Transport(error) => Some(error),
+            Self::BadOverride(error) => Some(error),
             _ => None,
         }
     }
@@ -317,6 +322,8 @@ pub(crate) struct Shared {
     flush_targets: Mutex<Vec<Arc<FlushTarget>>>,
     /// The flusher and the connection watcher.
     flusher: Mutex<Vec<JoinHandle<()>>>,
+    /// The node's one answerer of describe requests (dropped when the registry stops).
+    describe: Mutex<Option<Subscription>>,
     shut_down: AtomicBool,
 }
 
@@ -550,6 +557,7 @@ impl RegistryBuilder {
             manager: Mutex::new(None),
             flush_targets: Mutex::new(Vec::new()),
             flusher: Mutex::new(Vec::new()),
+            describe: Mutex::new(None),
             shut_down: AtomicBool::new(false),
         });
         let (supervisor, _) = Actor::spawn(None, Supervisor, Arc::downgrade(&shared))
@@ -562,6 +570,7 @@ impl RegistryBuilder {
         let flusher = tokio::spawn(run_flusher(Arc::downgrade(&shared), settings.flush, settings.lazy_flush));
         let watcher = tokio::spawn(watch_connection(Arc::downgrade(&shared), shared.transport.connection()));
         lock(&shared.flusher).extend([flusher, watcher]);
+        *lock(&shared.describe) = Some(shared.transport.serve_describe(describer(Arc::downgrade(&shared))));
         Ok(Registry { shared })
     }
 }
@@ -691,7 +700,38 @@ impl Registry {
     /// node may issue a command for any breaker, whether it has the breaker or not. `Ok`
     /// means published, not yet applied: watch the breaker's state or its events.
     pub async fn command(&self, name: &str, kind: CommandKind, actor: &str, reason: &str) -> Result<(), RegistryError> {
+        self.issue(name, kind, None, actor, reason).await
+    }
+
+    /// Issues a time-boxed operator's command for breaker `name`, as [`Registry::command`]
+    /// does: the manual state `kind` sets lasts `duration`, then the decider returns the
+    /// breaker to automatic control (closed, as a reset would) with reason
+    /// [`Reason::OverrideExpired`](crate::machine::Reason::OverrideExpired). `duration` is
+    /// at least 1 ms and at most [`MAX_OVERRIDE_MS`](crate::machine::MAX_OVERRIDE_MS) (7
+    /// days), and `kind` is not [`CommandKind::Reset`]: otherwise
+    /// [`RegistryError::BadOverride`], and nothing is published.
+    pub async fn command_for(
+        &self,
+        name: &str,
+        kind: CommandKind,
+        duration: Duration,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), RegistryError> {
+        let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        self.issue(name, kind, Some(duration_ms), actor, reason).await
+    }
+
+    async fn issue(
+        &self,
+        name: &str,
+        kind: CommandKind,
+        duration_ms: Option<u64>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), RegistryError> {
         self.check_open()?;
+        check_override(kind, duration_ms).map_err(RegistryError::BadOverride)?;
         let breaker =
             BreakerName::new(name).map_err(|error| RegistryError::InvalidName { name: name.to_owned(), error })?;
         for (field, text) in [("actor", actor), ("reason", reason)] {
@@ -699,8 +739,14 @@ impl Registry {
                 return Err(RegistryError::TextTooLong { field, len: text.len(), max: MAX_TEXT_LEN });
             }
         }
-        let command =
-            Command { version: WIRE_VERSION, breaker, kind, actor: actor.to_owned(), reason: reason.to_owned() };
+        let command = Command {
+            version: WIRE_VERSION,
+            breaker,
+            kind,
+            actor: actor.to_owned(),
+            reason: reason.to_owned(),
+            duration_ms,
+        };
         self.shared.transport.publish_command(command).await.map_err(RegistryError::Transport)
     }
 
@@ -766,6 +812,16 @@ impl Registry {
         for task in lock(&self.shared.flusher).drain(..) {
             task.abort();
         }
+        drop(lock(&self.shared.describe).take());
+    }
+
+    /// What this node's decider of `name` holds now (its evidence window, the nodes'
+    /// contributions, the decision it is at) with the breaker's config: `None` if this node
+    /// does not decide `name` now. Operators ask the fleet with `fusebox describe`, which
+    /// reaches this through the transport ([`Transport::serve_describe`]).
+    pub async fn describe(&self, name: &BreakerName) -> Result<Option<Description>, RegistryError> {
+        self.check_open()?;
+        Ok(describe(&self.shared, name).await)
     }
 
     /// Test hook: the node dies without stepping down. Its actors are killed, its lease
@@ -807,6 +863,34 @@ impl Registry {
             Ok(ractor::rpc::CallResult::Success(m)) => Some(*m),
             _ => None,
         }
+    }
+}
+
+/// Answers describe requests from `shared`'s breakers (see [`Registry::describe`]).
+fn describer(shared: Weak<Shared>) -> Describer {
+    Arc::new(move |breaker: BreakerName| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let shared = shared.upgrade()?;
+            describe(&shared, &breaker).await
+        })
+    })
+}
+
+async fn describe(shared: &Shared, breaker: &BreakerName) -> Option<Description> {
+    if shared.is_shut_down() {
+        return None;
+    }
+    let (actor, config) = {
+        let entries = shared.entries();
+        let entry = entries.get(breaker)?;
+        (entry.actor.clone(), entry.config.clone())
+    };
+    match actor.call(BreakerMsg::Describe, Some(Duration::from_secs(1))).await {
+        Ok(ractor::rpc::CallResult::Success(Some(view))) => {
+            Some(Description { node: shared.node.clone(), config, view })
+        }
+        _ => None,
     }
 }
 

@@ -51,17 +51,36 @@ enum Attribution {
 #[derive(Debug, Clone)]
 enum Ev {
     Advance(u64),
-    Local { counts: OutcomeCounts, streak: u64, stale: bool },
-    Peer { peer: u8, counts: OutcomeCounts, streak: u64, attribution: Attribution },
+    Local {
+        counts: OutcomeCounts,
+        streak: u64,
+        stale: bool,
+    },
+    Peer {
+        peer: u8,
+        counts: OutcomeCounts,
+        streak: u64,
+        attribution: Attribution,
+    },
     Redeliver,
-    GainLease { term_step: u64, stale: bool },
+    GainLease {
+        term_step: u64,
+        stale: bool,
+    },
     Renew,
     LoseLease,
     AckWrite,
     FailWrite,
-    LoseCas { newer: bool },
-    Foreign { term_step: u64, seq: u64, state: u8 },
-    Command(CommandKind),
+    LoseCas {
+        newer: bool,
+    },
+    Foreign {
+        term_step: u64,
+        seq: u64,
+        state: u8,
+    },
+    /// A command, time-boxed for this many ms if `Some`.
+    Command(CommandKind, Option<u64>),
     Health(bool),
     Outage(bool),
     Shutdown,
@@ -101,7 +120,7 @@ fn event() -> impl Strategy<Value = Ev> {
         1 => Just(Ev::FailWrite),
         1 => any::<bool>().prop_map(|newer| Ev::LoseCas { newer }),
         1 => (0u64..3, 1u64..4, 0u8..6).prop_map(|(term_step, seq, state)| Ev::Foreign { term_step, seq, state }),
-        1 => kind().prop_map(Ev::Command),
+        1 => (kind(), prop::option::weighted(0.5, 1u64..3_000)).prop_map(|(kind, ms)| Ev::Command(kind, ms)),
         1 => any::<bool>().prop_map(Ev::Health),
         1 => any::<bool>().prop_map(Ev::Outage),
         1 => Just(Ev::Shutdown),
@@ -300,6 +319,7 @@ impl Driver {
             decider: node(9),
             clock: VectorClock::new(Term(term)),
             config_version: 1,
+            expires_after_ms: None,
         }
     }
 
@@ -416,12 +436,13 @@ impl Driver {
                 }
                 self.step(Input::DecisionObserved(d));
             }
-            Ev::Command(kind) => self.step(Input::Command(Command {
+            Ev::Command(kind, duration_ms) => self.step(Input::Command(Command {
                 version: WIRE_VERSION,
                 breaker: breaker(),
                 kind,
                 actor: "prop".into(),
                 reason: "random".into(),
+                duration_ms,
             })),
             Ev::Health(healthy) => {
                 if let Some(attempt) = self.health.take() {
@@ -612,11 +633,37 @@ proptest! {
         for pair in decisions.windows(2) {
             let (a, b) = (&pair[0].1, &pair[1].1);
             if a.id.term == b.id.term && a.state.is_manual() {
+                let expired = matches!(b.reason, Reason::OverrideExpired { .. }) && a.expires_after_ms.is_some();
                 prop_assert!(
-                    matches!(b.reason, Reason::Manual { .. } | Reason::TermStarted { .. } | Reason::Initial),
+                    expired || matches!(b.reason, Reason::Manual { .. } | Reason::TermStarted { .. } | Reason::Initial),
                     "automatic {:?} after manual {:?}", b.reason, a.state
                 );
             }
+        }
+    }
+
+    /// A time-boxed manual state ends no earlier than its duration after the decision
+    /// that (re)started it on the decider's clock (a command, or a restatement), only from
+    /// a time-boxed manual state, and back to closed with no time box left.
+    #[test]
+    fn overrides_last_their_duration((config, events) in scenario()) {
+        let trace = run(&config, &events);
+        let mut boxed: Option<(Term, u64, u64)> = None;
+        for (at, d) in decided(&trace) {
+            prop_assert!(d.expires_after_ms.is_none() || d.state.is_manual(), "a time box on {:?}", d.state);
+            if let Reason::OverrideExpired { after_ms, .. } = d.reason {
+                let (term, since, duration) = boxed.expect("an override expired without a time-boxed state");
+                prop_assert_eq!((term, duration), (d.id.term, after_ms));
+                prop_assert!(at >= since + duration, "boxed at {since} for {duration} ended at {at}");
+                prop_assert_eq!(&d.state, &FleetState::Closed);
+                prop_assert_eq!(d.expires_after_ms, None);
+            }
+            boxed = match (d.expires_after_ms, &d.reason) {
+                (Some(ms), Reason::Manual { .. } | Reason::TermStarted { .. }) => Some((d.id.term, at, ms.get())),
+                // Decisions of the same manual state keep the clock running.
+                (Some(_), _) => boxed,
+                (None, _) => None,
+            };
         }
     }
 
@@ -948,6 +995,7 @@ impl Looped {
                         kind,
                         actor: "prop".into(),
                         reason: "loop".into(),
+                        duration_ms: None,
                     }));
                 }
                 5 | 6 => {

@@ -648,6 +648,91 @@ async fn invalid_commands_are_typed_errors() {
     assert_eq!(reg.command("inventory", CommandKind::Reset, "ops", "why").await, Err(RegistryError::ShutDown));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_time_boxed_command_returns_every_node_to_automatic_control_when_it_expires() {
+    let (broker, nodes, breakers, shard) = three_nodes_deciding().await;
+    let holder = broker.lease(shard).unwrap().holder;
+    let issuer = nodes.iter().find(|n| n.node() != &holder).unwrap();
+    let started = Instant::now();
+    issuer.command_for("payments", CommandKind::ForceOpen, Duration::from_secs(2), "alice", "deploy").await.unwrap();
+    eventually("every node is forced open", Duration::from_secs(1), || {
+        breakers.iter().all(|b| b.state() == StateLabel::ForcedOpen)
+    })
+    .await;
+    assert_eq!(
+        broker.decision(&name("payments")).unwrap().expires_after_ms.map(std::num::NonZeroU64::get),
+        Some(2_000)
+    );
+    eventually("every node is closed again", Duration::from_secs(3), || {
+        breakers.iter().all(|b| b.state() == StateLabel::Closed)
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_secs(2), "not before its time: {:?}", started.elapsed());
+    let decision = broker.decision(&name("payments")).unwrap();
+    assert_eq!(decision.reason, Reason::OverrideExpired { command: CommandKind::ForceOpen, after_ms: 2_000 });
+    assert_eq!((&decision.decider, decision.expires_after_ms), (&holder, None));
+    let history = broker.history(&name("payments"));
+    let forced =
+        history.iter().position(|(_, d)| manual(&d.reason) == Some((CommandKind::ForceOpen, "alice", "deploy")));
+    let expired = history.iter().position(|(_, d)| matches!(d.reason, Reason::OverrideExpired { .. }));
+    assert!(forced.is_some() && forced < expired, "both steps, in order: {history:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn impossible_time_boxes_are_typed_errors_and_nothing_is_published() {
+    use breaker_actors::machine::{MAX_OVERRIDE_MS, OverrideError};
+    let broker = MemoryBroker::new();
+    let reg = node(&broker, "n1").await;
+    let week = Duration::from_millis(MAX_OVERRIDE_MS);
+    let cases = [
+        (CommandKind::Reset, Duration::from_secs(1), OverrideError::ForReset),
+        (CommandKind::Disable, Duration::ZERO, OverrideError::Zero),
+        (
+            CommandKind::ForceOpen,
+            week + Duration::from_millis(1),
+            OverrideError::TooLong { duration_ms: MAX_OVERRIDE_MS + 1 },
+        ),
+    ];
+    for (kind, duration, error) in cases {
+        let got = reg.command_for("payments", kind, duration, "ops", "why").await;
+        assert_eq!(got, Err(RegistryError::BadOverride(error)));
+        let source = std::error::Error::source(got.as_ref().unwrap_err()).map(ToString::to_string);
+        assert_eq!(source, Some(error.to_string()), "the error wraps its cause");
+    }
+    assert_eq!(broker.pending_commands(&name("payments")), 0);
+    reg.command_for("payments", CommandKind::ForceOpen, week, "ops", "why").await.unwrap();
+    assert_eq!(broker.pending_commands(&name("payments")), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn describe_is_answered_by_the_decider_alone_with_its_window() {
+    let (broker, nodes, breakers, shard) = three_nodes_deciding().await;
+    let holder = broker.lease(shard).unwrap().holder;
+    let (other, breaker) = nodes.iter().zip(&breakers).find(|(n, _)| n.node() != &holder).unwrap();
+    // Below the window's minimum: evidence, not a trip.
+    fail(breaker, 4).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let answer = loop {
+        let answers = broker.describe(&name("payments")).await;
+        assert!(answers.len() <= 1, "only the decider answers: {answers:#?}");
+        if let Some(a) = answers.into_iter().next().filter(|a| a.view.window.failures == 4) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "the decider never showed the 4 failures");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(answer.node, holder);
+    assert_eq!((answer.view.window.calls, answer.view.window.slow), (4, 0));
+    let mine: Vec<_> = answer.view.contributions.iter().filter(|c| &c.node == other.node()).collect();
+    assert_eq!(mine.len(), 1, "{:#?}", answer.view.contributions);
+    assert_eq!((mine[0].failed, mine[0].slow), (4, 0));
+    assert_eq!(answer.view.state, FleetState::Closed);
+    assert_eq!(answer.view.last_decided, broker.decision(&name("payments")).unwrap().id);
+    assert_eq!(answer.config, config());
+    assert_eq!(other.describe(&name("payments")).await.unwrap(), None, "a node that does not decide says nothing");
+    assert_eq!(broker.describe(&name("refunds")).await, Vec::new(), "nobody has refunds");
+}
+
 /// How a test closes a tripped breaker without a half-open round.
 #[derive(Debug, Clone, Copy)]
 enum DirectClose {
@@ -996,6 +1081,10 @@ mod slow_configs {
         }
         fn watch_leases(&self, notify: Arc<Notify>) -> Subscription {
             self.inner.watch_leases(notify)
+        }
+
+        fn serve_describe(&self, describer: breaker_actors::transport::Describer) -> Subscription {
+            self.inner.serve_describe(describer)
         }
     }
 }

@@ -274,6 +274,7 @@ pub fn describe(d: &Decision) -> String {
         Reason::RampAdvanced => format!("ramp advanced: {state}"),
         Reason::Reconfigured { from, to } => format!("config version {from} -> {to}: {state}"),
         Reason::Manual { command, actor, reason } => format!("{command:?} by {actor} ({reason}): {state}"),
+        Reason::OverrideExpired { command, after_ms } => format!("{command:?} expired after {after_ms} ms: {state}"),
     }
 }
 

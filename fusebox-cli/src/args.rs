@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use breaker_actors::machine::{BreakerName, MAX_TEXT_LEN, NodeId};
+use breaker_actors::machine::{BreakerName, CommandKind, MAX_TEXT_LEN, NodeId, check_override};
 use clap::{Args, Parser, Subcommand};
 use transport_nats::codec::MAX_EVENT_COUNT;
 use transport_nats::layout::Layout;
@@ -174,14 +174,15 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Reject every call until reset.
-    ForceOpen(CommandArgs),
-    /// Permit every call until reset, recording outcomes.
-    ForceClosed(CommandArgs),
-    /// Permit every call and record nothing.
-    Disable(CommandArgs),
-    /// Permit every call; evaluate the rules without enforcing them.
-    MetricsOnly(CommandArgs),
+    /// Reject every call until reset (or for `--for`).
+    ForceOpen(ManualArgs),
+    /// Permit every call until reset (or for `--for`), recording outcomes.
+    ForceClosed(ManualArgs),
+    /// Permit every call and record nothing, until reset (or for `--for`).
+    Disable(ManualArgs),
+    /// Permit every call; evaluate the rules without enforcing them, until reset (or for
+    /// `--for`).
+    MetricsOnly(ManualArgs),
     /// Back to automatic: closed, with fresh windows.
     Reset(CommandArgs),
     /// Report test outcomes as a foreign publisher would (one JSON batch).
@@ -194,6 +195,21 @@ pub enum Cmd {
     /// (`docs/tuning.md`).
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// The breaker in full: its config, lease holder and term, current decision, and what
+    /// its decider holds (evidence window, per-node contributions), asked of the decider.
+    Describe {
+        /// The breaker.
+        #[arg(value_parser = parse_breaker)]
+        breaker: BreakerName,
+        /// One JSON object instead of text (fields in the `cli` module docs).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `fusebox completions bash > /etc/bash_completion.d/fusebox`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The arguments of an operator command.
@@ -215,6 +231,45 @@ impl CommandArgs {
     pub fn actor(&self) -> String {
         self.actor.clone().unwrap_or_else(default_actor)
     }
+}
+
+/// The arguments of a command that sets a manual state.
+#[derive(Debug, Clone, Args)]
+pub struct ManualArgs {
+    /// The breaker, reason and actor.
+    #[command(flatten)]
+    pub command: CommandArgs,
+    /// Time-box the override: after this long the decider returns the breaker to automatic
+    /// control (closed, as a reset would). `90s`, `30m`, `2h`, `1d`; at most 7 days.
+    #[arg(long = "for", value_parser = parse_override, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+}
+
+impl ManualArgs {
+    /// The time box in milliseconds, as the command carries it.
+    pub fn duration_ms(&self) -> Option<u64> {
+        self.duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// An override's duration: what [`parse_duration`] reads, and hours (`2h`) and days
+/// (`1d`); at least 1 ms and at most 7 days.
+pub fn parse_override(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let hours = |n: &str, per: f64| -> Result<Duration, String> {
+        let value: f64 = n.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 30m, 2h, 1d)"))?;
+        Duration::try_from_secs_f64(value * per).map_err(|e| format!("{s:?}: {e}"))
+    };
+    let duration = if let Some(n) = s.strip_suffix('h') {
+        hours(n, 3600.0)?
+    } else if let Some(n) = s.strip_suffix('d') {
+        hours(n, 86_400.0)?
+    } else {
+        parse_duration(s)?
+    };
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    check_override(CommandKind::ForceOpen, Some(ms)).map_err(|e| e.to_string())?;
+    Ok(duration)
 }
 
 /// The actor when none is given: the login name, else `cli`.
@@ -309,6 +364,14 @@ mod tests {
         let long = "x".repeat(MAX_TEXT_LEN + 1);
         assert!(parse(&["reset", "payments", "--reason", &long]).is_err());
         assert!(parse(&["publish", "payments", "--failures", "1000001"]).is_err());
+        let timed = parse(&["force-open", "payments", "--reason", "x", "--for", "30m"]).unwrap();
+        let Cmd::ForceOpen(args) = timed.command else { panic!("force-open parses as force-open") };
+        assert_eq!(args.duration_ms(), Some(30 * 60 * 1000));
+        assert!(parse(&["disable", "payments", "--reason", "x", "--for", "7d"]).is_ok());
+        for bad in ["8d", "169h", "0s", "soon"] {
+            assert!(parse(&["disable", "payments", "--reason", "x", "--for", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["reset", "payments", "--reason", "x", "--for", "1m"]).is_err(), "a reset has no time box");
         let cli = parse(&["status", "--server", "nats://a:1", "--server", "nats://b:2", "--timeout", "2s"]).unwrap();
         assert_eq!(cli.global.servers, ["nats://a:1", "nats://b:2"]);
         assert_eq!(cli.global.timeout, Some(Duration::from_secs(2)));

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use breaker_actors::machine::{BreakerConfig, BreakerName, CommandKind, ConfigRecord, ConfigSource, operator_version};
+use breaker_actors::machine::{
+    BreakerConfig, BreakerName, Command, CommandKind, ConfigRecord, ConfigSource, WIRE_VERSION, operator_version,
+};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use transport_nats::codec::{self, Limits};
@@ -244,5 +246,13 @@ async fn set(
     }
     writeln!(log, "wrote version {version} of {breaker} to {}", store.name)?;
     let applies = move |d: &breaker_actors::machine::Decision| d.config_version == version;
-    command_and_wait(session, breaker, CommandKind::Reconfigure, &actor, &args.reason, wait, applies, out, log).await
+    let command = Command {
+        version: WIRE_VERSION,
+        breaker: breaker.clone(),
+        kind: CommandKind::Reconfigure,
+        actor,
+        reason: args.reason.clone(),
+        duration_ms: None,
+    };
+    command_and_wait(session, &command, wait, applies, out, log).await
 }

@@ -12,13 +12,20 @@
 //!   status [--json]                      every breaker: state, term, seq, decider, reason, age
 //!   watch [BREAKER] [--count N] [--json] decisions as they are written
 //!   history BREAKER [--json]             the decisions kept in the state bucket
-//!   force-open | force-closed | disable | metrics-only | reset BREAKER --reason TEXT [--actor NAME]
+//!   describe BREAKER [--json]            config, lease, decision, and the decider's window
+//!   force-open | force-closed | disable | metrics-only BREAKER --reason TEXT [--actor NAME] [--for DURATION]
+//!   reset BREAKER --reason TEXT [--actor NAME]
 //!   publish BREAKER [--failures N] [--successes N] [--slow N] [--node ID]
 //!   repair BREAKER --reason TEXT [--actor NAME]   fix a bad lease value or decision
+//!   completions bash|zsh|fish|elvish|powershell  a shell completion script
 //!   config show BREAKER [--history] [--json]      the fleet's config, its version and source
 //!   config diff BREAKER --file F                  what a config file would change
 //!   config set BREAKER --file F --reason TEXT [--actor NAME]   an operator's config (docs/tuning.md)
 //! ```
+//!
+//! `--for DURATION` (`90s`, `30m`, `2h`, `1d`; at most 7 days) time-boxes a manual command:
+//! the decider returns the breaker to automatic control when it runs out (reason
+//! `override_expired`). `describe` waits `--timeout` (default 2 s) for the decider's answer.
 //!
 //! Global `--lease-shards N` (default 16) must match the nodes' `lease_shards`: `status` and
 //! `repair` read the lease key of the breaker's shard.
@@ -66,11 +73,27 @@
 //! | `state`, `term`, `seq`, `decider`, `reason_kind` | | as in `status` |
 //! | `reason` | string or null | the reason with everything it carries (a trip's evidence) |
 //! | `evidence` | object or null | a trip's evidence: `rule`, `decisive`, `failed`, `slow`, `nodes`, `streak`, and `rate` (0 to 1: the slow share for `slow_call_rate`, the failure share otherwise; null without decisive calls) |
+//! | `expires_after_ms` | integer or null | a time-boxed manual state's duration (`--for`) |
 //! | `decision` | object or null | the decision as stored |
 //! | `error` | string or null | a marker, or why the value could not be read |
+//!
+//! `reason_kind` `override_expired` is the decision that ended a time-boxed override.
+//!
+//! `describe --json` prints one object ([`describe::Description`]):
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `breaker` | string | the breaker |
+//! | `config` | object or null | the config bucket's value for it, as the nodes decode it |
+//! | `config_error` | string or null | why that value does not decode |
+//! | `lease` | object or null | its shard's lease: `key` (`shard-<n>`), `holder`, `term`, `revision`, `error` (a value that does not decode); null when nobody holds it |
+//! | `decision` | object or null | the current decision, as a `history` row |
+//! | `decider` | object or null | the deciding node's answer (`docs/wire-format.md`, "Describe"): `node`, `term`, `last_decided`, `phase`, `state`, `backoff_level`, `window` (`calls`, `failures`, `slow`), `contributions` (`[{node, failed, slow}]`, per node in this phase), `override_ends_in_ms`, `config` |
+//! | `decider_error` | string or null | `no decider answered within 2 s`, or why the answer does not decode |
 
 pub mod args;
 pub mod config;
+pub mod describe;
 pub mod error;
 pub mod render;
 pub mod repair;

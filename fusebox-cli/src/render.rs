@@ -50,6 +50,7 @@ pub fn reason_kind(reason: &Reason) -> &'static str {
         Reason::RampAdvanced => "ramp_advanced",
         Reason::Reconfigured { .. } => "reconfigured",
         Reason::Manual { .. } => "manual",
+        Reason::OverrideExpired { .. } => "override_expired",
     }
 }
 
@@ -142,12 +143,25 @@ fn common_reason(reason: &Reason) -> String {
         Reason::RampAdvanced => "ramp advanced".to_owned(),
         Reason::Reconfigured { from, to } => format!("config version {from} -> {to}"),
         Reason::Manual { command, actor, reason } => format!("manual {} by {actor}: {reason}", command_name(*command)),
+        Reason::OverrideExpired { command, after_ms } => {
+            format!("override expired: {} after {}, automatic again", command_name(*command), age(*after_ms))
+        }
     }
 }
 
 /// `(term, seq)`, the decision id as `docs/wire-format.md` writes it.
 pub fn id(id: DecisionId) -> String {
     format!("({}, {})", id.term.0, id.seq)
+}
+
+/// A decision's state as [`state_text`] writes it, with a time-boxed override's duration:
+/// `forced-open (for 30m00s)`.
+pub fn decision_state(decision: &Decision) -> String {
+    let state = state_text(&decision.state);
+    match decision.expires_after_ms {
+        Some(ms) => format!("{state} (for {})", age(ms.get())),
+        None => state,
+    }
 }
 
 /// A state with the detail that matters to an operator: `open (60 s)`,
@@ -284,6 +298,8 @@ pub struct DecisionRow {
     pub reason: Option<String>,
     /// What a trip was based on.
     pub evidence: Option<EvidenceRow>,
+    /// For a time-boxed manual state: how long it lasts, in milliseconds.
+    pub expires_after_ms: Option<u64>,
     /// The decision as the bucket holds it (`docs/wire-format.md`).
     pub decision: Option<Decision>,
     /// Why there is no decision: a marker or an undecodable value.
@@ -319,6 +335,7 @@ impl DecisionRow {
             reason_kind: decision.map(|d| reason_kind(&d.reason)),
             reason: decision.map(|d| long_reason(&d.reason)),
             evidence,
+            expires_after_ms: decision.and_then(|d| d.expires_after_ms).map(std::num::NonZeroU64::get),
             decision: decision.cloned(),
             error: decoded.err(),
         }
@@ -331,7 +348,7 @@ impl DecisionRow {
                 "{}  {}  {}  {} by {}  {}",
                 self.time,
                 self.breaker,
-                state_text(&d.state),
+                decision_state(d),
                 id(d.id),
                 d.decider,
                 long_reason(&d.reason)
@@ -352,7 +369,7 @@ impl DecisionRow {
             self.time.clone(),
             d.id.term.0.to_string(),
             d.id.seq.to_string(),
-            state_text(&d.state),
+            decision_state(d),
             d.decider.to_string(),
             long_reason(&d.reason),
         ]
@@ -430,7 +447,7 @@ impl StatusRow {
         };
         vec![
             self.breaker.clone(),
-            self.decision.as_ref().map_or_else(dash, |d| state_text(&d.state)),
+            self.decision.as_ref().map_or_else(dash, decision_state),
             opt(self.term),
             opt(self.seq),
             self.decider.clone().unwrap_or_else(dash),
@@ -468,6 +485,7 @@ mod tests {
             decider: NodeId::new("n1").unwrap(),
             clock: VectorClock::new(Term(7)),
             config_version: 1,
+            expires_after_ms: None,
         }
     }
 

@@ -127,6 +127,7 @@ pub fn restatement(breaker: &BreakerName, term: Term, decider: NodeId, actor: &s
         decider,
         clock: VectorClock::new(term),
         config_version: 1,
+        expires_after_ms: None,
     }
 }
 

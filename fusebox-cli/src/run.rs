@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use transport_nats::codec::{self, CONTENT_TYPE, JSON, Limits, MSG_ID, TermRecord};
 use transport_nats::layout;
 
-use super::args::{Cli, Cmd, CommandArgs, DEFAULT_COMMAND_TIMEOUT, PublishArgs};
+use super::args::{Cli, Cmd, CommandArgs, DEFAULT_COMMAND_TIMEOUT, ManualArgs, PublishArgs};
+use super::describe;
 use super::error::CliError;
 use super::render::{self, DecisionRow, HISTORY_HEADERS, STATUS_HEADERS, StatusRow};
 use super::repair::{self, LeaseSeen, Problems};
@@ -26,6 +27,12 @@ use super::session::Session;
 
 /// Runs `cli`, writing results to `out` and progress to `log`.
 pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result<(), CliError> {
+    // Completions need no fleet.
+    if let Cmd::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "fusebox", out);
+        return Ok(());
+    }
     // Usage errors come before any connection attempt.
     if let Cmd::Publish(args) = &cli.command
         && args.failures == 0
@@ -42,14 +49,19 @@ pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result
             watch(&session, breaker.as_ref(), *count, cli.global.timeout, *json, out, log).await
         }
         Cmd::History { breaker, json } => history(&session, breaker, *json, out).await,
-        Cmd::ForceOpen(args) => command(&session, CommandKind::ForceOpen, args, wait, out, log).await,
-        Cmd::ForceClosed(args) => command(&session, CommandKind::ForceClosed, args, wait, out, log).await,
-        Cmd::Disable(args) => command(&session, CommandKind::Disable, args, wait, out, log).await,
-        Cmd::MetricsOnly(args) => command(&session, CommandKind::MetricsOnly, args, wait, out, log).await,
-        Cmd::Reset(args) => command(&session, CommandKind::Reset, args, wait, out, log).await,
+        Cmd::ForceOpen(args) => manual(&session, CommandKind::ForceOpen, args, wait, out, log).await,
+        Cmd::ForceClosed(args) => manual(&session, CommandKind::ForceClosed, args, wait, out, log).await,
+        Cmd::Disable(args) => manual(&session, CommandKind::Disable, args, wait, out, log).await,
+        Cmd::MetricsOnly(args) => manual(&session, CommandKind::MetricsOnly, args, wait, out, log).await,
+        Cmd::Reset(args) => command(&session, CommandKind::Reset, args, None, wait, out, log).await,
+        Cmd::Describe { breaker, json } => {
+            let wait = cli.global.timeout.unwrap_or(describe::DEFAULT_DESCRIBE_WAIT);
+            describe::describe(&session, breaker, *json, wait, out).await
+        }
         Cmd::Publish(args) => publish(&session, args, out).await,
         Cmd::Repair(args) => repair(&session, args, wait, out, log).await,
         Cmd::Config(cmd) => Box::pin(super::config::run(&session, cmd, wait, out, log)).await,
+        Cmd::Completions { .. } => Ok(()),
     }
 }
 
@@ -102,7 +114,7 @@ async fn history(session: &Session, breaker: &BreakerName, json: bool, out: &mut
 
 /// Fails with [`CliError::UnknownBreaker`] unless `breaker` has a decision (when `state` is
 /// given) or a config.
-async fn known(
+pub(crate) async fn known(
     session: &Session,
     state: Option<&async_nats::jetstream::kv::Store>,
     breaker: &BreakerName,
@@ -181,10 +193,22 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+async fn manual(
+    session: &Session,
+    kind: CommandKind,
+    args: &ManualArgs,
+    wait: Duration,
+    out: &mut impl Write,
+    log: &mut impl Write,
+) -> Result<(), CliError> {
+    command(session, kind, &args.command, args.duration_ms(), wait, out, log).await
+}
+
 async fn command(
     session: &Session,
     kind: CommandKind,
     args: &CommandArgs,
+    duration_ms: Option<u64>,
     wait: Duration,
     out: &mut impl Write,
     log: &mut impl Write,
@@ -192,37 +216,35 @@ async fn command(
     let actor = args.actor();
     let reason = args.reason.clone();
     let applies = |d: &Decision| matches!(&d.reason, Reason::Manual { command: k, actor: a, reason: r } if *k == kind && *a == actor && *r == reason);
-    command_and_wait(session, &args.breaker, kind, &actor, &reason, wait, applies, out, log).await
+    let command = Command {
+        version: WIRE_VERSION,
+        breaker: args.breaker.clone(),
+        kind,
+        actor: actor.clone(),
+        reason: reason.clone(),
+        duration_ms,
+    };
+    command_and_wait(session, &command, wait, applies, out, log).await
 }
 
-/// Publishes the command `kind` for `breaker` and waits, at most `wait`, for a decision
-/// that `applies` says carries it out, printing it.
-#[allow(clippy::too_many_arguments)] // one call per command kind; a struct would only rename them
+/// Publishes `command` and waits, at most `wait`, for a decision that `applies` says
+/// carries it out, printing it.
 pub(crate) async fn command_and_wait(
     session: &Session,
-    breaker: &BreakerName,
-    kind: CommandKind,
-    actor: &str,
-    reason: &str,
+    command: &Command,
     wait: Duration,
     applies: impl Fn(&Decision) -> bool,
     out: &mut impl Write,
     log: &mut impl Write,
 ) -> Result<(), CliError> {
     let layout = session.layout();
-    let name = render::command_name(kind);
+    let breaker = &command.breaker;
+    let name = render::command_name(command.kind);
     let state = session.bucket(layout.state_bucket()).await?;
     known(session, Some(&state), breaker).await?;
     // Watching before publishing: the decision may be written before the ack arrives.
     let mut changes = session.watch(&state, Some(breaker.as_str())).await?;
-    let command = Command {
-        version: WIRE_VERSION,
-        breaker: breaker.clone(),
-        kind,
-        actor: actor.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let payload = codec::encode_command(&command)
+    let payload = codec::encode_command(command)
         .map_err(|e| CliError::Nats { what: format!("encoding the {name} command"), detail: e.to_string() })?;
     let message = PublishMessage::build().payload(payload.into()).header(CONTENT_TYPE, JSON);
     let what = format!("publishing {name} on {}", layout.control_subject(breaker));
@@ -259,10 +281,10 @@ pub(crate) async fn command_and_wait(
 }
 
 /// What the lease bucket holds for a breaker's shard.
-struct ShardView {
-    lease_key: String,
+pub(crate) struct ShardView {
+    pub(crate) lease_key: String,
     record_key: String,
-    lease: Option<LeaseSeen>,
+    pub(crate) lease: Option<LeaseSeen>,
     record: Option<TermRecord>,
     /// The term record's revision (0: none).
     record_rev: u64,
@@ -275,7 +297,11 @@ impl ShardView {
     }
 }
 
-async fn shard_view(session: &Session, leases: &kv::Store, breaker: &BreakerName) -> Result<ShardView, CliError> {
+pub(crate) async fn shard_view(
+    session: &Session,
+    leases: &kv::Store,
+    breaker: &BreakerName,
+) -> Result<ShardView, CliError> {
     let shard = lease_shard(breaker, session.lease_shards());
     let (lease_key, record_key) = (layout::lease_key(shard), layout::term_record_key(shard));
     let limits = Limits::default();

@@ -15,7 +15,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, ErrorCode};
-use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerAddr, ServerError};
+use async_nats::{ConnectErrorKind, ConnectOptions, Event, RequestErrorKind, ServerAddr, ServerError};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
@@ -332,6 +332,32 @@ impl Session {
 /// A credentials or TLS file that cannot be used: a usage error, naming the flag.
 fn settings_error(e: &AuthError) -> CliError {
     CliError::Usage(format!("{e} ({})", e.setting().flag()))
+}
+
+impl Session {
+    /// A core NATS request on `subject`: the first answer within `wait`, or `None` if
+    /// nobody answered in time (or nobody listens).
+    pub async fn request(
+        &self,
+        what: &str,
+        subject: String,
+        payload: Bytes,
+        wait: Duration,
+    ) -> Result<Option<Bytes>, CliError> {
+        let request = async_nats::Request::new().payload(payload).timeout(Some(wait));
+        let client = self.js.client();
+        let mut violations = self.violations.clone();
+        let answer = tokio::select! {
+            biased;
+            Ok(violation) = violations.wait_for(Option::is_some) => return Err(self.denied(what, (*violation).clone())),
+            answer = client.send_request(subject, request) => answer,
+        };
+        match answer {
+            Ok(message) => Ok(Some(message.payload)),
+            Err(e) if matches!(e.kind(), RequestErrorKind::TimedOut | RequestErrorKind::NoResponders) => Ok(None),
+            Err(e) => Err(self.fail(what, Some(e))),
+        }
+    }
 }
 
 fn stream_not_found(e: &GetStreamError) -> bool {

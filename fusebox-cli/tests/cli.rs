@@ -66,6 +66,7 @@ struct Fleet {
     server: NatsServer,
     breaker: Breaker,
     registry: Registry,
+    transport: Arc<NatsTransport>,
 }
 
 impl Fleet {
@@ -89,7 +90,7 @@ impl Fleet {
             assert!(Instant::now() < deadline, "no decision for payments");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Self { server, breaker, registry }
+        Self { server, breaker, registry, transport }
     }
 
     async fn plain() -> Self {
@@ -361,6 +362,10 @@ async fn with_the_example_auth_config_an_operator_reads_and_commands_but_may_not
 
     let status = fleet.cli(&operator(&["status", "--json"])).await.ok().json();
     assert_eq!(row(&status, "payments")["decider"], "n1");
+    // The decider answers an operator's describe through the service import.
+    let described = fleet.cli(&operator(&["describe", "payments", "--json"])).await.ok().json();
+    assert_eq!(described["decider"]["node"], "n1", "{described:#}");
+    assert_eq!(described["lease"]["holder"], "n1", "{described:#}");
     let forced = fleet.cli(&operator(&["force-open", "payments", "--reason", "INC-7", "--actor", "ops"])).await.ok();
     assert!(forced.stdout.contains("manual force_open by ops: INC-7"), "{forced:#?}");
     fleet.wait_for(StateLabel::ForcedOpen).await;
@@ -513,4 +518,121 @@ async fn config_show_diff_and_set_reach_the_node() {
     assert!(bad.stderr.contains("quorum"), "{bad:#?}");
     assert_eq!(fleet.cli(&["config", "show", "payments", "--json"]).await.ok().json()["config"]["version"], 2);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_print_a_script_naming_every_subcommand() {
+    // No server: completions need no fleet.
+    let bash = run(vec!["completions".into(), "bash".into()]).await.ok();
+    assert!(bash.stdout.contains("complete -F _fusebox"), "a bash completion script: {bash:#?}");
+    for subcommand in ["status", "history", "watch", "force-open", "describe", "repair", "completions"] {
+        assert!(bash.stdout.contains(subcommand), "the script lacks {subcommand}");
+    }
+    let zsh = run(vec!["completions".into(), "zsh".into()]).await.ok();
+    assert!(zsh.stdout.starts_with("#compdef fusebox"), "{zsh:#?}");
+    let bad = run(vec!["completions".into(), "tcsh".into()]).await;
+    assert_eq!(bad.code, Some(2), "an unknown shell is a usage error: {bad:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_boxed_force_open_returns_to_automatic_control_and_history_shows_both_steps() {
+    let fleet = Fleet::plain().await;
+    let args = ["force-open", "payments", "--for", "2s", "--reason", "deploy", "--actor", "alice"];
+    let forced = fleet.cli(&args).await.ok();
+    assert!(forced.stdout.contains("forced-open (for 2s)"), "{forced:#?}");
+    assert!(forced.stdout.contains("manual force_open by alice: deploy"), "{forced:#?}");
+    let status = fleet.cli(&["status", "--json"]).await.ok().json();
+    assert_eq!(row(&status, "payments")["state"], "forced_open", "{status:#}");
+
+    // Automatic again once the decider's clock passes the two seconds.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = fleet.cli(&["status", "--json"]).await.ok().json();
+        let payments = row(&status, "payments");
+        if payments["reason_kind"] == "override_expired" {
+            assert_eq!(payments["state"], "closed", "{payments:#}");
+            assert_eq!(payments["reason"], "override expired: force_open after 2s, automatic again");
+            break;
+        }
+        assert_eq!(payments["state"], "forced_open", "forced open until it expires: {payments:#}");
+        assert!(Instant::now() < deadline, "the override never expired: {payments:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet.wait_for(StateLabel::Closed).await;
+
+    let history = fleet.cli(&["history", "payments", "--json"]).await.ok().json();
+    let rows = history.as_array().unwrap();
+    let forced = rows.iter().position(|r| r["reason_kind"] == "manual" && r["expires_after_ms"] == 2_000);
+    let expired = rows.iter().position(|r| r["reason_kind"] == "override_expired");
+    assert!(forced.is_some() && forced < expired, "both steps, in order: {history:#}");
+    let expired = &rows[expired.unwrap()];
+    assert_eq!((&expired["state"], &expired["decider"]), (&"closed".into(), &"n1".into()), "{expired:#}");
+    assert_eq!(
+        expired["decision"]["reason"],
+        serde_json::json!({ "kind": "override_expired", "command": "force_open", "after_ms": 2000 })
+    );
+    // A time box too long is a usage error, found before connecting.
+    let week = fleet.cli(&["disable", "payments", "--for", "8d", "--reason", "x"]).await;
+    assert_eq!(week.code, Some(2), "{week:#?}");
+    assert!(week.stderr.contains("longer than the maximum"), "{week:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_shows_the_config_lease_decision_and_the_deciders_window() {
+    let fleet = Fleet::plain().await;
+    // Below the trip rule's minimum of 10 calls: evidence, not a trip.
+    fleet.cli(&["publish", "payments", "--failures", "3", "--successes", "2", "--node", "py1"]).await.ok();
+    let deadline = Instant::now() + WAIT;
+    let described = loop {
+        let described = fleet.cli(&["describe", "payments", "--json"]).await.ok().json();
+        if described["decider"]["window"]["calls"] == 5 {
+            break described;
+        }
+        assert!(Instant::now() < deadline, "the decider never showed the 5 calls: {described:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let decider = &described["decider"];
+    assert_eq!((&decider["node"], &decider["window"]["failures"]), (&"n1".into(), &3.into()), "{described:#}");
+    assert_eq!(decider["window"]["slow"], 0);
+    assert_eq!(decider["contributions"], serde_json::json!([{ "node": "py1", "failed": 3, "slow": 0 }]));
+    assert_eq!(decider["state"]["state"], "closed");
+    assert_eq!(decider["config"]["trip"]["minimum_calls"], 10, "the node's config: {described:#}");
+    let term = &described["decision"]["term"];
+    assert_eq!((&described["lease"]["holder"], &described["lease"]["term"]), (&"n1".into(), term), "{described:#}");
+    assert_eq!(decider["term"], *term);
+    assert_eq!(decider["last_decided"]["seq"], described["decision"]["seq"], "{described:#}");
+    assert_eq!(described["config"]["trip"]["minimum_calls"], 10, "the config bucket's: {described:#}");
+    assert_eq!(described["decider_error"], Value::Null);
+
+    let text = fleet.cli(&["describe", "payments"]).await.ok();
+    for line in
+        ["held by n1, term", "window    5 calls, 3 failed, 0 slow", "py1: 3 failed, 0 slow", "\"minimum_calls\": 10"]
+    {
+        assert!(text.stdout.contains(line), "lacks {line:?}: {text:#?}");
+    }
+
+    // A request that is not one gets no answer and is counted; the node goes on answering.
+    let client = async_nats::connect(fleet.server.url()).await.unwrap();
+    let request = async_nats::Request::new().payload("not json".into()).timeout(Some(Duration::from_millis(500)));
+    let garbage = client.send_request("fusebox.describe.payments", request).await;
+    // Timed out, not "no responders": the node listens, and says nothing.
+    let kind = garbage.map(|m| m.payload).map_err(|e| e.kind());
+    assert_eq!(kind, Err(async_nats::RequestErrorKind::TimedOut));
+    let deadline = Instant::now() + WAIT;
+    while fleet.transport.stats().rejected_describes == 0 {
+        assert!(Instant::now() < deadline, "the bad request was not counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fleet.cli(&["describe", "payments"]).await.ok();
+    let unknown = fleet.cli(&["describe", "refunds"]).await;
+    unknown.failed(r#"unknown breaker "refunds""#);
+
+    // Nobody decides: the rest is still shown.
+    let Fleet { server, registry, .. } = fleet;
+    registry.shutdown().await.unwrap();
+    let url = server.url();
+    let quiet = run(["--server", &url, "--timeout", "500ms", "describe", "payments"].map(str::to_owned).to_vec()).await;
+    let quiet = quiet.ok();
+    assert!(quiet.stdout.contains("decider   no decider answered within 0.5 s"), "{quiet:#?}");
+    assert!(quiet.stdout.contains("decision  ") && quiet.stdout.contains("config    {"), "{quiet:#?}");
 }

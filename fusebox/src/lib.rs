@@ -139,7 +139,9 @@
 //!
 //! [`Registry::subscribe`] streams every transition and decision as [`BreakerEvent`]s;
 //! [`Registry::command`] reaches whichever node decides a breaker and is recorded in the
-//! decision (see [`CommandKind`]).
+//! decision (see [`CommandKind`]); [`Registry::command_for`] time-boxes it (at most
+//! [`MAX_OVERRIDE_MS`], 7 days): the decider returns to automatic control when it runs out,
+//! with reason [`Reason::OverrideExpired`].
 //!
 //! ```
 //! # use fusebox::{BreakerConfig, CommandKind, Registry, StateLabel};
@@ -159,8 +161,8 @@
 //! ```
 
 pub use breaker_actors::machine::{
-    BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Event, FleetState, NameError, NodeId, Reason,
-    StateLabel, Term,
+    BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Event, FleetState, MAX_OVERRIDE_MS,
+    NameError, NodeId, OverrideError, Reason, StateLabel, Term,
 };
 pub use breaker_actors::{
     Breaker, BreakerConfig, BreakerEvent, CallError, Outcome, OwnedPermit, Permit, Registry, RegistryBuilder,

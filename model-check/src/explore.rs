@@ -751,6 +751,9 @@ impl World {
                     kind,
                     actor: "operator".into(),
                     reason: "model".into(),
+                    // Time-boxed commands are the simulator's (sim.rs): a box here would
+                    // multiply the explored states by its timer for little gain.
+                    duration_ms: None,
                 };
                 Self::send(&mut next, Packet::Control { command });
             }

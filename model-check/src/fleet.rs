@@ -465,7 +465,7 @@ pub struct Fleet {
     /// The due time of the last packet on each ordered channel `(node, route, outbound)`.
     fifo_due: BTreeMap<(usize, Route, bool), u64>,
     /// Operator commands waiting for a decider to consume them.
-    commands: VecDeque<CommandKind>,
+    commands: VecDeque<(CommandKind, Option<u64>)>,
     monitor: SafetyMonitor,
     trace_log: Option<Vec<String>>,
     planted: Option<PlantedBug>,
@@ -862,8 +862,14 @@ impl Fleet {
 
     /// An operator command, consumed by whichever node decides next.
     pub fn command(&mut self, kind: CommandKind) {
-        self.trace_line(usize::MAX, &format!("command {kind:?}"));
-        self.commands.push_back(kind);
+        self.command_for(kind, None);
+    }
+
+    /// An operator command time-boxed for `duration_ms` if `Some` (the decider returns to
+    /// automatic control when it runs out), consumed by whichever node decides next.
+    pub fn command_for(&mut self, kind: CommandKind, duration_ms: Option<u64>) {
+        self.trace_line(usize::MAX, &format!("command {kind:?} for {duration_ms:?} ms"));
+        self.commands.push_back((kind, duration_ms));
     }
 
     /// Puts `config` in the simulated config bucket (an operator's `fusebox config set`, or
@@ -1150,7 +1156,7 @@ impl Fleet {
         if !self.can_request(holder) || !deciding {
             return;
         }
-        while let Some(kind) = self.commands.pop_front() {
+        while let Some((kind, duration_ms)) = self.commands.pop_front() {
             self.stats.commands_delivered += 1;
             let command = Command {
                 version: WIRE_VERSION,
@@ -1158,6 +1164,7 @@ impl Fleet {
                 kind,
                 actor: "sim".into(),
                 reason: "fault plan".into(),
+                duration_ms,
             };
             self.feed(holder, Input::Command(command));
         }

@@ -263,10 +263,13 @@ pub enum Fault {
         /// Who.
         target: PauseTarget,
     },
-    /// An operator forces `kind` at the start and resets at the end.
+    /// An operator forces `kind` at the start and resets at the end; a time-boxed command
+    /// (`for_ms`) may run out before that, and the decider returns to automatic control.
     Command {
         /// The manual state.
         kind: CommandKind,
+        /// The command's time box, if any.
+        for_ms: Option<u64>,
     },
     /// A foreign publisher reports as node `py-<publisher>` every `every_ms` or so, each
     /// report claiming an applied decision drawn anew (see [`FaultKind::Foreign`]).
@@ -600,7 +603,10 @@ fn draw_episode(kind: FaultKind, rng: &mut SeededRng, chaos: u64, nodes: usize, 
                 1 => CommandKind::ForceClosed,
                 _ => CommandKind::Disable,
             };
-            (Fault::Command { kind }, from_ms + length(rng, 200, 4_000))
+            let until_ms = from_ms + length(rng, 200, 4_000);
+            // Half the commands are time-boxed, most of them ending within the episode.
+            let for_ms = (rng.below(2) == 0).then(|| 100 + rng.below(until_ms - from_ms + 1_000));
+            (Fault::Command { kind, for_ms }, until_ms)
         }
         // Drawn once per seed apart from the others (see `plan`).
         FaultKind::LeaseWipe | FaultKind::Rollback => return,
@@ -809,7 +815,7 @@ impl Run {
                     self.fleet.pause(node, episode.until_ms)?;
                 }
             }
-            Fault::Command { kind } => self.fleet.command(*kind),
+            Fault::Command { kind, for_ms } => self.fleet.command_for(*kind, *for_ms),
             Fault::LeaseWipe => self.fleet.wipe_lease_store(),
             Fault::Rollback { entries } => self.fleet.roll_back_store(*entries),
             Fault::Retune => {

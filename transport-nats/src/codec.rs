@@ -1,6 +1,7 @@
 //! The wire codecs of the NATS transport: outcome reports (postcard from Rust nodes, JSON
 //! from foreign apps), decisions and breaker configs (JSON in KV buckets, so any language
-//! can read them) and operator commands (JSON on the control stream).
+//! can read them), operator commands (JSON on the control stream) and `describe` requests
+//! and answers (JSON over core NATS request/reply).
 //!
 //! Every decoder checks the size first (before any parsing), then the version (so a message
 //! of a newer version is [`DecodeError::UnsupportedVersion`], never "malformed"), then the
@@ -15,9 +16,11 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use breaker_actors::machine::{
-    BreakerConfig, BreakerName, Command, ConfigRecord, ConfigSource, Decision, DecisionId, MAX_TEXT_LEN, NodeId,
-    OutcomeCounts, Reason, Report, Term, VectorClock, WIRE_VERSION,
+    BreakerConfig, BreakerName, Command, ConfigRecord, ConfigSource, Contribution, DeciderView, Decision, DecisionId,
+    FleetState, MAX_TEXT_LEN, NodeId, OutcomeCounts, OverrideError, Reason, Report, Term, VectorClock, WIRE_VERSION,
+    WindowCounts, check_override,
 };
+use breaker_actors::transport::Description;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -201,6 +204,8 @@ pub enum DecodeError {
     /// A vector clock breaking its invariants (unsorted, duplicate or zero entries, over
     /// the cap): checked here so that it is counted with the other refusals.
     MalformedClock,
+    /// A command's `duration_ms` that cannot be (zero, over 7 days, on a reset).
+    BadOverride(OverrideError),
 }
 
 impl DecodeError {
@@ -218,6 +223,7 @@ impl DecodeError {
             Self::InvalidCount { .. } => "invalid_count",
             Self::TextTooLong { .. } => "text_too_long",
             Self::MalformedClock => "malformed_clock",
+            Self::BadOverride(_) => "bad_override",
         }
     }
 
@@ -242,11 +248,19 @@ impl fmt::Display for DecodeError {
             Self::InvalidCount { count } => write!(f, "event count {count} is outside 1..={MAX_EVENT_COUNT}"),
             Self::TextTooLong { field, len, max } => write!(f, "{field} is {len} bytes long, at most {max} allowed"),
             Self::MalformedClock => f.write_str("vector clock breaks its invariants"),
+            Self::BadOverride(e) => write!(f, "invalid duration_ms: {e}"),
         }
     }
 }
 
-impl std::error::Error for DecodeError {}
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::BadOverride(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a value could not be encoded. The types encoded here have no failing `Serialize`,
 /// so this is not expected in practice; it is typed rather than a panic all the same.
@@ -703,7 +717,130 @@ pub fn decode_command(breaker: &BreakerName, payload: &[u8], limits: &Limits) ->
     check_breaker(breaker, &command.breaker)?;
     check_text("actor", &command.actor)?;
     check_text("reason", &command.reason)?;
+    check_override(command.kind, command.duration_ms).map_err(DecodeError::BadOverride)?;
     Ok(command)
+}
+
+// ---------------------------------------------------------------------------------------
+// Describe: JSON over core NATS request/reply
+// ---------------------------------------------------------------------------------------
+
+/// The version of describe requests and answers this code writes and reads.
+pub const DESCRIBE_VERSION: u16 = 1;
+
+/// An operator's request for what the decider of `breaker` holds, sent on
+/// `<prefix>.describe.<breaker>` with a reply subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeRequest {
+    /// [`DESCRIBE_VERSION`].
+    pub version: u16,
+    /// The breaker (the subject's last token too).
+    pub breaker: BreakerName,
+}
+
+/// The evidence window's totals in a [`DescribeReply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowReply {
+    /// Decisive calls (successes, failures, slow).
+    pub calls: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Slow calls.
+    pub slow: u64,
+}
+
+/// What the deciding node answers a [`DescribeRequest`] with (nodes that do not decide the
+/// breaker send nothing). Readers ignore fields they do not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DescribeReply {
+    /// [`DESCRIBE_VERSION`].
+    pub version: u16,
+    /// The breaker.
+    pub breaker: BreakerName,
+    /// The deciding node.
+    pub node: NodeId,
+    /// Its lease term.
+    pub term: Term,
+    /// The newest decision it made (written or not).
+    pub last_decided: DecisionId,
+    /// The phase it attributes reports against (the decision that began it).
+    pub phase: DecisionId,
+    /// The fleet state it holds, as in a decision.
+    pub state: FleetState,
+    /// Failed half-open rounds since the breaker last closed.
+    pub backoff_level: u32,
+    /// Its evidence window now.
+    pub window: WindowReply,
+    /// Failed and slow calls per node in this phase, sorted by node.
+    pub contributions: Vec<Contribution>,
+    /// For a time-boxed manual state: milliseconds until it ends on the decider's clock.
+    pub override_ends_in_ms: Option<u64>,
+    /// The breaker's config on the deciding node.
+    pub config: BreakerConfig,
+}
+
+impl DescribeReply {
+    /// The answer for `description` of `breaker`.
+    pub fn new(breaker: BreakerName, description: Description) -> Self {
+        let Description { node, config, view } = description;
+        let DeciderView { term, last_decided, phase, state, backoff_level, window, contributions, override_ends_in_ms } =
+            view;
+        let WindowCounts { calls, failures, slow } = window;
+        Self {
+            version: DESCRIBE_VERSION,
+            breaker,
+            node,
+            term,
+            last_decided,
+            phase,
+            state,
+            backoff_level,
+            window: WindowReply { calls, failures, slow },
+            contributions,
+            override_ends_in_ms,
+            config,
+        }
+    }
+}
+
+/// A describe request for `breaker`.
+pub fn encode_describe_request(breaker: &BreakerName) -> Result<Vec<u8>, EncodeError> {
+    encode_json(&DescribeRequest { version: DESCRIBE_VERSION, breaker: breaker.clone() })
+}
+
+/// A describe request that arrived on the describe subject of `breaker`.
+pub fn decode_describe_request(
+    breaker: &BreakerName,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<DescribeRequest, DecodeError> {
+    check_size(payload, limits)?;
+    check_json_version(payload, DESCRIBE_VERSION)?;
+    let request: DescribeRequest = from_json(payload)?;
+    check_breaker(breaker, &request.breaker)?;
+    Ok(request)
+}
+
+/// A describe answer.
+pub fn encode_describe_reply(reply: &DescribeReply) -> Result<Vec<u8>, EncodeError> {
+    encode_json(reply)
+}
+
+/// A describe answer to a request for `breaker`.
+pub fn decode_describe_reply(
+    breaker: &BreakerName,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<DescribeReply, DecodeError> {
+    check_size(payload, limits)?;
+    check_json_version(payload, DESCRIBE_VERSION)?;
+    let reply: DescribeReply = from_json(payload)?;
+    check_breaker(breaker, &reply.breaker)?;
+    if reply.contributions.len() > usize::try_from(breaker_actors::machine::MAX_FLEET).unwrap_or(usize::MAX) {
+        return Err(DecodeError::malformed(Format::Json, "more contributions than a fleet has nodes"));
+    }
+    Ok(reply)
 }
 
 #[derive(Serialize)]
@@ -916,6 +1053,7 @@ mod tests {
             decider: node("node-2"),
             clock: clock(7, &["node-1", "node-2", "node-2"]),
             config_version: 1,
+            expires_after_ms: None,
         }
     }
 
@@ -934,6 +1072,7 @@ mod tests {
             kind: CommandKind::ForceOpen,
             actor: "alice@ops".into(),
             reason: "INC-1234: provider outage".into(),
+            duration_ms: None,
         }
     }
 
@@ -1404,6 +1543,76 @@ mod tests {
         assert!(decode_config_record(long.as_bytes(), &limits()).is_err());
     }
 
+    // --- time-boxed commands and describe ---------------------------------------------
+
+    #[test]
+    fn a_time_boxed_command_round_trips_and_an_impossible_one_is_refused() {
+        use breaker_actors::machine::MAX_OVERRIDE_MS;
+        let timed = Command { duration_ms: Some(1_800_000), ..command() };
+        let bytes = encode_command(&timed).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""duration_ms":1800000"#));
+        assert_eq!(decode_command(&payments(), &bytes, &limits()), Ok(timed));
+        // Without one the field is not written, and a command of before it decodes.
+        assert!(!String::from_utf8_lossy(&encode_command(&command()).unwrap()).contains("duration_ms"));
+        let old = br#"{"version":1,"breaker":"payments","kind":"force_open","actor":"a","reason":"r"}"#;
+        assert_eq!(decode_command(&payments(), old, &limits()).map(|c| c.duration_ms), Ok(None));
+        for (kind, ms, error) in [
+            (CommandKind::Reset, 1, OverrideError::ForReset),
+            (CommandKind::Disable, 0, OverrideError::Zero),
+            (CommandKind::ForceOpen, MAX_OVERRIDE_MS + 1, OverrideError::TooLong { duration_ms: MAX_OVERRIDE_MS + 1 }),
+        ] {
+            let bytes = encode_command(&Command { kind, duration_ms: Some(ms), ..command() }).unwrap();
+            let got = decode_command(&payments(), &bytes, &limits());
+            assert_eq!(got, Err(DecodeError::BadOverride(error)));
+            assert_eq!(got.unwrap_err().kind(), "bad_override");
+        }
+        // A decision without the time box reads as before; with one it round-trips.
+        let boxed = Decision {
+            state: FleetState::ForcedOpen,
+            expires_after_ms: std::num::NonZeroU64::new(60_000),
+            ..decision()
+        };
+        let bytes = encode_decision(&boxed).unwrap();
+        assert_eq!(decode_decision(&payments(), &bytes, &limits()), Ok(boxed));
+        assert!(!String::from_utf8_lossy(&encode_decision(&decision()).unwrap()).contains("expires_after_ms"));
+    }
+
+    #[test]
+    fn describe_requests_and_answers_round_trip_and_bad_ones_are_refused() {
+        let request = encode_describe_request(&payments()).unwrap();
+        assert_eq!(
+            decode_describe_request(&payments(), &request, &limits()),
+            Ok(DescribeRequest { version: DESCRIBE_VERSION, breaker: payments() })
+        );
+        let other = BreakerName::new("ledger").unwrap();
+        assert!(matches!(decode_describe_request(&other, &request, &limits()), Err(DecodeError::WrongBreaker { .. })));
+        for bad in [
+            &b"not json"[..],
+            b"{}",
+            br#"{"version":2,"breaker":"payments"}"#,
+            br#"{"version":1,"breaker":"payments","x":1}"#,
+        ] {
+            assert!(decode_describe_request(&payments(), bad, &limits()).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let view = DeciderView {
+            term: Term(7),
+            last_decided: DecisionId::new(7, 3),
+            phase: DecisionId::new(7, 1),
+            state: FleetState::Closed,
+            backoff_level: 0,
+            window: WindowCounts { calls: 5, failures: 3, slow: 0 },
+            contributions: vec![Contribution { node: n1(), failed: 3, slow: 0 }],
+            override_ends_in_ms: None,
+        };
+        let description = Description { node: node("node-2"), config: BreakerConfig::default(), view };
+        let reply = DescribeReply::new(payments(), description);
+        let bytes = encode_describe_reply(&reply).unwrap();
+        assert_eq!(decode_describe_reply(&payments(), &bytes, &limits()), Ok(reply));
+        assert!(matches!(decode_describe_reply(&other, &bytes, &limits()), Err(DecodeError::WrongBreaker { .. })));
+        let huge = vec![b' '; limits().max_payload + 1];
+        assert!(matches!(decode_describe_reply(&payments(), &huge, &limits()), Err(DecodeError::Oversized { .. })));
+    }
+
     // --- the user's copy --------------------------------------------------------------
 
     /// Every JSON code block of docs/wire-format.md parses; those marked with an
@@ -1437,6 +1646,17 @@ mod tests {
                 }
                 Some("decision") => assert!(decode_decision(&payments(), bytes, &limits()).is_ok(), "{block}"),
                 Some("command") => assert!(decode_command(&payments(), bytes, &limits()).is_ok(), "{block}"),
+                Some("refused_command") => {
+                    let got = decode_command(&payments(), bytes, &limits());
+                    assert!(matches!(got, Err(DecodeError::BadOverride(_))), "{got:?}:\n{block}");
+                }
+                Some("describe_request") => {
+                    assert!(decode_describe_request(&payments(), bytes, &limits()).is_ok(), "{block}");
+                }
+                Some("describe_reply") => {
+                    let got = decode_describe_reply(&payments(), bytes, &limits());
+                    assert!(got.is_ok(), "{got:?}:\n{block}");
+                }
                 Some("config") => assert!(decode_config_record(bytes, &limits()).is_ok(), "{block}"),
                 Some("lease") => {
                     assert!(matches!(decode_lease(bytes, &limits()), Ok(LeaseHolder::Holder(_))), "{block}");
@@ -1461,6 +1681,8 @@ mod tests {
         let _ = decode_config(payload, &l);
         let _ = decode_lease(payload, &l);
         let _ = decode_term_record(payload, &l);
+        let _ = decode_describe_request(&payments(), payload, &l);
+        let _ = decode_describe_reply(&payments(), payload, &l);
     }
 
     fn valid_payloads() -> Vec<Vec<u8>> {

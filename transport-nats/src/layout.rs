@@ -146,6 +146,23 @@ impl Layout {
         BreakerName::new(subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".ctl.")?).ok()
     }
 
+    /// Every describe subject, which each node subscribes to once (core NATS, no
+    /// `JetStream`): `fusebox.describe.*`.
+    pub fn describe_subjects(&self) -> String {
+        format!("{}.describe.*", self.prefix)
+    }
+
+    /// The subject operators send a describe request for `breaker` on:
+    /// `fusebox.describe.<breaker>`.
+    pub fn describe_subject(&self, breaker: &BreakerName) -> String {
+        format!("{}.describe.{breaker}", self.prefix)
+    }
+
+    /// The breaker of a describe subject, if `subject` is one and its token a valid name.
+    pub fn parse_describe_subject(&self, subject: &str) -> Option<BreakerName> {
+        BreakerName::new(subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".describe.")?).ok()
+    }
+
     /// The breaker and node of an outcome subject, if `subject` is one and both tokens are
     /// valid names.
     pub fn parse_outcome_subject(&self, subject: &str) -> Option<(BreakerName, NodeId)> {
@@ -182,13 +199,18 @@ mod tests {
         assert_eq!(l.config_bucket(), "acme_cb_config");
         assert_eq!(l.outcome_subject(&b, &n), "acme_cb.out.pay-ments.n_1");
         assert_eq!(l.control_subject(&b), "acme_cb.ctl.pay-ments");
-        assert_eq!(l.parse_outcome_subject("acme_cb.out.pay-ments.n_1"), Some((b, n.clone())));
+        assert_eq!(l.parse_outcome_subject("acme_cb.out.pay-ments.n_1"), Some((b.clone(), n.clone())));
         assert_eq!(l.batch_subject(&n), "acme_cb.out.~batch.n_1");
         assert_eq!(l.parse_batch_subject("acme_cb.out.~batch.n_1"), Some(n));
         assert_eq!(l.parse_outcome_subject("acme_cb.out.~batch.n_1"), None, "no breaker is called ~batch");
         assert_eq!(l.parse_batch_subject("acme_cb.out.~batch.n.1"), None);
         assert_eq!(l.parse_control_subject("acme_cb.ctl.pay-ments"), BreakerName::new("pay-ments").ok());
         assert_eq!(l.parse_control_subject("acme_cb.ctl.pay.ments"), None);
+        assert_eq!(l.describe_subjects(), "acme_cb.describe.*");
+        assert_eq!(l.describe_subject(&b), "acme_cb.describe.pay-ments");
+        assert_eq!(l.parse_describe_subject("acme_cb.describe.pay-ments"), Some(b));
+        assert_eq!(l.parse_describe_subject("acme_cb.describe.pay.ments"), None);
+        assert_eq!(l.parse_describe_subject("acme_cb.ctl.pay-ments"), None);
     }
 
     #[test]

@@ -558,6 +558,18 @@ impl Judge {
         (t.decisive, t.failed, t.slow)
     }
 
+    /// Failed and slow calls each node reported as evidence in this phase (the table that
+    /// names a trip's contributors), sorted by node.
+    pub fn contributions(&self) -> Vec<Contribution> {
+        let mut all: Vec<Contribution> = self
+            .contributions
+            .iter()
+            .map(|(node, (failed, slow))| Contribution { node: node.clone(), failed: *failed, slow: *slow })
+            .collect();
+        all.sort_by(|a, b| a.node.cmp(&b.node));
+        all
+    }
+
     /// The window's size in entries, for boundedness checks.
     pub fn window_len(&self) -> usize {
         self.window.len()

@@ -8,7 +8,7 @@
 
 use super::config::{HealthChecks, ValidConfig};
 use super::cycle::{Arrival, Judge, Phase};
-use super::domain::{Command, Decision, FleetState, Reason, Report, WIRE_VERSION};
+use super::domain::{Command, CommandKind, Decision, FleetState, Reason, Report, WIRE_VERSION};
 use super::names::{BreakerName, NodeId};
 use super::units::{DecisionId, Millis, Term};
 use super::vclock::VectorClock;
@@ -103,6 +103,8 @@ pub struct Decider {
     phase: DecisionId,
     judge: Judge,
     manual: Option<FleetState>,
+    /// A time-boxed manual state: its duration and when it ends on this node's clock.
+    manual_until: Option<ManualUntil>,
     clock: VectorClock,
     pending: Option<PendingWrite>,
     queued: std::collections::VecDeque<Decision>,
@@ -130,6 +132,15 @@ fn health_state(config: &ValidConfig, now: Millis) -> Option<HealthState> {
         successes: 0,
         attempts: 0,
     })
+}
+
+/// When a time-boxed manual state ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ManualUntil {
+    /// Its duration, as the decisions record it.
+    duration_ms: u64,
+    /// When this decider returns to automatic control.
+    at: Millis,
 }
 
 /// The incarnation of every report a foreign (JSON) publisher's message becomes.
@@ -167,6 +178,7 @@ impl Decider {
             seq: 0,
             phase: DecisionId::NONE,
             manual: None,
+            manual_until: None,
             pending: None,
             queued: std::collections::VecDeque::new(),
             rebases: 0,
@@ -186,9 +198,14 @@ impl Decider {
             Some(d) => {
                 if d.state.is_manual() {
                     self.manual = Some(d.state.clone());
+                    // Restarted in full: how much of it passed on the old decider's clock
+                    // is unknowable here, and an override must not end early.
+                    self.manual_until =
+                        d.expires_after_ms.map(|ms| ManualUntil { duration_ms: ms.get(), at: now.plus(ms.get()) });
                     self.judge.reset();
                 } else {
                     self.manual = None;
+                    self.manual_until = None;
                     self.judge.restore(now, &d.state, d.backoff_level);
                 }
                 self.phase = d.phase;
@@ -250,6 +267,10 @@ impl Decider {
             decider: self.me.clone(),
             clock: self.clock.clone(),
             config_version: self.config_version,
+            expires_after_ms: self
+                .manual_until
+                .filter(|_| self.manual.is_some())
+                .and_then(|m| std::num::NonZeroU64::new(m.duration_ms)),
         };
         assert!(decision.phase <= decision.id, "a phase starts at or before its decisions");
         let mut out = vec![DeciderOut::Decided(id, decision.state.label())];
@@ -340,7 +361,14 @@ impl Decider {
                 out.push(DeciderOut::Write(p.decision.clone()));
             }
         }
-        if !self.is_valid(now) || self.manual.is_some() {
+        if !valid {
+            return out;
+        }
+        if let Some(until) = self.manual_until.filter(|u| now >= u.at) {
+            out.extend(self.override_expired(now, until));
+            return out;
+        }
+        if self.manual.is_some() {
             return out;
         }
         if let Some(verdict) = self.judge.tick(now) {
@@ -394,7 +422,8 @@ impl Decider {
             _ => None,
         };
         let judge = if self.manual.is_some() { None } else { self.judge.next_deadline() };
-        [retry, health, judge, Some(self.valid_until)].into_iter().flatten().min()
+        let manual = self.manual_until.map(|u| u.at);
+        [retry, health, judge, manual, Some(self.valid_until)].into_iter().flatten().min()
     }
 
     /// Runs on `config` from now on: the fleet state and backoff level stay, the windows
@@ -429,12 +458,49 @@ impl Decider {
     fn carry_out(&mut self, now: Millis, command: &Command) -> Vec<DeciderOut> {
         self.judge.reset();
         self.manual = command.kind.target();
+        self.manual_until = command
+            .duration_ms
+            .filter(|_| self.manual.is_some())
+            .map(|duration_ms| ManualUntil { duration_ms, at: now.plus(duration_ms) });
         self.arm_health(now);
         let reason =
             Reason::Manual { command: command.kind, actor: command.actor.clone(), reason: command.reason.clone() };
         let out = self.decide(reason, true);
         self.unlanded_command = Some((self.last_decided(), command.clone()));
         out
+    }
+
+    /// A time-boxed manual state ran out: back to automatic control as a reset would go
+    /// (closed, fresh windows, a new phase).
+    fn override_expired(&mut self, now: Millis, until: ManualUntil) -> Vec<DeciderOut> {
+        let command = self.manual.as_ref().and_then(CommandKind::setting);
+        self.manual_until = None;
+        self.manual = None;
+        self.judge.reset();
+        self.arm_health(now);
+        let Some(command) = command else {
+            return Vec::new();
+        };
+        self.decide(Reason::OverrideExpired { command, after_ms: until.duration_ms }, true)
+    }
+
+    /// What this decider holds at `now`, for operators (`fusebox describe`).
+    pub fn view(&self, now: Millis) -> super::DeciderView {
+        let (calls, failures, slow) = self.judge.window_totals(now);
+        let narrow = |wide: u128| u64::try_from(wide).unwrap_or(u64::MAX);
+        super::DeciderView {
+            term: self.term,
+            last_decided: self.last_decided(),
+            phase: self.phase,
+            state: self.manual.clone().unwrap_or_else(|| self.judge.fleet_state()),
+            backoff_level: self.judge.backoff_level(),
+            window: super::WindowCounts { calls: narrow(calls), failures: narrow(failures), slow: narrow(slow) },
+            contributions: self.judge.contributions(),
+            override_ends_in_ms: self
+                .manual_until
+                .filter(|_| self.manual.is_some())
+                .map(|u| u.at.0.saturating_sub(now.0)),
+        }
     }
 
     /// The decision being written, if its id is `id`.

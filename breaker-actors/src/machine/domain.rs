@@ -12,6 +12,9 @@ use super::vclock::VectorClock;
 pub const WIRE_VERSION: u16 = 1;
 /// The longest free text (a command's actor or reason) a decision carries, in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
+/// The longest time-boxed override ([`Command::duration_ms`]): 7 days, in milliseconds.
+/// Longer than that is not an override but a policy: leave the state manual and reset it.
+pub const MAX_OVERRIDE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Outcomes of calls, by class. Every counter saturates instead of wrapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -304,6 +307,57 @@ pub struct Command {
     pub actor: String,
     /// Why (at most [`MAX_TEXT_LEN`] bytes).
     pub reason: String,
+    /// A time-boxed override: the decider returns the breaker to automatic control (as a
+    /// reset would) this many milliseconds after applying the command, with reason
+    /// [`Reason::OverrideExpired`]. `None` (absent on the wire, as in every command written
+    /// before it existed): until reset. Only for a command that sets a manual state, at
+    /// most [`MAX_OVERRIDE_MS`] (see [`check_override`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// Why a time-boxed override cannot be carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideError {
+    /// A duration on `reset`, which sets no manual state to end.
+    ForReset,
+    /// A duration of zero: nothing would be overridden.
+    Zero,
+    /// Longer than [`MAX_OVERRIDE_MS`].
+    TooLong {
+        /// The duration asked for, in milliseconds.
+        duration_ms: u64,
+    },
+}
+
+impl std::fmt::Display for OverrideError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ForReset => f.write_str("a reset cannot be time-boxed: it already returns to automatic control"),
+            Self::Zero => f.write_str("an override must last at least 1 ms"),
+            Self::TooLong { duration_ms } => {
+                write!(f, "an override of {duration_ms} ms is longer than the maximum of {MAX_OVERRIDE_MS} ms (7 days)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OverrideError {}
+
+/// Checks a command's [`Command::duration_ms`]: `None` always passes; a duration needs a
+/// command that sets a manual state and must be in `1..=`[`MAX_OVERRIDE_MS`].
+pub fn check_override(kind: CommandKind, duration_ms: Option<u64>) -> Result<(), OverrideError> {
+    let Some(duration_ms) = duration_ms else {
+        return Ok(());
+    };
+    if kind.target().is_none() {
+        return Err(OverrideError::ForReset);
+    }
+    match duration_ms {
+        0 => Err(OverrideError::Zero),
+        1..=MAX_OVERRIDE_MS => Ok(()),
+        _ => Err(OverrideError::TooLong { duration_ms }),
+    }
 }
 
 /// Why a decision was made: the audit trail.
@@ -364,6 +418,14 @@ pub enum Reason {
         /// Why.
         reason: String,
     },
+    /// A time-boxed override ran out: back to automatic control (closed, fresh windows),
+    /// as a reset does.
+    OverrideExpired {
+        /// The command whose state ended.
+        command: CommandKind,
+        /// How long it lasted, in milliseconds on the decider's clock.
+        after_ms: u64,
+    },
 }
 
 impl Reason {
@@ -403,4 +465,24 @@ pub struct Decision {
     /// re-reads the fleet's config.
     #[serde(default)]
     pub config_version: u64,
+    /// For a time-boxed manual state: the override's duration in milliseconds. The decider
+    /// returns to automatic control that long after it entered the state, and a new decider
+    /// (after a lease change) that long after its restatement: it cannot know how much of
+    /// it had passed on another node's clock, so like an open period the override is
+    /// restarted in full, never cut short. `None` (absent on the wire): until reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after_ms: Option<std::num::NonZeroU64>,
+}
+
+impl CommandKind {
+    /// The command that sets manual state `state` (`None` for an automatic one).
+    pub fn setting(state: &FleetState) -> Option<Self> {
+        match state {
+            FleetState::ForcedOpen => Some(Self::ForceOpen),
+            FleetState::ForcedClosed => Some(Self::ForceClosed),
+            FleetState::Disabled => Some(Self::Disable),
+            FleetState::MetricsOnly => Some(Self::MetricsOnly),
+            _ => None,
+        }
+    }
 }

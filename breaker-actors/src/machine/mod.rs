@@ -70,14 +70,15 @@ mod window;
 
 pub use config::{
     BreakerConfig, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy,
-    LocalOverlayPolicy, MAX_CONFIG_VERSION, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy,
+    LocalOverlayPolicy, MAX_CONFIG_VERSION, MAX_FLEET, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy,
     ValidConfig, WindowConfig,
 };
 pub use cycle::{Arrival, Judge, Phase, ProbeSlot};
 pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
 pub use domain::{
     Command, CommandKind, Contribution, Decision, Evidence, FleetState, Grant, LocalOutcomes, MAX_CONTRIBUTORS,
-    MAX_TEXT_LEN, OutcomeCounts, Reason, Report, StateLabel, TripRule, WIRE_VERSION,
+    MAX_OVERRIDE_MS, MAX_TEXT_LEN, OutcomeCounts, OverrideError, Reason, Report, StateLabel, TripRule, WIRE_VERSION,
+    check_override,
 };
 pub use lease::{MAX_TERM, StaleLease, next_term};
 pub use names::{BreakerName, MAX_NAME_LEN, NameError, NodeId};
@@ -457,6 +458,10 @@ pub enum InputError {
     MalformedDecision,
     /// Free text over [`MAX_TEXT_LEN`].
     TextTooLong,
+    /// A command's time box that cannot be (see [`check_override`]), or a decision whose
+    /// [`Decision::expires_after_ms`] is zero, over [`MAX_OVERRIDE_MS`] or on an automatic
+    /// state.
+    BadOverride,
     /// A decision of this node's own term that it never made.
     DecisionFromFuture {
         /// Its id.
@@ -468,6 +473,40 @@ pub enum InputError {
         /// What it claims to have applied.
         applied: DecisionId,
     },
+}
+
+/// Decisive calls in a decider's evidence window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowCounts {
+    /// Decisive calls (successes, failures, slow).
+    pub calls: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Slow calls.
+    pub slow: u64,
+}
+
+/// What a deciding node's machine holds for its breaker beyond the decisions it wrote: the
+/// evidence it judges now. Only the decider has it (`fusebox describe` asks for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeciderView {
+    /// The lease term it decides under.
+    pub term: Term,
+    /// The newest decision it made (written or not).
+    pub last_decided: DecisionId,
+    /// The phase it attributes reports against.
+    pub phase: DecisionId,
+    /// The fleet state it holds.
+    pub state: FleetState,
+    /// Failed half-open rounds since the breaker last closed.
+    pub backoff_level: u32,
+    /// The evidence window's totals now.
+    pub window: WindowCounts,
+    /// Failed and slow calls per node reported in this phase, sorted by node (bounded by
+    /// the config's `max_nodes`).
+    pub contributions: Vec<Contribution>,
+    /// For a time-boxed manual state, how long until it ends on the decider's clock.
+    pub override_ends_in_ms: Option<u64>,
 }
 
 /// Counters of everything the machine dropped, refused or did.
@@ -693,6 +732,12 @@ impl Machine {
     /// The phase this node's decider attributes reports against, when deciding.
     pub fn decider_phase(&self) -> Option<DecisionId> {
         self.decider.as_ref().map(Decider::phase)
+    }
+
+    /// What this node's decider holds at `now`, if it decides then.
+    pub fn decider_view(&self, now: Millis) -> Option<DeciderView> {
+        let now = now.max(self.now);
+        self.decider.as_ref().filter(|d| d.is_valid(now)).map(|d| d.view(now))
     }
 
     /// The fleet cycle, when deciding.
@@ -967,6 +1012,11 @@ impl Machine {
                 return Err(InputError::MalformedDecision);
             }
         }
+        if let Some(ms) = d.expires_after_ms {
+            if CommandKind::setting(&d.state).is_none_or(|kind| check_override(kind, Some(ms.get())).is_err()) {
+                return Err(InputError::BadOverride);
+            }
+        }
         Ok(())
     }
 
@@ -1193,6 +1243,9 @@ impl Machine {
         }
         if command.actor.len() > MAX_TEXT_LEN || command.reason.len() > MAX_TEXT_LEN {
             return self.refuse(InputError::TextTooLong, fx);
+        }
+        if check_override(command.kind, command.duration_ms).is_err() {
+            return self.refuse(InputError::BadOverride, fx);
         }
         match &mut self.decider {
             // Not a state to carry out: the config bucket says what to run on.

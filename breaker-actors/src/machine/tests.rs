@@ -38,6 +38,8 @@ enum Act {
     StaleLocal(u64),
     /// An operator command.
     Command(CommandKind),
+    /// A time-boxed operator command: (kind, duration ms).
+    Timed(CommandKind, u64),
     /// Answer the last health check.
     Health(bool),
     /// A decision of another decider at this term and seq with this state.
@@ -80,6 +82,8 @@ enum Expect {
     Grant(&'static str, u32),
     /// A counter from `Stats`, by name.
     Stat(&'static str, u64),
+    /// The last written decision's `expires_after_ms`.
+    Expires(Option<u64>),
 }
 
 struct Case {
@@ -231,13 +235,8 @@ impl Rig {
                 let generation = self.m.snapshot().generation - 1;
                 self.input(Input::LocalOutcomes(LocalOutcomes { generation, counts, longest_failure_streak: 0 }));
             }
-            Act::Command(kind) => self.input(Input::Command(Command {
-                version: WIRE_VERSION,
-                breaker: BreakerName::new("b").unwrap(),
-                kind,
-                actor: "ops@example".into(),
-                reason: format!("case {case}"),
-            })),
+            Act::Command(kind) => self.command(kind, None, case),
+            Act::Timed(kind, ms) => self.command(kind, Some(ms), case),
             Act::Health(healthy) => {
                 let attempt = self.last_health.expect("a health check was requested");
                 self.input(Input::HealthCheckResult { attempt, healthy });
@@ -259,6 +258,17 @@ impl Rig {
         }
     }
 
+    fn command(&mut self, kind: CommandKind, duration_ms: Option<u64>, case: &str) {
+        self.input(Input::Command(Command {
+            version: WIRE_VERSION,
+            breaker: BreakerName::new("b").unwrap(),
+            kind,
+            actor: "ops@example".into(),
+            reason: format!("case {case}"),
+            duration_ms,
+        }));
+    }
+
     fn expect(&self, expect: &Expect, case: &str) {
         let snapshot = self.m.snapshot();
         let fleet = self.m.applied().map_or(StateLabel::Closed, |d| d.state.label());
@@ -275,6 +285,9 @@ impl Rig {
             Expect::Deciding(d) => self.m.is_deciding() == *d,
             Expect::Grant(n, probes) => self.m.applied().is_some_and(|d| d.state.grant_for(&node(n)) == *probes),
             Expect::Stat(name, value) => stat(&self.m.stats(), name) == *value,
+            Expect::Expires(ms) => {
+                self.written.last().is_some_and(|d| d.expires_after_ms.map(std::num::NonZeroU64::get) == *ms)
+            }
         };
         assert!(
             ok,
@@ -303,7 +316,13 @@ fn foreign(term: u64, seq: u64, state: FleetState) -> Decision {
         decider: node("n9"),
         clock: VectorClock::new(Term(term)),
         config_version: 1,
+        expires_after_ms: None,
     }
+}
+
+/// Another decider's time-boxed manual decision: `state` for `ms`.
+fn timed(term: u64, seq: u64, state: FleetState, ms: u64) -> Decision {
+    Decision { expires_after_ms: std::num::NonZeroU64::new(ms), ..foreign(term, seq, state) }
 }
 
 fn stat(stats: &Stats, name: &str) -> u64 {
@@ -343,7 +362,7 @@ fn base() -> BreakerConfig {
 
 use Act::{At, Expect as E, Lead, Local, Report as R};
 use Expect::{
-    Admission as Adm, Deciding, Decisions, Effective, Emitted, Fleet, Grant, NotEmitted, Reason as Why, Stat,
+    Admission as Adm, Deciding, Decisions, Effective, Emitted, Expires, Fleet, Grant, NotEmitted, Reason as Why, Stat,
 };
 use StateLabel::{Closed, ForcedOpen, HalfOpen, Open, Ramping};
 
@@ -702,6 +721,112 @@ fn cases() -> Vec<Case> {
                 E(Emitted("WouldTrip { rule: FailureRate }")),
                 E(Fleet(StateLabel::MetricsOnly)),
                 E(Adm(Admission::Allow)),
+            ],
+        },
+        Case {
+            name: "a time-boxed force-open returns to automatic control when it expires",
+            config: base(),
+            script: [
+                vec![
+                    Lead(1),
+                    At(1_000),
+                    Act::Timed(CommandKind::ForceOpen, 5_000),
+                    E(Fleet(ForcedOpen)),
+                    E(Expires(Some(5_000))),
+                    E(Emitted("WakeAt(Millis(6000))")),
+                    R("n1", 0, 10, 0, 0, 0),
+                    At(5_999),
+                    E(Fleet(ForcedOpen)),
+                    E(Decisions(2)),
+                    At(6_000),
+                    E(Fleet(Closed)),
+                    E(Decisions(3)),
+                    E(Why("OverrideExpired { command: ForceOpen, after_ms: 5000 }")),
+                    E(Expires(None)),
+                    At(9_000),
+                    E(Decisions(3)),
+                ],
+                // Automatic again: evidence trips it.
+                vec![R("n1", 5, 5, 0, 0, 0), E(Fleet(Open))],
+            ]
+            .concat(),
+        },
+        Case {
+            name: "every manual state can be time-boxed and ends closed",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Timed(CommandKind::ForceClosed, 100),
+                E(Fleet(StateLabel::ForcedClosed)),
+                At(100),
+                E(Why("OverrideExpired { command: ForceClosed")),
+                Act::Timed(CommandKind::Disable, 100),
+                E(Fleet(StateLabel::Disabled)),
+                At(200),
+                E(Why("OverrideExpired { command: Disable")),
+                Act::Timed(CommandKind::MetricsOnly, 100),
+                R("n1", 0, 10, 0, 0, 0),
+                E(Fleet(StateLabel::MetricsOnly)),
+                At(300),
+                E(Why("OverrideExpired { command: MetricsOnly")),
+                E(Fleet(Closed)),
+                E(Adm(Admission::Allow)),
+            ],
+        },
+        Case {
+            name: "a reset or a newer command ends a time box early and it never fires",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Timed(CommandKind::ForceOpen, 1_000),
+                Act::Command(CommandKind::Reset),
+                E(Fleet(Closed)),
+                Act::Timed(CommandKind::Disable, 1_000),
+                Act::Command(CommandKind::ForceOpen),
+                E(Expires(None)),
+                At(5_000),
+                E(Fleet(ForcedOpen)),
+                E(Decisions(5)),
+                E(NotEmitted("OverrideExpired")),
+            ],
+        },
+        Case {
+            name: "a new decider restates a time-boxed override in full and ends it",
+            config: base(),
+            script: vec![
+                Act::Fresh,
+                Act::Raw(Input::DecisionObserved(timed(1, 3, FleetState::ForcedOpen, 5_000))),
+                At(2_000),
+                Lead(2),
+                E(Why("TermStarted")),
+                E(Fleet(ForcedOpen)),
+                E(Expires(Some(5_000))),
+                At(6_999),
+                E(Fleet(ForcedOpen)),
+                At(7_000),
+                E(Fleet(Closed)),
+                E(Why("OverrideExpired { command: ForceOpen, after_ms: 5000 }")),
+            ],
+        },
+        Case {
+            name: "impossible time boxes are refused",
+            config: base(),
+            script: vec![
+                Lead(1),
+                Act::Timed(CommandKind::Reset, 1_000),
+                Act::Timed(CommandKind::ForceOpen, 0),
+                Act::Timed(CommandKind::ForceOpen, MAX_OVERRIDE_MS + 1),
+                E(Stat("refused_inputs", 3)),
+                E(Fleet(Closed)),
+                E(Decisions(1)),
+                Act::Timed(CommandKind::ForceOpen, MAX_OVERRIDE_MS),
+                E(Fleet(ForcedOpen)),
+                // A decision may only time-box a manual state.
+                Act::Raw(Input::DecisionObserved(timed(5, 1, FleetState::Closed, 1_000))),
+                Act::Raw(Input::DecisionObserved(timed(5, 1, FleetState::ForcedOpen, MAX_OVERRIDE_MS + 1))),
+                E(Stat("refused_inputs", 5)),
+                E(Emitted("BadOverride")),
+                E(Fleet(ForcedOpen)),
             ],
         },
         Case {

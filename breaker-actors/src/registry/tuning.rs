@@ -61,6 +61,7 @@ pub(super) async fn settle(
                         kind: CommandKind::Reconfigure,
                         actor: shared.node.as_str().to_owned(),
                         reason: format!("config version {} deployed over {previous}", local.version),
+                        duration_ms: None,
                     };
                     shared.transport.publish_command(command).await.map_err(RegistryError::Transport)?;
                 }

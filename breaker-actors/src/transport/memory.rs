@@ -30,8 +30,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{
-    BoxFuture, ConfigWrite, ConnState, DecisionRead, FleetConfig, Inbox, LeaseAcquire, LeaseRequest, LeaseShard,
-    Revision, Subscription, Transport, TransportError, WriteOutcome,
+    BoxFuture, ConfigWrite, ConnState, DecisionRead, Describer, Description, FleetConfig, Inbox, LeaseAcquire,
+    LeaseRequest, LeaseShard, Revision, Subscription, Transport, TransportError, WriteOutcome,
 };
 use crate::machine::{
     Arrival, BreakerConfig, BreakerName, Command, ConfigRecord, Decision, Input, NodeId, Report, Term, next_term,
@@ -189,6 +189,19 @@ struct BrokerState {
     /// The config bucket's revision counter.
     config_rev: Revision,
     nodes: HashMap<NodeId, watch::Sender<ConnState>>,
+    /// Each node's answerer of describe requests, with the serial of its registration.
+    describers: BTreeMap<NodeId, (u64, DescriberSlot)>,
+    describer_serial: u64,
+}
+
+/// A node's [`Describer`] (a closure, so the state's `Debug` shows only that it is there).
+#[derive(Clone)]
+struct DescriberSlot(Describer);
+
+impl std::fmt::Debug for DescriberSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Describer")
+    }
 }
 
 impl BrokerState {
@@ -313,6 +326,25 @@ impl MemoryBroker {
         let revision = state.lease_rev;
         let entry = LeaseEntry { holder: None, term: Term(0), revision, expires_at: None, ttl: None };
         state.leases.insert(shard, entry);
+    }
+
+    /// Asks every connected node that serves describe requests about `breaker`, as an
+    /// operator's request does: the answers of the nodes that decide it (one, normally).
+    pub async fn describe(&self, breaker: &BreakerName) -> Vec<Description> {
+        let asked: Vec<Describer> = {
+            let state = self.state();
+            state
+                .describers
+                .iter()
+                .filter(|(node, _)| state.nodes.get(*node).is_some_and(|c| c.borrow().connected))
+                .map(|(_, (_, slot))| slot.0.clone())
+                .collect()
+        };
+        let mut answers = Vec::new();
+        for describer in asked {
+            answers.extend(describer(breaker.clone()).await);
+        }
+        answers
     }
 
     /// Commands for `breaker` that no decider has consumed yet.
@@ -660,6 +692,26 @@ impl Transport for MemoryTransport {
         self.broker.state().lease_watchers.push(notify);
         Subscription::none()
     }
+
+    fn serve_describe(&self, describer: Describer) -> Subscription {
+        let serial = {
+            let mut state = self.broker.state();
+            state.describer_serial += 1;
+            let serial = state.describer_serial;
+            state.describers.insert(self.node.clone(), (serial, DescriberSlot(describer)));
+            serial
+        };
+        let (broker, node) = (std::sync::Arc::downgrade(&self.broker.0), self.node.clone());
+        Subscription::from_cleanup(move || {
+            if let Some(inner) = broker.upgrade() {
+                let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+                // Only its own registration: a later one of the same node stays.
+                if state.describers.get(&node).is_some_and(|(s, _)| *s == serial) {
+                    state.describers.remove(&node);
+                }
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -684,6 +736,7 @@ mod tests {
             decider: node("n1"),
             clock: VectorClock::new(Term(term)),
             config_version: 1,
+            expires_after_ms: None,
         }
     }
 
@@ -781,6 +834,7 @@ mod tests {
             kind: crate::machine::CommandKind::ForceOpen,
             actor: "ops".to_owned(),
             reason: reason.to_owned(),
+            duration_ms: None,
         }
     }
 

@@ -31,7 +31,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::machine::{BreakerConfig, BreakerName, Command, ConfigRecord, Decision, Input, NodeId, Report, Term};
+use crate::machine::{
+    BreakerConfig, BreakerName, Command, ConfigRecord, DeciderView, Decision, Input, NodeId, Report, Term,
+};
 
 /// A revision of a key in a KV bucket (0: the key has no value).
 pub type Revision = u64;
@@ -107,6 +109,22 @@ pub enum ConfigWrite {
     /// The key was not at the revision expected (another node or operator wrote first).
     Conflict,
 }
+
+/// What the node deciding a breaker says about it when an operator asks (`fusebox
+/// describe`): its config and what its decider holds beyond the decisions it wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Description {
+    /// The deciding node.
+    pub node: NodeId,
+    /// The breaker's config on that node.
+    pub config: BreakerConfig,
+    /// Its decider's evidence and state.
+    pub view: DeciderView,
+}
+
+/// How a registry answers describe requests: the breaker's [`Description`] if this node
+/// decides it now, `None` otherwise (a node that does not decide a breaker stays silent).
+pub type Describer = Arc<dyn Fn(BreakerName) -> BoxFuture<Option<Description>> + Send + Sync>;
 
 /// One lease key: breakers hash to a fixed number of them (see `registry::lease_shard`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -311,6 +329,13 @@ pub trait Transport: Send + Sync + 'static {
     fn set_report_interval(&self, interval: Duration) {
         let _ = interval;
     }
+
+    /// Answers operators' describe requests for any breaker with `describer`, until the
+    /// subscription is dropped. One subscription per node whatever its breakers (the NATS
+    /// transport: one core NATS subscription, no `JetStream` consumer); a request the
+    /// describer answers `None` gets no answer from this node, and a malformed one none
+    /// either (counted by the transport).
+    fn serve_describe(&self, describer: Describer) -> Subscription;
 
     /// Notifies `notify` whenever a lease key is released, so that standbys compete at once
     /// instead of at their next retry (expiry may go unannounced: standbys retry anyway).

@@ -757,6 +757,7 @@ mod tests {
             decider: NodeId::new("i1").unwrap(),
             clock: VectorClock::new(Term(term)),
             config_version: 1,
+            expires_after_ms: None,
         };
         Seen { decision, revision, created_ms }
     }

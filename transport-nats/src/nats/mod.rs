@@ -17,8 +17,8 @@ use breaker_actors::machine::{
 };
 use breaker_actors::shell::{Batch, BatchLimits, ReportBatcher, Urgency};
 use breaker_actors::transport::{
-    BoxFuture, ConfigWrite, ConnState, DecisionRead, FleetConfig, Inbox, LeaseAcquire, LeaseRequest, LeaseShard,
-    Revision, Subscription, Transport, TransportError, WriteOutcome,
+    BoxFuture, ConfigWrite, ConnState, DecisionRead, Describer, FleetConfig, Inbox, LeaseAcquire, LeaseRequest,
+    LeaseShard, Revision, Subscription, Transport, TransportError, WriteOutcome,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -188,6 +188,8 @@ pub struct TransportStats {
     publish_retries: AtomicU64,
     outcomes_delivered: AtomicU64,
     batches_published: AtomicU64,
+    rejected_describes: AtomicU64,
+    describes_answered: AtomicU64,
 }
 
 /// A copy of [`TransportStats`].
@@ -214,6 +216,11 @@ pub struct StatsSnapshot {
     pub outcomes_delivered: u64,
     /// Messages of reports acknowledged by the stream (each a batch of every breaker's).
     pub batches_published: u64,
+    /// Describe requests refused (no reply subject, a bad subject, undecodable): not
+    /// answered.
+    pub rejected_describes: u64,
+    /// Describe requests this node answered (as the breaker's decider).
+    pub describes_answered: u64,
 }
 
 impl TransportStats {
@@ -231,6 +238,8 @@ impl TransportStats {
             publish_retries: get(&self.publish_retries),
             outcomes_delivered: get(&self.outcomes_delivered),
             batches_published: get(&self.batches_published),
+            rejected_describes: get(&self.rejected_describes),
+            describes_answered: get(&self.describes_answered),
         }
     }
 
@@ -243,6 +252,7 @@ impl TransportStats {
             "outcome" => &self.rejected_outcomes,
             "command" => &self.rejected_commands,
             "decision" => &self.rejected_decisions,
+            "describe" => &self.rejected_describes,
             _ => &self.rejected_configs,
         };
         Self::bump(counter);
@@ -1158,6 +1168,19 @@ impl Transport for NatsTransport {
         })
     }
 
+    fn serve_describe(&self, describer: Describer) -> Subscription {
+        let inner = self.inner.clone();
+        Subscription::from_task(tokio::spawn(keep_running(self.inner.conn.clone(), "describe", async move || {
+            // One core NATS subscription for every breaker: no JetStream resource per node.
+            let mut requests = inner.client.subscribe(inner.layout.describe_subjects()).await.map_err(backend)?;
+            // One request at a time: they are rare, and each waits at most an actor call.
+            while let Some(message) = requests.next().await {
+                answer_describe(&inner, &describer, message).await;
+            }
+            Ok(Session::Retry)
+        })))
+    }
+
     fn watch_leases(&self, notify: Arc<Notify>) -> Subscription {
         let inner = self.inner.clone();
         Subscription::from_task(tokio::spawn(keep_running(self.inner.conn.clone(), "lease watch", async move || {
@@ -1170,6 +1193,37 @@ impl Transport for NatsTransport {
             }
             Ok(Session::Retry)
         })))
+    }
+}
+
+/// Answers one describe request if this node decides its breaker; a request that is not
+/// one (no reply subject, a bad subject, a payload that does not decode) is counted and
+/// dropped, like a request for a breaker decided elsewhere (which is not counted: every
+/// node but the decider sees it).
+async fn answer_describe(inner: &Inner, describer: &Describer, message: async_nats::Message) {
+    let subject = message.subject.as_str();
+    let Some(breaker) = inner.layout.parse_describe_subject(subject) else {
+        let error = DecodeError::BadSubject { subject: subject.to_owned() };
+        return inner.stats.reject("describe", subject, &error);
+    };
+    if let Err(error) = codec::decode_describe_request(&breaker, &message.payload, &inner.limits) {
+        return inner.stats.reject("describe", subject, &error);
+    }
+    let Some(reply) = message.reply.clone() else {
+        let error =
+            DecodeError::Malformed { format: codec::Format::Json, detail: "no reply subject to answer on".to_owned() };
+        return inner.stats.reject("describe", subject, &error);
+    };
+    let Some(description) = describer(breaker.clone()).await else {
+        return;
+    };
+    let answer = codec::DescribeReply::new(breaker, description);
+    match codec::encode_describe_reply(&answer) {
+        Ok(payload) => match inner.client.publish(reply, payload.into()).await {
+            Ok(()) => TransportStats::bump(&inner.stats.describes_answered),
+            Err(e) => tracing::debug!(subject, error = %e, "could not answer a describe request"),
+        },
+        Err(e) => tracing::warn!(subject, error = %e, "could not encode a describe answer"),
     }
 }
 
