@@ -64,6 +64,8 @@ struct PendingWrite {
 
 /// What the decider wants the machine to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A decision is made a few times a minute at most; boxing it would allocate for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum DeciderOut {
     /// A decision was made (announced once, when made).
     Decided(DecisionId, super::domain::StateLabel),

@@ -66,6 +66,8 @@ impl std::error::Error for TransportError {}
 
 /// The result of a CAS write to the decision bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A decision is made a few times a minute at most; boxing it would allocate for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum WriteOutcome {
     /// Written at `revision`.
     Written {
