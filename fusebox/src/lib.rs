@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `nats` | yes | [`nats`]: the NATS transport (`NatsTransport`, `NatsConfig`) |
 //! | `tower` | no | [`tower`]: `FuseboxLayer`, a tower middleware over a breaker |
+//! | `http` | no | [`http`]: classifiers that count HTTP 5xx and gRPC error statuses as failures |
 //!
 //! # Quick start
 //!
@@ -158,6 +159,10 @@
 //! # }
 //! ```
 
+/// What decides how a call's result counts: [`Breaker::call_classified`] takes a
+/// [`Classifier`] of errors, [`Breaker::call_result_classified`] a [`ResultClassifier`] of
+/// whole results (an `Ok` HTTP 5xx can be a failure).
+pub use breaker_actors::hot::{AllErrorsFail, Classifier, ErrorsOnly, ResultClassifier};
 pub use breaker_actors::machine::{
     BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Event, FleetState, NameError, NodeId, Reason,
     StateLabel, Term,
@@ -184,10 +189,20 @@ pub mod config {
 /// The tower middleware over a [`Breaker`] (feature `tower`).
 #[cfg(feature = "tower")]
 pub mod tower {
-    pub use breaker_actors::hot::{AllErrorsFail, Classifier};
+    pub use breaker_actors::hot::{AllErrorsFail, Classifier, ErrorsOnly, ResultClassifier};
     pub use breaker_actors::tower::{
-        Fallback, FallbackLayer, FuseboxError, FuseboxLayer, FuseboxService, ResponseFuture,
+        AsyncFallback, AsyncFallbackFuture, AsyncFallbackLayer, Fallback, FallbackFuture, FallbackLayer, FuseboxError,
+        FuseboxLayer, FuseboxService, OnProbe, ProbesUnmarked, ResponseFuture,
     };
+}
+
+/// Classifiers of HTTP and gRPC responses (feature `http`): give one to
+/// [`FuseboxLayer::classify_results_with`](crate::tower::FuseboxLayer::classify_results_with)
+/// (feature `tower`) or [`Breaker::call_result_classified`] so a 5xx answered `Ok` counts
+/// as a failure.
+#[cfg(feature = "http")]
+pub mod http {
+    pub use breaker_actors::http::{GrpcCode, GrpcErrorsAsFailures, ServerErrorsAsFailures};
 }
 
 /// The NATS transport (feature `nats`): one [`NatsTransport`](nats::NatsTransport) per
