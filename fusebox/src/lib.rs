@@ -114,6 +114,41 @@
 //! # }
 //! ```
 //!
+//! With the `http` feature too, a response can count as a failure: give the layer a
+//! [`ResultClassifier`] such as [`http::ServerErrorsAsFailures`] (5xx) or
+//! [`http::GrpcErrorsAsFailures`] (the `grpc-status` header), and answer rejections from
+//! a cache by request with [`tower::FuseboxLayer::with_async_fallback`].
+//! `docs/guide-axum.md` in the repository puts it in an axum service and a reqwest client.
+//!
+#![cfg_attr(all(feature = "tower", feature = "http"), doc = "```")]
+#![cfg_attr(not(all(feature = "tower", feature = "http")), doc = "```ignore")]
+//! # use fusebox::{BreakerConfig, Registry};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let registry = Registry::local().await?;
+//! use fusebox::http::ServerErrorsAsFailures;
+//! use fusebox::tower::{FuseboxError, FuseboxLayer};
+//! use fusebox::Rejected;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let search = registry.breaker("search", BreakerConfig::default()).await?;
+//! let backend = service_fn(|query: String| async move {
+//!     let mut unavailable = http::Response::new(query);
+//!     *unavailable.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+//!     Ok::<_, std::io::Error>(unavailable)
+//! });
+//! let service = FuseboxLayer::new(search)
+//!     .classify_results_with(ServerErrorsAsFailures::new()) // the 503 counts as a failure
+//!     .with_async_fallback(|query: String, rejected: Rejected| async move {
+//!         if query.is_empty() { Err(FuseboxError::Rejected(rejected)) } else { Ok(http::Response::new(query)) }
+//!     })
+//!     .layer(backend);
+//! assert_eq!(service.oneshot("rust".into()).await?.status(), 503); // returned as it is
+//! # registry.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Over NATS
 //!
 //! One transport per process, every node pointing at the same servers; the transport creates
