@@ -34,8 +34,9 @@
 //! [`crate::hot`]), the inner service's own call, and one reference-count increment (and
 //! decrement) each for the breaker and the classifier, and only for an admitted call (a
 //! [`Fallback`] takes one more, of its fallback; an [`AsyncFallback`] allocates whatever
-//! its fallback's future does, and only for a rejected call). The response future is a named type,
-//! [`ResponseFuture`], with the inner service's future inline, so nothing is boxed. (It
+//! its fallback's future does, and only for a rejected call). The response future is a
+//! named type, [`ResponseFuture`], with the inner service's future inline, so nothing is
+//! boxed. (It
 //! used to be a boxed `async` block, one allocation per call: with only borrowing permits,
 //! a compiler-built future, which has no name to give `Service::Future` on stable Rust, was
 //! the only one that could hold both the breaker and a permit borrowing it.) Two things
@@ -60,11 +61,12 @@
 //!   taken there could wait unused for as long as the caller likes).
 //! - `call` asks the breaker at once. Rejected: the inner service is not called, its
 //!   readiness stays for the next call, the rejection is counted (as demand) there and then,
-//!   and the future is ready with [`FuseboxError::Rejected`]. Admitted: the inner service is
-//!   called (the one polled ready: nothing is cloned), and the slow-call clock, if one is
-//!   configured, starts.
-//! - The response future, when the inner one completes, records the outcome: a success, or
-//!   what the classifier makes of the error.
+//!   and the future is ready with [`FuseboxError::Rejected`] (an [`AsyncFallback`] hands
+//!   the unused request to its fallback instead). Admitted: a probe's request is marked
+//!   ([`FuseboxLayer::on_probe`]), the inner service is called (the one polled ready:
+//!   nothing is cloned), and the slow-call clock, if one is configured, starts.
+//! - The response future, when the inner one completes, records the outcome: what the
+//!   classifier makes of the result (by default, a success or, for an error, a failure).
 //! - A response future dropped before it completes records nothing, and a half-open probe's
 //!   slot goes back to the breaker.
 
