@@ -33,3 +33,6 @@ pub use registry::{Registry, RegistryBuilder, RegistryError};
 
 #[cfg(feature = "tower")]
 pub mod tower;
+
+#[cfg(feature = "http")]
+pub mod http;

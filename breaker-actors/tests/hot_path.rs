@@ -435,9 +435,13 @@ fn call_records_by_classifier() {
         assert_eq!(breaker.call(async { Err::<u8, _>("boom") }).await, Err(CallError::Failed("boom")));
         let neutral = |e: &&str| if *e == "404" { Outcome::Ignored } else { Outcome::Failure };
         assert!(breaker.call_classified(&neutral, async { Err::<u8, _>("404") }).await.is_err());
+        // A whole-result classifier: an `Ok` answer can be a failure, and comes back as it is.
+        let in_band = |r: &Result<u16, &str>| if matches!(r, Ok(500..)) { Outcome::Failure } else { Outcome::Success };
+        assert_eq!(breaker.call_result_classified(&in_band, async { Ok::<u16, &str>(503) }).await, Ok(503));
+        assert_eq!(breaker.call_result_classified(&in_band, async { Ok::<u16, &str>(200) }).await, Ok(200));
         assert_eq!(
             hot.drain().outcomes[0].counts,
-            OutcomeCounts { success: 1, failure: 1, ignored: 1, ..OutcomeCounts::default() }
+            OutcomeCounts { success: 2, failure: 2, ignored: 1, ..OutcomeCounts::default() }
         );
         hot.install(&snap(2, Admission::Reject));
         let Err(CallError::Rejected(rejected)) = breaker.call(async { Ok::<_, &str>(1) }).await else {

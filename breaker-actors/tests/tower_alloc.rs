@@ -1,5 +1,5 @@
 //! The tower layer allocates nothing per call: a counting global allocator watches calls
-//! through a `FuseboxService` and a `Fallback` in the steady state, closed (successes,
+//! through a `FuseboxService`, a `Fallback` and an `AsyncFallback` in the steady state, closed (successes,
 //! failures, neutral errors, futures dropped unpolled), open (rejections, fallback answers)
 //! and half-open (probes, and probes dropped unpolled that give their slot back).
 //!
@@ -182,4 +182,43 @@ fn calls_through_the_tower_layer_allocate_nothing() {
     assert_eq!(half_open, 0, "half-open: {half_open} allocations");
     assert_eq!(probes, 100, "the dropped probes gave their slots back");
     assert_eq!(drained(&breaker), OutcomeCounts { success: 100, rejected: CALLS - 100, ..OutcomeCounts::default() });
+}
+
+#[test]
+fn calls_through_the_async_fallback_with_a_result_classifier_allocate_nothing() {
+    let name = BreakerName::new("tower-alloc-async").unwrap();
+    let breaker = Breaker::new(Arc::new(HotPath::new(name, HotSettings::default(), CoarseClock::new())));
+    // Answers of 100 and more are in-band failures; errors are failures.
+    let judge = |result: &Result<u64, u64>| {
+        if matches!(result, Ok(n) if *n < 100) { Outcome::Success } else { Outcome::Failure }
+    };
+    // Probes are marked by adding a million to the request (none is made here while closed).
+    let mut service = FuseboxLayer::new(breaker.clone())
+        .classify_results_with(judge)
+        .on_probe(|n: &mut u64| *n += 1_000_000)
+        .with_async_fallback(|n: u64, _: Rejected| ready(Ok(n + FALLBACK / 2)))
+        .layer(service_fn(|n: u64| ready(Ok::<_, u64>(n))));
+    assert_eq!(call(&mut service, 1), Ok(1)); // warm-up: this thread's counter shard
+    assert_eq!(drained(&breaker), OutcomeCounts { success: 1, ..OutcomeCounts::default() });
+
+    let closed = allocations(|| {
+        for n in 0..CALLS {
+            assert_eq!(call(&mut service, n % 200), Ok(n % 200));
+        }
+    });
+    assert_eq!(closed, 0, "closed: {closed} allocations in {CALLS} calls");
+    let expected = OutcomeCounts { success: CALLS / 2, failure: CALLS / 2, ..OutcomeCounts::default() };
+    assert_eq!(drained(&breaker), expected, "half the answers were 100 or more: failures, answered Ok");
+
+    breaker.hot_path().install(&Snapshot::standalone(2, Admission::Reject));
+    let open = allocations(|| {
+        for n in 0..CALLS {
+            assert_eq!(call(&mut service, n), Ok(n + FALLBACK / 2), "the fallback answers the request itself");
+        }
+    });
+    assert_eq!(open, 0, "open: {open} allocations in {CALLS} calls");
+    assert_eq!(drained(&breaker), OutcomeCounts { rejected: CALLS, ..OutcomeCounts::default() });
+
+    breaker.hot_path().install(&Snapshot::standalone(3, Admission::Probe { grant: 1, round: 1 }));
+    assert_eq!(call(&mut service, 5), Ok(1_000_005), "the probe's request was marked");
 }

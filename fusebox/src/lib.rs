@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `nats` | yes | [`nats`]: the NATS transport (`NatsTransport`, `NatsConfig`) |
 //! | `tower` | no | [`tower`]: `FuseboxLayer`, a tower middleware over a breaker |
+//! | `http` | no | [`http`]: classifiers that count HTTP 5xx and gRPC error statuses as failures |
 //!
 //! # Quick start
 //!
@@ -113,6 +114,41 @@
 //! # }
 //! ```
 //!
+//! With the `http` feature too, a response can count as a failure: give the layer a
+//! [`ResultClassifier`] such as [`http::ServerErrorsAsFailures`] (5xx) or
+//! [`http::GrpcErrorsAsFailures`] (the `grpc-status` header), and answer rejections from
+//! a cache by request with [`tower::FuseboxLayer::with_async_fallback`].
+//! `docs/guide-axum.md` in the repository puts it in an axum service and a reqwest client.
+//!
+#![cfg_attr(all(feature = "tower", feature = "http"), doc = "```")]
+#![cfg_attr(not(all(feature = "tower", feature = "http")), doc = "```ignore")]
+//! # use fusebox::{BreakerConfig, Registry};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let registry = Registry::local().await?;
+//! use fusebox::http::ServerErrorsAsFailures;
+//! use fusebox::tower::{FuseboxError, FuseboxLayer};
+//! use fusebox::Rejected;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let search = registry.breaker("search", BreakerConfig::default()).await?;
+//! let backend = service_fn(|query: String| async move {
+//!     let mut unavailable = http::Response::new(query);
+//!     *unavailable.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+//!     Ok::<_, std::io::Error>(unavailable)
+//! });
+//! let service = FuseboxLayer::new(search)
+//!     .classify_results_with(ServerErrorsAsFailures::new()) // the 503 counts as a failure
+//!     .with_async_fallback(|query: String, rejected: Rejected| async move {
+//!         if query.is_empty() { Err(FuseboxError::Rejected(rejected)) } else { Ok(http::Response::new(query)) }
+//!     })
+//!     .layer(backend);
+//! assert_eq!(service.oneshot("rust".into()).await?.status(), 503); // returned as it is
+//! # registry.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Over NATS
 //!
 //! One transport per process, every node pointing at the same servers; the transport creates
@@ -160,6 +196,10 @@
 //! # }
 //! ```
 
+/// What decides how a call's result counts: [`Breaker::call_classified`] takes a
+/// [`Classifier`] of errors, [`Breaker::call_result_classified`] a [`ResultClassifier`] of
+/// whole results (an `Ok` HTTP 5xx can be a failure).
+pub use breaker_actors::hot::{AllErrorsFail, Classifier, ErrorsOnly, ResultClassifier};
 pub use breaker_actors::machine::{
     BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Event, FleetState, MAX_OVERRIDE_MS,
     NameError, NodeId, OverrideError, Reason, StateLabel, Term,
@@ -186,10 +226,20 @@ pub mod config {
 /// The tower middleware over a [`Breaker`] (feature `tower`).
 #[cfg(feature = "tower")]
 pub mod tower {
-    pub use breaker_actors::hot::{AllErrorsFail, Classifier};
+    pub use breaker_actors::hot::{AllErrorsFail, Classifier, ErrorsOnly, ResultClassifier};
     pub use breaker_actors::tower::{
-        Fallback, FallbackLayer, FuseboxError, FuseboxLayer, FuseboxService, ResponseFuture,
+        AsyncFallback, AsyncFallbackFuture, AsyncFallbackLayer, Fallback, FallbackFuture, FallbackLayer, FuseboxError,
+        FuseboxLayer, FuseboxService, OnProbe, ProbesUnmarked, ResponseFuture,
     };
+}
+
+/// Classifiers of HTTP and gRPC responses (feature `http`): give one to
+/// [`FuseboxLayer::classify_results_with`](crate::tower::FuseboxLayer::classify_results_with)
+/// (feature `tower`) or [`Breaker::call_result_classified`] so a 5xx answered `Ok` counts
+/// as a failure.
+#[cfg(feature = "http")]
+pub mod http {
+    pub use breaker_actors::http::{GrpcCode, GrpcErrorsAsFailures, ServerErrorsAsFailures};
 }
 
 /// The NATS transport (feature `nats`): one [`NatsTransport`](nats::NatsTransport) per

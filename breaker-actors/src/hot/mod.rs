@@ -941,6 +941,14 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
         }
     }
 
+    /// Records how a call that returned `result` went, as `classifier` judges the whole
+    /// result: an `Ok` response can be a failure (an HTTP 5xx), an error neutral. A success
+    /// still counts as slow when it took at least the slow-call threshold.
+    #[inline]
+    pub fn record_classified<T, E, C: ResultClassifier<T, E> + ?Sized>(self, result: &Result<T, E>, classifier: &C) {
+        self.record(classifier.classify_result(result));
+    }
+
     /// The writer that records this permit's outcome: the thread recording it, which may not
     /// be the one that acquired it (an async call can move between worker threads).
     #[inline]
@@ -989,6 +997,48 @@ impl<E> Classifier<E> for AllErrorsFail {
 impl<E, F: Fn(&E) -> Outcome> Classifier<E> for F {
     fn classify(&self, error: &E) -> Outcome {
         self(error)
+    }
+}
+
+/// Decides how a whole call result counts, `Ok` responses included: what lets a response
+/// that reports a failure in-band (an HTTP 5xx, a gRPC error status) trip the breaker, as
+/// tower-http's `ServerErrorsAsFailures` does. Implemented by closures over
+/// `&Result<T, E>`, by [`AllErrorsFail`], by [`ErrorsOnly`] over a [`Classifier`], and (feature
+/// `http`) by the classifiers in the `http` module.
+///
+/// What it returns is the outcome's kind only: a [`Outcome::Success`] still counts as slow
+/// when the call took at least the slow-call threshold.
+pub trait ResultClassifier<T, E> {
+    /// [`Outcome::Success`], [`Outcome::Failure`] or [`Outcome::Ignored`] for this result.
+    fn classify_result(&self, result: &Result<T, E>) -> Outcome;
+}
+
+/// A [`Classifier`] of errors as a [`ResultClassifier`]: every `Ok` is a success, every
+/// error counts as the inner classifier says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorsOnly<C>(pub C);
+
+impl<T, E, C: Classifier<E>> ResultClassifier<T, E> for ErrorsOnly<C> {
+    #[inline]
+    fn classify_result(&self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(error) => self.0.classify(error),
+        }
+    }
+}
+
+impl<T, E> ResultClassifier<T, E> for AllErrorsFail {
+    #[inline]
+    fn classify_result(&self, result: &Result<T, E>) -> Outcome {
+        if result.is_ok() { Outcome::Success } else { Outcome::Failure }
+    }
+}
+
+impl<T, E, F: Fn(&Result<T, E>) -> Outcome> ResultClassifier<T, E> for F {
+    #[inline]
+    fn classify_result(&self, result: &Result<T, E>) -> Outcome {
+        self(result)
     }
 }
 
@@ -1094,6 +1144,20 @@ impl Breaker {
         let permit = self.try_acquire().map_err(CallError::Rejected)?;
         let result = call.await;
         permit.record_result(&result, classifier);
+        result.map_err(CallError::Failed)
+    }
+
+    /// Runs `call` if admitted; `classifier` judges the whole result, so an `Ok` response
+    /// can count as a failure (an HTTP 5xx: see the `http` module, feature `http`). The
+    /// response comes back as it is, whatever the classifier made of it.
+    pub async fn call_result_classified<T, E, F, C>(&self, classifier: &C, call: F) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        C: ResultClassifier<T, E> + ?Sized,
+    {
+        let permit = self.try_acquire().map_err(CallError::Rejected)?;
+        let result = call.await;
+        permit.record_classified(&result, classifier);
         result.map_err(CallError::Failed)
     }
 

@@ -1,5 +1,5 @@
-//! The demo's scripted dependency: a tiny HTTP/1.0 server on loopback whose health the
-//! orchestrator sets (healthy: 200, failing: 500), and which logs the requests that reach it:
+//! The demo's scripted dependency: an axum server on loopback whose health the orchestrator
+//! sets (healthy: 200, failing: 500), and which logs the requests that reach it:
 //! the honest measure of what a breaker let through. Each entry is the arrival time (wall
 //! clock, ms) and, for a call an instance admitted as a half-open probe, the half-open phase
 //! the instance says it probed under (`GET /probe?phase=<term>.<seq>`), and the caller's node
@@ -7,15 +7,19 @@
 //! attributes requests afterwards, from the decisions' own timestamps in the state bucket:
 //! probes by the phase they name (never by which round the orchestrator happens to have seen
 //! last, which lags whenever its own server dies), other calls by the fleet state stored when
-//! they arrived (calls while open).
+//! they arrived (calls while open). [`client`] is how the Rust instances reach it: reqwest,
+//! as a tower service of [`Call`]s, for them to put behind their breaker.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use tokio::net::TcpListener;
+use tower::{Service, ServiceBuilder};
 
 use super::now_ms;
 
@@ -71,11 +75,10 @@ impl Dependency {
             log: Mutex::new(Vec::new()),
             unlogged: AtomicU64::new(0),
         });
-        let serving = shared.clone();
+        let router = Router::new().fallback(answer).with_state(Arc::clone(&shared));
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(serving.clone(), stream));
-            }
+            // Serves until the process ends; an accept error ends the demo's dependency only.
+            let _ = axum::serve(listener, router).await;
         });
         Ok(Self { shared, addr })
     }
@@ -106,14 +109,9 @@ impl Dependency {
     }
 }
 
-async fn answer(shared: Arc<Shared>, mut stream: TcpStream) {
-    let mut request = [0u8; 512];
-    // One read is a whole request on loopback; a client that sends nothing gets dropped.
-    let n = match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        _ => return,
-    };
-    let (kind, node) = parse_request(request.get(..n).unwrap_or_default());
+/// Logs what a request says it is, and answers by the dependency's health.
+async fn answer(State(shared): State<Arc<Shared>>, uri: Uri) -> (StatusCode, &'static str) {
+    let (kind, node) = parse_target(uri.path(), uri.query().unwrap_or_default());
     let arrival = Arrival { at_ms: now_ms(), kind, node };
     {
         let mut log = shared.log.lock().unwrap_or_else(PoisonError::into_inner);
@@ -123,22 +121,18 @@ async fn answer(shared: Arc<Shared>, mut stream: TcpStream) {
             shared.unlogged.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let response: &[u8] = if shared.healthy.load(Ordering::SeqCst) {
-        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    if shared.healthy.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok")
     } else {
-        b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail"
-    };
-    let _ = stream.write_all(response).await;
+        (StatusCode::INTERNAL_SERVER_ERROR, "fail")
+    }
 }
 
-/// What a request line says: `GET /probe?phase=T.S` is a probe of phase `(T, S)`, any other
-/// `/probe...` a probe of no known phase, anything else an ordinary call; `node=ID` (1 to 32
-/// of `[A-Za-z0-9_-]`) names the caller. Whatever the bytes, this never fails.
-fn parse_request(request: &[u8]) -> (CallKind, Option<String>) {
-    let line = request.split(|b| *b == b'\r' || *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let Some(target) = line.split(' ').nth(1) else { return (CallKind::Call, None) };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+/// What a request's target says: `/probe?phase=T.S` is a probe of phase `(T, S)`, `/probe`
+/// with no or another phase a probe of no known phase, anything else an ordinary call;
+/// `node=ID` (1 to 32 of `[A-Za-z0-9_-]`) names the caller. Whatever the target, this never
+/// fails.
+fn parse_target(path: &str, query: &str) -> (CallKind, Option<String>) {
     let param = |name: &str| query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='));
     let node = param("node")
         .filter(|n| {
@@ -155,25 +149,48 @@ fn parse_request(request: &[u8]) -> (CallKind, Option<String>) {
     (CallKind::Probe(phase), node)
 }
 
-fn request_line(node: &str, kind: CallKind) -> String {
-    match kind {
-        CallKind::Call => format!("GET /?node={node} HTTP/1.0\r\n\r\n"),
-        CallKind::Probe(None) => format!("GET /probe?node={node} HTTP/1.0\r\n\r\n"),
-        CallKind::Probe(Some((term, seq))) => format!("GET /probe?phase={term}.{seq}&node={node} HTTP/1.0\r\n\r\n"),
+/// One call an instance makes: who makes it, and what it says it is (an instance's breaker
+/// marks a probe as one on its way out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The caller's node id.
+    pub node: String,
+    /// What the call says it is.
+    pub kind: CallKind,
+}
+
+/// The path and query a call is sent to.
+fn target(call: &Call) -> (&'static str, String) {
+    let node = &call.node;
+    match call.kind {
+        CallKind::Call => ("/", format!("node={node}")),
+        CallKind::Probe(None) => ("/probe", format!("node={node}")),
+        CallKind::Probe(Some((term, seq))) => ("/probe", format!("phase={term}.{seq}&node={node}")),
     }
 }
 
-/// One GET against the dependency from `node`, saying what it is: `true` for a 2xx answer
-/// within `timeout`.
-pub async fn call(addr: SocketAddr, timeout: Duration, node: &str, kind: CallKind) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        stream.write_all(request_line(node, kind).as_bytes()).await.ok()?;
-        let mut response = Vec::with_capacity(64);
-        stream.read_to_end(&mut response).await.ok()?;
-        Some(response.starts_with(b"HTTP/1.0 2"))
-    };
-    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
+/// The dependency at `addr` as a tower service of [`Call`]s: reqwest's client (a tower
+/// service itself), each answer given back as an `http::Response` (so an HTTP classifier can
+/// judge it), every call given up after `timeout`.
+pub fn client(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<
+    impl Service<Call, Response = http::Response<reqwest::Body>, Error = reqwest::Error, Future: Send> + Clone + Send,
+    String,
+> {
+    let base = reqwest::Url::parse(&format!("http://{addr}/")).map_err(|e| format!("dependency {addr}: {e}"))?;
+    let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| format!("HTTP client: {e}"))?;
+    Ok(ServiceBuilder::new()
+        .map_response(http::Response::from)
+        .map_request(move |call: Call| {
+            let (path, query) = target(&call);
+            let mut url = base.clone();
+            url.set_path(path);
+            url.set_query(Some(&query));
+            reqwest::Request::new(reqwest::Method::GET, url)
+        })
+        .service(client))
 }
 
 #[cfg(test)]
@@ -181,14 +198,23 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    use tower::ServiceExt;
+
+    /// One call through `client`: whether it got a 2xx answer.
+    async fn answered_2xx(addr: SocketAddr, node: &str, kind: CallKind) -> bool {
+        let client = client(addr, Duration::from_secs(2)).unwrap();
+        let call = Call { node: node.to_owned(), kind };
+        client.oneshot(call).await.is_ok_and(|response| response.status().is_success())
+    }
+
     #[tokio::test]
     async fn answers_by_health_and_logs_what_each_request_says_it_is() {
         let dep = Dependency::start().await.unwrap();
         let before = now_ms();
-        assert!(call(dep.addr(), Duration::from_secs(2), "i1", CallKind::Call).await);
+        assert!(answered_2xx(dep.addr(), "i1", CallKind::Call).await);
         dep.set_healthy(false);
-        assert!(!call(dep.addr(), Duration::from_secs(2), "i2", CallKind::Probe(Some((24, 3)))).await);
-        assert!(!call(dep.addr(), Duration::from_secs(2), "py1", CallKind::Probe(None)).await);
+        assert!(!answered_2xx(dep.addr(), "i2", CallKind::Probe(Some((24, 3)))).await);
+        assert!(!answered_2xx(dep.addr(), "py1", CallKind::Probe(None)).await);
         let log = dep.arrivals();
         let seen: Vec<(CallKind, Option<&str>)> = log.iter().map(|a| (a.kind, a.node.as_deref())).collect();
         assert_eq!(
@@ -202,24 +228,39 @@ mod tests {
         assert!(log.iter().all(|a| a.at_ms >= before && a.at_ms <= now_ms()));
     }
 
+    /// The Python instance speaks HTTP/1.0 over a bare socket and reads to the end: the
+    /// server answers it in kind and closes.
+    #[tokio::test]
+    async fn a_bare_http_1_0_request_gets_an_http_1_0_answer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dep = Dependency::start().await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(dep.addr()).await.unwrap();
+        stream.write_all(b"GET /probe?phase=3.4&node=py1 HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await.unwrap().unwrap();
+        assert!(response.starts_with(b"HTTP/1.0 200"), "{}", String::from_utf8_lossy(&response));
+        assert_eq!(dep.arrivals()[0].kind, CallKind::Probe(Some((3, 4))));
+    }
+
     #[test]
-    fn any_request_bytes_parse_to_a_kind() {
-        let kind = |r: &[u8]| parse_request(r).0;
-        assert_eq!(kind(b"GET /probe?phase=7.12 HTTP/1.0\r\n\r\n"), CallKind::Probe(Some((7, 12))));
-        assert_eq!(kind(b"GET /probe?node=i1&phase=7.12 HTTP/1.0\r\n\r\n"), CallKind::Probe(Some((7, 12))));
-        assert_eq!(kind(b"GET /probe?phase=7 HTTP/1.0\r\n\r\n"), CallKind::Probe(None));
-        assert_eq!(kind(b"GET /probe?phase=x.1 HTTP/1.0\r\n\r\n"), CallKind::Probe(None));
-        assert_eq!(kind(b"GET /probe?phase=99999999999999999999.1 HTTP/1.0"), CallKind::Probe(None));
-        assert_eq!(kind(b"GET /probes HTTP/1.0"), CallKind::Call);
-        assert_eq!(kind(b"GET / HTTP/1.0\r\n\r\n"), CallKind::Call);
-        assert_eq!(kind(b""), CallKind::Call);
-        assert_eq!(kind(&[0xff, 0xfe, b' ', b'/', b'p']), CallKind::Call);
-        assert_eq!(parse_request(b"GET /?node=i1 HTTP/1.0").1.as_deref(), Some("i1"));
-        assert_eq!(parse_request(b"GET /?node=a%20b HTTP/1.0").1, None);
-        assert_eq!(parse_request(b"GET /?node= HTTP/1.0").1, None);
-        assert_eq!(parse_request(format!("GET /?node={} HTTP/1.0", "x".repeat(33)).as_bytes()).1, None);
+    fn any_target_parses_to_a_kind() {
+        let kind = |path: &str, query: &str| parse_target(path, query).0;
+        assert_eq!(kind("/probe", "phase=7.12"), CallKind::Probe(Some((7, 12))));
+        assert_eq!(kind("/probe", "node=i1&phase=7.12"), CallKind::Probe(Some((7, 12))));
+        assert_eq!(kind("/probe", "phase=7"), CallKind::Probe(None));
+        assert_eq!(kind("/probe", "phase=x.1"), CallKind::Probe(None));
+        assert_eq!(kind("/probe", "phase=99999999999999999999.1"), CallKind::Probe(None));
+        assert_eq!(kind("/probes", ""), CallKind::Call);
+        assert_eq!(kind("/", ""), CallKind::Call);
+        assert_eq!(kind("", "&&=="), CallKind::Call);
+        assert_eq!(parse_target("/", "node=i1").1.as_deref(), Some("i1"));
+        assert_eq!(parse_target("/", "node=a%20b").1, None);
+        assert_eq!(parse_target("/", "node=").1, None);
+        assert_eq!(parse_target("/", &format!("node={}", "x".repeat(33))).1, None);
         for kind in [CallKind::Call, CallKind::Probe(None), CallKind::Probe(Some((u64::MAX, 0)))] {
-            assert_eq!(parse_request(request_line("py1", kind).as_bytes()), (kind, Some("py1".to_owned())));
+            let call = Call { node: "py1".to_owned(), kind };
+            let (path, query) = target(&call);
+            assert_eq!(parse_target(path, &query), (kind, Some("py1".to_owned())));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One demo service instance (the `service-instance` binary): a node of the fleet that calls
-//! the scripted dependency through its breaker as a real service would, and tells the
+//! the scripted dependency through its breaker as a real service would (reqwest behind the
+//! breaker's tower layer, 5xx answers counted as failures), and tells the
 //! orchestrator what it sees as [`InstanceLine`]s on stdout. It stops (stepping down) when
 //! its stdin closes or it is told to terminate, so a dying orchestrator leaves nothing behind.
 
@@ -10,15 +11,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use breaker_actors::http::ServerErrorsAsFailures;
 use breaker_actors::machine::{
     Admission, BreakerConfig, BreakerName, Event, FleetState, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig,
     OutagePolicy, TripPolicy, WindowConfig,
 };
+use breaker_actors::tower::{FuseboxError, FuseboxLayer};
 use breaker_actors::{Breaker, Registry, RegistryError};
 use tokio::io::AsyncReadExt;
+use tower::{Layer, Service, ServiceExt};
 use transport_nats::nats::{NatsConfig, NatsTransport};
 
-use super::dependency::{self, CallKind, Phase};
+use super::dependency::{self, Call, CallKind, Phase};
 use super::{BREAKER, InstanceLine, now_ms};
 
 /// What an instance is told on its command line.
@@ -140,13 +144,9 @@ pub async fn run(args: InstanceArgs) -> Result<(), String> {
         }
     });
     let phases = ProbePhases { registry: registry.clone(), name: name.clone(), known: HashMap::new() };
-    let calls = tokio::spawn(call_loop(
-        breaker.clone(),
-        phases,
-        (args.dependency, args.node.clone()),
-        args.rate,
-        counters.clone(),
-    ));
+    let dependency = guarded(&breaker, args.dependency, &counters)?;
+    let calls =
+        tokio::spawn(call_loop(dependency, breaker.clone(), phases, args.node.clone(), args.rate, counters.clone()));
     let status = {
         let (registry, breaker, counters) = (registry.clone(), breaker.clone(), counters.clone());
         tokio::spawn(async move {
@@ -214,13 +214,54 @@ impl ProbePhases {
     }
 }
 
-async fn call_loop(
+/// A call on its way to the breaker, with what it names if the breaker admits it as a probe:
+/// the probe round the hot path was in before the call, and that round's phase if known.
+struct Outgoing {
+    call: Call,
+    round_before: Option<u64>,
+    phase: Option<Phase>,
+}
+
+/// The dependency behind the breaker: reqwest through the breaker's tower layer, each 5xx
+/// answer a failure, each admitted probe counted and marked with the phase it is spent in.
+fn guarded(
+    breaker: &Breaker,
+    dependency: SocketAddr,
+    counters: &Arc<Counters>,
+) -> Result<
+    impl Service<Outgoing, Response = http::Response<reqwest::Body>, Error = FuseboxError<reqwest::Error>, Future: Send>
+    + Send
+    + use<>,
+    String,
+> {
+    let client = dependency::client(dependency, Duration::from_millis(500))?;
+    let mark_probe = {
+        let (breaker, counters) = (breaker.clone(), Arc::clone(counters));
+        move |outgoing: &mut Outgoing| {
+            counters.probes.fetch_add(1, Ordering::Relaxed);
+            // The permit was taken between two reads of the same round, so in that round
+            // (rounds only increase); otherwise its round is unknown and it says so.
+            let round_after = ProbePhases::round_now(&breaker);
+            let phase = outgoing.round_before.filter(|r| round_after == Some(*r)).and(outgoing.phase);
+            outgoing.call.kind = CallKind::Probe(phase);
+        }
+    };
+    Ok(FuseboxLayer::new(breaker.clone())
+        .classify_results_with(ServerErrorsAsFailures::new())
+        .on_probe(mark_probe)
+        .layer(client.map_request(|outgoing: Outgoing| outgoing.call)))
+}
+
+async fn call_loop<S>(
+    mut dependency: S,
     breaker: Breaker,
     mut phases: ProbePhases,
-    (dependency, node): (SocketAddr, String),
+    node: String,
     rate: u32,
     counters: Arc<Counters>,
-) {
+) where
+    S: Service<Outgoing, Response = http::Response<reqwest::Body>, Error = FuseboxError<reqwest::Error>>,
+{
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -229,27 +270,17 @@ async fn call_loop(
         if let Some(round) = round_before {
             phases.learn(round).await;
         }
-        let Ok(permit) = breaker.try_acquire() else {
-            counters.rejected.fetch_add(1, Ordering::Relaxed);
-            continue;
+        let phase = round_before.and_then(|r| phases.known.get(&r).copied());
+        let outgoing = Outgoing { call: Call { node: node.clone(), kind: CallKind::Call }, round_before, phase };
+        let answer = match dependency.ready().await {
+            Ok(ready) => ready.call(outgoing).await,
+            Err(error) => Err(error),
         };
-        let kind = if permit.is_probe() {
-            counters.probes.fetch_add(1, Ordering::Relaxed);
-            // The permit was taken between two reads of the same round, so in that round
-            // (rounds only increase); otherwise its round is unknown and it says so.
-            let round_after = ProbePhases::round_now(&breaker);
-            let phase = round_before.filter(|r| round_after == Some(*r)).and_then(|r| phases.known.get(&r).copied());
-            CallKind::Probe(phase)
-        } else {
-            CallKind::Call
+        match answer {
+            Ok(response) if response.status().is_success() => counters.ok.fetch_add(1, Ordering::Relaxed),
+            Ok(_) | Err(FuseboxError::Failed(_)) => counters.failed.fetch_add(1, Ordering::Relaxed),
+            Err(FuseboxError::Rejected(_)) => counters.rejected.fetch_add(1, Ordering::Relaxed),
         };
-        if dependency::call(dependency, Duration::from_millis(500), &node, kind).await {
-            counters.ok.fetch_add(1, Ordering::Relaxed);
-            permit.success();
-        } else {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            permit.failure();
-        }
     }
 }
 
