@@ -68,8 +68,9 @@ mod vclock;
 mod window;
 
 pub use config::{
-    BreakerConfig, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy,
-    LocalOverlayPolicy, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
+    BreakerConfig, BreakerConfigBuilder, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy,
+    HealthCheckPolicy, LocalOverlayBuilder, LocalOverlayPolicy, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy,
+    TripPolicy, ValidConfig, WindowConfig,
 };
 pub use cycle::{Arrival, Judge, Phase, ProbeSlot};
 pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
