@@ -10,7 +10,9 @@
 //! and as a string otherwise (`60s`, `last_known`).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "toml")]
+use std::path::Path;
+use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
@@ -102,7 +104,7 @@ fn validated(config: BreakerConfig) -> Result<BreakerConfig, ConfigLoadError> {
     Ok(config)
 }
 
-/// A key path as serde_path_to_error prints it; `None` for the whole document.
+/// A key path as `serde_path_to_error` prints it; `None` for the whole document.
 fn key_at(path: &serde_path_to_error::Path) -> Option<String> {
     let key = path.to_string();
     (key != ".").then_some(key)

@@ -1,6 +1,6 @@
 //! `docs/config.md`'s TOML example loads, and is the config its builder example builds.
 #![cfg(feature = "toml")]
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
