@@ -41,10 +41,6 @@ impl FirstError {
             }
         }
     }
-
-    fn or(self, later: Self) -> Option<ConfigError> {
-        self.error.or(later.error)
-    }
 }
 
 /// The setters of one trip/open/half-open cycle; the type they go in has `trip_mut`,
@@ -283,7 +279,8 @@ impl BreakerConfigBuilder {
         };
         let built = overlay(start);
         self.config.local = Some(built.local);
-        self.errors.error = std::mem::replace(&mut self.errors, FirstError::new("")).or(built.errors);
+        // The first mistake is the one reported, whether it was made before or inside.
+        self.errors.error = self.errors.error.take().or(built.errors.error);
         self
     }
 
