@@ -13,6 +13,7 @@
 #[cfg(not(loom))]
 pub(crate) mod actor;
 pub mod hot;
+pub mod load;
 pub mod machine;
 #[cfg(not(loom))]
 pub mod observe;
@@ -25,7 +26,8 @@ pub(crate) mod sync;
 pub mod transport;
 
 pub use hot::{Breaker, CallError, Outcome, OwnedPermit, Permit, RejectReason, Rejected};
-pub use machine::BreakerConfig;
+pub use load::ConfigLoadError;
+pub use machine::{BreakerConfig, BreakerConfigBuilder};
 #[cfg(not(loom))]
 pub use observe::BreakerEvent;
 #[cfg(not(loom))]

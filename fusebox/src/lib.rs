@@ -9,6 +9,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `nats` | yes | [`nats`]: the NATS transport (`NatsTransport`, `NatsConfig`) |
+//! | `toml` | yes | [`BreakerConfig::from_toml_str`] and [`BreakerConfig::from_toml_file`] |
 //! | `tower` | no | [`tower`]: `FuseboxLayer`, a tower middleware over a breaker |
 //! | `http` | no | [`http`]: classifiers that count HTTP 5xx and gRPC error statuses as failures |
 //!
@@ -73,6 +74,90 @@
 //! its own evidence ([`config::LocalOverlayPolicy`]) and what it does while it cannot reach
 //! NATS ([`config::OutageConfig`]). Every field has a default; a config is checked when a
 //! breaker is registered, and a wrong one is a [`ConfigError`] naming the field.
+//! `docs/config.md` in the repository lists every key.
+//!
+//! In code, [`BreakerConfig::builder`] sets fields from [`Duration`](std::time::Duration)s
+//! and validates on [`build`](BreakerConfigBuilder::build); a duration that is zero where
+//! that is invalid, not whole milliseconds, or beyond a `u64` of them is a [`ConfigError`]
+//! naming the field too:
+//!
+//! ```
+//! use std::time::Duration;
+//! use fusebox::BreakerConfig;
+//! use fusebox::config::OutagePolicy;
+//!
+//! let config = BreakerConfig::builder()
+//!     .count_window(50)
+//!     .minimum_calls(20)
+//!     .failure_rate(0.25)
+//!     .slow_calls(Duration::from_millis(800), 0.5) // a call of 800 ms or more is slow
+//!     .exponential_backoff(Duration::from_secs(1), Duration::from_secs(300), 2, 0.1)
+//!     .half_open_probes(6, 3) // 6 probes fleet-wide, 3 successes close
+//!     .quorum(2)
+//!     .local_overlay(|local| local.consecutive_failures(5).open_for(Duration::from_secs(10)))
+//!     .outage(OutagePolicy::LastKnown, Duration::from_secs(10))
+//!     .build()?;
+//! assert_eq!(config.quorum, 2);
+//! let error = BreakerConfig::builder().open_for(Duration::ZERO).build().unwrap_err();
+//! assert_eq!(error.field, "open.duration_ms");
+//! # Ok::<(), fusebox::ConfigError>(())
+//! ```
+//!
+//! From outside the process, a config is serde's form of the struct: JSON in the config
+//! bucket (`docs/wire-format.md`), TOML files with [`BreakerConfig::from_toml_file`]
+//! (feature `toml`, on by default) and environment variables with
+//! [`BreakerConfig::from_env`] or [`BreakerConfig::with_env`] over a base. Every duration is
+//! a `<name>_ms` integer or, read, `<name>` in humantime text (`"500ms"`, `"60s"`,
+//! `"1h 30m"`), not both; configs are always written with `_ms`. Unknown keys are errors.
+//! A [`ConfigLoadError`] says where: the key path and the TOML line, or the variable.
+//!
+#![cfg_attr(feature = "toml", doc = "```")]
+#![cfg_attr(not(feature = "toml"), doc = "```ignore")]
+//! use std::time::Duration;
+//! use fusebox::BreakerConfig;
+//!
+//! let from_file = BreakerConfig::from_toml_str(
+//!     r#"
+//!     [trip]
+//!     window = { count = { calls = 50 } }
+//!     minimum_calls = 20
+//!     failure_rate = 0.25
+//!
+//!     [open.fixed]
+//!     duration = "30s"  # or duration_ms = 30000
+//!     "#,
+//! )?;
+//! let built = BreakerConfig::builder()
+//!     .count_window(50)
+//!     .minimum_calls(20)
+//!     .failure_rate(0.25)
+//!     .open_for(Duration::from_secs(30))
+//!     .build()?;
+//! assert_eq!(from_file, built);
+//!
+//! let error = BreakerConfig::from_toml_str("[open.fixed]\nduration = \"6Os\"").unwrap_err();
+//! assert!(error.to_string().contains(r#"line 2, column 12: open.fixed.duration: invalid duration "6Os""#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Environment variables name the nested keys upper-cased and joined by `__`
+//! ([`config::ENV_SEPARATOR`]; single underscores are part of field names), after a prefix
+//! of your choice: `FUSEBOX_PAYMENTS__TRIP__FAILURE_RATE=0.25`,
+//! `FUSEBOX_PAYMENTS__OPEN__FIXED__DURATION=30s`, `FUSEBOX_PAYMENTS__LOCAL=null`. A value is
+//! read as JSON when it is JSON and as a string otherwise. [`BreakerConfig::with_env_vars`]
+//! takes the variables as pairs (as here), [`BreakerConfig::with_env`] from the process:
+//!
+//! ```
+//! use fusebox::BreakerConfig;
+//!
+//! let vars = [("FUSEBOX_PAYMENTS__TRIP__FAILURE_RATE", "0.25"), ("FUSEBOX_PAYMENTS__OPEN__FIXED__DURATION", "30s")];
+//! let config = BreakerConfig::default() // or from a file
+//!     .with_env_vars("FUSEBOX_PAYMENTS", vars.map(|(name, value)| (name.to_owned(), value.to_owned())))?;
+//! assert_eq!(config.trip.failure_rate, Some(0.25));
+//! # Ok::<(), fusebox::ConfigLoadError>(())
+//! ```
+//!
+//! Or set the struct's fields directly, durations in milliseconds:
 //!
 //! ```
 //! use fusebox::BreakerConfig;
@@ -201,12 +286,12 @@
 /// whole results (an `Ok` HTTP 5xx can be a failure).
 pub use breaker_actors::hot::{AllErrorsFail, Classifier, ErrorsOnly, ResultClassifier};
 pub use breaker_actors::machine::{
-    BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Event, FleetState, MAX_OVERRIDE_MS,
-    NameError, NodeId, OverrideError, Reason, StateLabel, Term,
+    BreakerConfigBuilder, BreakerName, Command, CommandKind, ConfigError, Decision, DecisionId, Event, FleetState,
+    MAX_OVERRIDE_MS, NameError, NodeId, OverrideError, Reason, StateLabel, Term,
 };
 pub use breaker_actors::{
-    Breaker, BreakerConfig, BreakerEvent, CallError, Outcome, OwnedPermit, Permit, Registry, RegistryBuilder,
-    RegistryError, RejectReason, Rejected,
+    Breaker, BreakerConfig, BreakerEvent, CallError, ConfigLoadError, Outcome, OwnedPermit, Permit, Registry,
+    RegistryBuilder, RegistryError, RejectReason, Rejected,
 };
 
 /// The pure state machine under every breaker ([`machine::step`]: time and inputs in,
@@ -215,11 +300,13 @@ pub mod machine {
     pub use breaker_actors::machine::*;
 }
 
-/// The parts of a [`BreakerConfig`].
+/// The parts of a [`BreakerConfig`], the builder of its local overlay, and the separator
+/// of environment variable names.
 pub mod config {
+    pub use breaker_actors::load::ENV_SEPARATOR;
     pub use breaker_actors::machine::{
-        BurnRateRule, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy, LocalOverlayPolicy, OpenPolicy,
-        OutageConfig, OutagePolicy, RampPolicy, TripPolicy, WindowConfig,
+        BurnRateRule, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy, LocalOverlayBuilder,
+        LocalOverlayPolicy, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy, WindowConfig,
     };
 }
 
@@ -264,3 +351,9 @@ pub mod nats {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// `docs/config.md`'s examples, compiled and run as doctests (its TOML example is checked
+/// against the builder's in `tests/config_docs.rs`).
+#[doc = include_str!("../../docs/config.md")]
+#[cfg(doctest)]
+pub struct ConfigDocDoctests;

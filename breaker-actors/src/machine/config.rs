@@ -18,8 +18,18 @@
 //!   (resilience4j would count it in both rates);
 //! - results from before a transition are dropped, by causality (see `machine`);
 //! - every transition starts a fresh window; the backoff level resets only on closing.
+//!
+//! Every `<name>_ms` field may also be read as `<name>` in humantime text (`"60s"`), through
+//! the twins in `raw`; configs are always written with `_ms` integers. [`BreakerConfig::builder`]
+//! sets fields from [`Duration`](std::time::Duration)s (`builder`).
+
+mod builder;
+mod human;
+mod raw;
 
 use std::fmt;
+
+pub use builder::{BreakerConfigBuilder, LocalOverlayBuilder};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +48,13 @@ pub const MAX_CONFIG_VERSION: u64 = (1 << 53) - 1;
 pub const MAX_RAMP_STAGES: usize = 8;
 
 /// One breaker's configuration, shared by the whole fleet.
+///
+/// Written in serde's form with every duration in integer milliseconds (`duration_ms`);
+/// read, each duration may instead be humantime text under the name without `_ms`
+/// (`"duration": "60s"`), not both. Unknown fields are refused at every level. Every field
+/// has a default; [`BreakerConfig::builder`] sets them from [`Duration`](std::time::Duration)s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "raw::RawBreakerConfig")]
 pub struct BreakerConfig {
     /// The config's declared version (1 and up), set by whoever tunes the breaker: when
     /// nodes disagree, the fleet runs the highest version deployed, or the one an operator
@@ -90,7 +105,7 @@ impl Default for BreakerConfig {
 
 /// The evidence window and the rules that trip on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "raw::RawTripPolicy")]
 pub struct TripPolicy {
     /// Which calls the rate rules look at.
     pub window: WindowConfig,
@@ -140,7 +155,7 @@ impl Default for TripPolicy {
 
 /// The evidence window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", try_from = "raw::RawWindowConfig")]
 pub enum WindowConfig {
     /// The last `calls` decisive calls, at the granularity of reports: the window keeps
     /// whole reports, dropping the oldest while the rest still hold `calls` calls.
@@ -161,7 +176,7 @@ pub enum WindowConfig {
 /// rate is at least `factor` times the error budget over *both* the long and the short
 /// window (the short window makes the rule stop firing soon after recovery).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "raw::RawBurnRateRule")]
 pub struct BurnRateRule {
     /// The SLO, e.g. 0.999; the error budget is `1 - objective`. In (0, 1).
     pub objective: f64,
@@ -176,7 +191,7 @@ pub struct BurnRateRule {
 
 /// How long the breaker stays open before probing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", try_from = "raw::RawOpenPolicy")]
 pub enum OpenPolicy {
     /// Always the same duration.
     Fixed {
@@ -207,7 +222,7 @@ impl Default for OpenPolicy {
 
 /// The half-open phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "raw::RawHalfOpenPolicy")]
 pub struct HalfOpenPolicy {
     /// Probes per half-open round for the whole fleet (not per node), allocated by the
     /// decider to nodes that showed demand. It bounds the probes in flight plus those that
@@ -234,7 +249,7 @@ impl Default for HalfOpenPolicy {
 /// A progressive return to closed: each stage admits a percentage of calls for
 /// `stage_ms`; the trip rules stay armed throughout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "raw::RawRampPolicy")]
 pub struct RampPolicy {
     /// Strictly increasing percentages in 1..=99, at most 8 stages.
     pub stages_percent: Vec<u8>,
@@ -244,7 +259,7 @@ pub struct RampPolicy {
 
 /// Active health checks run by the decider alone while the breaker is open, with backoff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "raw::RawHealthCheckPolicy")]
 pub struct HealthCheckPolicy {
     /// Interval after the breaker opens, and after a success.
     pub initial_interval_ms: u64,
@@ -301,7 +316,7 @@ pub enum OutagePolicy {
 
 /// Outage handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "raw::RawOutageConfig")]
 pub struct OutageConfig {
     /// The policy.
     pub policy: OutagePolicy,

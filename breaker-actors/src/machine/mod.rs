@@ -69,9 +69,9 @@ mod vclock;
 mod window;
 
 pub use config::{
-    BreakerConfig, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy, HealthCheckPolicy,
-    LocalOverlayPolicy, MAX_CONFIG_VERSION, MAX_FLEET, OpenPolicy, OutageConfig, OutagePolicy, RampPolicy, TripPolicy,
-    ValidConfig, WindowConfig,
+    BreakerConfig, BreakerConfigBuilder, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy,
+    HealthCheckPolicy, LocalOverlayBuilder, LocalOverlayPolicy, MAX_CONFIG_VERSION, MAX_FLEET, OpenPolicy,
+    OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
 };
 pub use cycle::{Arrival, Judge, Phase, ProbeSlot};
 pub use decider::{MAX_QUEUED, MAX_REBASES, MAX_WRITE_ATTEMPTS, StepDownReason};
