@@ -216,3 +216,22 @@ fn the_architecture_document_is_short_and_its_paths_exist() {
     }
     assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist:\n{}", bullet_list(&missing));
 }
+
+/// The user-facing examples and guides use Fusebox as a service author would: through the
+/// `fusebox` facade only, never naming the internal crates (`breaker_actors`,
+/// `transport_nats`). The demo's orchestrator and instances, which inspect internals on
+/// purpose, are not user-facing examples.
+#[test]
+fn user_facing_examples_and_guides_name_only_the_facade() {
+    let root = workspace_root();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("examples/src/bin"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    for doc in ["README.md", "docs/guide-axum.md", "docs/tuning.md", "docs/config.md", "fusebox/README.md"] {
+        files.push(root.join(doc));
+    }
+    let found = scan(&files, &["breaker_actors", "transport_nats"], false);
+    assert!(found.is_empty(), "user-facing code names an internal crate:\n{}", bullet_list(&found));
+}

@@ -7,7 +7,7 @@
 //! harness writes ([`NatsServer::start_with`]): the auth test passes the accounts, users and
 //! permissions of `docs/nats-accounts.conf` verbatim, so it tests the documented ones.
 //!
-//! With the feature `test-credentials`, [`credentials`] generates what servers with TLS,
+//! With the feature `test-credentials`, `credentials` generates what servers with TLS,
 //! nkeys, tokens or operator JWTs need, and the configuration text that sets them up.
 //!
 //! The binary is the pinned one `make test` installs (`.tools/bin/nats-server`), or

@@ -36,16 +36,16 @@ use serde::{Deserialize, Serialize};
 /// The largest fleet a breaker can be configured for (bounds every per-node table).
 pub const MAX_FLEET: u32 = 1024;
 /// The most buckets a time window may have.
-pub const MAX_BUCKETS: u32 = 600;
+pub(super) const MAX_BUCKETS: u32 = 600;
 /// The largest count window.
-pub const MAX_WINDOW_CALLS: u32 = 1_000_000;
+pub(super) const MAX_WINDOW_CALLS: u32 = 1_000_000;
 /// The most burn-rate buckets (long window / bucket width).
-pub const MAX_BURN_BUCKETS: u64 = 256;
+pub(super) const MAX_BURN_BUCKETS: u64 = 256;
 /// The highest config version: room for a change a second for 285 million years, and
 /// small enough that a decision's JSON carries it exactly in every language (2^53).
 pub const MAX_CONFIG_VERSION: u64 = (1 << 53) - 1;
 /// The most stages of a progressive ramp.
-pub const MAX_RAMP_STAGES: usize = 8;
+pub(super) const MAX_RAMP_STAGES: usize = 8;
 
 /// One breaker's configuration, shared by the whole fleet.
 ///

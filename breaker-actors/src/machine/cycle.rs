@@ -12,7 +12,7 @@ use super::window::{Bad, BurnSeries, EvidenceWindow, NodeTable};
 
 /// How long after the last replayed report the evidence of an unfinished replay is judged
 /// anyway (its last report may never come: the consumer failed, the stream was pruned).
-pub const REPLAY_QUIET_MS: u64 = 50;
+pub(super) const REPLAY_QUIET_MS: u64 = 50;
 
 /// Evidence is reported in `u64`; window sums are exact `u128`.
 fn saturate(wide: u128) -> u64 {

@@ -17,7 +17,7 @@ use super::window::NodeTable;
 /// How often a failed decision write is tried before the decider steps down.
 pub const MAX_WRITE_ATTEMPTS: u32 = 5;
 /// First retry delay of a failed write; it doubles per attempt.
-pub const WRITE_RETRY_BASE_MS: u64 = 50;
+pub(super) const WRITE_RETRY_BASE_MS: u64 = 50;
 /// How often a decider rebases on a newer state within one term before stepping down.
 pub const MAX_REBASES: u32 = 8;
 /// Decisions waiting behind the one in flight before the decider steps down.
@@ -66,7 +66,7 @@ struct PendingWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 // A decision is made a few times a minute at most; boxing it would allocate for nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum DeciderOut {
+pub(super) enum DeciderOut {
     /// A decision was made (announced once, when made).
     Decided(DecisionId, super::domain::StateLabel),
     /// Write this decision (CAS-fenced by the transport).
@@ -81,7 +81,7 @@ pub enum DeciderOut {
 
 /// Where a report went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportFate {
+pub(super) enum ReportFate {
     /// Counted towards the current phase.
     Counted,
     /// From before the current phase: dropped.
@@ -96,7 +96,7 @@ pub enum ReportFate {
 
 /// The decider's state for one breaker and one term.
 #[derive(Debug, Clone)]
-pub struct Decider {
+pub(super) struct Decider {
     breaker: BreakerName,
     me: NodeId,
     term: Term,
@@ -161,7 +161,7 @@ impl Decider {
     /// Takes the lease at `term`, valid until `valid_until`, restating `base` (the newest
     /// decision this node knows) under the new term. Returns the decider and the restating
     /// decision to write.
-    pub fn take_over(
+    pub(super) fn take_over(
         breaker: BreakerName,
         me: NodeId,
         config: &ValidConfig,
@@ -222,32 +222,32 @@ impl Decider {
     }
 
     /// The lease term.
-    pub fn term(&self) -> Term {
+    pub(super) fn term(&self) -> Term {
         self.term
     }
 
     /// Whether the lease is still good on this node's clock.
-    pub fn is_valid(&self, now: Millis) -> bool {
+    pub(super) fn is_valid(&self, now: Millis) -> bool {
         now < self.valid_until
     }
 
     /// A renewal sent at `sent_at` succeeded.
-    pub fn renewed(&mut self, valid_until: Millis) {
+    pub(super) fn renewed(&mut self, valid_until: Millis) {
         self.valid_until = self.valid_until.max(valid_until);
     }
 
     /// The fleet cycle (for inspection).
-    pub fn judge(&self) -> &Judge {
+    pub(super) fn judge(&self) -> &Judge {
         &self.judge
     }
 
     /// The phase reports are attributed against: the newest decision that began one.
-    pub fn phase(&self) -> DecisionId {
+    pub(super) fn phase(&self) -> DecisionId {
         self.phase
     }
 
     /// The id of the newest decision made (written or not).
-    pub fn last_decided(&self) -> DecisionId {
+    pub(super) fn last_decided(&self) -> DecisionId {
         DecisionId { term: self.term, seq: self.seq }
     }
 
@@ -308,7 +308,7 @@ impl Decider {
 
     /// Judges a report. Its `applied` must not be ahead of [`Decider::last_decided`] (the
     /// machine refuses such reports before they get here): a report never deposes.
-    pub fn ingest(&mut self, now: Millis, report: &Report, arrival: Arrival) -> (ReportFate, Vec<DeciderOut>) {
+    pub(super) fn ingest(&mut self, now: Millis, report: &Report, arrival: Arrival) -> (ReportFate, Vec<DeciderOut>) {
         debug_assert!(report.applied <= self.last_decided(), "reports from the future are refused before judging");
         if !self.is_valid(now) {
             // Suspended (renewal overdue): no verdicts, and no evidence half-taken either.
@@ -352,7 +352,7 @@ impl Decider {
     }
 
     /// Moves on by time: open periods, round timeouts, ramps, health checks, write retries.
-    pub fn tick(&mut self, now: Millis) -> Vec<DeciderOut> {
+    pub(super) fn tick(&mut self, now: Millis) -> Vec<DeciderOut> {
         let mut out = Vec::new();
         let valid = self.is_valid(now);
         if let Some(p) = &mut self.pending {
@@ -387,7 +387,7 @@ impl Decider {
     }
 
     /// The result of health check `attempt`.
-    pub fn health_result(&mut self, now: Millis, attempt: u64, healthy: bool) -> Vec<DeciderOut> {
+    pub(super) fn health_result(&mut self, now: Millis, attempt: u64, healthy: bool) -> Vec<DeciderOut> {
         let Some(h) = &mut self.health else {
             return Vec::new();
         };
@@ -414,7 +414,7 @@ impl Decider {
     }
 
     /// The earliest time `tick` may have work.
-    pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
+    pub(super) fn next_deadline(&self, now: Millis) -> Option<Millis> {
         let retry = self.pending.as_ref().and_then(|p| p.retry_at);
         if !self.is_valid(now) {
             return retry;
@@ -432,7 +432,7 @@ impl Decider {
     /// and health checks start afresh under the new rules, and a decision in the same state
     /// records the switch ([`Reason::Reconfigured`]). Nothing is decided if the version is
     /// the one already in use.
-    pub fn reconfigure(&mut self, now: Millis, config: &ValidConfig) -> Vec<DeciderOut> {
+    pub(super) fn reconfigure(&mut self, now: Millis, config: &ValidConfig) -> Vec<DeciderOut> {
         let from = self.config_version;
         if from == config.version {
             return Vec::new();
@@ -450,7 +450,7 @@ impl Decider {
     }
 
     /// An operator's command (already checked to be for this breaker).
-    pub fn command(&mut self, now: Millis, command: &Command) -> Vec<DeciderOut> {
+    pub(super) fn command(&mut self, now: Millis, command: &Command) -> Vec<DeciderOut> {
         if !self.is_valid(now) {
             return Vec::new();
         }
@@ -487,7 +487,7 @@ impl Decider {
     }
 
     /// What this decider holds at `now`, for operators (`fusebox describe`).
-    pub fn view(&self, now: Millis) -> super::DeciderView {
+    pub(super) fn view(&self, now: Millis) -> super::DeciderView {
         let (calls, failures, slow) = self.judge.window_totals(now);
         let narrow = |wide: u128| u64::try_from(wide).unwrap_or(u64::MAX);
         super::DeciderView {
@@ -506,12 +506,12 @@ impl Decider {
     }
 
     /// The decision being written, if its id is `id`.
-    pub fn pending_decision(&self, id: DecisionId) -> Option<&Decision> {
+    pub(super) fn pending_decision(&self, id: DecisionId) -> Option<&Decision> {
         self.pending.as_ref().map(|p| &p.decision).filter(|d| d.id == id)
     }
 
     /// The transport confirmed decision `id`.
-    pub fn written(&mut self, id: DecisionId) -> Vec<DeciderOut> {
+    pub(super) fn written(&mut self, id: DecisionId) -> Vec<DeciderOut> {
         if self.pending.as_ref().is_none_or(|p| p.decision.id != id) {
             return Vec::new();
         }
@@ -531,7 +531,7 @@ impl Decider {
     }
 
     /// The write of `id` failed for a transport reason (not a CAS conflict).
-    pub fn write_failed(&mut self, now: Millis, id: DecisionId) -> Vec<DeciderOut> {
+    pub(super) fn write_failed(&mut self, now: Millis, id: DecisionId) -> Vec<DeciderOut> {
         let Some(p) = &mut self.pending else {
             return Vec::new();
         };
@@ -553,7 +553,7 @@ impl Decider {
     /// the pending restatement could now pass the CAS and roll the bucket back, so rebase
     /// on `decision` as if the write had lost its CAS to it. Once a write has landed, an
     /// older term's decision is only a late delivery of what came before it.
-    pub fn older_term_observed(&mut self, now: Millis, decision: &Decision) -> Vec<DeciderOut> {
+    pub(super) fn older_term_observed(&mut self, now: Millis, decision: &Decision) -> Vec<DeciderOut> {
         if self.landed || decision.id.term >= self.term || decision.id <= self.base {
             return Vec::new();
         }
@@ -568,7 +568,7 @@ impl Decider {
     /// crossed a write, which costs one harmless write of the same value). Writes `newest`
     /// again so that nodes bootstrapping from the bucket learn what the fleet applied,
     /// unless a write is in flight (its CAS meets the rollback and rebases).
-    pub fn bucket_went_back(&mut self, newest: &Decision) -> Vec<DeciderOut> {
+    pub(super) fn bucket_went_back(&mut self, newest: &Decision) -> Vec<DeciderOut> {
         if self.pending.is_some() || !self.landed || newest.id != self.last_decided() {
             return Vec::new();
         }
@@ -577,7 +577,12 @@ impl Decider {
     }
 
     /// The CAS write of `id` lost: `current` is what the bucket holds now.
-    pub fn write_rejected(&mut self, now: Millis, id: DecisionId, current: Option<&Decision>) -> Vec<DeciderOut> {
+    pub(super) fn write_rejected(
+        &mut self,
+        now: Millis,
+        id: DecisionId,
+        current: Option<&Decision>,
+    ) -> Vec<DeciderOut> {
         if self.pending.as_ref().is_none_or(|p| p.decision.id != id) {
             return Vec::new();
         }

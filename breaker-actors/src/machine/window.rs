@@ -16,7 +16,7 @@ pub const MAX_WINDOW_REPORTS: usize = 4096;
 /// Decisive totals over a window, exact: `u128` sums of at most a few thousand `u64`
 /// reports cannot overflow, so eviction subtracts exactly what was added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Totals {
+pub(super) struct Totals {
     /// Successes, failures and slow calls.
     pub decisive: u128,
     /// Failures.
@@ -46,7 +46,7 @@ impl Totals {
 
 /// Which bad outcome a quorum counts nodes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bad {
+pub(super) enum Bad {
     /// Nodes that reported failures.
     Failed,
     /// Nodes that reported slow calls.
@@ -80,7 +80,7 @@ fn insert_sorted(set: &mut Vec<NodeId>, node: &NodeId, cap: usize) {
 
 /// An evidence window.
 #[derive(Debug, Clone)]
-pub struct EvidenceWindow(Kind);
+pub(super) struct EvidenceWindow(Kind);
 
 #[derive(Debug, Clone)]
 enum Kind {
@@ -104,7 +104,7 @@ enum Kind {
 
 impl EvidenceWindow {
     /// An empty window of `spec`.
-    pub fn new(spec: &WindowSpec, node_cap: u32) -> Self {
+    pub(super) fn new(spec: &WindowSpec, node_cap: u32) -> Self {
         Self(match *spec {
             WindowSpec::Count(calls) => Kind::Count { calls, entries: VecDeque::new(), totals: Totals::default() },
             WindowSpec::Time { bucket_ms, buckets } => {
@@ -114,7 +114,7 @@ impl EvidenceWindow {
     }
 
     /// Forgets everything.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         match &mut self.0 {
             Kind::Count { entries, totals, .. } => {
                 entries.clear();
@@ -127,7 +127,7 @@ impl EvidenceWindow {
     /// Adds one report's decisive outcomes, which happened at `at` (earlier than the judge's
     /// now for a replayed report; a time window files them in that bucket, and drops them if
     /// that bucket has already been reused).
-    pub fn record(&mut self, at: Millis, node: &NodeId, counts: &OutcomeCounts) {
+    pub(super) fn record(&mut self, at: Millis, node: &NodeId, counts: &OutcomeCounts) {
         if Totals::of(counts).decisive == 0 {
             return;
         }
@@ -169,7 +169,7 @@ impl EvidenceWindow {
 
     /// Forgets count-window reports whose outcomes happened at or before `cutoff` (a time
     /// window's buckets age out by themselves).
-    pub fn forget_before(&mut self, cutoff: Millis) {
+    pub(super) fn forget_before(&mut self, cutoff: Millis) {
         if let Kind::Count { entries, totals, .. } = &mut self.0 {
             while let Some(front) = entries.front() {
                 if front.at > cutoff {
@@ -188,7 +188,7 @@ impl EvidenceWindow {
     }
 
     /// The totals at `now`.
-    pub fn totals(&self, now: Millis) -> Totals {
+    pub(super) fn totals(&self, now: Millis) -> Totals {
         match &self.0 {
             Kind::Count { totals, .. } => *totals,
             Kind::Time { bucket_ms, ring, .. } => {
@@ -202,7 +202,7 @@ impl EvidenceWindow {
     }
 
     /// Distinct nodes with `bad` outcomes in the window at `now`.
-    pub fn bad_nodes(&self, now: Millis, bad: Bad) -> u32 {
+    pub(super) fn bad_nodes(&self, now: Millis, bad: Bad) -> u32 {
         let mut nodes: Vec<&NodeId> = match &self.0 {
             Kind::Count { entries, .. } => entries
                 .iter()
@@ -225,7 +225,7 @@ impl EvidenceWindow {
     }
 
     /// How many reports or buckets it holds (for the boundedness checks).
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match &self.0 {
             Kind::Count { entries, .. } => entries.len(),
             Kind::Time { ring, .. } => ring.len(),
@@ -235,7 +235,7 @@ impl EvidenceWindow {
 
 /// The burn-rate series: decisive calls and errors in buckets over the long window.
 #[derive(Debug, Clone)]
-pub struct BurnSeries {
+pub(super) struct BurnSeries {
     rule: BurnRate,
     /// `(epoch, decisive, errors)`, indexed by epoch modulo length.
     ring: Vec<(u64, u128, u128)>,
@@ -243,17 +243,17 @@ pub struct BurnSeries {
 
 impl BurnSeries {
     /// An empty series for `rule`.
-    pub fn new(rule: &BurnRate) -> Self {
+    pub(super) fn new(rule: &BurnRate) -> Self {
         Self { rule: rule.clone(), ring: vec![(u64::MAX, 0, 0); usize::try_from(rule.long_buckets).unwrap_or(1)] }
     }
 
     /// Forgets everything.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.ring.iter_mut().for_each(|b| *b = (u64::MAX, 0, 0));
     }
 
     /// Adds outcomes that happened at `at`; failures are the errors that burn the budget.
-    pub fn record(&mut self, at: Millis, counts: &OutcomeCounts) {
+    pub(super) fn record(&mut self, at: Millis, counts: &OutcomeCounts) {
         if Totals::of(counts).decisive == 0 {
             return;
         }
@@ -282,7 +282,7 @@ impl BurnSeries {
 
     /// Whether both windows burn at least the threshold, with at least `minimum` decisive
     /// calls in the long window. Returns the long window's `(decisive, errors)` when firing.
-    pub fn firing(&self, now: Millis, minimum: u64) -> Option<(u128, u128)> {
+    pub(super) fn firing(&self, now: Millis, minimum: u64) -> Option<(u128, u128)> {
         let (long_d, long_e) = self.sum(now, self.rule.long_buckets);
         let (short_d, short_e) = self.sum(now, self.rule.short_buckets);
         let threshold: Ppm = self.rule.threshold;
@@ -296,7 +296,7 @@ impl BurnSeries {
 /// A map from node to value holding at most `cap` nodes; inserting past the cap evicts
 /// the least recently touched node (ties broken by node id, so it stays deterministic).
 #[derive(Debug, Clone)]
-pub struct NodeTable<V> {
+pub(super) struct NodeTable<V> {
     cap: usize,
     map: BTreeMap<NodeId, (V, Millis)>,
     evictions: u64,
@@ -304,17 +304,17 @@ pub struct NodeTable<V> {
 
 impl<V> NodeTable<V> {
     /// An empty table of at most `cap` nodes (at least 1).
-    pub fn new(cap: u32) -> Self {
+    pub(super) fn new(cap: u32) -> Self {
         Self { cap: (cap as usize).max(1), map: BTreeMap::new(), evictions: 0 }
     }
 
     /// The value of `node`.
-    pub fn get(&self, node: &NodeId) -> Option<&V> {
+    pub(super) fn get(&self, node: &NodeId) -> Option<&V> {
         self.map.get(node).map(|(v, _)| v)
     }
 
     /// The value of `node`, created by `init` if absent; marks the node as seen at `now`.
-    pub fn entry(&mut self, now: Millis, node: &NodeId, init: impl FnOnce() -> V) -> &mut V {
+    pub(super) fn entry(&mut self, now: Millis, node: &NodeId, init: impl FnOnce() -> V) -> &mut V {
         if !self.map.contains_key(node) && self.map.len() >= self.cap {
             let oldest = self.map.iter().min_by(|a, b| (a.1.1, a.0).cmp(&(b.1.1, b.0))).map(|(n, _)| n.clone());
             if let Some(oldest) = oldest {
@@ -328,17 +328,17 @@ impl<V> NodeTable<V> {
     }
 
     /// Every node and value, sorted by node.
-    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &V)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&NodeId, &V)> {
         self.map.iter().map(|(n, (v, _))| (n, v))
     }
 
     /// Forgets every node.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.map.clear();
     }
 
     /// Nodes evicted so far.
-    pub fn evictions(&self) -> u64 {
+    pub(super) fn evictions(&self) -> u64 {
         self.evictions
     }
 }
