@@ -7,7 +7,8 @@
 //! Rules:
 //! - Every entry seen, by the watch or a resync, moves `seen` (the newest bucket revision
 //!   delivered) on; the watch restarts from `seen + 1` (first: the last value per key).
-//! - The newest value per key is kept, bounded ([`DecisionDemux::new`]'s `max_cached`): a
+//! - The newest value per key is kept, bounded ([`DecisionDemux::new`]'s `max_cached`): once
+//!   the cache is complete (the watch's first pass, or a resync walk, is through), a
 //!   breaker registered later, or an actor restarted, gets the current value without a
 //!   request; beyond the bound values of breakers the node does not have are not kept, and the
 //!   cache stops being complete (an unknown breaker then costs a direct read). An entry at or
@@ -114,14 +115,17 @@ impl<R: Clone> DecisionDemux<R> {
         self.cache.len()
     }
 
-    /// What the node knows of `breaker`'s decision: the value kept, or its absence when the
-    /// cache is complete; `None` when only a direct read can tell.
+    /// What the node knows of `breaker`'s decision once the cache is complete: the value
+    /// kept, or its absence; `None` when only a direct read can tell. Before, a value kept
+    /// may be superseded already: the resync walk delivers the bucket's history in revision
+    /// order, so it can offer a key's old revision before the watch's first pass brings the
+    /// newest (a node joining while a breaker is open would start closed).
     pub fn known(&self, breaker: &BreakerName) -> Option<DecisionRead> {
-        match self.cache.get(breaker) {
-            Some(read) => Some(read.clone()),
-            None if self.complete => Some(DecisionRead { decision: None, revision: 0 }),
-            None => None,
+        if !self.complete {
+            return None;
         }
+        let absent = DecisionRead { decision: None, revision: 0 };
+        Some(self.cache.get(breaker).cloned().unwrap_or(absent))
     }
 
     /// The id of the newest decision kept for `breaker` (what an unattributed foreign report

@@ -65,9 +65,8 @@ impl DecisionWatch {
         lock(&inner.tasks).extend([watch, resync]);
     }
 
-    /// Delivers `breaker`'s decision into `inbox` from now on: the value kept, if any, at
-    /// once; otherwise, if the bucket is known to have none, its absence; otherwise a
-    /// direct read.
+    /// Delivers `breaker`'s decision into `inbox` from now on: once the node has caught up
+    /// with the bucket, the value kept (or its absence) at once; before, a direct read.
     pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: Inbox) -> Subscription {
         let known = lock(&self.demux).register(breaker, inbox.clone());
         if let Some(read) = known {
