@@ -26,6 +26,8 @@
 
 use std::time::Duration;
 
+pub mod names;
+
 use metrics::{counter, gauge};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
