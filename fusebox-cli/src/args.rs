@@ -205,6 +205,14 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a live web page of every breaker of the fleet (`docs/dashboard.md`) until
+    /// Ctrl-C: states, deciders, reasons and evidence, overrides, probes, and each
+    /// breaker's history.
+    Dashboard {
+        /// The address to serve on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = super::dashboard::DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+    },
     /// Print a shell completion script: `fusebox completions bash > /etc/bash_completion.d/fusebox`.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.

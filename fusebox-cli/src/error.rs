@@ -91,6 +91,13 @@ pub enum CliError {
     },
     /// Writing the output failed.
     Output(String),
+    /// The dashboard could not listen on its address or stopped serving.
+    Serve {
+        /// The address.
+        addr: String,
+        /// The system's reason.
+        detail: String,
+    },
 }
 
 impl CliError {
@@ -140,6 +147,7 @@ impl fmt::Display for CliError {
             Self::TimedOut { what, after } => write!(f, "timed out after {}: {what}", seconds(*after)),
             Self::Nats { what, detail } => write!(f, "{what}: {detail}"),
             Self::Output(detail) => write!(f, "writing the output: {detail}"),
+            Self::Serve { addr, detail } => write!(f, "serving the dashboard on {addr}: {detail}"),
         }
     }
 }

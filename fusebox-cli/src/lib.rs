@@ -17,6 +17,7 @@
 //!   reset BREAKER --reason TEXT [--actor NAME]
 //!   publish BREAKER [--failures N] [--successes N] [--slow N] [--node ID]
 //!   repair BREAKER --reason TEXT [--actor NAME]   fix a bad lease value or decision
+//!   dashboard [--listen 127.0.0.1:8089]          a live web page of every breaker (docs/dashboard.md)
 //!   completions bash|zsh|fish|elvish|powershell  a shell completion script
 //!   config show BREAKER [--history] [--json]      the fleet's config, its version and source
 //!   config diff BREAKER --file F                  what a config file would change
@@ -93,6 +94,7 @@
 
 pub mod args;
 pub mod config;
+pub mod dashboard;
 pub mod describe;
 pub mod error;
 pub mod render;

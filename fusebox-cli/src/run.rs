@@ -42,6 +42,9 @@ pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result
         return Err(CliError::Usage("nothing to publish: give --failures, --successes or --slow".into()));
     }
     let session = Session::connect(&cli.global).await?;
+    if let Cmd::Dashboard { listen } = &cli.command {
+        return super::dashboard::run(session, *listen, out).await;
+    }
     let wait = cli.global.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
     match &cli.command {
         Cmd::Status { json } => status(&session, *json, out).await,
@@ -61,7 +64,7 @@ pub async fn run(cli: Cli, out: &mut impl Write, log: &mut impl Write) -> Result
         Cmd::Publish(args) => publish(&session, args, out).await,
         Cmd::Repair(args) => repair(&session, args, wait, out, log).await,
         Cmd::Config(cmd) => Box::pin(super::config::run(&session, cmd, wait, out, log)).await,
-        Cmd::Completions { .. } => Ok(()),
+        Cmd::Completions { .. } | Cmd::Dashboard { .. } => Ok(()),
     }
 }
 

@@ -288,6 +288,12 @@ impl Session {
         watch.map_err(|e| self.fail(&what, Some(e)))
     }
 
+    /// The latest value of every key of `store`, then every change.
+    pub async fn watch_with_history(&self, store: &kv::Store) -> Result<kv::Watch, CliError> {
+        let what = format!("watching {}/> from the latest values", store.name);
+        self.guard(&what, store.watch_with_history(">")).await?.map_err(|e| self.fail(&what, Some(e)))
+    }
+
     async fn collect<T, E: ToString>(
         &self,
         what: &str,

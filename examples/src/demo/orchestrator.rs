@@ -1,10 +1,12 @@
 //! The demo's conductor (the `cluster-demo` binary behind `make demo`): starts the nats-server
 //! cluster, the dependency and the instances, plays the script (fail, recover, kill the
-//! decider, kill a server, fail and recover again), shows the fleet, measures, and cleans up
+//! decider, kill a server, fail and recover again), shows the fleet (in the terminal, and on
+//! the live fleet page of `fusebox dashboard`, served in-process), measures, and cleans up
 //! whatever happens (children die with it: they are killed on drop and stop when their stdin
 //! closes; servers are killed by PID).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use breaker_actors::machine::{Decision, FleetState, Reason, StateLabel};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use transport_nats::servers::NatsCluster;
 
 use super::dependency::{Arrival, CallKind, Dependency, Phase};
@@ -135,6 +137,8 @@ struct Demo {
     /// When the script killed a server (wall clock ms).
     server_killed_ms: Option<u64>,
     step: String,
+    /// The live fleet page's address (`http://127.0.0.1:PORT`).
+    dashboard: String,
     last_draw: Instant,
     interrupted: bool,
 }
@@ -174,11 +178,12 @@ impl Demo {
         }
         self.last_draw = Instant::now();
         let header = format!(
-            "{} | step: {} | dependency: {} | servers up: {}",
+            "{} | step: {} | dependency: {} | servers up: {} | dashboard: {}",
             self.elapsed(),
             self.step,
             if self.dependency.is_healthy() { "healthy" } else { "FAILING" },
-            self.cluster.nodes().iter().filter(|n| n.pid().is_some()).count()
+            self.cluster.nodes().iter().filter(|n| n.pid().is_some()).count(),
+            self.dashboard
         );
         let rows: Vec<Row> = self.instances.iter().map(|i| i.row.clone()).collect();
         let recent: Vec<String> = self.decisions.iter().rev().take(4).rev().map(describe).collect();
@@ -688,6 +693,30 @@ fn python_instance() -> Result<(PathBuf, PathBuf), String> {
     Ok((python, script))
 }
 
+/// The live fleet page (`fusebox dashboard`) for the cluster, in this process on a free
+/// loopback port: its address, what stops it, and its task. It waits on its own for the
+/// state bucket the first instance provisions.
+async fn start_dashboard(
+    urls: &[String],
+) -> Result<(String, oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let dashboard =
+        fusebox_cli::dashboard::for_servers(urls, listen).await.map_err(|e| format!("starting the dashboard: {e}"))?;
+    let addr = dashboard.local_addr().map_err(|e| format!("starting the dashboard: {e}"))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = dashboard
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            eprintln!("dashboard: {e}");
+        }
+    });
+    Ok((format!("http://{addr}"), stop, task))
+}
+
 /// Runs the demo to its summary.
 pub async fn run(args: DemoArgs) -> Summary {
     let program = match instance_program() {
@@ -704,6 +733,11 @@ pub async fn run(args: DemoArgs) -> Summary {
         Ok(d) => d,
         Err(e) => return Summary { rows: Vec::new(), failed: Some(format!("starting the dependency: {e}")) },
     };
+    let (dashboard, stop_dashboard, dashboard_task) = match start_dashboard(&cluster.urls()).await {
+        Ok(started) => started,
+        Err(e) => return Summary { rows: Vec::new(), failed: Some(e) },
+    };
+    println!("dashboard: {dashboard}");
     let (sender, updates) = mpsc::channel(4096);
     let mut demo = Demo {
         args,
@@ -718,12 +752,15 @@ pub async fn run(args: DemoArgs) -> Summary {
         applied: Vec::new(),
         server_killed_ms: None,
         step: "starting".into(),
+        dashboard,
         last_draw: Instant::now(),
         interrupted: false,
     };
     let outcome = demo.script(&program).await;
     demo.stop_instances().await;
     demo.complete_decisions().await;
+    let _ = stop_dashboard.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), dashboard_task).await;
     match outcome {
         Ok(detection_recovery_failover) => {
             let (detection, recovery, failover) = detection_recovery_failover;
