@@ -16,6 +16,14 @@
 //! Every decision seen is kept (bounded) per key, so a breaker registered later, or an
 //! actor restarted, gets the current value without a request, and a resync read after an
 //! outage is answered once the node's catch-up after the reconnection is through.
+//!
+//! Each new decision handed to a registered breaker once the node has caught up with the
+//! bucket is timed into `fusebox_propagation_lag_seconds`: this host's wall clock at the
+//! delivery minus the server's timestamp of the entry (the watch message's published time,
+//! the direct get's `Nats-Time-Stamp`). It compares two machines' clocks, so it is off by
+//! their skew (a negative difference counts as 0); it is a figure for operators, never an
+//! input to a decision. History delivered before the node caught up (the watch's first
+//! pass, a resync walk from the start) is not propagation and is not timed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +39,7 @@ use tokio::sync::watch;
 
 use super::{Inner, READ_PATIENCE_MIN, Session, backend, keep_running, lock, until_connected};
 use crate::codec::{self, DecodeError};
+use breaker_actors::observe::names;
 
 /// Keys whose newest decision a node keeps (each a few hundred bytes). Beyond it, values of
 /// breakers the node does not have are not kept, and registering one costs a direct read.
@@ -103,8 +112,9 @@ impl DecisionWatch {
     }
 
     /// Delivers one entry of the bucket: `key` at `revision`, a put of `payload` or (`None`)
-    /// a delete, purge or expiry.
-    fn deliver(&self, inner: &Inner, source: Source, key: &str, revision: u64, payload: Option<&Bytes>) {
+    /// a delete, purge or expiry, stored at `written` (the server's timestamp, nanoseconds
+    /// since the Unix epoch).
+    fn deliver(&self, inner: &Inner, source: Source, key: &str, revision: u64, payload: Option<&Bytes>, written: i128) {
         let Ok(breaker) = BreakerName::new(key) else {
             lock(&self.demux).handle_seen(source, revision);
             let error = DecodeError::BadSubject { subject: key.to_owned() };
@@ -119,11 +129,30 @@ impl DecisionWatch {
                 None
             }
         });
-        let offer = lock(&self.demux).handle_entry(source, &breaker, revision, decision);
+        let is_decision = decision.is_some();
+        let (caught_up, offer) = {
+            let mut demux = lock(&self.demux);
+            let caught_up = demux.is_complete();
+            (caught_up, demux.handle_entry(source, &breaker, revision, decision))
+        };
         if let Some((inbox, read)) = offer {
             inbox.offer_decision(read);
+            if caught_up && is_decision {
+                observe_lag(inner, &breaker, written);
+            }
         }
     }
+}
+
+/// Observes the propagation lag of a decision written at `written` (the server's clock, Unix
+/// nanoseconds) and delivered now (this host's clock): see the module documentation.
+fn observe_lag(inner: &Inner, breaker: &BreakerName, written: i128) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let lag_ns = i128::try_from(now).unwrap_or(i128::MAX).saturating_sub(written).max(0);
+    #[allow(clippy::cast_precision_loss, reason = "seconds of lag, not a count")]
+    let lag = lag_ns as f64 / 1e9;
+    let labels = [("breaker", breaker.as_str().to_owned()), ("node", inner.node.as_str().to_owned())];
+    metrics::histogram!(names::PROPAGATION_LAG, &labels).record(lag);
 }
 
 /// Whether a KV entry's headers mark it a delete, a purge or an expiry (not a put).
@@ -165,13 +194,16 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
                 tokio::select! {
                     message = messages.next() => match message {
                         Some(Ok(message)) => {
-                            let Ok(info) = message.info().map(|i| (i.stream_sequence, i.pending)) else { continue };
-                            let (revision, pending) = info;
+                            let Ok(info) = message.info().map(|i| (i.stream_sequence, i.pending, i.published)) else {
+                                continue;
+                            };
+                            let (revision, pending, published) = info;
                             match key_of(&inner, message.subject.as_str()) {
                                 Some(key) => {
                                     let removal = is_removal(message.headers.as_ref());
                                     let payload = (!removal).then_some(&message.payload);
-                                    watch.deliver(&inner, Source::Watch, key, revision, payload);
+                                    let written = published.unix_timestamp_nanos();
+                                    watch.deliver(&inner, Source::Watch, key, revision, payload, written);
                                 }
                                 None => lock(&watch.demux).handle_seen(Source::Watch, revision),
                             }
@@ -254,7 +286,8 @@ async fn catch_up(inner: &Inner, watch: &DecisionWatch, filter: &str) -> Result<
                 Some(key) => {
                     let removal = is_removal(Some(&message.headers));
                     let payload = (!removal).then_some(&message.payload);
-                    watch.deliver(inner, Source::Resync, key, message.sequence, payload);
+                    let written = message.time.unix_timestamp_nanos();
+                    watch.deliver(inner, Source::Resync, key, message.sequence, payload, written);
                 }
                 None => lock(&watch.demux).handle_seen(Source::Resync, message.sequence),
             },
