@@ -77,14 +77,6 @@ pub const REFUSED_KINDS: [&str; 8] = [
     "report_from_future",
 ];
 
-/// Upper bounds (seconds) of the buckets this crate's examples give the `_seconds`
-/// histograms: from the flush interval's 5 ms (the coarse clock's resolution, and about
-/// what a decision takes to propagate on a quiet fleet) to a minute. An exporter that is not
-/// told buckets may render histograms otherwise (`metrics-exporter-prometheus` renders a
-/// summary): see `docs/metrics.md`.
-pub const SECONDS_BUCKETS: [f64; 14] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
-
 fn ignored_index(what: &Ignored) -> usize {
     match what {
         Ignored::StaleOutcomes { .. } => 0,
