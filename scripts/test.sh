@@ -37,6 +37,11 @@ header "install tools (scripts/install-tools.sh)"
 bash scripts/install-tools.sh
 export FUSEBOX_NATS_SERVER="$PWD/.tools/bin/nats-server"
 
+# The shipped alert rules: valid, and their unit tests pass (docs/operations.md).
+header "promtool check rules / test rules (ops/prometheus)"
+.tools/bin/promtool check rules ops/prometheus/fusebox-alerts.yml
+.tools/bin/promtool test rules ops/prometheus/fusebox-alerts.test.yml
+
 header "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer;
 use breaker_actors::machine::{BreakerName, DecisionId};
-use breaker_actors::shell::{DecisionDemux, Source, WatchStart};
+use breaker_actors::shell::{DecisionDemux, Offer, Source, WatchStart};
 use breaker_actors::transport::{DecisionRead, Inbox, Subscription, TransportError};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -46,6 +46,10 @@ use breaker_actors::observe::names;
 const MAX_CACHED: usize = 100_000;
 /// Entries one resync cycle fetches at most (the watch delivers the rest).
 const CATCH_UP_BATCH: usize = 64;
+/// Direct reads for a breaker registered before the node caught up with the bucket, and the
+/// pause after the first failed one (doubled each time).
+const PENDING_READ_ATTEMPTS: u32 = 3;
+const PENDING_READ_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The node's decision watch: see the module documentation.
 pub(crate) struct DecisionWatch {
@@ -75,17 +79,27 @@ impl DecisionWatch {
     }
 
     /// Delivers `breaker`'s decision into `inbox` from now on: once the node has caught up
-    /// with the bucket, the value kept (or its absence) at once; before, a direct read.
-    pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+    /// with the bucket, the value kept (or its absence) at once; before, a direct read (and
+    /// nothing before it, or the complete cache, tells the current value: see
+    /// [`DecisionDemux`]).
+    pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: &Inbox) -> Subscription {
         let known = lock(&self.demux).register(breaker, inbox.clone());
         if let Some(read) = known {
             inbox.offer_decision(read);
         } else {
-            let (reader, breaker) = (inner.clone(), breaker.clone());
+            let (reader, me, breaker) = (inner.clone(), self.clone(), breaker.clone());
             let read = tokio::spawn(async move {
                 let patience = reader.decision_resync.max(READ_PATIENCE_MIN).min(reader.request_timeout);
-                if let Ok(Ok(read)) = tokio::time::timeout(patience, reader.read(&breaker)).await {
-                    inbox.offer_decision(read);
+                for attempt in 0..PENDING_READ_ATTEMPTS {
+                    if !lock(&me.demux).is_pending(&breaker) {
+                        return; // the complete cache answered first (or it was unregistered)
+                    }
+                    if let Ok(Ok(read)) = tokio::time::timeout(patience, reader.read(&breaker)).await {
+                        let offer = lock(&me.demux).handle_read(&breaker, read);
+                        return offer_all(offer.into_iter().collect());
+                    }
+                    // Then the complete cache answers, once the watch or a resync is through.
+                    tokio::time::sleep(PENDING_READ_BACKOFF * 2u32.pow(attempt)).await;
                 }
             });
             let mut tasks = lock(&inner.tasks);
@@ -142,6 +156,19 @@ impl DecisionWatch {
             }
         }
     }
+
+    /// Every key's newest value has been delivered: the pending registrations are offered
+    /// the values kept.
+    fn mark_complete(&self) {
+        let offers = lock(&self.demux).mark_complete();
+        offer_all(offers);
+    }
+}
+
+fn offer_all(offers: Vec<Offer<Inbox>>) {
+    for (inbox, read) in offers {
+        inbox.offer_decision(read);
+    }
 }
 
 /// Observes the propagation lag of a decision written at `written` (the server's clock, Unix
@@ -187,7 +214,7 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
         let session = async {
             let consumer = inner.stores.state.stream.create_consumer(config).await.map_err(backend)?;
             if consumer.cached_info().num_pending == 0 {
-                lock(&watch.demux).mark_complete();
+                watch.mark_complete();
             }
             let mut messages = consumer.messages().await.map_err(backend)?;
             Ok::<_, TransportError>(loop {
@@ -208,7 +235,7 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
                                 None => lock(&watch.demux).handle_seen(Source::Watch, revision),
                             }
                             if pending == 0 {
-                                lock(&watch.demux).mark_complete();
+                                watch.mark_complete();
                             }
                         }
                         _ => break Session::Retry,
@@ -259,7 +286,8 @@ async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
                     let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
                     let caught_up =
                         matches!(tokio::time::timeout(patience, catch_up(&inner, &watch, &filter)).await, Ok(Ok(())));
-                    lock(&watch.demux).handle_resync_done(inner.now(), caught_up);
+                    let offers = lock(&watch.demux).handle_resync_done(inner.now(), caught_up);
+                    offer_all(offers);
                     if caught_up {
                         watch.caught_up.send_modify(|n| *n += 1);
                     }

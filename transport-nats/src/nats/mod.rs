@@ -1039,7 +1039,7 @@ impl Transport for NatsTransport {
     }
 
     fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
-        self.inner.decisions.register(&self.inner, breaker, inbox)
+        self.inner.decisions.register(&self.inner, breaker, &inbox)
     }
 
     fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome> {
