@@ -9,6 +9,7 @@
 //! breaker names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::float_cmp, reason = "the exporter renders the exact values set: 0, 1, the thresholds, counts")]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -105,7 +106,8 @@ async fn a_new_breaker_shows_every_series_and_a_trip_moves_them() {
         };
         assert!(text.contains(&format!("# HELP {} {}", spec.name, spec.help)), "no HELP for {}:\n{text}", spec.name);
         assert!(text.contains(&format!("# TYPE {} {kind}\n", spec.name)), "no TYPE {kind} for {}:\n{text}", spec.name);
-        let series = if spec.kind == MetricKind::Histogram { format!("{}_count", spec.name) } else { spec.name.to_owned() };
+        let series =
+            if spec.kind == MetricKind::Histogram { format!("{}_count", spec.name) } else { spec.name.to_owned() };
         let mine = of(&all, &series, "metrics-db");
         assert!(!mine.is_empty(), "no {series} series for the new breaker:\n{text}");
         for sample in mine {

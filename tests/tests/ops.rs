@@ -9,6 +9,8 @@
 //!   is one of that metric's labels (`le` on a bucket), and every label in `by (...)`,
 //!   `without (...)` belongs to each metric of the expression it groups, in `on (...)`,
 //!   `ignoring (...)` and `group_left/right (...)` to some metric of the query.
+//! - `docs/metrics.md`'s table lists exactly the table's metrics, in its order, with the same
+//!   type, labels and help.
 //! - Every alert has `for`, a severity, a summary and a description naming the breaker
 //!   (the node where its metrics have no breaker label), and unit tests in
 //!   `fusebox-alerts.test.yml`.
@@ -499,4 +501,64 @@ fn the_checker_catches_unknown_names_and_labels() {
     );
     assert_eq!(parsed[0].field("for").as_deref(), Some("1m"));
     assert!(Path::new(&workspace_root()).join(ALERT_TESTS).is_file());
+}
+
+/// `docs/metrics.md`'s table of every metric, as `(name, type, labels, help)` rows.
+fn documented_metrics(text: &str) -> Vec<(String, String, Vec<String>, String)> {
+    let table = text.split("## Every metric").nth(1).expect("docs/metrics.md has an `## Every metric` section");
+    table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert_eq!(cells.len(), 4, "a row of name, type, labels, help: {line}");
+            let labels = cells[2].split(", ").map(|l| l.trim_matches('`').to_owned()).collect();
+            (cells[0].trim_matches('`').to_owned(), cells[1].to_owned(), labels, cells[3].to_owned())
+        })
+        .collect()
+}
+
+/// How `docs/metrics.md`'s table (`text`) differs from `names::ALL`: one line per row that
+/// differs, is missing or is extra (the same order is expected).
+fn docs_drift(text: &str) -> Vec<String> {
+    let kind = |k: MetricKind| match k {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+        MetricKind::Histogram => "histogram",
+    };
+    let wanted: Vec<(String, String, Vec<String>, String)> = ALL
+        .iter()
+        .map(|s| {
+            let labels = s.labels.iter().map(|l| (*l).to_owned()).collect();
+            (s.name.to_owned(), kind(s.kind).to_owned(), labels, s.help.to_owned())
+        })
+        .collect();
+    let documented = documented_metrics(text);
+    let mut drift = Vec::new();
+    for i in 0..wanted.len().max(documented.len()) {
+        match (wanted.get(i), documented.get(i)) {
+            (Some(w), Some(d)) if w == d => {}
+            (w, d) => drift.push(format!("row {i}: the table has {w:?}, docs/metrics.md {d:?}")),
+        }
+    }
+    drift
+}
+
+#[test]
+fn docs_metrics_lists_exactly_the_table_of_names() {
+    let drift = docs_drift(&read("docs/metrics.md"));
+    assert!(drift.is_empty(), "docs/metrics.md drifted from observe::names:\n{}", drift.join("\n"));
+}
+
+#[test]
+fn the_docs_check_catches_a_changed_a_missing_and_an_extra_row() {
+    let text = read("docs/metrics.md");
+    let help = ALL[0].help;
+    assert_eq!(docs_drift(&text.replacen(help, "something else", 1)).len(), 1, "a changed help");
+    let labels = "`breaker`, `node`, `state`";
+    assert_eq!(docs_drift(&text.replacen(labels, "`breaker`, `state`", 1)).len(), 1, "a changed label list");
+    let last = text.lines().rfind(|l| l.starts_with("| `")).unwrap();
+    assert_eq!(docs_drift(&text.replacen(&format!("{last}\n"), "", 1)).len(), 1, "a missing row");
+    let extra = format!("{text}| `fusebox_made_up_total` | counter | `node` | Made up. |\n");
+    assert_eq!(docs_drift(&extra).len(), 1, "an extra row");
 }

@@ -104,16 +104,18 @@ pub(super) enum Class {
 }
 
 impl Class {
-    /// The class of a rejection for `reason` (a shut-down breaker counts nothing here).
-    #[inline]
+    /// The class of a rejection for `reason` (a shut-down breaker counts nothing here). A
+    /// table lookup, no branch: the open state's rejection is the hot path.
+    #[inline(always)]
     pub(super) fn rejected(reason: super::RejectReason) -> Self {
-        use super::RejectReason;
-        match reason {
-            RejectReason::Open | RejectReason::ShutDown => Self::RejectedOpen,
-            RejectReason::NoProbeLeft => Self::RejectedNoProbeLeft,
-            RejectReason::NoProbeGranted => Self::RejectedNoProbeGranted,
-            RejectReason::NotAdmitted => Self::RejectedNotAdmitted,
-        }
+        const BY_REASON: [Class; 5] = [
+            Class::RejectedOpen,
+            Class::RejectedNoProbeLeft,
+            Class::RejectedNoProbeGranted,
+            Class::RejectedNotAdmitted,
+            Class::RejectedOpen,
+        ];
+        BY_REASON[reason as usize]
     }
 }
 

@@ -263,7 +263,7 @@ impl BreakerMetrics {
         {
             match (threshold, gauge.as_ref()) {
                 (Some(ppm), _) => {
-                    gauge.get_or_insert_with(|| metrics::gauge!(name, self.labels())).set(f64::from(ppm.0) / 1e6)
+                    gauge.get_or_insert_with(|| metrics::gauge!(name, self.labels())).set(f64::from(ppm.0) / 1e6);
                 }
                 (None, Some(gauge)) => gauge.set(f64::NAN),
                 (None, None) => {}

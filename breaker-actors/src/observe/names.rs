@@ -112,7 +112,8 @@ metrics_table! {
 /// interval (5 ms by default); a decision propagates in milliseconds on a quiet fleet. An
 /// exporter told no buckets may render a histogram otherwise (`metrics-exporter-prometheus`
 /// renders a summary): `docs/metrics.md` shows how to set them.
-pub const SECONDS_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
+pub const SECONDS_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
 
 /// Describes every metric in [`ALL`] to the installed recorder (HELP and unit), once per
 /// process is enough; the registry calls it when it starts.

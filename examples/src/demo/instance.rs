@@ -114,7 +114,10 @@ fn emit(line: &InstanceLine) {
 pub fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &breaker_actors::observe::names::SECONDS_BUCKETS)
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_owned()),
+            &breaker_actors::observe::names::SECONDS_BUCKETS,
+        )
         .and_then(|builder| builder.with_http_listener(addr).install())
         .map_err(|e| format!("serving metrics on {addr}: {e}"))
 }
