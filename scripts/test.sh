@@ -39,6 +39,11 @@ export FUSEBOX_NATS_SERVER="$PWD/.tools/bin/nats-server"
 # The dashboard's browser test (fusebox-cli/tests/dashboard.rs); install-tools.sh installs it.
 export FUSEBOX_CHROMIUM="${FUSEBOX_CHROMIUM:-/usr/bin/chromium}"
 
+# The shipped alert rules: valid, and their unit tests pass (docs/operations.md).
+header "promtool check rules / test rules (ops/prometheus)"
+.tools/bin/promtool check rules ops/prometheus/fusebox-alerts.yml
+.tools/bin/promtool test rules ops/prometheus/fusebox-alerts.test.yml
+
 header "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

@@ -30,9 +30,9 @@ use tokio::task::JoinHandle;
 use crate::hot::HotPath;
 use crate::machine::{
     Admission, BreakerName, DeciderView, DecisionId, Effect, Event, Input, LocalOutcomes, Machine, Millis, NodeParams,
-    OutcomeCounts, Snapshot, Term, ValidConfig,
+    OutcomeCounts, Snapshot, StateLabel, Term, ValidConfig,
 };
-use crate::observe::{CallStats, state_code};
+use crate::observe::{BreakerMetrics, CallStats};
 use crate::registry::{LeaseCmd, Shared};
 use crate::transport::{ConnState, Inbox, LeaseShard, Revision, Subscription, WriteOutcome};
 
@@ -83,6 +83,8 @@ pub(crate) struct ActorArgs {
     /// Set by the registry's flusher when it sends [`BreakerMsg::Flush`], cleared when the
     /// actor takes it: at most one flush is in the mailbox.
     pub(crate) flush_pending: Arc<AtomicBool>,
+    /// The breaker's series, registered when it was created (shared across restarts).
+    pub(crate) metrics: Arc<BreakerMetrics>,
 }
 
 /// What a decider consumes: started when its machine gains a term, dropped (stopped) when
@@ -113,6 +115,10 @@ pub(crate) struct ActorState {
     bootstrapped: bool,
     publishes: Arc<Semaphore>,
     calls: CallStats,
+    /// The state the `fusebox_state` series show (`None`: not set by this actor yet).
+    shown_state: Option<StateLabel>,
+    /// The machine's count of reports merged into its window, as last counted.
+    merged: u64,
 }
 
 impl Actor for BreakerActor {
@@ -154,6 +160,8 @@ impl Actor for BreakerActor {
             wake: None,
             bootstrapped: false,
             publishes: Arc::new(Semaphore::new(MAX_PUBLISHES_IN_FLIGHT)),
+            shown_state: None,
+            merged: 0,
         })
     }
 
@@ -200,6 +208,8 @@ impl Actor for BreakerActor {
             }
             BreakerMsg::Panic => panic!("breaker {}: panic injected by a test hook", state.args.name),
         }
+        // Once per message, not per input: what the machine's state shows after its steps.
+        state.merged = state.args.metrics.machine_stepped(&state.machine, state.merged);
         Ok(())
     }
 }
@@ -212,8 +222,9 @@ impl ActorState {
         // so this drain brings the machine the run (a trip made after it waits for the next).
         let tripped_itself = self.args.hot.tripped_itself();
         let drained = self.args.hot.drain();
+        self.args.metrics.record_rejections(&drained.rejections);
         for outcomes in drained.outcomes {
-            self.calls.record(&outcomes.counts);
+            self.calls.record(&self.args.metrics, &outcomes.counts);
             // Generations at or below the offset are the previous machine's: stale here.
             let generation = outcomes.generation.saturating_sub(self.offset);
             self.feed(myself, Input::LocalOutcomes(LocalOutcomes { generation, ..outcomes }));
@@ -227,8 +238,7 @@ impl ActorState {
         if tripped_itself && self.args.hot.tripped_itself() {
             // Fed the run, the machine did not trip its overlay (it had moved on since the
             // armed snapshot): its own snapshot stands.
-            metrics::counter!("fusebox_streak_trips_undone_total", "breaker" => self.args.name.as_str().to_owned())
-                .increment(1);
+            self.args.metrics.streak_trip_undone();
             self.install(self.machine.snapshot());
         }
         self.calls.maybe_summarise(self.args.hot.snapshot().state);
@@ -304,14 +314,15 @@ impl ActorState {
         }
     }
 
-    fn install(&self, snapshot: Snapshot) {
+    fn install(&mut self, snapshot: Snapshot) {
         let mut s = snapshot;
         s.generation += self.offset;
         if let Admission::Probe { round, .. } = &mut s.admission {
             *round += self.offset;
         }
         self.args.hot.install(&s);
-        metrics::gauge!("fusebox_state", "breaker" => self.args.name.as_str().to_owned()).set(state_code(s.state));
+        self.args.metrics.show_state(self.shown_state, s.state);
+        self.shown_state = Some(s.state);
     }
 
     fn carry_out(&mut self, myself: &ActorRef<BreakerMsg>, effect: Effect) {
@@ -321,20 +332,19 @@ impl ActorState {
             Effect::PublishReport(report) => match self.publishes.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let publish = shared.transport.publish_report(report);
-                    let name = self.args.name.clone();
+                    let (name, metrics) = (self.args.name.clone(), self.args.metrics.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = publish.await {
-                            tracing::debug!(breaker = name.as_str(), error = %e, "report not published");
-                            metrics::counter!("fusebox_reports_lost_total", "breaker" => name.as_str().to_owned())
-                                .increment(1);
+                        match publish.await {
+                            Ok(()) => metrics.report_published(),
+                            Err(e) => {
+                                tracing::debug!(breaker = name.as_str(), error = %e, "report not published");
+                                metrics.report_lost();
+                            }
                         }
                         drop(permit);
                     });
                 }
-                Err(_) => {
-                    metrics::counter!("fusebox_reports_lost_total", "breaker" => self.args.name.as_str().to_owned())
-                        .increment(1);
-                }
+                Err(_) => self.args.metrics.report_lost(),
             },
             Effect::WriteDecision(decision) => {
                 let id = decision.id;
@@ -436,8 +446,9 @@ impl ActorState {
                 }
                 *announced = *id;
             }
+            Event::Reconfigured { .. } => self.args.metrics.configured(self.machine.config()),
             _ => {}
         }
-        self.args.shared.observer.emit(&self.args.name, event);
+        self.args.shared.observer.emit(&self.args.name, &self.args.metrics, event);
     }
 }

@@ -65,7 +65,7 @@ use crate::machine::{
     BreakerConfig, BreakerName, Command, CommandKind, ConfigError, DecisionId, Input, MAX_TEXT_LEN, Millis, NameError,
     NodeId, OverrideError, StepDownReason, Term, ValidConfig, WIRE_VERSION, check_override,
 };
-use crate::observe::{BreakerEvent, Observer};
+use crate::observe::{BreakerEvent, BreakerMetrics, Observer, names};
 use crate::shell::{LeaseEffect, LeaseInput, LeaseKeeper, RenewAnswer};
 use crate::transport::memory::MemoryBroker;
 use crate::transport::{
@@ -233,6 +233,7 @@ struct Entry {
     restarts: u32,
     timer_messages: Arc<std::sync::atomic::AtomicU64>,
     flush: Arc<FlushTarget>,
+    metrics: Arc<BreakerMetrics>,
 }
 
 /// What the node's flusher needs of one breaker: its hot path, its actor (the current one:
@@ -513,9 +514,11 @@ impl RegistryBuilder {
         })
     }
 
-    /// Starts the registry: its supervisor and its lease manager.
+    /// Starts the registry: its supervisor and its lease manager. Describes every metric
+    /// (`observe::names`) to the recorder installed now.
     pub async fn start(self) -> Result<Registry, RegistryError> {
         let settings = self.settings()?;
+        names::describe();
         let (node, transport): (NodeId, Arc<dyn Transport>) = match (&self.node, self.transport) {
             (node, Some(t)) => {
                 let node = match node {
@@ -570,6 +573,7 @@ impl RegistryBuilder {
         let flusher = tokio::spawn(run_flusher(Arc::downgrade(&shared), settings.flush, settings.lazy_flush));
         let watcher = tokio::spawn(watch_connection(Arc::downgrade(&shared), shared.transport.connection()));
         lock(&shared.flusher).extend([flusher, watcher]);
+        metrics::counter!(names::STALE_LEASES_REPLACED, "node" => shared.node.as_str().to_owned()).increment(0);
         *lock(&shared.describe) = Some(shared.transport.serve_describe(describer(Arc::downgrade(&shared))));
         Ok(Registry { shared })
     }
@@ -901,7 +905,12 @@ async fn create(
     config: BreakerConfig,
     valid: ValidConfig,
 ) -> Result<(Arc<HotPath>, watch::Receiver<bool>), RegistryError> {
-    let hot = Arc::new(HotPath::new(name.clone(), HotSettings::from_config(&valid), shared.clock.clone()));
+    // Before the hot path and the actor: every series exists before anything records.
+    let metrics = Arc::new(BreakerMetrics::new(&name, &shared.node, &valid));
+    let hot = Arc::new(
+        HotPath::new(name.clone(), HotSettings::from_config(&valid), shared.clock.clone())
+            .with_metrics(metrics.call_metrics()),
+    );
     let valid = Arc::new(valid);
     let inbox = Inbox::new(INBOX_CAPACITY);
     let shard = lease_shard(&name, shared.settings.shards);
@@ -922,6 +931,7 @@ async fn create(
         restarted: false,
         timer_messages: timer_messages.clone(),
         flush_pending: flush_pending.clone(),
+        metrics: metrics.clone(),
     };
     let actor = spawn_actor(shared, args).await?;
     let flush = Arc::new(FlushTarget {
@@ -946,6 +956,7 @@ async fn create(
             restarts: 0,
             timer_messages,
             flush,
+            metrics,
         },
     );
     let _ = shared.leases.send(LeaseCmd::Join { shard, name, inbox, restarted: false });
@@ -983,13 +994,14 @@ impl Supervisor {
                 restarted: true,
                 timer_messages: e.timer_messages.clone(),
                 flush_pending: e.flush.pending.clone(),
+                metrics: e.metrics.clone(),
             };
             (n.clone(), e.restarts, args)
         });
         let Some((name, restarts, args)) = found else {
             return;
         };
-        metrics::counter!("fusebox_actor_restarts_total", "breaker" => name.as_str().to_owned()).increment(1);
+        args.metrics.actor_restarted();
         if restarts > MAX_RESTARTS {
             tracing::error!(breaker = name.as_str(), restarts, why, "breaker actor keeps failing: not restarted");
             return;
@@ -1180,7 +1192,10 @@ impl LeaseManager {
                     LeaseEffect::Acquire { shard, floor, over, ttl } => {
                         if let Some(revision) = over {
                             tracing::warn!(shard = shard.0, revision, "lease value unchanged for a TTL: replacing it");
-                            metrics::counter!("fusebox_stale_leases_replaced_total").increment(1);
+                            if let Some(shared) = self.shared.upgrade() {
+                                let node = shared.node.as_str().to_owned();
+                                metrics::counter!(names::STALE_LEASES_REPLACED, "node" => node).increment(1);
+                            }
                         }
                         let seen =
                             self.members.get(&shard).into_iter().flat_map(BTreeMap::values).map(Inbox::newest_term);

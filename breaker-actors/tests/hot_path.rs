@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use breaker_actors::hot::{
-    Breaker, CallError, CoarseClock, Drained, HotPath, HotSettings, Outcome, RejectReason, Rejected, Undrained,
+    Breaker, CallError, CallMetrics, CoarseClock, Drained, HotPath, HotSettings, Outcome, RejectReason, Rejected,
+    Undrained,
 };
 use breaker_actors::machine::{Admission, BreakerName, LocalOutcomes, Millis, OutcomeCounts, Snapshot, StateLabel};
 
@@ -70,6 +71,7 @@ fn closed_state_admits_and_counts_each_class() {
                 longest_failure_streak: 0,
             }],
             stale_calls: 0,
+            rejections: [0; 4],
         }
     );
     assert_eq!(hot.drain(), Drained::default(), "a drain takes the counts");
@@ -828,4 +830,124 @@ fn has_undrained_says_whether_a_drain_would_find_something() {
     assert!(hot.has_undrained());
     assert_eq!(counts_by_generation(&hot.drain())[&2].rejected, 12);
     assert!(!hot.has_undrained());
+}
+
+#[test]
+fn rejections_are_drained_by_reason_and_summed_for_the_machine() {
+    let hot = closed();
+    hot.install(&snap(2, Admission::Reject));
+    for _ in 0..3 {
+        rejection(&hot);
+    }
+    hot.install(&snap(3, Admission::Fraction { per_mille: 0 }));
+    rejection(&hot);
+    hot.install(&probe(4, 0, 1));
+    rejection(&hot);
+    hot.install(&probe(5, 1, 2));
+    let probe_permit = hot.try_acquire().unwrap();
+    assert_eq!(rejection(&hot).reason(), RejectReason::NoProbeLeft);
+    drop(probe_permit);
+    let drained = hot.drain();
+    assert_eq!(drained.rejections, [3, 1, 1, 1], "open, no probe left, no probe granted, not admitted");
+    let rejected: u64 = drained.outcomes.iter().map(|o| o.counts.rejected).sum();
+    assert_eq!(rejected, 6, "every reason is demand");
+}
+
+/// A recorder of histogram observations and counter increments, by metric name.
+#[derive(Default)]
+struct Observed(std::sync::Mutex<BTreeMap<String, Arc<Samples>>>);
+
+#[derive(Default)]
+struct Samples(std::sync::Mutex<Vec<f64>>, AtomicU64);
+
+impl metrics::HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+impl metrics::CounterFn for Samples {
+    fn increment(&self, value: u64) {
+        self.1.fetch_add(value, Ordering::Relaxed);
+    }
+    fn absolute(&self, value: u64) {
+        self.1.store(value, Ordering::Relaxed);
+    }
+}
+
+impl Observed {
+    fn cell(&self, key: &metrics::Key) -> Arc<Samples> {
+        let labels: Vec<String> = key.labels().map(|l| l.value().to_owned()).collect();
+        let name = format!("{}{labels:?}", key.name());
+        self.0.lock().unwrap().entry(name).or_default().clone()
+    }
+
+    fn samples(&self, name: &str) -> Vec<f64> {
+        self.0.lock().unwrap().get(name).map(|s| s.0.lock().unwrap().clone()).unwrap_or_default()
+    }
+}
+
+impl metrics::Recorder for Observed {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.cell(key))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::from_arc(self.cell(key))
+    }
+}
+
+fn observed_hot(settings: HotSettings) -> (HotPath, CoarseClock, Arc<Observed>) {
+    let recorder = Arc::new(Observed::default());
+    let metrics = metrics::with_local_recorder(&*recorder, || CallMetrics {
+        durations: ["success", "failure", "slow", "ignored"].map(|o| metrics::histogram!("duration", "outcome" => o)),
+        shut_down_rejections: metrics::counter!("shut_down"),
+    });
+    let (hot, clock) = hot_with(settings);
+    (hot.with_metrics(metrics), clock, recorder)
+}
+
+#[test]
+fn timed_calls_are_observed_by_outcome_and_untimed_ones_are_not() {
+    let (hot, clock, observed) =
+        observed_hot(HotSettings { slow_call_threshold_ms: Some(100), ..HotSettings::default() });
+    clock.advance_to(1_000);
+    let fast = hot.try_acquire().unwrap();
+    let failing = hot.try_acquire().unwrap();
+    let slow = hot.try_acquire().unwrap();
+    clock.advance_to(1_040);
+    fast.success();
+    failing.failure();
+    clock.advance_to(1_250);
+    slow.success();
+    hot.try_acquire().unwrap().slow(Duration::from_millis(300));
+    assert_eq!(observed.samples("duration[\"success\"]"), [0.04]);
+    assert_eq!(observed.samples("duration[\"failure\"]"), [0.04]);
+    assert_eq!(observed.samples("duration[\"slow\"]"), [0.25, 0.3], "by the coarse clock, then the caller's figure");
+
+    // No threshold: untimed, unless the caller measured the call.
+    let (hot, clock, observed) = observed_hot(HotSettings::default());
+    let permit = hot.try_acquire().unwrap();
+    clock.advance_to(500);
+    permit.success();
+    hot.try_acquire().unwrap().failure();
+    assert!(observed.samples("duration[\"success\"]").is_empty());
+    assert!(observed.samples("duration[\"failure\"]").is_empty());
+    hot.try_acquire().unwrap().slow(Duration::from_millis(7));
+    assert_eq!(observed.samples("duration[\"success\"]"), [0.007], "no threshold: a success, measured");
+
+    // A rejection is not timed; a shut-down breaker's is counted here (no drain takes it).
+    hot.install(&snap(2, Admission::Reject));
+    rejection(&hot);
+    hot.close();
+    rejection(&hot);
+    rejection(&hot);
+    let counted = observed.0.lock().unwrap().get("shut_down[]").map(|s| s.1.load(Ordering::Relaxed));
+    assert_eq!(counted, Some(2));
+    assert_eq!(hot.drain().rejections, [1, 0, 0, 0]);
 }

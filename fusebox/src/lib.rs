@@ -294,6 +294,14 @@ pub use breaker_actors::{
     RegistryBuilder, RegistryError, RejectReason, Rejected,
 };
 
+/// Every metric Fusebox exports, in one table ([`metrics::ALL`]: name, type, unit, labels,
+/// help; `docs/metrics.md` lists them), the name constants, and the buckets to give the
+/// `_seconds` histograms ([`metrics::SECONDS_BUCKETS`]). Fusebox records through the
+/// `metrics` facade: install the exporter of your choice before starting the registry.
+pub mod metrics {
+    pub use breaker_actors::observe::names::*;
+}
+
 /// The pure state machine under every breaker ([`machine::step`]: time and inputs in,
 /// effects out), for simulation and model checking; a service never needs it.
 pub mod machine {

@@ -311,8 +311,9 @@ impl Scale {
                 let node = &mut scale.nodes[i];
                 if b == 0 {
                     node.watch.handle_watch_started();
-                    // The watch's first pass: nothing stored yet.
-                    node.watch.mark_complete();
+                    // The watch's first pass: nothing stored yet (and nobody registered).
+                    let offers = node.watch.mark_complete();
+                    debug_assert!(offers.is_empty());
                 }
                 let known = node.watch.register(&name, b);
                 let input = known.and_then(|r| r.decision).map_or(Input::NoDecisionYet, Input::DecisionObserved);
@@ -642,7 +643,9 @@ impl Scale {
                 let node = &mut self.nodes[i];
                 let sent = node.watch.poll_resync(now).is_some();
                 if sent {
-                    node.watch.handle_resync_done(now, true);
+                    // Every breaker registered once the cache was complete: none is pending.
+                    let offers = node.watch.handle_resync_done(now, true);
+                    debug_assert!(offers.is_empty());
                 }
                 usize::from(sent)
             };

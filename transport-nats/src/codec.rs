@@ -209,7 +209,24 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// A short, stable label for metrics counters.
+    /// Every [`DecodeError::kind`], in declaration order (the `kind` values of the
+    /// `fusebox_refused_messages_total` metric).
+    pub const KINDS: [&'static str; 12] = [
+        "oversized",
+        "malformed",
+        "unsupported_version",
+        "wrong_breaker",
+        "wrong_node",
+        "bad_subject",
+        "empty_batch",
+        "too_many_events",
+        "invalid_count",
+        "text_too_long",
+        "malformed_clock",
+        "bad_override",
+    ];
+
+    /// A short, stable label for metrics counters (one of [`DecodeError::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Oversized { .. } => "oversized",

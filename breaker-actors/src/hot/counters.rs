@@ -76,19 +76,47 @@ pub(super) const SLOTS: usize = crate::machine::TRACKED_GENERATIONS;
 #[cfg(loom)]
 pub(super) const SLOTS: usize = 2;
 
-const CLASSES: usize = 5;
+/// Outcome classes: four of admitted calls, then one per reason a call is rejected for
+/// (every reason but shut down, which is not demand and not drained).
+const CLASSES: usize = 8;
+/// The first rejection class.
+const FIRST_REJECTED: usize = Class::RejectedOpen as usize;
+/// Rejection reasons counted in the cells.
+pub(super) const REJECTED_CLASSES: usize = CLASSES - FIRST_REJECTED;
 const TAG_SHIFT: u32 = 64 - GEN_TAG_BITS;
 const TOTAL_MASK: u64 = (1 << TAG_SHIFT) - 1;
 const TAG_MASK: u64 = (1 << GEN_TAG_BITS) - 1;
 
-/// An outcome class, as a cell index.
+/// An outcome class, as a cell index. A rejection counts in the class of its reason: the
+/// same one load and one store as a single rejected class, and the drain adds them up for
+/// the machine (rejections are demand, whatever the reason) and keeps them apart for the
+/// metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Class {
     Success = 0,
     Failure = 1,
     Slow = 2,
     Ignored = 3,
-    Rejected = 4,
+    RejectedOpen = 4,
+    RejectedNoProbeLeft = 5,
+    RejectedNoProbeGranted = 6,
+    RejectedNotAdmitted = 7,
+}
+
+impl Class {
+    /// The class of a rejection for `reason` (a shut-down breaker counts nothing here). A
+    /// table lookup, no branch: the open state's rejection is the hot path.
+    #[inline(always)]
+    pub(super) fn rejected(reason: super::RejectReason) -> Self {
+        const BY_REASON: [Class; 5] = [
+            Class::RejectedOpen,
+            Class::RejectedNoProbeLeft,
+            Class::RejectedNoProbeGranted,
+            Class::RejectedNotAdmitted,
+            Class::RejectedOpen,
+        ];
+        BY_REASON[reason as usize]
+    }
 }
 
 /// Which shard a thread writes: its index in the breaker's shard table. Below [`OWNED`], a
@@ -290,10 +318,13 @@ impl Counters {
         (n + 1) * p / 1000 > n * p / 1000
     }
 
-    /// Takes every count since the last call: per generation tag, and the stale calls.
-    pub(super) fn take(&self) -> (BTreeMap<u64, OutcomeCounts>, u64) {
+    /// Takes every count since the last call: per generation tag, the stale calls, and the
+    /// rejections (also in the tags' `rejected`) by reason, in [`super::RejectReason`]'s
+    /// order (stale ones are only in the stale calls).
+    pub(super) fn take(&self) -> Taken {
         let mut by_tag: BTreeMap<u64, OutcomeCounts> = BTreeMap::new();
         let mut stale = 0u64;
+        let mut rejected = [0u64; REJECTED_CLASSES];
         // One drainer at a time; a drainer that panicked left `seen` consistent per cell.
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (index, shard) in self.shards.present() {
@@ -323,7 +354,11 @@ impl Counters {
                             1 => &mut total.failure,
                             2 => &mut total.slow,
                             3 => &mut total.ignored,
-                            _ => &mut total.rejected,
+                            _ => {
+                                let by_reason = &mut rejected[class - FIRST_REJECTED];
+                                *by_reason = by_reason.saturating_add(counts);
+                                &mut total.rejected
+                            }
                         };
                         *field = field.saturating_add(counts);
                     }
@@ -333,9 +368,13 @@ impl Counters {
             stale = stale.saturating_add(now.wrapping_sub(seen.stale));
             seen.stale = now;
         }
-        (by_tag, stale)
+        (by_tag, stale, rejected)
     }
 }
+
+/// What [`Counters::take`] took: counts per generation tag, stale calls, rejections by
+/// reason.
+pub(super) type Taken = (BTreeMap<u64, OutcomeCounts>, u64, [u64; REJECTED_CLASSES]);
 
 /// What one cell counted since `seen`: `(tag, calls under it, stale calls)`, and `seen`
 /// moved on; `None` if nothing changed or a takeover is under way.
@@ -558,12 +597,15 @@ mod tests {
         let (a, b) = (Writer::owned(0), Writer::shared(1));
         c.count(a, 7, Class::Success, || 7);
         c.count(b, 7, Class::Failure, || 7);
-        c.count(b, 8, Class::Rejected, || 8);
-        let (by_tag, stale) = c.take();
-        assert_eq!(by_tag[&7], OutcomeCounts { success: 1, failure: 1, ..OutcomeCounts::default() });
-        assert_eq!(by_tag[&8].rejected, 1);
+        c.count(b, 8, Class::RejectedOpen, || 8);
+        c.count(a, 8, Class::RejectedNotAdmitted, || 8);
+        c.count(a, 7, Class::RejectedNotAdmitted, || 8);
+        let (by_tag, stale, rejected) = c.take();
+        assert_eq!(by_tag[&7], OutcomeCounts { success: 1, failure: 1, rejected: 1, ..OutcomeCounts::default() });
+        assert_eq!(by_tag[&8].rejected, 2);
         assert_eq!(stale, 0);
-        assert_eq!(c.take(), (BTreeMap::new(), 0), "a drain takes each call once");
+        assert_eq!(rejected, [1, 0, 0, 2], "by reason: open, no probe left, no probe granted, not admitted");
+        assert_eq!(c.take(), (BTreeMap::new(), 0, [0; REJECTED_CLASSES]), "a drain takes each call once");
         // A late outcome of a drained generation still counts under it.
         c.count(a, 7, Class::Success, || 8);
         // Generation 7 + SLOTS takes 7's slot over: 7's undrained and later outcomes are stale.
@@ -571,7 +613,7 @@ mod tests {
         c.count(a, 7, Class::Success, || 8);
         c.count(a, next, Class::Success, || next);
         c.count(a, 7, Class::Success, || next);
-        let (by_tag, stale) = c.take();
+        let (by_tag, stale, _) = c.take();
         assert_eq!(by_tag.get(&7), None, "the undrained 7s went stale at the takeover");
         assert_eq!(by_tag[&next].success, 1);
         assert_eq!(stale, 3);
@@ -587,7 +629,7 @@ mod tests {
         // distance; the generation in force says it is older.
         let later = 9 + (1 << (GEN_TAG_BITS - 1)) + SLOTS as u64;
         c.count(w, later, Class::Failure, || later);
-        let (by_tag, stale) = c.take();
+        let (by_tag, stale, _) = c.take();
         assert_eq!((by_tag.get(&9), by_tag[&later].failure, stale), (None, 1, 0));
     }
 
@@ -660,7 +702,7 @@ mod tests {
         owned.sort_unstable();
         owned.dedup();
         assert_eq!(owned.len(), THREADS - shared, "no owned index is held twice at once");
-        let (by_tag, stale) = c.take();
+        let (by_tag, stale, _) = c.take();
         assert_eq!((by_tag[&3].success, stale), (THREADS as u64 * CALLS, 0));
     }
 }

@@ -234,6 +234,23 @@ pub enum RejectReason {
     ShutDown,
 }
 
+impl RejectReason {
+    /// Every reason, in declaration order (the `reason` values of the
+    /// `fusebox_rejections_total` metric).
+    pub const ALL: [Self; 5] = [Self::Open, Self::NoProbeLeft, Self::NoProbeGranted, Self::NotAdmitted, Self::ShutDown];
+
+    /// Its label (snake case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::NoProbeLeft => "no_probe_left",
+            Self::NoProbeGranted => "no_probe_granted",
+            Self::NotAdmitted => "not_admitted",
+            Self::ShutDown => "shut_down",
+        }
+    }
+}
+
 /// A call the breaker did not admit: its effective state, why, and when the state may
 /// change.
 ///
@@ -468,6 +485,7 @@ pub enum Undrained {
 /// One breaker's hot-path state on this node.
 pub struct HotPath {
     name: BreakerName,
+    metrics: CallMetrics,
     settings: SettingsCell,
     clock: CoarseClock,
     /// Whether the snapshot in force has the effective and the fleet state closed (written by
@@ -497,6 +515,40 @@ pub struct Drained {
     pub outcomes: Vec<LocalOutcomes>,
     /// Calls recorded too late to attribute to their generation.
     pub stale_calls: u64,
+    /// The rejections among `outcomes` by reason, indexed as [`RejectReason::ALL`] (open,
+    /// no probe left, no probe granted, not admitted; a shut-down breaker drains nothing).
+    pub rejections: [u64; REJECTION_REASONS_DRAINED],
+}
+
+/// Rejection reasons a drain tells apart ([`Drained::rejections`]): all but shut down.
+pub const REJECTION_REASONS_DRAINED: usize = counters::REJECTED_CLASSES;
+
+/// The `metrics` handles the hot path itself records into, made once when the breaker is
+/// created (the registry registers them with its other series): no key lookup, no
+/// allocation per call. Default: no-op handles (a hot path built without a registry).
+///
+/// Only calls the breaker times are observed, into the duration histogram of their outcome:
+/// those of a breaker with a slow-call threshold (timed on the coarse clock, so to the
+/// flusher's resolution, by default 5 ms) and those whose caller measured them
+/// ([`PermitOn::slow`]). An untimed call and a rejection touch none of these handles; a
+/// rejection of a shut-down breaker (no drain counts it any more) increments
+/// `shut_down_rejections`, off the hot path.
+#[derive(Debug, Clone)]
+pub struct CallMetrics {
+    /// Call durations of successes, failures, slow successes and ignored calls, in that
+    /// order (seconds).
+    pub durations: [metrics::Histogram; 4],
+    /// Rejections of the shut-down breaker.
+    pub shut_down_rejections: metrics::Counter,
+}
+
+impl Default for CallMetrics {
+    fn default() -> Self {
+        Self {
+            durations: std::array::from_fn(|_| metrics::Histogram::noop()),
+            shut_down_rejections: metrics::Counter::noop(),
+        }
+    }
 }
 
 fn initial_snapshot() -> Snapshot {
@@ -519,6 +571,7 @@ impl HotPath {
         Self {
             counters: Counters::new(),
             name,
+            metrics: CallMetrics::default(),
             settings: SettingsCell::new(settings),
             clock,
             closed: AtomicBool::new(true),
@@ -526,6 +579,14 @@ impl HotPath {
             probes: ProbeAllowance::new(),
             streaks: Streaks::new(),
         }
+    }
+
+    /// The same hot path, recording call durations and shut-down rejections into
+    /// `metrics` (see [`CallMetrics`]).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: CallMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The settings in force.
@@ -606,7 +667,7 @@ impl HotPath {
 
     /// Takes everything recorded since the last drain.
     pub fn drain(&self) -> Drained {
-        let (by_tag, stale_calls) = self.counters.take();
+        let (by_tag, stale_calls, rejections) = self.counters.take();
         let runs: Vec<(u64, u64)> = if self.settings.track_streaks() {
             self.streaks.take_longest(|tag| by_tag.contains_key(&tag)).collect()
         } else {
@@ -632,7 +693,7 @@ impl HotPath {
                 LocalOutcomes { generation, counts, longest_failure_streak }
             })
             .collect();
-        Drained { outcomes, stale_calls }
+        Drained { outcomes, stale_calls, rejections }
     }
 
     /// Admits a call or says why not. A rejected call is counted (as demand: the decider
@@ -677,7 +738,7 @@ impl HotPath {
     fn decide(&self, mut word: Word, writer: impl Fn() -> Writer + Copy) -> Result<Permit<'_>, Rejected> {
         loop {
             if word.is_shut() {
-                return Err(Self::shut_down(word));
+                return Err(self.shut_down(word));
             }
             let reason = match word.mode() {
                 Mode::Allow => return Ok(self.permit(word, writer, false)),
@@ -725,7 +786,9 @@ impl HotPath {
     }
 
     #[cold]
-    fn shut_down(word: Word) -> Rejected {
+    fn shut_down(&self, word: Word) -> Rejected {
+        // No drain counts it (the actor is gone): counted here, off the hot path.
+        self.metrics.shut_down_rejections.increment(1);
         Rejected::packed(word.label(), RejectReason::ShutDown, RETRY_MS_NONE)
     }
 
@@ -736,7 +799,8 @@ impl HotPath {
         // paired with a newer install's hint.
         let retry_at = self.published.retry_at(word).ok()?;
         if word.records() {
-            self.counters.count(writer, word.gen_tag(), Class::Rejected, || self.published.load().gen_tag());
+            debug_assert_ne!(reason, RejectReason::ShutDown, "a shut-down breaker counts nothing in its cells");
+            self.counters.count(writer, word.gen_tag(), Class::rejected(reason), || self.published.load().gen_tag());
         }
         let retry_ms =
             retry_at.map_or(RETRY_MS_NONE, |at| at.saturating_sub(self.clock.now_ms()).min(RETRY_MS_NONE - 1));
@@ -745,16 +809,16 @@ impl HotPath {
 
     #[inline]
     fn record<H: Deref<Target = HotPath>>(&self, permit: &PermitOn<H>, outcome: Outcome, measured: Option<Duration>) {
-        let slow = match (measured, self.settings.slow_call_threshold_ms()) {
-            (Some(elapsed), Some(threshold)) => elapsed.as_millis() >= u128::from(threshold),
-            (Some(_), None) => false,
-            (None, _) => permit.is_slow(),
-        };
-        let class = match outcome {
-            Outcome::Success if slow => Class::Slow,
-            Outcome::Success => Class::Success,
-            Outcome::Failure => Class::Failure,
-            Outcome::Ignored => Class::Ignored,
+        // An untimed call (no slow-call threshold when it was admitted, no duration from the
+        // caller) is never slow and is not observed: no clock, no histogram.
+        let class = if measured.is_none() && permit.call.started().is_none() {
+            match outcome {
+                Outcome::Success => Class::Success,
+                Outcome::Failure => Class::Failure,
+                Outcome::Ignored => Class::Ignored,
+            }
+        } else {
+            self.timed_class(permit.call.started(), outcome, measured)
         };
         // The run before the count: a drain that takes the count (its Acquire load of the
         // cell the count stores with Release) then sees the run too, so a run is never lost
@@ -763,6 +827,27 @@ impl HotPath {
             return self.record_with_streak(permit.word, permit.recorder(), outcome, class);
         }
         self.counters.count(permit.recorder(), permit.word.gen_tag(), class, || self.published.load().gen_tag());
+    }
+
+    /// The class of a timed call (see [`Self::record`]), whose duration it observes: out of
+    /// line, so that the untimed record stays small. `measured` (the caller's figure) wins
+    /// over the coarse clock's, from `started`.
+    #[inline(never)]
+    fn timed_class(&self, started: Option<u64>, outcome: Outcome, measured: Option<Duration>) -> Class {
+        let elapsed = match (measured, started) {
+            (Some(elapsed), _) => elapsed,
+            (None, Some(start)) => Duration::from_millis(self.clock.now_ms().saturating_sub(start)),
+            (None, None) => Duration::ZERO,
+        };
+        let slow = self.settings.slow_call_threshold_ms().is_some_and(|ms| elapsed.as_millis() >= u128::from(ms));
+        let (class, observed) = match outcome {
+            Outcome::Success if slow => (Class::Slow, 2),
+            Outcome::Success => (Class::Success, 0),
+            Outcome::Failure => (Class::Failure, 1),
+            Outcome::Ignored => (Class::Ignored, 3),
+        };
+        self.metrics.durations[observed].record(elapsed.as_secs_f64());
+        class
     }
 
     /// [`Self::record`] for a breaker whose rules need failure streaks: out of line, so the
@@ -958,14 +1043,6 @@ impl<H: Deref<Target = HotPath>> PermitOn<H> {
         return self.writer;
         #[cfg(not(loom))]
         counters::writer()
-    }
-
-    #[inline]
-    fn is_slow(&self) -> bool {
-        match (self.call.started(), self.hot.settings.slow_call_threshold_ms()) {
-            (Some(start), Some(threshold)) => self.hot.clock.now_ms().saturating_sub(start) >= threshold,
-            _ => false,
-        }
     }
 }
 

@@ -42,6 +42,28 @@ pub enum StepDownReason {
     Shutdown,
 }
 
+impl StepDownReason {
+    /// Every reason's label, in declaration order (the `reason` values of the
+    /// `fusebox_step_downs_total` metric).
+    pub const LABELS: [&'static str; 5] = ["lease_lost", "deposed", "writes_failing", "unstable", "shutdown"];
+
+    /// Its label (snake case), one of [`StepDownReason::LABELS`].
+    pub fn as_str(self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// Its index in [`StepDownReason::LABELS`].
+    pub fn index(self) -> usize {
+        match self {
+            Self::LeaseLost => 0,
+            Self::Deposed { .. } => 1,
+            Self::WritesFailing => 2,
+            Self::Unstable => 3,
+            Self::Shutdown => 4,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct HealthState {
     policy: HealthChecks,

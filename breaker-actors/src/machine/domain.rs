@@ -191,6 +191,23 @@ pub enum StateLabel {
 }
 
 impl StateLabel {
+    /// Every state, in declaration order (the label values of the `fusebox_state` metric).
+    pub const ALL: [Self; 8] = [
+        Self::Closed,
+        Self::Ramping,
+        Self::Open,
+        Self::HalfOpen,
+        Self::ForcedOpen,
+        Self::ForcedClosed,
+        Self::Disabled,
+        Self::MetricsOnly,
+    ];
+
+    /// Its index in [`StateLabel::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether an operator set it.
     pub fn is_manual(self) -> bool {
         matches!(self, Self::ForcedOpen | Self::ForcedClosed | Self::Disabled | Self::MetricsOnly)

@@ -106,6 +106,15 @@ metrics_table! {
         "Expired lease entries this node replaced.";
 }
 
+/// Upper bounds (seconds) of the buckets to give the `_seconds` histograms
+/// ([`CALL_DURATION`], [`PROPAGATION_LAG`]): from 1 ms to a minute. Calls are timed on the
+/// coarse clock unless the caller measured them, so call durations are as fine as the flush
+/// interval (5 ms by default); a decision propagates in milliseconds on a quiet fleet. An
+/// exporter told no buckets may render a histogram otherwise (`metrics-exporter-prometheus`
+/// renders a summary): `docs/metrics.md` shows how to set them.
+pub const SECONDS_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
+
 /// Describes every metric in [`ALL`] to the installed recorder (HELP and unit), once per
 /// process is enough; the registry calls it when it starts.
 pub fn describe() {

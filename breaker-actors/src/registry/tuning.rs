@@ -12,6 +12,7 @@ use crate::machine::{
     BreakerConfig, BreakerName, Command, CommandKind, ConfigRecord, ConfigSource, Input, Tuning, ValidConfig,
     WIRE_VERSION, resolve_tuning,
 };
+use crate::observe::names;
 use crate::transport::ConfigWrite;
 
 /// Tries at settling a breaker's config: each lost CAS means another node or an operator
@@ -37,7 +38,10 @@ pub(super) async fn settle(
                     fleet_version = fleet.version,
                     "this node's config of the breaker differs from the fleet's: running on the fleet's"
                 );
-                metrics::counter!("fusebox_config_followed_total", "breaker" => name.as_str().to_owned()).increment(1);
+                // Before the breaker exists (if it is new here): the series its creation
+                // registers is this one.
+                let labels = [("breaker", name.as_str().to_owned()), ("node", shared.node.as_str().to_owned())];
+                metrics::counter!(names::CONFIG_FOLLOWED, &labels).increment(1);
                 return Ok(*fleet);
             }
             Tuning::Publish => (0, None),
@@ -107,7 +111,10 @@ pub(crate) async fn reload(shared: Arc<Shared>, name: BreakerName) {
         Ok(valid) => switch(&shared, &name, config, valid).await,
         Err(e) => {
             tracing::warn!(breaker = name.as_str(), error = %e, "the fleet's config of the breaker is not valid here");
-            metrics::counter!("fusebox_config_refused_total", "breaker" => name.as_str().to_owned()).increment(1);
+            let metrics = shared.entries().get(&name).map(|e| e.metrics.clone());
+            if let Some(metrics) = metrics {
+                metrics.config_refused();
+            }
         }
     }
 }

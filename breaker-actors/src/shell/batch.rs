@@ -118,6 +118,8 @@ pub struct ReportBatcher {
     next_seq: u64,
     last_sent: Option<Millis>,
     lost: u64,
+    /// Reports dropped since the last [`ReportBatcher::take_lost`], by breaker.
+    lost_by: BTreeMap<BreakerName, u64>,
     coalesced: u64,
     sent: u64,
 }
@@ -139,6 +141,7 @@ impl ReportBatcher {
             next_seq: 1,
             last_sent: None,
             lost: 0,
+            lost_by: BTreeMap::new(),
             coalesced: 0,
             sent: 0,
         }
@@ -167,6 +170,22 @@ impl ReportBatcher {
         self.lost
     }
 
+    /// The reports dropped since the last call, by breaker (what the node's metrics count
+    /// per breaker); bounded by the breakers that lost any.
+    pub fn take_lost(&mut self) -> BTreeMap<BreakerName, u64> {
+        std::mem::take(&mut self.lost_by)
+    }
+
+    fn lose(&mut self, breaker: &BreakerName, n: u64) {
+        self.lost = self.lost.saturating_add(n);
+        match self.lost_by.get_mut(breaker) {
+            Some(lost) => *lost = lost.saturating_add(n),
+            None => {
+                self.lost_by.insert(breaker.clone(), n);
+            }
+        }
+    }
+
     /// Reports merged into a waiting one so far.
     pub fn coalesced(&self) -> u64 {
         self.coalesced
@@ -191,7 +210,7 @@ impl ReportBatcher {
         let urgent = urgency == Urgency::Urgent;
         if !self.waiting.contains_key(&report.breaker) && self.waiting.len() >= self.limits.max_breakers {
             // Full: the newcomer is dropped rather than some other breaker's evidence.
-            self.lost = self.lost.saturating_add(1);
+            self.lose(&report.breaker, 1);
             return;
         }
         let queue = self.waiting.entry(report.breaker.clone()).or_default();
@@ -202,11 +221,12 @@ impl ReportBatcher {
             self.coalesced = self.coalesced.saturating_add(1);
             return;
         }
-        if queue.len() >= self.limits.max_per_breaker {
-            queue.pop_front();
-            self.lost = self.lost.saturating_add(1);
-        }
+        let dropped = (queue.len() >= self.limits.max_per_breaker).then(|| queue.pop_front());
+        let breaker = dropped.is_some().then(|| report.breaker.clone());
         queue.push_back(Waiting { report, since: now, urgent });
+        if let Some(breaker) = breaker {
+            self.lose(&breaker, 1);
+        }
     }
 
     /// The message `seq` was acknowledged by the stream.
@@ -248,8 +268,11 @@ impl ReportBatcher {
                 self.last_sent = Some(now);
                 return Some(f.batch.clone());
             }
-            self.lost = self.lost.saturating_add(f.batch.reports.len() as u64);
-            self.in_flight = None;
+            if let Some(f) = self.in_flight.take() {
+                for report in &f.batch.reports {
+                    self.lose(&report.breaker, 1);
+                }
+            }
         }
         if !self.is_due(now) {
             return None;
@@ -323,15 +346,21 @@ impl ReportBatcher {
 
     fn drop_old(&mut self, now: Millis) {
         let max_age = self.limits.max_age_ms;
-        let mut lost = 0u64;
-        self.waiting.retain(|_, q| {
+        let mut lost = Vec::new();
+        self.waiting.retain(|breaker, q| {
+            let mut n = 0u64;
             while q.front().is_some_and(|w| now.since(w.since) >= max_age) {
                 q.pop_front();
-                lost += 1;
+                n += 1;
+            }
+            if n > 0 {
+                lost.push((breaker.clone(), n));
             }
             !q.is_empty()
         });
-        self.lost = self.lost.saturating_add(lost);
+        for (breaker, n) in lost {
+            self.lose(&breaker, n);
+        }
     }
 }
 
@@ -490,8 +519,11 @@ mod tests {
         let third = report("c", 1, 1, 0);
         b.handle_report(Millis(0), third.clone(), urgency(&third));
         assert_eq!((b.pending(), b.lost()), (3, 2));
+        let name = |n: &str| BreakerName::new(n).unwrap();
+        assert_eq!(b.take_lost(), BTreeMap::from([(name("a"), 1), (name("c"), 1)]), "by breaker");
         assert_eq!(b.poll_transmit(Millis(2_000)), None, "too old to matter");
         assert_eq!((b.pending(), b.lost()), (0, 5));
+        assert_eq!(b.take_lost(), BTreeMap::from([(name("a"), 2), (name("b"), 1)]), "only what is new");
     }
 
     #[test]

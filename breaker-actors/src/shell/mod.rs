@@ -13,4 +13,4 @@ pub mod watch;
 pub use batch::{Batch, BatchLimits, ReportBatcher, Urgency};
 pub use lease::{LeaseEffect, LeaseInput, LeaseKeeper, RenewAnswer, merge_lease_news};
 pub use tenants::{TenantChange, Tenants};
-pub use watch::{DecisionDemux, Source, WatchStart};
+pub use watch::{DecisionDemux, Offer, Source, WatchStart};

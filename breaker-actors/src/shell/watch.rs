@@ -13,6 +13,13 @@
 //!   request; beyond the bound values of breakers the node does not have are not kept, and the
 //!   cache stops being complete (an unknown breaker then costs a direct read). An entry at or
 //!   below the revision kept for its key was offered already and is not offered again.
+//! - A breaker registered before the cache is complete is *pending*: it is offered nothing
+//!   until it has a value known to be current, its direct read (which the transport makes
+//!   and hands back with [`DecisionDemux::handle_read`]) or the complete cache, whichever
+//!   comes first. Until then the entries delivered may be history (the resync walk reads the
+//!   bucket's revisions in order, superseded ones included) and its first value is what it
+//!   starts on: a node joining while a breaker is open would start closed. After that, only
+//!   revisions above the one last offered to it are offered.
 //! - Once per period, and at once after a reconnection, one resync request asks for the
 //!   entries after `seen` on any key; if it found entries and the watch has not delivered
 //!   them [`WATCH_GRACE_MS`] later, the watch died without noticing and is restarted; the
@@ -47,10 +54,21 @@ pub enum WatchStart {
     From(u64),
 }
 
+/// A breaker's registration: where its decisions go, and the revision last offered to it
+/// (`None`: pending, see the module documentation).
+#[derive(Debug, Clone)]
+struct Registration<R> {
+    inbox: R,
+    offered: Option<u64>,
+}
+
+/// An offer to make: a registration's inbox and the read it is offered.
+pub type Offer<R> = (R, DecisionRead);
+
 /// The node's decision watch and resync; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct DecisionDemux<R> {
-    regs: HashMap<BreakerName, R>,
+    regs: HashMap<BreakerName, Registration<R>>,
     cache: HashMap<BreakerName, DecisionRead>,
     max_cached: usize,
     complete: bool,
@@ -105,6 +123,12 @@ impl<R: Clone> DecisionDemux<R> {
         self.resyncs
     }
 
+    /// Whether `breaker` is registered and pending (waits for a direct read or the complete
+    /// cache).
+    pub fn is_pending(&self, breaker: &BreakerName) -> bool {
+        self.regs.get(breaker).is_some_and(|r| r.offered.is_none())
+    }
+
     /// Breakers registered.
     pub fn registered(&self) -> usize {
         self.regs.len()
@@ -139,11 +163,14 @@ impl<R: Clone> DecisionDemux<R> {
 
     // ----- registrations ---------------------------------------------------------------
 
-    /// Delivers `breaker`'s decisions to `reg` from now on; what is known of it already
-    /// (`None`: ask the bucket directly).
-    pub fn register(&mut self, breaker: &BreakerName, reg: R) -> Option<DecisionRead> {
-        self.regs.insert(breaker.clone(), reg);
-        self.known(breaker)
+    /// Delivers `breaker`'s decisions to `inbox` from now on; what is known of it already
+    /// (`None`: it is pending, ask the bucket directly and hand the answer to
+    /// [`DecisionDemux::handle_read`]).
+    pub fn register(&mut self, breaker: &BreakerName, inbox: R) -> Option<DecisionRead> {
+        let known = self.known(breaker);
+        let offered = known.as_ref().map(|read| read.revision);
+        self.regs.insert(breaker.clone(), Registration { inbox, offered });
+        known
     }
 
     /// Stops delivering `breaker`'s decisions.
@@ -174,6 +201,7 @@ impl<R: Clone> DecisionDemux<R> {
     /// An entry: `breaker`'s key at `revision`, a value (`None`: a delete, a purge, an expiry,
     /// or a value that does not decode, offered as no value so a decider overwrites it). The
     /// registration to offer the read to, if it is news for a registered breaker.
+    #[must_use]
     pub fn handle_entry(
         &mut self,
         source: Source,
@@ -189,13 +217,35 @@ impl<R: Clone> DecisionDemux<R> {
             return None;
         }
         let read = DecisionRead { decision, revision };
-        let reg = self.regs.get(breaker).cloned();
-        if reg.is_some() || self.cache.contains_key(breaker) || self.cache.len() < self.max_cached {
+        let registered = self.regs.contains_key(breaker);
+        if registered || self.cache.contains_key(breaker) || self.cache.len() < self.max_cached {
             self.cache.insert(breaker.clone(), read.clone());
         } else {
             self.complete = false;
         }
-        reg.map(|r| (r, read))
+        let reg = self.regs.get_mut(breaker)?;
+        // A pending registration waits for a value known to be current (this may be history).
+        let offered = reg.offered.as_mut()?;
+        if *offered >= revision {
+            return None;
+        }
+        *offered = revision;
+        Some((reg.inbox.clone(), read))
+    }
+
+    /// The direct read of a pending registration of `breaker` is through: the offer to
+    /// make, the newest of the read and the value kept. (A read that failed changes nothing:
+    /// the registration stays pending until another read, or the complete cache.)
+    #[must_use]
+    pub fn handle_read(&mut self, breaker: &BreakerName, read: DecisionRead) -> Option<Offer<R>> {
+        let reg = self.regs.get_mut(breaker).filter(|r| r.offered.is_none())?;
+        // A value kept that is newer than the read was written after it: current too.
+        let newest = match self.cache.get(breaker) {
+            Some(kept) if kept.revision > read.revision => kept.clone(),
+            _ => read,
+        };
+        reg.offered = Some(newest.revision);
+        Some((reg.inbox.clone(), newest))
     }
 
     /// An entry at `revision` that is no breaker's (a subject that is not a valid key).
@@ -208,18 +258,31 @@ impl<R: Clone> DecisionDemux<R> {
 
     /// Every key's newest value up to `seen` has been delivered (the watch's first pass is
     /// through, or a resync found nothing after it): complete, unless values were left out.
-    pub fn mark_complete(&mut self) {
-        if self.cache.len() < self.max_cached {
-            self.complete = true;
+    /// The offers to make: every pending registration gets the value kept (or its absence).
+    #[must_use]
+    pub fn mark_complete(&mut self) -> Vec<Offer<R>> {
+        if self.cache.len() >= self.max_cached {
+            return Vec::new();
         }
+        self.complete = true;
+        let absent = DecisionRead { decision: None, revision: 0 };
+        let mut offers = Vec::new();
+        for (breaker, reg) in &mut self.regs {
+            if reg.offered.is_none() {
+                let read = self.cache.get(breaker).cloned().unwrap_or_else(|| absent.clone());
+                reg.offered = Some(read.revision);
+                offers.push((reg.inbox.clone(), read));
+            }
+        }
+        offers
     }
 
     /// The resync request sent by [`DecisionDemux::poll_resync`] is through (`caught_up`:
-    /// it found everything after `seen`) at `now`.
-    pub fn handle_resync_done(&mut self, now: Millis, caught_up: bool) {
-        if caught_up {
-            self.mark_complete();
-        }
+    /// it found everything after `seen`) at `now`: the offers to make (see
+    /// [`DecisionDemux::mark_complete`]).
+    #[must_use]
+    pub fn handle_resync_done(&mut self, now: Millis, caught_up: bool) -> Vec<Offer<R>> {
+        let offers = if caught_up { self.mark_complete() } else { Vec::new() };
         let found = self.seen;
         let mut next = now.plus(self.period_ms);
         if found > self.resync_from && self.watching {
@@ -228,6 +291,7 @@ impl<R: Clone> DecisionDemux<R> {
             next = next.plus(WATCH_GRACE_MS);
         }
         self.next_resync = Some(next);
+        offers
     }
 
     // ----- poll ------------------------------------------------------------------------
@@ -278,13 +342,21 @@ mod tests {
         let mut d: DecisionDemux<u8> = DecisionDemux::new(1_000, 3);
         assert_eq!(d.register(&name("a"), 1), None, "nothing known yet: ask the bucket");
         assert_eq!(d.handle_watch_started(), WatchStart::LastPerKey);
+        assert_eq!(d.handle_entry(Source::Resync, &name("a"), 2, None), None, "pending: maybe history");
+        let read = |revision| DecisionRead { decision: None, revision };
+        assert!(d.is_pending(&name("a")));
+        assert_eq!(d.handle_read(&name("a"), read(1)).map(|(r, read)| (r, read.revision)), Some((1, 2)), "the newer");
+        assert_eq!(d.handle_read(&name("a"), read(2)), None, "no longer pending");
+        assert!(!d.is_pending(&name("a")));
         assert_eq!(
             d.handle_entry(Source::Watch, &name("a"), 3, None).map(|(r, read)| (r, read.revision)),
             Some((1, 3))
         );
         assert_eq!(d.handle_entry(Source::Resync, &name("a"), 3, None), None, "offered already");
         assert_eq!(d.handle_entry(Source::Watch, &name("b"), 4, None), None, "nobody registered");
-        d.mark_complete();
+        assert_eq!(d.register(&name("p"), 5), None, "pending until complete");
+        let offers: Vec<_> = d.mark_complete().into_iter().map(|(r, read)| (r, read.revision)).collect();
+        assert_eq!(offers, vec![(5, 0)], "the pending one learns its breaker has no value");
         assert_eq!(d.register(&name("b"), 2).map(|r| r.revision), Some(4), "kept for later");
         assert_eq!(d.register(&name("c"), 3).map(|r| r.revision), Some(0), "complete: known absent");
         assert_eq!(d.handle_entry(Source::Watch, &name("e"), 5, None), None);
@@ -300,19 +372,19 @@ mod tests {
         d.handle_watch_started();
         assert_eq!(d.poll_resync(Millis(0)), Some(0));
         assert_eq!(d.poll_resync(Millis(0)), None, "one in flight");
-        d.handle_resync_done(Millis(5), true);
+        let _ = d.handle_resync_done(Millis(5), true);
         assert_eq!(d.poll_timeout(), Some(Millis(1_005)));
         assert_eq!(d.poll_resync(Millis(1_004)), None);
         assert_eq!(d.poll_resync(Millis(1_005)), Some(0));
-        d.handle_entry(Source::Resync, &name("a"), 7, None);
-        d.handle_resync_done(Millis(1_010), true);
+        let _ = d.handle_entry(Source::Resync, &name("a"), 7, None);
+        let _ = d.handle_resync_done(Millis(1_010), true);
         assert_eq!(d.poll_timeout(), Some(Millis(1_110)), "the grace check first");
         assert!(!d.poll_restart(Millis(1_109)));
         assert!(d.poll_restart(Millis(1_110)), "the watch did not deliver revision 7");
         assert_eq!(d.poll_timeout(), Some(Millis(2_110)));
         assert_eq!(d.poll_resync(Millis(2_110)), Some(7));
-        d.handle_entry(Source::Resync, &name("a"), 8, None);
-        d.handle_resync_done(Millis(2_111), true);
+        let _ = d.handle_entry(Source::Resync, &name("a"), 8, None);
+        let _ = d.handle_resync_done(Millis(2_111), true);
         d.handle_seen(Source::Watch, 8);
         assert!(!d.poll_restart(Millis(2_211)), "the watch caught up within the grace");
         d.handle_reconnected(Millis(2_300));

@@ -36,12 +36,16 @@ pub struct InstanceArgs {
     pub dependency: SocketAddr,
     /// Calls per second.
     pub rate: u32,
+    /// Where to serve `/metrics` (Prometheus text format), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl InstanceArgs {
-    /// Parses `--node ID --server URL [--server URL...] --dependency ADDR [--rate N]`.
+    /// Parses `--node ID --server URL [--server URL...] --dependency ADDR [--rate N]
+    /// [--metrics-listen ADDR]`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let (mut node, mut servers, mut dependency, mut rate) = (None, Vec::new(), None, 100);
+        let mut metrics_listen = None;
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -50,6 +54,9 @@ impl InstanceArgs {
                 "--server" => servers.push(value),
                 "--dependency" => dependency = Some(value.parse().map_err(|e| format!("--dependency {value}: {e}"))?),
                 "--rate" => rate = value.parse().map_err(|e| format!("--rate {value}: {e}"))?,
+                "--metrics-listen" => {
+                    metrics_listen = Some(value.parse().map_err(|e| format!("--metrics-listen {value}: {e}"))?);
+                }
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -58,6 +65,7 @@ impl InstanceArgs {
             servers: if servers.is_empty() { return Err("at least one --server is required".into()) } else { servers },
             dependency: dependency.ok_or("--dependency is required")?,
             rate: rate.max(1),
+            metrics_listen,
         })
     }
 }
@@ -100,9 +108,26 @@ fn emit(line: &InstanceLine) {
     }
 }
 
+/// Serves this process's metrics as Prometheus text on `http://ADDR/metrics` (any path
+/// answers), from a task on the current runtime; installed before the registry starts, so
+/// every breaker's series are there from its creation.
+pub fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_owned()),
+            &breaker_actors::observe::names::SECONDS_BUCKETS,
+        )
+        .and_then(|builder| builder.with_http_listener(addr).install())
+        .map_err(|e| format!("serving metrics on {addr}: {e}"))
+}
+
 /// Runs the instance until stdin closes or SIGTERM.
 pub async fn run(args: InstanceArgs) -> Result<(), String> {
     let node = NodeId::new(&args.node).map_err(|e| format!("node id {}: {e}", args.node))?;
+    if let Some(addr) = args.metrics_listen {
+        serve_metrics(addr)?;
+    }
     let mut nats = NatsConfig::new(args.servers.clone(), node.clone());
     nats.store.replicas = args.servers.len().min(3);
     let transport = NatsTransport::connect(nats).await.map_err(|e| e.to_string())?;
@@ -318,11 +343,14 @@ mod tests {
     fn arguments_parse_and_bad_ones_are_named() {
         let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
         let parsed = InstanceArgs::parse(args(
-            "--node i1 --server nats://127.0.0.1:1 --server nats://127.0.0.1:2 --dependency 127.0.0.1:9 --rate 50",
+            "--node i1 --server nats://127.0.0.1:1 --server nats://127.0.0.1:2 --dependency 127.0.0.1:9 --rate 50 \
+             --metrics-listen 127.0.0.1:9464",
         ))
         .unwrap();
         assert_eq!(parsed.servers.len(), 2);
         assert_eq!(parsed.rate, 50);
+        assert_eq!(parsed.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(InstanceArgs::parse(args("--metrics-listen nowhere")).unwrap_err().contains("--metrics-listen"));
         assert!(InstanceArgs::parse(args("--node i1 --dependency 127.0.0.1:9")).unwrap_err().contains("--server"));
         assert!(InstanceArgs::parse(args("--bogus x")).unwrap_err().contains("--bogus"));
         assert!(config().validate().is_ok());

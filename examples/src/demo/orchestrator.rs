@@ -405,6 +405,9 @@ impl Demo {
             for url in &urls {
                 args.extend(["--server".to_owned(), url.clone()]);
             }
+            let metrics = free_loopback_port().map_err(|e| format!("a port for i{n}'s metrics: {e}"))?;
+            args.extend(["--metrics-listen".to_owned(), metrics.to_string()]);
+            self.say(&format!("i{n}: metrics on http://{metrics}/metrics"));
             self.spawn_instance(&format!("i{n}"), program, &args)?;
         }
         if self.args.python {
@@ -664,6 +667,12 @@ fn budget_broken(per_round: &[(Phase, u32, u64)], unattributed: u64) -> Option<S
         broken.push(format!("{unattributed} probes named no half-open round of the run"));
     }
     (!broken.is_empty()).then(|| format!("probe budget of {PROBE_BUDGET} broken: {}", broken.join("; ")))
+}
+
+/// A loopback address nothing listens on now (the kernel's pick; the instance binds it a
+/// moment later).
+fn free_loopback_port() -> std::io::Result<std::net::SocketAddr> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
 }
 
 /// The service-instance binary next to this one.

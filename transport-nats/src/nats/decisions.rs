@@ -16,6 +16,14 @@
 //! Every decision seen is kept (bounded) per key, so a breaker registered later, or an
 //! actor restarted, gets the current value without a request, and a resync read after an
 //! outage is answered once the node's catch-up after the reconnection is through.
+//!
+//! Each new decision handed to a registered breaker once the node has caught up with the
+//! bucket is timed into `fusebox_propagation_lag_seconds`: this host's wall clock at the
+//! delivery minus the server's timestamp of the entry (the watch message's published time,
+//! the direct get's `Nats-Time-Stamp`). It compares two machines' clocks, so it is off by
+//! their skew (a negative difference counts as 0); it is a figure for operators, never an
+//! input to a decision. History delivered before the node caught up (the watch's first
+//! pass, a resync walk from the start) is not propagation and is not timed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +31,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer;
 use breaker_actors::machine::{BreakerName, DecisionId};
-use breaker_actors::shell::{DecisionDemux, Source, WatchStart};
+use breaker_actors::shell::{DecisionDemux, Offer, Source, WatchStart};
 use breaker_actors::transport::{DecisionRead, Inbox, Subscription, TransportError};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -31,12 +39,17 @@ use tokio::sync::watch;
 
 use super::{Inner, READ_PATIENCE_MIN, Session, backend, keep_running, lock, until_connected};
 use crate::codec::{self, DecodeError};
+use breaker_actors::observe::names;
 
 /// Keys whose newest decision a node keeps (each a few hundred bytes). Beyond it, values of
 /// breakers the node does not have are not kept, and registering one costs a direct read.
 const MAX_CACHED: usize = 100_000;
 /// Entries one resync cycle fetches at most (the watch delivers the rest).
 const CATCH_UP_BATCH: usize = 64;
+/// Direct reads for a breaker registered before the node caught up with the bucket, and the
+/// pause after the first failed one (doubled each time).
+const PENDING_READ_ATTEMPTS: u32 = 3;
+const PENDING_READ_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The node's decision watch: see the module documentation.
 pub(crate) struct DecisionWatch {
@@ -66,17 +79,27 @@ impl DecisionWatch {
     }
 
     /// Delivers `breaker`'s decision into `inbox` from now on: once the node has caught up
-    /// with the bucket, the value kept (or its absence) at once; before, a direct read.
-    pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: Inbox) -> Subscription {
+    /// with the bucket, the value kept (or its absence) at once; before, a direct read (and
+    /// nothing before it, or the complete cache, tells the current value: see
+    /// [`DecisionDemux`]).
+    pub(crate) fn register(self: &Arc<Self>, inner: &Arc<Inner>, breaker: &BreakerName, inbox: &Inbox) -> Subscription {
         let known = lock(&self.demux).register(breaker, inbox.clone());
         if let Some(read) = known {
             inbox.offer_decision(read);
         } else {
-            let (reader, breaker) = (inner.clone(), breaker.clone());
+            let (reader, me, breaker) = (inner.clone(), self.clone(), breaker.clone());
             let read = tokio::spawn(async move {
                 let patience = reader.decision_resync.max(READ_PATIENCE_MIN).min(reader.request_timeout);
-                if let Ok(Ok(read)) = tokio::time::timeout(patience, reader.read(&breaker)).await {
-                    inbox.offer_decision(read);
+                for attempt in 0..PENDING_READ_ATTEMPTS {
+                    if !lock(&me.demux).is_pending(&breaker) {
+                        return; // the complete cache answered first (or it was unregistered)
+                    }
+                    if let Ok(Ok(read)) = tokio::time::timeout(patience, reader.read(&breaker)).await {
+                        let offer = lock(&me.demux).handle_read(&breaker, read);
+                        return offer_all(offer.into_iter().collect());
+                    }
+                    // Then the complete cache answers, once the watch or a resync is through.
+                    tokio::time::sleep(PENDING_READ_BACKOFF * 2u32.pow(attempt)).await;
                 }
             });
             let mut tasks = lock(&inner.tasks);
@@ -103,8 +126,9 @@ impl DecisionWatch {
     }
 
     /// Delivers one entry of the bucket: `key` at `revision`, a put of `payload` or (`None`)
-    /// a delete, purge or expiry.
-    fn deliver(&self, inner: &Inner, source: Source, key: &str, revision: u64, payload: Option<&Bytes>) {
+    /// a delete, purge or expiry, stored at `written` (the server's timestamp, nanoseconds
+    /// since the Unix epoch).
+    fn deliver(&self, inner: &Inner, source: Source, key: &str, revision: u64, payload: Option<&Bytes>, written: i128) {
         let Ok(breaker) = BreakerName::new(key) else {
             lock(&self.demux).handle_seen(source, revision);
             let error = DecodeError::BadSubject { subject: key.to_owned() };
@@ -119,11 +143,43 @@ impl DecisionWatch {
                 None
             }
         });
-        let offer = lock(&self.demux).handle_entry(source, &breaker, revision, decision);
+        let is_decision = decision.is_some();
+        let (caught_up, offer) = {
+            let mut demux = lock(&self.demux);
+            let caught_up = demux.is_complete();
+            (caught_up, demux.handle_entry(source, &breaker, revision, decision))
+        };
         if let Some((inbox, read)) = offer {
             inbox.offer_decision(read);
+            if caught_up && is_decision {
+                observe_lag(inner, &breaker, written);
+            }
         }
     }
+
+    /// Every key's newest value has been delivered: the pending registrations are offered
+    /// the values kept.
+    fn mark_complete(&self) {
+        let offers = lock(&self.demux).mark_complete();
+        offer_all(offers);
+    }
+}
+
+fn offer_all(offers: Vec<Offer<Inbox>>) {
+    for (inbox, read) in offers {
+        inbox.offer_decision(read);
+    }
+}
+
+/// Observes the propagation lag of a decision written at `written` (the server's clock, Unix
+/// nanoseconds) and delivered now (this host's clock): see the module documentation.
+fn observe_lag(inner: &Inner, breaker: &BreakerName, written: i128) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let lag_ns = i128::try_from(now).unwrap_or(i128::MAX).saturating_sub(written).max(0);
+    #[allow(clippy::cast_precision_loss, reason = "seconds of lag, not a count")]
+    let lag = lag_ns as f64 / 1e9;
+    let labels = [("breaker", breaker.as_str().to_owned()), ("node", inner.node.as_str().to_owned())];
+    metrics::histogram!(names::PROPAGATION_LAG, &labels).record(lag);
 }
 
 /// Whether a KV entry's headers mark it a delete, a purge or an expiry (not a put).
@@ -158,25 +214,28 @@ async fn watch_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
         let session = async {
             let consumer = inner.stores.state.stream.create_consumer(config).await.map_err(backend)?;
             if consumer.cached_info().num_pending == 0 {
-                lock(&watch.demux).mark_complete();
+                watch.mark_complete();
             }
             let mut messages = consumer.messages().await.map_err(backend)?;
             Ok::<_, TransportError>(loop {
                 tokio::select! {
                     message = messages.next() => match message {
                         Some(Ok(message)) => {
-                            let Ok(info) = message.info().map(|i| (i.stream_sequence, i.pending)) else { continue };
-                            let (revision, pending) = info;
+                            let Ok(info) = message.info().map(|i| (i.stream_sequence, i.pending, i.published)) else {
+                                continue;
+                            };
+                            let (revision, pending, published) = info;
                             match key_of(&inner, message.subject.as_str()) {
                                 Some(key) => {
                                     let removal = is_removal(message.headers.as_ref());
                                     let payload = (!removal).then_some(&message.payload);
-                                    watch.deliver(&inner, Source::Watch, key, revision, payload);
+                                    let written = published.unix_timestamp_nanos();
+                                    watch.deliver(&inner, Source::Watch, key, revision, payload, written);
                                 }
                                 None => lock(&watch.demux).handle_seen(Source::Watch, revision),
                             }
                             if pending == 0 {
-                                lock(&watch.demux).mark_complete();
+                                watch.mark_complete();
                             }
                         }
                         _ => break Session::Retry,
@@ -227,7 +286,8 @@ async fn resync_loop(inner: Arc<Inner>, watch: Arc<DecisionWatch>) {
                     let patience = inner.decision_resync.max(READ_PATIENCE_MIN).min(inner.request_timeout);
                     let caught_up =
                         matches!(tokio::time::timeout(patience, catch_up(&inner, &watch, &filter)).await, Ok(Ok(())));
-                    lock(&watch.demux).handle_resync_done(inner.now(), caught_up);
+                    let offers = lock(&watch.demux).handle_resync_done(inner.now(), caught_up);
+                    offer_all(offers);
                     if caught_up {
                         watch.caught_up.send_modify(|n| *n += 1);
                     }
@@ -254,7 +314,8 @@ async fn catch_up(inner: &Inner, watch: &DecisionWatch, filter: &str) -> Result<
                 Some(key) => {
                     let removal = is_removal(Some(&message.headers));
                     let payload = (!removal).then_some(&message.payload);
-                    watch.deliver(inner, Source::Resync, key, message.sequence, payload);
+                    let written = message.time.unix_timestamp_nanos();
+                    watch.deliver(inner, Source::Resync, key, message.sequence, payload, written);
                 }
                 None => lock(&watch.demux).handle_seen(Source::Resync, message.sequence),
             },

@@ -15,6 +15,7 @@ use async_nats::{ConnectOptions, Event, HeaderMap};
 use breaker_actors::machine::{
     BreakerConfig, BreakerName, Command, ConfigRecord, Decision, Millis, NodeId, Report, Term, next_term,
 };
+use breaker_actors::observe::names;
 use breaker_actors::shell::{Batch, BatchLimits, ReportBatcher, Urgency};
 use breaker_actors::transport::{
     BoxFuture, ConfigWrite, ConnState, DecisionRead, Describer, FleetConfig, Inbox, LeaseAcquire, LeaseRequest,
@@ -178,6 +179,8 @@ impl std::error::Error for ConnectError {
 /// What a node's transport rejected, published and lost so far.
 #[derive(Debug, Default)]
 pub struct TransportStats {
+    /// The node, the `node` label of the refused-messages counter.
+    node: String,
     rejected_outcomes: AtomicU64,
     rejected_commands: AtomicU64,
     rejected_decisions: AtomicU64,
@@ -247,6 +250,23 @@ impl TransportStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Stats of `node`'s transport, its refused-message series registered at 0 (every source
+    /// and kind: `rate()` works from the first scrape).
+    fn new(node: &NodeId) -> Self {
+        let stats = Self { node: node.as_str().to_owned(), ..Self::default() };
+        for source in REFUSED_SOURCES {
+            for kind in DecodeError::KINDS {
+                stats.refused(source, kind).increment(0);
+            }
+        }
+        stats
+    }
+
+    fn refused(&self, source: &'static str, kind: &'static str) -> metrics::Counter {
+        let labels = [("node", self.node.clone()), ("source", source.to_owned()), ("kind", kind.to_owned())];
+        metrics::counter!(names::REFUSED_MESSAGES, &labels)
+    }
+
     fn reject(&self, source: &'static str, subject: &str, error: &DecodeError) {
         let counter = match source {
             "outcome" => &self.rejected_outcomes,
@@ -256,10 +276,13 @@ impl TransportStats {
             _ => &self.rejected_configs,
         };
         Self::bump(counter);
-        metrics::counter!("fusebox_rejected_messages_total", "source" => source, "kind" => error.kind()).increment(1);
+        self.refused(source, error.kind()).increment(1);
         tracing::warn!(source, subject, %error, "rejected a message");
     }
 }
+
+/// Where a refused message came from: the `source` values of `fusebox_refused_messages_total`.
+pub const REFUSED_SOURCES: [&str; 7] = ["outcome", "command", "decision", "describe", "config", "lease", "term_record"];
 
 /// Messages per pull request; the inbox bounds how far a decider runs ahead.
 const PULL_BATCH: usize = 64;
@@ -417,6 +440,7 @@ impl NatsTransport {
             max_age_ms: report_max_age_ms,
             ..BatchLimits::default()
         };
+        let stats = TransportStats::new(&config.node);
         let inner = Arc::new(Inner {
             node: config.node,
             layout: config.layout,
@@ -427,7 +451,7 @@ impl NatsTransport {
             js,
             stores,
             conn,
-            stats: TransportStats::default(),
+            stats,
             lease_js,
             leases,
             decisions: DecisionWatch::new(config.decision_resync.max(Duration::from_millis(10))),
@@ -894,7 +918,10 @@ async fn publish_loop(inner: Arc<Inner>) {
             let newly_lost = lost.saturating_sub(counted.0);
             if newly_lost > 0 {
                 inner.stats.reports_lost.fetch_add(newly_lost, Ordering::Relaxed);
-                metrics::counter!("fusebox_reports_lost_total").increment(newly_lost);
+                for (breaker, n) in batcher.take_lost() {
+                    let labels = [("breaker", breaker.as_str().to_owned()), ("node", inner.node.as_str().to_owned())];
+                    metrics::counter!(names::REPORTS_LOST, &labels).increment(n);
+                }
             }
             inner.stats.reports_coalesced.fetch_add(coalesced.saturating_sub(counted.1), Ordering::Relaxed);
             counted = (lost, coalesced);
@@ -1012,7 +1039,7 @@ impl Transport for NatsTransport {
     }
 
     fn watch_decision(&self, breaker: &BreakerName, inbox: Inbox) -> Subscription {
-        self.inner.decisions.register(&self.inner, breaker, inbox)
+        self.inner.decisions.register(&self.inner, breaker, &inbox)
     }
 
     fn write_decision(&self, decision: Decision, expected: Revision) -> BoxFuture<WriteOutcome> {
