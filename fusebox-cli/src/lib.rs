@@ -109,7 +109,7 @@ use clap::Parser;
 
 pub use self::args::Cli;
 pub use self::error::CliError;
-pub use self::render::{DecisionRow, EvidenceRow, StatusRow};
+pub use self::render::{ContributorRow, DecisionRow, EvidenceRow, StatusRow};
 pub use self::run::run;
 
 /// The `fusebox` binary: parses the command line (clap exits 2 on a usage error), runs the

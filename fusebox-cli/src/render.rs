@@ -271,6 +271,40 @@ pub struct EvidenceRow {
     /// What the rule measured, 0 to 1 (slow share for `slow_call_rate`, failure share
     /// otherwise); `null` without decisive calls.
     pub rate: Option<f64>,
+    /// The nodes that contributed most bad outcomes, most first.
+    pub top: Vec<ContributorRow>,
+}
+
+/// One node's part in a trip, in a JSON row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContributorRow {
+    /// The node.
+    pub node: String,
+    /// Its failed calls in the window.
+    pub failed: u64,
+    /// Its slow calls in the window.
+    pub slow: u64,
+}
+
+impl EvidenceRow {
+    /// The evidence of a trip; `None` for any other reason.
+    pub fn of(reason: &Reason) -> Option<Self> {
+        let Reason::Tripped { rule, evidence } = reason else { return None };
+        Some(Self {
+            rule: rule_name(*rule),
+            decisive: evidence.decisive,
+            failed: evidence.failed,
+            slow: evidence.slow,
+            nodes: evidence.nodes,
+            streak: evidence.streak,
+            rate: trip_rate(*rule, evidence),
+            top: evidence
+                .top
+                .iter()
+                .map(|c| ContributorRow { node: c.node.to_string(), failed: c.failed, slow: c.slow })
+                .collect(),
+        })
+    }
 }
 
 /// One decision (or marker) of the state bucket: a `history` or `watch` row.
@@ -311,18 +345,7 @@ impl DecisionRow {
     pub fn new(entry: &Entry) -> Self {
         let decoded = decode(entry);
         let decision = decoded.as_ref().ok();
-        let evidence = decision.and_then(|d| match &d.reason {
-            Reason::Tripped { rule, evidence } => Some(EvidenceRow {
-                rule: rule_name(*rule),
-                decisive: evidence.decisive,
-                failed: evidence.failed,
-                slow: evidence.slow,
-                nodes: evidence.nodes,
-                streak: evidence.streak,
-                rate: trip_rate(*rule, evidence),
-            }),
-            _ => None,
-        });
+        let evidence = decision.and_then(|d| EvidenceRow::of(&d.reason));
         Self {
             breaker: entry.key.clone(),
             revision: entry.revision,

@@ -9,7 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read};
+mod support;
+
+use support::{config, lines};
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
-use breaker_actors::machine::{
-    BreakerConfig, BreakerName, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy, WindowConfig,
-};
+use breaker_actors::machine::{BreakerName, NodeId, StateLabel};
 use serde_json::Value;
 use transport_nats::nats::{Auth, NatsConfig, NatsTransport};
 use transport_nats::servers::NatsServer;
@@ -39,23 +40,6 @@ const OPERATOR: [&str; 8] = [
     "--inbox-prefix",
     "_INBOX_fusebox_ops",
 ];
-
-/// Trips on 5 failures out of 10 calls and stays open a minute, so that what the CLI shows
-/// after a trip is still the trip.
-fn config() -> BreakerConfig {
-    BreakerConfig {
-        trip: TripPolicy {
-            window: WindowConfig::Count { calls: 10 },
-            minimum_calls: 10,
-            failure_rate: Some(0.5),
-            ..TripPolicy::default()
-        },
-        open: OpenPolicy::Fixed { duration_ms: 60_000 },
-        local: None,
-        outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 300 },
-        ..BreakerConfig::default()
-    }
-}
 
 fn payments() -> BreakerName {
     BreakerName::new("payments").unwrap()
@@ -226,6 +210,8 @@ async fn published_failures_trip_the_breaker_and_history_shows_the_evidence() {
     assert_eq!((evidence["decisive"].as_u64(), evidence["failed"].as_u64()), (Some(10), Some(10)), "{trip:#}");
     assert_eq!((evidence["slow"].as_u64(), evidence["nodes"].as_u64()), (Some(0), Some(1)), "{trip:#}");
     assert_eq!(evidence["rate"].as_f64(), Some(1.0));
+    let top = &evidence["top"][0];
+    assert_eq!((&top["node"], top["failed"].as_u64()), (&"cli".into(), Some(10)), "{trip:#}");
     assert!(rows.windows(2).all(|w| w[0]["revision"].as_u64() < w[1]["revision"].as_u64()), "oldest first");
 
     let table = fleet.cli(&["history", "payments"]).await.ok();
@@ -291,19 +277,6 @@ fn watcher(fleet: &Fleet, args: &[&str], key: &str) -> (Child, mpsc::Receiver<St
     assert!(said.starts_with(&format!("watching fusebox_state/{key} ")), "{said:?}");
     let stdout = lines(child.stdout.take().unwrap());
     (child, stdout)
-}
-
-/// The lines `from` produces, as they come.
-fn lines(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 /// Waits for `child` to exit (killing it after [`WAIT`]) and returns its exit code.

@@ -11,7 +11,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use support::{config, lines};
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -21,9 +25,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
-use breaker_actors::machine::{
-    BreakerConfig, BreakerName, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy, WindowConfig,
-};
+use breaker_actors::machine::{BreakerName, NodeId, StateLabel};
 use serde_json::{Value, json};
 use transport_nats::nats::{NatsConfig, NatsTransport};
 use transport_nats::servers::NatsServer;
@@ -34,23 +36,6 @@ const WAIT: Duration = Duration::from_secs(15);
 const LIVE: Duration = Duration::from_secs(1);
 /// How often the DOM is read.
 const POLL: Duration = Duration::from_millis(20);
-
-/// Trips on 5 failures out of 10 calls and stays open a minute: the page still shows the
-/// trip when the screenshot is taken.
-fn config() -> BreakerConfig {
-    BreakerConfig {
-        trip: TripPolicy {
-            window: WindowConfig::Count { calls: 10 },
-            minimum_calls: 10,
-            failure_rate: Some(0.5),
-            ..TripPolicy::default()
-        },
-        open: OpenPolicy::Fixed { duration_ms: 60_000 },
-        local: None,
-        outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 300 },
-        ..BreakerConfig::default()
-    }
-}
 
 /// A child process killed (and reaped) by PID when the test ends, however it ends.
 struct Killed(Child);
@@ -72,20 +57,6 @@ fn chromium() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Lines of `from`, read on a thread.
-fn lines(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 /// Starts `fusebox --server <url> dashboard --listen 127.0.0.1:0` and reads the address it

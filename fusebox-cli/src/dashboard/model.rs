@@ -14,7 +14,7 @@ use async_nats::jetstream::kv::{Entry, Operation};
 use breaker_actors::machine::{CommandKind, Decision, FleetState, Reason, StateLabel};
 use serde::Serialize;
 
-use crate::render;
+use crate::render::{self, EvidenceRow};
 
 /// At most this many breakers are shown; changes to others are counted, not kept, so a
 /// bucket full of junk keys cannot grow the dashboard without bound.
@@ -51,38 +51,6 @@ impl Change {
 /// Milliseconds since the Unix epoch, saturating.
 pub fn unix_ms(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// What a trip was based on, with the nodes that contributed most.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EvidenceView {
-    /// The rule that fired (`failure_rate`, ...).
-    pub rule: &'static str,
-    /// Decisive calls in the window.
-    pub decisive: u64,
-    /// Failed calls.
-    pub failed: u64,
-    /// Slow calls.
-    pub slow: u64,
-    /// Nodes that contributed bad outcomes.
-    pub nodes: u32,
-    /// Longest failure streak of any node (0: not measured).
-    pub streak: u64,
-    /// The share the rule measured, 0 to 1.
-    pub rate: Option<f64>,
-    /// The nodes that contributed most: `(node, failed, slow)`.
-    pub top: Vec<Contributor>,
-}
-
-/// One node's part in a trip.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Contributor {
-    /// The node.
-    pub node: String,
-    /// Its failed calls.
-    pub failed: u64,
-    /// Its slow calls.
-    pub slow: u64,
 }
 
 /// The probes of the current half-open round.
@@ -136,7 +104,7 @@ pub struct Row {
     /// The reason with everything it carries (`render::long_reason`).
     pub reason: Option<String>,
     /// A trip's evidence.
-    pub evidence: Option<EvidenceView>,
+    pub evidence: Option<EvidenceRow>,
     /// The half-open round's probes.
     pub probes: Option<ProbesView>,
     /// A manual state's actor, reason and expiry.
@@ -258,7 +226,7 @@ fn fold(previous: Option<&Row>, change: Change) -> Row {
         decider: Some(decision.decider.to_string()),
         reason_kind: Some(render::reason_kind(&decision.reason)),
         reason: Some(render::long_reason(&decision.reason)),
-        evidence: evidence(&decision.reason),
+        evidence: EvidenceRow::of(&decision.reason),
         probes: probes(&decision.state),
         manual: manual(previous.filter(|_| same_state), &decision, stored_ms),
         config_version: Some(decision.config_version),
@@ -285,24 +253,6 @@ fn empty_row(key: &str, stored_ms: i64) -> Row {
         config_version: None,
         error: None,
     }
-}
-
-fn evidence(reason: &Reason) -> Option<EvidenceView> {
-    let Reason::Tripped { rule, evidence } = reason else { return None };
-    Some(EvidenceView {
-        rule: render::rule_name(*rule),
-        decisive: evidence.decisive,
-        failed: evidence.failed,
-        slow: evidence.slow,
-        nodes: evidence.nodes,
-        streak: evidence.streak,
-        rate: render::trip_rate(*rule, evidence),
-        top: evidence
-            .top
-            .iter()
-            .map(|c| Contributor { node: c.node.to_string(), failed: c.failed, slow: c.slow })
-            .collect(),
-    })
 }
 
 fn probes(state: &FleetState) -> Option<ProbesView> {
@@ -390,7 +340,7 @@ mod tests {
         assert!(open.reason.as_deref().unwrap().contains("from n2 (7 failed, 1 slow)"), "{open:?}");
         let evidence = open.evidence.unwrap();
         assert_eq!((evidence.rule, evidence.failed, evidence.rate), ("failure_rate", 9, Some(0.9)));
-        assert_eq!(evidence.top, [Contributor { node: "n2".into(), failed: 7, slow: 1 }]);
+        assert_eq!(evidence.top, [render::ContributorRow { node: "n2".into(), failed: 7, slow: 1 }]);
         let json = serde_json::to_value(model.snapshot()).unwrap();
         assert_eq!(json["rows"][0]["state"], "open");
         assert_eq!(json["rows"][0]["evidence"]["top"][0]["node"], "n2");
