@@ -2,7 +2,7 @@
 //! process side: one watch of the state bucket for the whole process (started again, from
 //! the latest values, whenever it ends), folded into the [`model::Model`] and fanned out to
 //! the browsers through a bounded broadcast channel, and the server's lifetime. The page
-//! and its routes are in [`http`]; the page's assets are embedded in the binary (no CDN, no
+//! and its routes are in `http.rs`; the page's assets are embedded in the binary (no CDN, no
 //! build step). `docs/dashboard.md` is the user's guide.
 
 pub mod model;
