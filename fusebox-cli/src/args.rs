@@ -226,10 +226,10 @@ pub struct CommandArgs {
     /// The breaker.
     #[arg(value_parser = parse_breaker)]
     pub breaker: BreakerName,
-    /// Why: recorded in the decision (at most 256 bytes).
+    /// Why: recorded in the decision (at most 256 characters).
     #[arg(long, value_parser = parse_text)]
     pub reason: String,
-    /// Who: recorded in the decision (default: `$USER`, else `cli`; at most 256 bytes).
+    /// Who: recorded in the decision (default: `$USER`, else `cli`; at most 256 characters).
     #[arg(long, value_parser = parse_text)]
     pub actor: Option<String>,
 }
@@ -282,7 +282,10 @@ pub fn parse_override(s: &str) -> Result<Duration, String> {
 
 /// The actor when none is given: the login name, else `cli`.
 pub fn default_actor() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty() && u.len() <= MAX_TEXT_LEN).unwrap_or_else(|| "cli".to_owned())
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u.chars().count() <= MAX_TEXT_LEN)
+        .unwrap_or_else(|| "cli".to_owned())
 }
 
 /// The arguments of `publish`.
@@ -318,8 +321,9 @@ fn parse_layout(s: &str) -> Result<Layout, String> {
 }
 
 pub(crate) fn parse_text(s: &str) -> Result<String, String> {
-    if s.len() > MAX_TEXT_LEN {
-        return Err(format!("{} bytes, at most {MAX_TEXT_LEN}", s.len()));
+    let len = s.chars().count();
+    if len > MAX_TEXT_LEN {
+        return Err(format!("{len} characters, at most {MAX_TEXT_LEN}"));
     }
     Ok(s.to_owned())
 }

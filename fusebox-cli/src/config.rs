@@ -59,10 +59,10 @@ pub struct SetArgs {
     /// A `BreakerConfig` as JSON.
     #[arg(long, value_name = "FILE")]
     pub file: PathBuf,
-    /// Why: recorded in the config bucket and the decision (at most 256 bytes).
+    /// Why: recorded in the config bucket and the decision (at most 256 characters).
     #[arg(long, value_parser = parse_text)]
     pub reason: String,
-    /// Who (default: `$USER`, else `cli`; at most 256 bytes).
+    /// Who (default: `$USER`, else `cli`; at most 256 characters).
     #[arg(long, value_parser = parse_text)]
     pub actor: Option<String>,
 }

@@ -10,7 +10,8 @@ use super::vclock::VectorClock;
 
 /// The version of reports, decisions and commands this code writes and reads.
 pub const WIRE_VERSION: u16 = 1;
-/// The longest free text (a command's actor or reason) a decision carries, in bytes.
+/// The longest free text (a command's actor or reason) a decision carries, in characters
+/// (Unicode scalar values, as JSON Schema's `maxLength` counts them).
 pub const MAX_TEXT_LEN: usize = 256;
 /// The longest time-boxed override ([`Command::duration_ms`]): 7 days, in milliseconds.
 /// Longer than that is not an override but a policy: leave the state manual and reset it.
@@ -320,9 +321,9 @@ pub struct Command {
     pub breaker: BreakerName,
     /// What to do.
     pub kind: CommandKind,
-    /// Who asked (at most [`MAX_TEXT_LEN`] bytes).
+    /// Who asked (at most [`MAX_TEXT_LEN`] characters).
     pub actor: String,
-    /// Why (at most [`MAX_TEXT_LEN`] bytes).
+    /// Why (at most [`MAX_TEXT_LEN`] characters).
     pub reason: String,
     /// A time-boxed override: the decider returns the breaker to automatic control (as a
     /// reset would) this many milliseconds after applying the command, with reason

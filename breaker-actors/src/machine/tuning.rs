@@ -26,9 +26,9 @@ pub enum ConfigSource {
     },
     /// An operator set it (`fusebox config set`).
     Operator {
-        /// Who (at most [`MAX_TEXT_LEN`] bytes).
+        /// Who (at most [`MAX_TEXT_LEN`] characters).
         actor: String,
-        /// Why (at most [`MAX_TEXT_LEN`] bytes).
+        /// Why (at most [`MAX_TEXT_LEN`] characters).
         reason: String,
     },
     /// Written before sources were recorded.

@@ -12,8 +12,9 @@
 //! `docs/wire-format.md` is the user's copy of these formats, with the JSON Schema of the
 //! foreign outcome messages; its examples are decoded by this module's tests.
 
+mod json;
+
 use std::fmt;
-use std::marker::PhantomData;
 
 use breaker_actors::machine::{
     BreakerConfig, BreakerName, Command, ConfigRecord, ConfigSource, Contribution, DeciderView, Decision, DecisionId,
@@ -21,9 +22,9 @@ use breaker_actors::machine::{
     WindowCounts, check_override,
 };
 use breaker_actors::transport::Description;
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+use self::json::{ObjectOnly, present};
 
 /// The header naming a payload's format.
 pub const CONTENT_TYPE: &str = "Content-Type";
@@ -192,11 +193,11 @@ pub enum DecodeError {
         /// The count given.
         count: u64,
     },
-    /// Free text over [`MAX_TEXT_LEN`] bytes.
+    /// Free text over [`MAX_TEXT_LEN`] characters.
     TextTooLong {
         /// Which field.
         field: &'static str,
-        /// Its length in bytes.
+        /// Its length in characters.
         len: usize,
         /// The limit.
         max: usize,
@@ -263,7 +264,9 @@ impl fmt::Display for DecodeError {
             Self::EmptyBatch => f.write_str("batch without events"),
             Self::TooManyEvents { len, max } => write!(f, "batch of {len} events exceeds the limit of {max}"),
             Self::InvalidCount { count } => write!(f, "event count {count} is outside 1..={MAX_EVENT_COUNT}"),
-            Self::TextTooLong { field, len, max } => write!(f, "{field} is {len} bytes long, at most {max} allowed"),
+            Self::TextTooLong { field, len, max } => {
+                write!(f, "{field} is {len} characters long, at most {max} allowed")
+            }
             Self::MalformedClock => f.write_str("vector clock breaks its invariants"),
             Self::BadOverride(e) => write!(f, "invalid duration_ms: {e}"),
         }
@@ -323,8 +326,11 @@ fn check_node(expected: &NodeId, got: &NodeId) -> Result<(), DecodeError> {
 }
 
 fn check_text(field: &'static str, text: &str) -> Result<(), DecodeError> {
-    if text.len() > MAX_TEXT_LEN {
-        return Err(DecodeError::TextTooLong { field, len: text.len(), max: MAX_TEXT_LEN });
+    // Characters, not bytes: JSON Schema's `maxLength` counts characters, and the schemas
+    // under `schemas/` must agree with this decoder (at most 1 KiB of UTF-8 either way).
+    let len = text.chars().count();
+    if len > MAX_TEXT_LEN {
+        return Err(DecodeError::TextTooLong { field, len, max: MAX_TEXT_LEN });
     }
     Ok(())
 }
@@ -332,58 +338,6 @@ fn check_text(field: &'static str, text: &str) -> Result<(), DecodeError> {
 fn check_clock(clock: &VectorClock) -> Result<(), DecodeError> {
     if !clock.is_well_formed() {
         return Err(DecodeError::MalformedClock);
-    }
-    Ok(())
-}
-
-/// Deserializes `T` from a JSON object only. Derived `Deserialize` impls also accept a
-/// struct written as an array of its fields in order; that would make field order part of
-/// the public contract, so the JSON entry points and the foreign schema refuse it.
-struct ObjectOnly<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map))
-            }
-        }
-
-        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(ObjectOnly)
-    }
-}
-
-/// For optional fields that may be absent but not `null`, so the schema has one spelling
-/// of "not given".
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(deserializer).map(Some)
-}
-
-fn from_json<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice::<ObjectOnly<T>>(payload)
-        .map(|object| object.0)
-        .map_err(|e| DecodeError::malformed(Format::Json, e))
-}
-
-/// Only the version of a JSON message, every other field skipped, so that a message of
-/// another version is recognised whatever else it holds.
-#[derive(Deserialize)]
-struct VersionProbe {
-    version: u16,
-}
-
-fn check_json_version(payload: &[u8], expected: u16) -> Result<(), DecodeError> {
-    let probe: VersionProbe = from_json(payload)?;
-    if probe.version != expected {
-        return Err(DecodeError::UnsupportedVersion { got: probe.version });
     }
     Ok(())
 }
@@ -627,7 +581,7 @@ struct ForeignDecisionId {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ForeignMessage {
-    // Checked by `check_json_version` before this parse; named so that it is a known field.
+    // Checked by `json::read` before this parse; named so that it is a known field.
     #[serde(rename = "version")]
     _version: u16,
     #[serde(default, deserialize_with = "present")]
@@ -657,8 +611,7 @@ fn decode_foreign(
     payload: &[u8],
     limits: &Limits,
 ) -> Result<ForeignOutcomes, DecodeError> {
-    check_json_version(payload, WIRE_VERSION)?;
-    let message: ForeignMessage = from_json(payload)?;
+    let message: ForeignMessage = json::read(payload, WIRE_VERSION)?;
     if let Some(got) = &message.breaker {
         check_breaker(breaker, got)?;
     }
@@ -710,8 +663,7 @@ pub fn encode_decision(decision: &Decision) -> Result<Vec<u8>, EncodeError> {
 /// the checks the machine makes on a decision's contents (grants, phase) stay there.
 pub fn decode_decision(breaker: &BreakerName, payload: &[u8], limits: &Limits) -> Result<Decision, DecodeError> {
     check_size(payload, limits)?;
-    check_json_version(payload, WIRE_VERSION)?;
-    let decision: Decision = from_json(payload)?;
+    let decision: Decision = json::read(payload, WIRE_VERSION)?;
     check_breaker(breaker, &decision.breaker)?;
     check_clock(&decision.clock)?;
     if let Reason::Manual { actor, reason, .. } = &decision.reason {
@@ -729,8 +681,7 @@ pub fn encode_command(command: &Command) -> Result<Vec<u8>, EncodeError> {
 /// A command from the control subject of `breaker`.
 pub fn decode_command(breaker: &BreakerName, payload: &[u8], limits: &Limits) -> Result<Command, DecodeError> {
     check_size(payload, limits)?;
-    check_json_version(payload, WIRE_VERSION)?;
-    let command: Command = from_json(payload)?;
+    let command: Command = json::read(payload, WIRE_VERSION)?;
     check_breaker(breaker, &command.breaker)?;
     check_text("actor", &command.actor)?;
     check_text("reason", &command.reason)?;
@@ -833,8 +784,7 @@ pub fn decode_describe_request(
     limits: &Limits,
 ) -> Result<DescribeRequest, DecodeError> {
     check_size(payload, limits)?;
-    check_json_version(payload, DESCRIBE_VERSION)?;
-    let request: DescribeRequest = from_json(payload)?;
+    let request: DescribeRequest = json::read(payload, DESCRIBE_VERSION)?;
     check_breaker(breaker, &request.breaker)?;
     Ok(request)
 }
@@ -851,8 +801,7 @@ pub fn decode_describe_reply(
     limits: &Limits,
 ) -> Result<DescribeReply, DecodeError> {
     check_size(payload, limits)?;
-    check_json_version(payload, DESCRIBE_VERSION)?;
-    let reply: DescribeReply = from_json(payload)?;
+    let reply: DescribeReply = json::read(payload, DESCRIBE_VERSION)?;
     check_breaker(breaker, &reply.breaker)?;
     if reply.contributions.len() > usize::try_from(breaker_actors::machine::MAX_FLEET).unwrap_or(usize::MAX) {
         return Err(DecodeError::malformed(Format::Json, "more contributions than a fleet has nodes"));
@@ -871,7 +820,7 @@ struct ConfigEnvelopeRef<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigEnvelope {
-    // Checked by `check_json_version` before this parse; named so that it is a known field.
+    // Checked by `json::read` before this parse; named so that it is a known field.
     #[serde(rename = "version")]
     _version: u16,
     config: ObjectOnly<BreakerConfig>,
@@ -901,8 +850,7 @@ pub fn decode_config(payload: &[u8], limits: &Limits) -> Result<BreakerConfig, D
 /// none). Only its form is checked; the registry validates the config.
 pub fn decode_config_record(payload: &[u8], limits: &Limits) -> Result<ConfigRecord, DecodeError> {
     check_size(payload, limits)?;
-    check_json_version(payload, CONFIG_VERSION)?;
-    let envelope: ConfigEnvelope = from_json(payload)?;
+    let envelope: ConfigEnvelope = json::read(payload, CONFIG_VERSION)?;
     let source = envelope.source.unwrap_or(ConfigSource::Unknown);
     if let ConfigSource::Operator { actor, reason } = &source {
         check_text("actor", actor)?;
@@ -973,8 +921,7 @@ pub fn decode_lease(payload: &[u8], limits: &Limits) -> Result<LeaseHolder, Deco
         let text = std::str::from_utf8(payload).map_err(|e| DecodeError::malformed(Format::Json, e))?;
         return NodeId::new(text).map(LeaseHolder::Legacy).map_err(|e| DecodeError::malformed(Format::Json, e));
     }
-    check_json_version(payload, LEASE_VERSION)?;
-    let value: LeaseValue = from_json(payload)?;
+    let value: LeaseValue = json::read(payload, LEASE_VERSION)?;
     Ok(LeaseHolder::Holder(value))
 }
 
@@ -1003,8 +950,7 @@ pub fn encode_term_record(record: &TermRecord) -> Result<Vec<u8>, EncodeError> {
 /// A term record read from the lease bucket.
 pub fn decode_term_record(payload: &[u8], limits: &Limits) -> Result<TermRecord, DecodeError> {
     check_size(payload, limits)?;
-    check_json_version(payload, LEASE_VERSION)?;
-    from_json(payload)
+    json::read(payload, LEASE_VERSION)
 }
 
 #[cfg(test)]
@@ -1637,7 +1583,7 @@ mod tests {
     /// `refused`, do not decode).
     #[test]
     fn the_documented_examples_decode() {
-        let doc = include_str!("../../docs/wire-format.md");
+        let doc = include_str!("../../../docs/wire-format.md");
         let (mut marker, mut checked) = (None, 0);
         let mut lines = doc.lines();
         while let Some(line) = lines.next() {
