@@ -32,8 +32,8 @@ use crate::machine::{
     Admission, BreakerName, DeciderView, DecisionId, Effect, Event, Input, LocalOutcomes, Machine, Millis, NodeParams,
     OutcomeCounts, Snapshot, StateLabel, Term, ValidConfig,
 };
+use crate::node::{LeaseCmd, NodeContext};
 use crate::observe::{BreakerMetrics, CallStats};
-use crate::registry::{LeaseCmd, Shared};
 use crate::transport::{ConnState, Inbox, LeaseShard, Revision, Subscription, WriteOutcome};
 
 /// Deliveries fed to the machine per doorbell; the rest wait for the next ring, so that
@@ -65,7 +65,7 @@ pub(crate) enum BreakerMsg {
 }
 
 pub(crate) struct ActorArgs {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) ctx: Arc<NodeContext>,
     pub(crate) name: BreakerName,
     /// Shared with the registry's entry (a config is kept once per breaker, plus the
     /// machine's own copy).
@@ -127,7 +127,7 @@ impl Actor for BreakerActor {
     type Arguments = ActorArgs;
 
     async fn pre_start(&self, myself: ActorRef<BreakerMsg>, args: ActorArgs) -> Result<ActorState, ActorProcessingErr> {
-        let shared = args.shared.clone();
+        let shared = args.ctx.clone();
         let params = NodeParams {
             breaker: args.name.clone(),
             node: shared.node.clone(),
@@ -203,7 +203,7 @@ impl Actor for BreakerActor {
             BreakerMsg::Describe(reply) => {
                 // As for `Inspect`: a lease run out while idle is not deciding.
                 state.feed(&myself, Input::Tick);
-                let now = state.args.shared.now();
+                let now = state.args.ctx.now();
                 let _ = reply.send(state.machine.decider_view(now));
             }
             BreakerMsg::Panic => panic!("breaker {}: panic injected by a test hook", state.args.name),
@@ -216,8 +216,8 @@ impl Actor for BreakerActor {
 
 impl ActorState {
     fn flush(&mut self, myself: &ActorRef<BreakerMsg>) {
-        let now = self.args.shared.now();
-        self.args.shared.clock.advance_to(now.0);
+        let now = self.args.ctx.now();
+        self.args.ctx.clock.advance_to(now.0);
         // Looked at before the drain: a trip seen here was made after its run was counted,
         // so this drain brings the machine the run (a trip made after it waits for the next).
         let tripped_itself = self.args.hot.tripped_itself();
@@ -299,7 +299,7 @@ impl ActorState {
     }
 
     fn feed(&mut self, myself: &ActorRef<BreakerMsg>, input: Input) {
-        let now = self.args.shared.now();
+        let now = self.args.ctx.now();
         let effects = self.machine.step(now, input);
         for effect in effects {
             self.carry_out(myself, effect);
@@ -326,7 +326,7 @@ impl ActorState {
     }
 
     fn carry_out(&mut self, myself: &ActorRef<BreakerMsg>, effect: Effect) {
-        let shared = self.args.shared.clone();
+        let shared = self.args.ctx.clone();
         match effect {
             Effect::Snapshot(snapshot) => self.install(snapshot),
             Effect::PublishReport(report) => match self.publishes.clone().try_acquire_owned() {
@@ -394,7 +394,7 @@ impl ActorState {
             }
             Effect::WakeAt(at) => self.schedule_wake(myself, at),
             Effect::ReloadConfig { .. } => {
-                tokio::spawn(crate::registry::reload_config(shared, self.args.name.clone()));
+                shared.reload_config(self.args.name.clone());
             }
             Effect::Event(event) => self.event(event),
         }
@@ -405,7 +405,7 @@ impl ActorState {
     /// tick would come to the rescue: every deadline reaches the actor through a wake.)
     fn rearm_wake(&mut self, myself: &ActorRef<BreakerMsg>) {
         if let Some(at) = self.machine.next_wake() {
-            if self.wake.is_none() && at > self.args.shared.now() {
+            if self.wake.is_none() && at > self.args.ctx.now() {
                 self.schedule_wake(myself, at);
             }
         }
@@ -416,7 +416,7 @@ impl ActorState {
     /// the old one would wake an idle decider for nothing), however far: nothing else
     /// ticks the machine of an idle breaker.
     fn schedule_wake(&mut self, myself: &ActorRef<BreakerMsg>, at: Millis) {
-        let delay = Duration::from_millis(at.since(self.args.shared.now()));
+        let delay = Duration::from_millis(at.since(self.args.ctx.now()));
         if let Some((when, timer)) = &self.wake {
             if *when == at {
                 return;
@@ -429,7 +429,7 @@ impl ActorState {
     fn event(&mut self, event: Event) {
         match &event {
             Event::LeaseGained { term } => {
-                let transport = &self.args.shared.transport;
+                let transport = &self.args.ctx.transport;
                 // The old term's consumers stop before the new ones start.
                 self.consumer = None;
                 self.consumer = Some(Consumers {
@@ -449,6 +449,6 @@ impl ActorState {
             Event::Reconfigured { .. } => self.args.metrics.configured(self.machine.config()),
             _ => {}
         }
-        self.args.shared.observer.emit(&self.args.name, &self.args.metrics, event);
+        self.args.ctx.observer.emit(&self.args.name, &self.args.metrics, event);
     }
 }
