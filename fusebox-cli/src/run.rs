@@ -170,11 +170,7 @@ async fn watch(
             }
             error = session.violation(&what) => return Err(error),
             change = changes.next() => {
-                let entry = match change {
-                    Some(Ok(entry)) => entry,
-                    Some(Err(e)) => return Err(session.fail(&what, Some(e))),
-                    None => return Err(session.fail(&what, Some("the watch ended"))),
-                };
+                let entry = session.watched(&what, change)?;
                 let row = DecisionRow::new(&entry);
                 if json {
                     json_line(out, &row)?;
@@ -268,11 +264,7 @@ pub(crate) async fn command_and_wait(
             }
             error = session.violation(&what) => return Err(error),
             change = changes.next() => {
-                let entry = match change {
-                    Some(Ok(entry)) => entry,
-                    Some(Err(e)) => return Err(session.fail(&what, Some(e))),
-                    None => return Err(session.fail(&what, Some("the watch ended"))),
-                };
+                let entry = session.watched(&what, change)?;
                 let Ok(decision) = render::decode(&entry) else { continue };
                 if applies(&decision) {
                     writeln!(out, "applied: {}", DecisionRow::new(&entry).line())?;
@@ -390,11 +382,7 @@ async fn repair(
             }
             error = session.violation(what) => return Err(error),
             change = changes.next() => {
-                let entry = match change {
-                    Some(Ok(entry)) => entry,
-                    Some(Err(e)) => return Err(session.fail(what, Some(e))),
-                    None => return Err(session.fail(what, Some("the watch ended"))),
-                };
+                let entry = session.watched(what, change)?;
                 let Ok(decision) = render::decode(&entry) else { continue };
                 if decision.id.term.0 > above && decision.decider.as_str() != repair::REPAIRER {
                     writeln!(out, "repaired: {}", DecisionRow::new(&entry).line())?;

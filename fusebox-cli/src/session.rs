@@ -288,6 +288,16 @@ impl Session {
         watch.map_err(|e| self.fail(&what, Some(e)))
     }
 
+    /// The entry a watch of [`Session::watch`] delivered next, or, if it failed or ended,
+    /// the error that is for `what`.
+    pub fn watched(&self, what: &str, change: Option<Result<Entry, kv::WatcherError>>) -> Result<Entry, CliError> {
+        match change {
+            Some(Ok(entry)) => Ok(entry),
+            Some(Err(e)) => Err(self.fail(what, Some(e))),
+            None => Err(self.fail(what, Some("the watch ended"))),
+        }
+    }
+
     /// The latest value of every key of `store`, then every change.
     pub async fn watch_with_history(&self, store: &kv::Store) -> Result<kv::Watch, CliError> {
         let what = format!("watching {}/> from the latest values", store.name);
