@@ -236,7 +236,7 @@ async fn node_reports_trip_the_rust_fleet() {
 async fn node_follower_probes_only_as_granted() {
     let server = NatsServer::start().unwrap();
     let url = server.url();
-    let (nodes, breakers) = fleet(&url, 2, "payments", config_open(500)).await;
+    let (nodes, breakers) = fleet(&url, 2, "payments", config_open(1_000)).await;
     run_scenario("test/fleet/probe.test.js", scenario_env(&url, "payments")).await;
     all_in(&breakers, StateLabel::Closed).await;
     let name = BreakerName::new("payments").unwrap();
