@@ -2,7 +2,8 @@
 //! nodes: its unit tests, then one fleet scenario per test — Node's reports trip the Rust
 //! fleet, its follower rejects while open and lets exactly its granted probes through (whose
 //! results close the round), malformed bucket values are counted and skipped, and it
-//! connects with a token over mutual TLS (bad settings failing clearly).
+//! connects with a token over mutual TLS (bad settings failing clearly), with an nkey seed
+//! file and with operator-mode creds.
 //!
 //! Each scenario runs `node --test clients/node/test/fleet/<scenario>.test.js` with the
 //! server's URL, the breaker and the node id in `FUSEBOX_TEST_*` variables, asserts its exit
@@ -26,7 +27,7 @@ use breaker_actors::machine::{
 use fusebox_tests::workspace_root;
 use transport_nats::nats::{Auth, NatsConfig, NatsTransport, Tls};
 use transport_nats::servers::NatsServer;
-use transport_nats::servers::credentials::Pki;
+use transport_nats::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long one `node --test` run may take before it is killed.
@@ -286,4 +287,36 @@ async fn node_connects_with_a_token_over_mutual_tls() {
         ("NATS_KEY".to_owned(), text(&pki.client_key)),
     ]);
     run_scenario("test/fleet/connect.test.js", env).await;
+}
+
+// An nkey seed file and an operator-mode `.creds` file (each server provisioned by a Rust node
+// with the same kind of credentials); a stranger's creds are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_connects_with_an_nkey_seed_and_with_creds() {
+    let dir = TestDir::new("node-auth").unwrap();
+    let (rust, js) = (NKeyUser::generate().unwrap(), NKeyUser::generate().unwrap());
+    let nkey_server = NatsServer::start_with(&NKeyUser::server_authorization(&[&rust, &js])).unwrap();
+    let mut nats = NatsConfig::new(vec![nkey_server.url()], NodeId::new("n1").unwrap());
+    nats.connection.auth = Auth::NKeySeed(rust.seed.clone());
+    let _nkey_node = NatsTransport::connect(nats).await.unwrap();
+    let seed_file = dir.write("js1.nk", format!("{}\n", js.seed)).unwrap();
+
+    let operator = Operator::generate().unwrap();
+    let creds_server = NatsServer::start_with(&operator.server_config()).unwrap();
+    let mut nats = NatsConfig::new(vec![creds_server.url()], NodeId::new("n2").unwrap());
+    nats.connection.auth = Auth::Creds(operator.user_creds("node-n2").unwrap());
+    let _creds_node = NatsTransport::connect(nats).await.unwrap();
+    let creds = dir.write("js1.creds", operator.user_creds("js1").unwrap()).unwrap();
+    let stranger = dir.write("stranger.creds", Operator::stranger_creds("stranger").unwrap()).unwrap();
+
+    let text = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let mut env = scenario_env(&nkey_server.url(), "payments");
+    env.extend([
+        ("FUSEBOX_TEST_NKEY_URL".to_owned(), nkey_server.url()),
+        ("FUSEBOX_TEST_NKEY_FILE".to_owned(), text(&seed_file)),
+        ("FUSEBOX_TEST_CREDS_URL".to_owned(), creds_server.url()),
+        ("FUSEBOX_TEST_CREDS_FILE".to_owned(), text(&creds)),
+        ("FUSEBOX_TEST_STRANGER_FILE".to_owned(), text(&stranger)),
+    ]);
+    run_scenario("test/fleet/auth.test.js", env).await;
 }
