@@ -88,6 +88,9 @@ export class Follower {
     });
     try {
       await Promise.race([this._ready, timeout]);
+    } catch (error) {
+      await this.stop();
+      throw error;
     } finally {
       clearTimeout(timer);
     }
