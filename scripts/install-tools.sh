@@ -14,6 +14,8 @@
 #                         wrapper that runs python3 with it on PYTHONPATH: the same path works.
 #   .tools/prometheus/    Debian's prometheus package unpacked (dpkg -x, no service started)
 #   .tools/bin/promtool   stable path (symlink) for `promtool check/test rules` (scripts/test.sh)
+#   clients/node/node_modules  `npm ci` of the Node client's package-lock.json (git-ignored), for
+#                         tests/tests/node_client.rs; skipped while its stamp matches the lock
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -171,6 +173,31 @@ install_promtool() {
     step "installed promtool $PROMTOOL_VERSION (Debian $version) at .tools/bin/promtool in $((SECONDS - start))s"
 }
 install_promtool
+
+# --- Node client dependencies (clients/node, tests/tests/node_client.rs) ----------
+# `npm ci` installs exactly clients/node/package-lock.json; a stamp of the lock's hash in
+# node_modules skips it while the lock is unchanged.
+install_node_client() {
+    local dir="$PWD/clients/node"
+    local stamp="$dir/node_modules/.fusebox-lock.sha256"
+    have node || die "node not found (Node 20+ is needed for clients/node and its tests)"
+    have npm || die "npm not found (it comes with Node; needed for npm ci in clients/node)"
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]')"
+    ((major >= 20)) || die "node $(node --version) is too old: clients/node needs Node 20+"
+    local want
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        step "clients/node: node_modules matches package-lock.json (skipped; node $(node --version))"
+        return
+    fi
+    local start=$SECONDS
+    step "clients/node: npm ci (node $(node --version), npm $(npm --version))"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in clients/node failed"
+    printf '%s\n' "$want" >"$stamp"
+    step "clients/node: installed node_modules in $((SECONDS - start))s"
+}
+install_node_client
 
 # --- Rust toolchain ------------------------------------------------------------
 have cargo || die "cargo not found; install Rust with rustup (https://rustup.rs)"

@@ -153,7 +153,7 @@ fn every_src_module_starts_with_a_doc_comment() {
 }
 
 /// Every text file of the repository (sources, docs, scripts, manifests), skipping build
-/// output, `.git` and `.tools`.
+/// output, `.git`, `.tools` and installed packages (`node_modules`).
 fn repository_text_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
     const TEXT: &[&str] = &["rs", "md", "sh", "py", "toml", "conf", "yml", "yaml", "json", "txt"];
     let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -161,7 +161,8 @@ fn repository_text_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
         let path = entry.path();
         let name = entry.file_name();
         if path.is_dir() {
-            let skipped = [".git", ".tools", "target"].iter().any(|s| name == *s) || path.join("CACHEDIR.TAG").exists();
+            let skipped = [".git", ".tools", "target", "node_modules"].iter().any(|s| name == *s)
+                || path.join("CACHEDIR.TAG").exists();
             if !skipped {
                 repository_text_files(&path, out);
             }
