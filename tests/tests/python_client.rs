@@ -210,6 +210,20 @@ async fn python_client_follows_and_probes_exactly_its_grant() {
     all_in(&breakers, StateLabel::Closed).await;
 }
 
+// A lost acknowledgement (the server stopped mid-publish) is retried with the same message
+// id, and the stream keeps the message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_retries_keep_the_message_id() {
+    let server = NatsServer::start().unwrap();
+    let url = server.url();
+    // Connecting provisions the outcome stream.
+    let _node = NatsTransport::connect(NatsConfig::new(vec![url.clone()], NodeId::new("n1").unwrap())).await.unwrap();
+    let mut vars = env(&url, "orders");
+    vars.push(("FUSEBOX_TEST_NATS_PID".into(), server.pid().unwrap().to_string()));
+    pytest("test_fleet.py::test_a_lost_ack_is_retried_with_the_same_id", vars).await;
+    assert!(server.is_healthy(), "the server runs again");
+}
+
 // The synchronous, thread-backed API does the same from plain threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_sync_api_trips_and_recovers() {

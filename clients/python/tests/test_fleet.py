@@ -140,3 +140,37 @@ def test_sync_api_trips_and_recovers(url, breaker_name):
         del sent
     finally:
         assert client.close() == 0
+
+
+def test_a_lost_ack_is_retried_with_the_same_id(url, breaker_name):
+    """The server is stopped (SIGSTOP) while a message is in flight, so its first ack is
+    lost; the retry carries the same Nats-Msg-Id and the stream stores the message once."""
+    import os
+    import signal
+
+    pid = int(os.environ["FUSEBOX_TEST_NATS_PID"])
+
+    async def go() -> None:
+        reporting = fb.ReporterSettings(flush_interval=None, ack_timeout=0.5, backoff_initial=0.1, max_attempts=5)
+        client = await fb.connect(url, node="py-retry", reporting=reporting)
+        loop = asyncio.get_running_loop()
+        try:
+            client.reporter.failure(breaker_name, 7)
+            os.kill(pid, signal.SIGSTOP)
+            # Thawed after the first attempt timed out and before the second one's.
+            loop.call_later(0.8, os.kill, pid, signal.SIGCONT)
+            try:
+                sent = await client.flush()
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert len(sent) == 1 and sent[0].attempts >= 2, sent
+            assert sent[0].duplicate, "the stream had stored the first attempt under the same id"
+            assert client.reporter.stats.retries >= 1
+            subject = wire.outcome_subject("fusebox", breaker_name, "py-retry")
+            info = await client.js.stream_info(wire.outcome_stream("fusebox"), subjects_filter=subject)
+            assert info.state.subjects == {subject: 1}, info.state.subjects
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            await client.close()
+
+    asyncio.run(go())
