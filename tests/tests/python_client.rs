@@ -25,6 +25,7 @@ use breaker_actors::machine::{
 use fusebox_tests::workspace_root;
 use transport_nats::nats::{NatsConfig, NatsTransport};
 use transport_nats::servers::NatsServer;
+use transport_nats::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// How long one pytest run may take before it is killed.
@@ -208,6 +209,34 @@ async fn python_client_follows_and_probes_exactly_its_grant() {
     pytest("test_fleet.py::test_follower_rejects_while_open_and_probes_exactly_its_grant", env(&url, "inventory"))
         .await;
     all_in(&breakers, StateLabel::Closed).await;
+}
+
+// nkeys, operator-mode creds and mutual TLS, each against a server of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_connects_with_nkeys_creds_and_mutual_tls() {
+    let dir = TestDir::new("py-auth").unwrap();
+    let user = NKeyUser::generate().unwrap();
+    let nkey_server = NatsServer::start_with(&NKeyUser::server_authorization(&[&user])).unwrap();
+    let seed = dir.write("user.nk", &user.seed).unwrap();
+    let operator = Operator::generate().unwrap();
+    let creds_server = NatsServer::start_with(&operator.server_config()).unwrap();
+    let creds = dir.write("py.creds", operator.user_creds("py").unwrap()).unwrap();
+    let stranger = dir.write("stranger.creds", Operator::stranger_creds("x").unwrap()).unwrap();
+    let pki = Pki::generate().unwrap();
+    let tls_server = NatsServer::start_with(&pki.server_tls(true, false)).unwrap();
+    let text = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let vars = vec![
+        ("FUSEBOX_TEST_NKEY_URL".into(), nkey_server.url()),
+        ("FUSEBOX_TEST_NKEY_FILE".into(), text(&seed)),
+        ("FUSEBOX_TEST_CREDS_URL".into(), creds_server.url()),
+        ("FUSEBOX_TEST_CREDS_FILE".into(), text(&creds)),
+        ("FUSEBOX_TEST_STRANGER_CREDS".into(), text(&stranger)),
+        ("FUSEBOX_TEST_TLS_URL".into(), tls_server.url()),
+        ("FUSEBOX_TEST_TLS_CA".into(), text(&pki.ca)),
+        ("FUSEBOX_TEST_TLS_CERT".into(), text(&pki.client_cert)),
+        ("FUSEBOX_TEST_TLS_KEY".into(), text(&pki.client_key)),
+    ];
+    pytest("test_auth_modes.py", vars).await;
 }
 
 // A lost acknowledgement (the server stopped mid-publish) is retried with the same message
