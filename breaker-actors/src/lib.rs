@@ -15,6 +15,7 @@ pub(crate) mod actor;
 pub mod hot;
 pub mod load;
 pub mod machine;
+#[cfg(not(loom))]
 pub(crate) mod node;
 #[cfg(not(loom))]
 pub mod observe;
