@@ -438,6 +438,18 @@ impl Node {
     }
 }
 
+/// The outcome consumer holding reports back while its node goes on ticking (the real
+/// feed's consumer re-created mid-replay, a pull waiting on a busy server, a loaded node's
+/// feed task not scheduled): on reaching a report published at or after `from_published`,
+/// it hands over nothing for `for_ms`.
+#[derive(Debug, Clone, Copy)]
+struct FeedStall {
+    from_published: u64,
+    for_ms: u64,
+    /// When the stall ends, once it has begun.
+    until: Option<u64>,
+}
+
 /// A fleet of simulated nodes; see the module documentation.
 #[derive(Debug)]
 pub struct Fleet {
@@ -453,6 +465,8 @@ pub struct Fleet {
     stream: VecDeque<StreamEntry>,
     stream_next_seq: u64,
     consumer: Option<Consumer>,
+    /// A stall of the outcome consumer, set by [`Fleet::stall_feed`].
+    feed_stall: Option<FeedStall>,
     history: Vec<(u64, Decision)>,
     /// The lease bucket (one key: the breaker's shard).
     leases: LeaseStore,
@@ -550,6 +564,7 @@ impl Fleet {
             stream: VecDeque::new(),
             stream_next_seq: 1,
             consumer: None,
+            feed_stall: None,
             history: Vec::new(),
             leases,
             events: Vec::new(),
@@ -837,6 +852,15 @@ impl Fleet {
         self.trace_line(i, &format!("pause until {until_ms}"));
         self.nodes[i].paused_until = until_ms;
         Ok(())
+    }
+
+    /// The outcome consumer stalls: when it reaches a report published at or after sim
+    /// time `from_published_ms`, it hands over nothing more for `for_ms` (whoever holds
+    /// it), while every machine goes on ticking. A stall of a replay's middle is the case
+    /// that matters: the decider must not judge the part it has seen as if it were all.
+    pub fn stall_feed(&mut self, from_published_ms: u64, for_ms: u64) {
+        self.trace_line(usize::MAX, &format!("stall feed from {from_published_ms} for {for_ms}"));
+        self.feed_stall = Some(FeedStall { from_published: from_published_ms, for_ms, until: None });
     }
 
     /// Sets node `i`'s clock (its offset and drift; its jumps are kept).
@@ -1385,6 +1409,15 @@ impl Fleet {
         let Some(entry) = self.stream.iter().find(|e| e.seq >= consumer.next_seq) else {
             return false;
         };
+        if let Some(stall) = &mut self.feed_stall {
+            if entry.at >= stall.from_published {
+                let until = *stall.until.get_or_insert(self.now + stall.for_ms);
+                if self.now < until {
+                    return false;
+                }
+                self.feed_stall = None;
+            }
+        }
         if entry.seq > consumer.next_seq {
             self.stats.reports_missed += entry.seq - consumer.next_seq;
         }

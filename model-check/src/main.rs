@@ -22,7 +22,7 @@ usage:
   model-check scale [--nodes N] [--breakers B] [--shards S] [--ms T] [--plant unbatched|per-breaker-consumers|per-breaker-resync]
 
 fault kinds: delay, reorder, duplicate, drop, partition, clock, crash, pause, command, foreign,
-             lease-wipe, rollback";
+             lease-wipe, rollback, retune, feed-stall";
 
 /// A command line that cannot run.
 #[derive(Debug)]

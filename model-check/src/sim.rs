@@ -89,14 +89,17 @@ pub enum FaultKind {
     /// The breaker is retuned: a newer config version in the config bucket and the
     /// `reconfigure` command (a rolling deploy or an operator's `config set`), mid-chaos.
     Retune,
+    /// The outcome consumer stalls for up to 0.4 s on reaching a report published up to
+    /// 1 s ago (a replay's middle when a takeover is under way), while every machine ticks.
+    FeedStall,
 }
 
 impl FaultKind {
     /// Kinds whose episodes are drawn apart from the others (see [`plan`]).
-    pub const DRAWN_APART: [Self; 2] = [Self::Foreign, Self::Retune];
+    pub const DRAWN_APART: [Self; 3] = [Self::Foreign, Self::Retune, Self::FeedStall];
 
     /// Every kind.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Delay,
         Self::Reorder,
         Self::Duplicate,
@@ -110,6 +113,7 @@ impl FaultKind {
         Self::LeaseWipe,
         Self::Rollback,
         Self::Retune,
+        Self::FeedStall,
     ];
 
     /// Whether it is a fault of the server's stores. These are drawn from a random stream
@@ -134,6 +138,7 @@ impl FaultKind {
             Self::LeaseWipe => "lease-wipe",
             Self::Rollback => "rollback",
             Self::Retune => "retune",
+            Self::FeedStall => "feed-stall",
         }
     }
 
@@ -288,6 +293,14 @@ pub enum Fault {
     },
     /// The next config version (another jitter seed) is set at the episode's start.
     Retune,
+    /// At the episode's start the outcome consumer stalls for `for_ms` on reaching a
+    /// report published `back_ms` ago or later ([`Fleet::stall_feed`](crate::fleet::Fleet::stall_feed)).
+    FeedStall {
+        /// How far back the stall begins.
+        back_ms: u64,
+        /// How long it lasts.
+        for_ms: u64,
+    },
 }
 
 impl Fault {
@@ -307,6 +320,7 @@ impl Fault {
             Self::LeaseWipe => FaultKind::LeaseWipe,
             Self::Rollback { .. } => FaultKind::Rollback,
             Self::Retune => FaultKind::Retune,
+            Self::FeedStall { .. } => FaultKind::FeedStall,
         }
     }
 }
@@ -611,6 +625,9 @@ fn draw_episode(kind: FaultKind, rng: &mut SeededRng, chaos: u64, nodes: usize, 
         // Drawn once per seed apart from the others (see `plan`).
         FaultKind::LeaseWipe | FaultKind::Rollback => return,
         FaultKind::Retune => (Fault::Retune, from_ms + 2 * FLUSH_MS),
+        FaultKind::FeedStall => {
+            (Fault::FeedStall { back_ms: rng.below(1_000), for_ms: 20 + rng.below(400) }, from_ms + 2 * FLUSH_MS)
+        }
         FaultKind::Foreign => {
             let fault = Fault::Foreign { publisher: 1 + rng.below(3), every_ms: FLUSH_MS + rng.below(200) };
             (fault, from_ms + length(rng, 500, 8_000))
@@ -826,6 +843,10 @@ impl Run {
                     ..current.clone()
                 };
                 self.fleet.retune(&next)?;
+            }
+            Fault::FeedStall { back_ms, for_ms } => {
+                let from = self.fleet.now().saturating_sub(*back_ms);
+                self.fleet.stall_feed(from, *for_ms);
             }
             Fault::Foreign { .. }
             | Fault::Delay { .. }

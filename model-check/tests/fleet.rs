@@ -283,3 +283,29 @@ fn overlay_changes_inside_a_fleet_round_never_re_arm_its_grant() {
         }
     }
 }
+
+// A defect class seen on a loaded NATS node: the new decider's feed paused in the middle of
+// its replay (its consumer re-created, its task not scheduled) and the decider judged the
+// half it had seen, tripping on an outage whose recovery was still in the stream. With the
+// replay's quiet period at 50 ms this test failed (seen failing); a pause shorter than the
+// quiet period must leave the verdict to the whole replay.
+#[test]
+fn a_takeover_replay_that_stalls_midway_is_judged_as_a_whole() {
+    // Healthy, then every call fails for 200 ms while nobody decides, then healthy again.
+    let mut fleet = Fleet::new(spec(3, vec![(0, 0), (1_700, 1_000), (1_900, 0)])).unwrap();
+    fleet.run_until(1_000);
+    let old = fleet.decider().unwrap();
+    fleet.kill(old).unwrap();
+    // Whoever replays next stops before the recovery's reports, for 300 ms.
+    fleet.stall_feed(1_900, 300);
+    let taken_at = step_until(&mut fleet, 3 * TTL_MS, |f| f.decider().is_some_and(|d| d != old))
+        .expect("no takeover after the decider crashed");
+    assert!(taken_at > 1_900, "the takeover came before the outage ended ({taken_at} ms): no replay to judge");
+    let new = fleet.decider().unwrap();
+    fleet.run_until(taken_at + 1_000);
+    assert!(fleet.violations().is_empty(), "{:?}", fleet.violations());
+    let counted = fleet.machine(new).unwrap().stats().reports_counted;
+    assert!(counted > 0, "nothing was replayed to the new decider");
+    assert_eq!(trips(&fleet), Vec::new(), "the new decider tripped on half a replay");
+    assert!(all_admit(&fleet, Admission::Allow));
+}

@@ -12,7 +12,14 @@ use super::window::{Bad, BurnSeries, EvidenceWindow, NodeTable};
 
 /// How long after the last replayed report the evidence of an unfinished replay is judged
 /// anyway (its last report may never come: the consumer failed, the stream was pruned).
-pub(super) const REPLAY_QUIET_MS: u64 = 50;
+/// Generous next to a busy node's scheduling gaps and a feed's consumer being re-created
+/// mid-replay (tens to hundreds of ms): judging in such a gap judges a replayed past. At
+/// 50 ms a loaded node tripped on an outage whose recovery was still being replayed.
+pub(super) const REPLAY_QUIET_MS: u64 = 500;
+/// The longest evidence waits for a replay to end, from the first report held back: a
+/// decider whose feed never catches up (every report arrives with more behind it) still
+/// judges, at least this often.
+pub(super) const REPLAY_MAX_DEFER_MS: u64 = 2_000;
 
 /// Evidence is reported in `u64`; window sums are exact `u128`.
 fn saturate(wide: u128) -> u64 {
@@ -87,9 +94,9 @@ pub struct Judge {
     streaks: NodeTable<(u64, Millis)>,
     /// Failed and slow calls each node reported as evidence in this phase: who to name.
     contributions: NodeTable<(u64, u64)>,
-    /// Evidence recorded while a replay was under way and not judged yet: when the last
-    /// replayed report came.
-    unjudged_since: Option<Millis>,
+    /// Evidence recorded while a replay was under way and not judged yet: when the first
+    /// and the last replayed reports came.
+    unjudged: Option<(Millis, Millis)>,
     /// Reports whose outcomes were older than the evidence age bound: not judged.
     aged_out: u64,
     /// Calls each node saw rejected in this phase: who wants probes.
@@ -117,7 +124,7 @@ impl Judge {
             backoff_level: 0,
             rng: SeededRng::new(seed),
             excess_probe_results: 0,
-            unjudged_since: None,
+            unjudged: None,
             aged_out: 0,
         }
     }
@@ -187,12 +194,14 @@ impl Judge {
         }
     }
 
+    /// When held-back evidence is judged without waiting any longer: the replay has been
+    /// quiet for [`REPLAY_QUIET_MS`], or held back for [`REPLAY_MAX_DEFER_MS`].
     fn replay_deadline(&self) -> Option<Millis> {
-        self.unjudged_since.map(|at| at.plus(REPLAY_QUIET_MS))
+        self.unjudged.map(|(first, last)| last.plus(REPLAY_QUIET_MS).min(first.plus(REPLAY_MAX_DEFER_MS)))
     }
 
     fn clear_evidence(&mut self) {
-        self.unjudged_since = None;
+        self.unjudged = None;
         self.window.clear();
         if let Some(burn) = &mut self.burn {
             burn.clear();
@@ -326,8 +335,11 @@ impl Judge {
                     self.aged_out = self.aged_out.saturating_add(1);
                 }
                 if arrival.backlog {
-                    self.unjudged_since = Some(now);
-                    return None;
+                    let first = self.unjudged.map_or(now, |(first, _)| first);
+                    self.unjudged = Some((first, now));
+                    if now < first.plus(REPLAY_MAX_DEFER_MS) {
+                        return None;
+                    }
                 }
                 self.judge_evidence(now)
             }
@@ -344,7 +356,7 @@ impl Judge {
 
     /// Evaluates the rules on the evidence as it stands at `now` and trips if one fires.
     fn judge_evidence(&mut self, now: Millis) -> Option<Reason> {
-        self.unjudged_since = None;
+        self.unjudged = None;
         if let Some(cutoff) = now.0.checked_sub(self.cycle.rules.max_evidence_age_ms) {
             self.window.forget_before(Millis(cutoff));
         }
@@ -505,7 +517,7 @@ impl Judge {
 
     /// Moves on by time alone: open period over, round timed out, ramp stage over.
     pub fn tick(&mut self, now: Millis) -> Option<Reason> {
-        let replay_stalled = self.unjudged_since.is_some_and(|at| now >= at.plus(REPLAY_QUIET_MS));
+        let replay_stalled = self.replay_deadline().is_some_and(|due| now >= due);
         if replay_stalled && matches!(self.phase, Phase::Closed | Phase::Ramping { .. }) {
             // A replay's evidence waited for a report that never came: judge it now.
             if let Some(verdict) = self.judge_evidence(now) {

@@ -1192,11 +1192,39 @@ fn cases() -> Vec<Case> {
                 At(5_000),
                 Act::Replayed("n1", 0, 10, 200, true),
                 E(Fleet(Closed)),
-                At(5_049),
+                At(5_499),
                 E(Fleet(Closed)),
-                At(5_050),
+                At(5_500),
                 E(Fleet(Open)),
             ],
+        },
+        Case {
+            // A loaded node's feed pauses mid-replay (scheduling, its consumer re-created):
+            // with a 50 ms quiet this tripped on the outage whose recovery came 300 ms later.
+            name: "a replay that pauses for less than the quiet period is still judged as a whole",
+            config: base(),
+            script: vec![
+                Lead(1),
+                At(5_000),
+                Act::Replayed("n1", 0, 10, 3_000, true),
+                At(5_300),
+                E(Fleet(Closed)),
+                Act::Replayed("n1", 10, 0, 1_500, true),
+                At(5_700),
+                E(Fleet(Closed)),
+                At(5_800),
+                E(Fleet(Closed)),
+                E(Decisions(1)),
+            ],
+        },
+        Case {
+            // Every report with more behind it, never a quiet gap: the old rule never judged.
+            name: "a feed that never catches up is still judged, at the latest when the deferral bound is reached",
+            config: base(),
+            script: std::iter::once(Lead(1))
+                .chain((0..50).flat_map(|i| [At(5_000 + 40 * i), Act::Replayed("n1", 0, 1, 0, true)]))
+                .chain([E(Fleet(Closed)), At(6_999), E(Fleet(Closed)), At(7_000), E(Fleet(Open))])
+                .collect(),
         },
         Case {
             name: "evidence older than the age bound is not judged",
