@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""The Python instance of the local cluster demo (``make demo``).
+"""The Python instance of the local cluster demo (``make demo``), on ``fusebox-client``.
 
 A service written in Python taking part in a Fusebox fleet: it calls the demo's HTTP
-dependency ``--rate`` times a second, asks ``DecisionFollower.allow()`` first (the fleet's
-decision, enforced locally, probes only as granted to its node id), reports every call
-through an ``OutcomeReporter`` (the calls it holds back as ``rejected``, so the decider grants
-it probes in half-open), and tells the demo's orchestrator what it sees, one JSON object per
-line on stdout, in the same shape as the Rust ``service-instance``::
+dependency ``--rate`` times a second through ``breaker.acquire()`` (the fleet's decision,
+enforced by the package, probes only as granted to its node id; the calls it holds back are
+reported as ``rejected``, so the decider grants it probes in half-open), and tells the demo's
+orchestrator what it sees, one JSON object per line on stdout, in the same shape as the Rust
+``service-instance``::
 
     {"kind": "status", "node": "py1", "state": "Closed", "ok": 10, "failed": 0,
      "rejected": 0, "probes": 0, "deciding": false, "term": 3}
     {"kind": "applied", "node": "py1", "term": 3, "seq": 2, "to": "Open", "at_ms": 1700000000000}
 
-It stops when its stdin closes (the orchestrator is gone) or on SIGTERM/SIGINT.
+This file owns those lines, the HTTP calls and the demo's counters; the rules are the
+package's (clients/python/README.md). It stops when its stdin closes (the orchestrator is
+gone) or on SIGTERM/SIGINT.
 
     python fusebox_instance.py --url nats://127.0.0.1:4222 --node py1 --breaker inventory \\
         --dependency 127.0.0.1:8080
@@ -29,8 +31,8 @@ import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
-from fusebox_follow import Decision, DecisionFollower, DecisionId, LocalBreaker
-from fusebox_publish import OutcomePublisher, OutcomeReporter
+import fusebox_client as fb
+from fusebox_client import DecisionId
 
 # How long to wait for a Fusebox node to create the state bucket.
 BUCKET_WAIT_S = 30.0
@@ -105,61 +107,64 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     host, _, port = args.dependency.rpartition(":")
-    servers = [u.strip() for u in args.url.split(",") if u.strip()]
-    publisher = await OutcomePublisher.connect(servers, args.node)
+    client = await fb.connect(
+        args.url, node=args.node, settings=fb.ConnectSettings.from_env(), reporting=fb.ReporterSettings(flush_interval=0.02)
+    )
     counts = {"ok": 0, "failed": 0, "rejected": 0, "probes": 0}
-
-    def on_apply(decision: Decision, breaker: LocalBreaker) -> None:
-        term, seq = decision.id
-        to = LABELS.get(decision.state, decision.state)
-        emit({"kind": "applied", "node": args.node, "term": term, "seq": seq, "to": to, "at_ms": int(time.time() * 1000)})
-
-    follower = DecisionFollower(publisher.nc, args.breaker, args.node, on_apply=on_apply)
-    reporter = OutcomeReporter(publisher, applied_source=follower)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     _watch_stdin(loop, stop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The Rust instances create the bucket; this one may well start first.
+    breaker = await client.breaker(args.breaker, provision_timeout=BUCKET_WAIT_S)
+
+    def on_decision(decision: fb.Decision) -> None:
+        term, seq = decision.id
+        to = LABELS.get(decision.state, decision.state)
+        emit({"kind": "applied", "node": args.node, "term": term, "seq": seq, "to": to, "at_ms": int(time.time() * 1000)})
+
+    breaker.on_decision(on_decision)
 
     async def calls() -> None:
         while True:
             await asyncio.sleep(1.0 / max(args.rate, 1.0))
-            decision = follower.breaker.decision
-            if not follower.allow():
-                counts["rejected"] += 1
-                reporter.rejected(args.breaker)
+            try:
+                permit = breaker.acquire()
+            except fb.Rejected:
+                counts["rejected"] += 1  # reported as rejected by the package
                 continue
-            # allow() and this read run without an await between them: the decision read
-            # above is the one the probe was admitted under.
-            probe_phase = decision.phase if decision is not None and decision.state == "half_open" else None
+            probe_phase = permit.decision.phase if permit.probe and permit.decision is not None else None
             if probe_phase is not None:
                 counts["probes"] += 1
-            if await call(host, int(port), 0.5, args.node, probe_phase):
+            try:
+                ok = await call(host, int(port), 0.5, args.node, probe_phase)
+            except BaseException:
+                permit.release()  # cancelled: no outcome, a probe's slot back
+                raise
+            if ok:
                 counts["ok"] += 1
-                reporter.success(args.breaker)
+                permit.success()
             else:
                 counts["failed"] += 1
-                reporter.failure(args.breaker)
+                permit.failure()
 
     async def status() -> None:
         while True:
-            decision = follower.breaker.decision
+            decision = breaker.decision
             state = LABELS.get(decision.state, decision.state) if decision is not None else "starting"
             term = decision.id[0] if decision is not None else 0
             emit({"kind": "status", "node": args.node, "state": state, "deciding": False, "term": term, **counts})
             await asyncio.sleep(0.25)
 
-    # The Rust instances create the bucket; this one may well start first.
-    await follower.start_when_created(asyncio.get_running_loop().time() + BUCKET_WAIT_S)
-    tasks = [asyncio.ensure_future(t) for t in (calls(), status(), reporter.run(0.02))]
+    tasks = [asyncio.ensure_future(t) for t in (calls(), status())]
     try:
         await stop.wait()
     finally:
         for task in tasks:
             task.cancel()
-        await follower.stop()
-        await publisher.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close(timeout=2.0)
     return 0
 
 

@@ -1,10 +1,12 @@
-//! The Python examples (`examples/python`) against a real nats-server and Rust nodes: the
-//! publisher's JSON reports trip a Rust fleet, the follower applies the fleet's decisions, a
-//! Python service alone trips, probes and closes a breaker, and under the example auth config
-//! the foreign user may report as `py1` and nothing else.
+//! The Python examples (`examples/python`, command lines on the `fusebox-client` package)
+//! against a real nats-server and Rust nodes: the publisher's JSON reports trip a Rust fleet,
+//! the follower applies the fleet's decisions, a Python service alone trips, probes and closes
+//! a breaker, and under the example auth config the foreign user may report as `py1` and
+//! nothing else. The package's own rules are tested by its suite (`python_client.rs`); this
+//! file checks the command lines the documentation shows.
 //!
 //! The interpreter is `FUSEBOX_PYTHON`, else `.tools/venv/bin/python` with the pinned nats-py
-//! that `scripts/install-tools.sh` installs. Scripts run as child processes with their own
+//! and `fusebox-client` that `scripts/install-tools.sh` installs. Scripts run as child processes with their own
 //! timeouts; the test also holds a deadline on each and kills whatever is left when it ends.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -53,7 +55,7 @@ fn config_open(duration_ms: u64) -> BreakerConfig {
     }
 }
 
-/// The interpreter with nats-py.
+/// The interpreter with nats-py and fusebox-client.
 fn python() -> PathBuf {
     if let Some(explicit) = std::env::var_os("FUSEBOX_PYTHON") {
         let path = PathBuf::from(explicit);
@@ -63,14 +65,15 @@ fn python() -> PathBuf {
     let venv = workspace_root().join(".tools/venv/bin/python");
     assert!(
         venv.is_file(),
-        "no Python with nats-py at {}: run `bash scripts/install-tools.sh` (or point FUSEBOX_PYTHON at a \
-         python that has nats-py)",
+        "no Python with nats-py and fusebox-client at {}: run `bash scripts/install-tools.sh` (or point \
+         FUSEBOX_PYTHON at a python that has `pip install ./clients/python`)",
         venv.display()
     );
     venv
 }
 
-/// What `examples/python/fusebox_connect.py` reads: the caller's must not leak into a test.
+/// What `fusebox_client.ConnectSettings.from_env()` reads (every example connects with it):
+/// the caller's must not leak into a test.
 const CONNECTION_VARIABLES: [&str; 10] = [
     "NATS_URL",
     "NATS_USER",
@@ -108,7 +111,7 @@ impl Script {
         Self::spawn_with(script, args, &[])
     }
 
-    /// [`Script::spawn`] with `env` as the only connection variables (`fusebox_connect.py`).
+    /// [`Script::spawn`] with `env` as the only connection variables (`ConnectSettings.from_env()`).
     fn spawn_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let path = workspace_root().join("examples/python").join(script);
         let mut command = Command::new(python());
@@ -308,7 +311,7 @@ async fn python_failures_trip_the_rust_fleet() {
     }
 }
 
-// The connection settings of `fusebox_connect.py` from the environment: a token over mutual
+// The connection settings the examples read with `ConnectSettings.from_env()`: a token over mutual
 // TLS with the test's CA and a client certificate, and the server from `NATS_URL`; without
 // the CA the server is not trusted, without the client certificate the server refuses the
 // handshake, with a wrong token it refuses the connection, and an unreadable file is named.

@@ -1,11 +1,14 @@
 """Tests of fusebox-client's pure parts: the messages it builds (against the JSON
-Schema), admission and probes in LocalBreaker, bad decisions, and the reporter's bounded
-buffer. No server is needed.
+Schema), admission and probes in LocalBreaker, bad decisions, the reporter's bounded
+buffer, and the hooks the command-line examples use (``on_decision``, ``Permit.decision``,
+the acks of a flush that raised, waiting for the state bucket), with fakes of nats-py's
+JetStream. No server is needed.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -169,3 +172,162 @@ def test_call_context_manager_and_decorator_record_outcomes():
         (None, [("success", 1), ("ignored", 1), ("failure", 1)]),
         ((3, 1), [("rejected", 2)]),
     ]
+
+
+def test_on_decision_reports_each_applied_decision_once_in_order():
+    local = fb.LocalBreaker("b", "py1")
+    seen: list = []
+    local.offer(decision({"state": "closed"}, seq=1))
+    cancel = local.on_decision(lambda d: seen.append((d.state, d.id)))
+    assert seen == [("closed", (3, 1))], "the decision in force comes first"
+    later: list = []
+    local.on_decision(lambda d: later.append(d.id), current=False)
+    assert later == [], "current=False: only what comes next"
+    local.offer(decision({"state": "open", "duration_ms": 5}, seq=2))
+    local.offer(decision({"state": "closed"}, seq=1))  # stale: not applied, not reported
+    local.offer(b"not json")
+    assert seen == [("closed", (3, 1)), ("open", (3, 2))]
+    assert later == [(3, 2)]
+
+    def boom(_: fb.Decision) -> None:
+        raise RuntimeError("a callback's bug")
+
+    local.on_decision(boom)
+    cancel()
+    assert local.offer(decision({"state": "closed"}, seq=3)), "a failing callback does not stop applying"
+    assert seen == [("closed", (3, 1)), ("open", (3, 2))], "cancelled: nothing more"
+    assert later == [(3, 2), (3, 3)]
+    # A Breaker hands out the same hook.
+    breaker = fb.Breaker(local, fb.Reporter(NatsClient(), "py1", settings=fb.ReporterSettings(flush_interval=None)))
+    states: list = []
+    breaker.on_decision(lambda d: states.append(d.state))
+    assert states == ["closed"]
+
+
+def test_a_probes_permit_names_its_decision_and_round():
+    reporter = fb.Reporter(NatsClient(), "py1", settings=fb.ReporterSettings(flush_interval=None))
+    local = fb.LocalBreaker("b", "py1")
+    breaker = fb.Breaker(local, reporter)
+    assert breaker.acquire().decision is None, "no decision yet"
+    half = {"state": "half_open", "budget": 1, "grants": [{"node": "py1", "probes": 1}]}
+    local.offer(decision(half, seq=4, phase=(3, 2)))
+    permit = breaker.acquire()
+    assert permit.probe and permit.decision is not None
+    assert (permit.decision.state, permit.decision.id, permit.decision.phase) == ("half_open", (3, 4), (3, 2))
+
+
+class _Ack:
+    def __init__(self, seq: int) -> None:
+        self.stream, self.seq, self.duplicate = "FUSEBOX_OUTCOMES", seq, False
+
+
+class _FakeJetStream:
+    """Acknowledges every publish except those on ``refuse``'s subject, which time out."""
+
+    def __init__(self, refuse: str) -> None:
+        self.refuse = refuse
+        self.published: list = []
+
+    async def publish(self, subject: str, payload: bytes, timeout: float, headers: dict) -> _Ack:
+        import nats.errors
+
+        self.published.append(subject)
+        if subject == self.refuse:
+            raise nats.errors.TimeoutError
+        return _Ack(len(self.published))
+
+
+def test_a_flush_that_raises_still_hands_over_its_acks():
+    import asyncio
+
+    js = _FakeJetStream(refuse="fusebox.out.b.py1")
+    settings = fb.ReporterSettings(flush_interval=None, max_attempts=1, ack_timeout=0.1)
+    reporter = fb.Reporter(NatsClient(), "py1", settings=settings, js=js)  # type: ignore[arg-type]
+    reporter.failure("a", 3)
+    reporter.failure("b")
+    reporter.success("c", 2, applied=(5, 1))
+    with pytest.raises(fb.PublishTimeout) as error:
+        asyncio.run(reporter.flush())
+    assert error.value.subject == "fusebox.out.b.py1" and error.value.calls == 1
+    assert [(s.breaker, s.calls, s.applied, s.stream) for s in error.value.sent] == [
+        ("a", 3, None, "FUSEBOX_OUTCOMES"),
+        ("c", 2, (5, 1), "FUSEBOX_OUTCOMES"),
+    ], "the messages after the one given up are still sent, and their acks are not lost"
+    assert js.published == ["fusebox.out.a.py1", "fusebox.out.b.py1", "fusebox.out.c.py1"]
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.marker_sent = False
+
+    def __aiter__(self) -> "_Watcher":
+        return self
+
+    async def __anext__(self) -> None:
+        import asyncio
+
+        if not self.marker_sent:
+            self.marker_sent = True
+            return None  # nats-py's marker: the current value (none here) is in
+        await asyncio.Event().wait()  # no change ever
+
+    async def stop(self) -> None:
+        pass
+
+
+class _EmptyBucket:
+    async def watch(self, key: str) -> _Watcher:
+        return _Watcher()
+
+    async def get(self, key: str) -> None:
+        import nats.js.errors
+
+        raise nats.js.errors.KeyNotFoundError
+
+
+class _LateJetStream:
+    """A server whose state bucket appears at the ``appears_at``-th look (``None``: never)."""
+
+    def __init__(self, appears_at: Optional[int]) -> None:
+        self.appears_at = appears_at
+        self.looks = 0
+
+    async def key_value(self, bucket: str) -> _EmptyBucket:
+        import nats.js.errors
+
+        if bucket == "fusebox_state":
+            self.looks += 1
+            if self.appears_at is not None and self.looks >= self.appears_at:
+                return _EmptyBucket()
+        raise nats.js.errors.BucketNotFoundError
+
+
+def test_following_waits_for_the_bucket_up_to_the_provision_timeout():
+    import asyncio
+    import time
+
+    from fusebox_client.follower import Follower
+
+    async def start(js: _LateJetStream, provision_timeout: float) -> Follower:
+        follower = Follower(js, fb.LocalBreaker("b", "py1"))  # type: ignore[arg-type]
+        await follower.start(ready_timeout=1.0, provision_timeout=provision_timeout)
+        return follower
+
+    async def late() -> None:
+        js = _LateJetStream(appears_at=3)
+        follower = await start(js, provision_timeout=5.0)
+        assert follower.ready and js.looks == 3
+        await follower.stop()
+
+    asyncio.run(late())
+
+    never = _LateJetStream(appears_at=None)
+    started = time.monotonic()
+    with pytest.raises(fb.NotProvisioned, match="after 0.3s"):
+        asyncio.run(start(never, provision_timeout=0.3))
+    assert time.monotonic() - started >= 0.3 and never.looks >= 2, "looked again until the deadline"
+
+    at_once = _LateJetStream(appears_at=None)
+    with pytest.raises(fb.NotProvisioned):
+        asyncio.run(start(at_once, provision_timeout=0.0))
+    assert at_once.looks == 1, "the default: no waiting"

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Awaitable, Callable, Optional, Tuple, Type, TypeVar, Union, cast, overload
 
 from .errors import BreakerOpen, PermitSpent, Rejected
-from .local import LocalBreaker, Ticket
+from .local import DecisionCallback, LocalBreaker, Ticket
 from .reporter import Reporter
 from .wire import Decision, DecisionId, check_outcome
 
@@ -56,6 +56,12 @@ class Permit:
     def applied(self) -> Optional[DecisionId]:
         """The decision the call was admitted under (reported as ``applied``)."""
         return self._ticket.applied
+
+    @property
+    def decision(self) -> Optional[Decision]:
+        """The whole decision the call was admitted under (``None``: none yet); for a probe,
+        ``decision.phase`` names its half-open round."""
+        return self._ticket.decision
 
     @property
     def spent(self) -> bool:
@@ -230,6 +236,13 @@ class Breaker:
     def would_allow(self) -> bool:
         """What :meth:`allow` would answer now, using nothing up and reporting nothing."""
         return self.local.would_allow()
+
+    def on_decision(self, callback: DecisionCallback, current: bool = True) -> Callable[[], None]:
+        """Calls ``callback(decision)`` with each decision the follower puts in force (first
+        with the one in force, when ``current``), in ``(term, seq)`` order, once each, on the
+        client's event loop; returns a function that stops it. See
+        :meth:`LocalBreaker.on_decision`."""
+        return self.local.on_decision(callback, current)
 
     def call(self, ignore: ExceptionTypes = ()) -> Call:
         """A context manager for one call (``with`` or ``async with``): see :class:`Call`.

@@ -33,15 +33,20 @@ class Client:
         self._breakers: Dict[str, Breaker] = {}
         self._followers: List[Follower] = []
 
-    async def breaker(self, name: str, slow_after: Optional[float] = None, ready_timeout: float = 5.0) -> Breaker:
+    async def breaker(
+        self, name: str, slow_after: Optional[float] = None, ready_timeout: float = 5.0, provision_timeout: float = 0.0
+    ) -> Breaker:
         """Breaker ``name``, following the fleet's decisions for it (the current one read
         before this returns, within ``ready_timeout``); the same object for the same name.
-        Raises :class:`~fusebox_client.errors.NotProvisioned` without a state bucket."""
+        Raises :class:`~fusebox_client.errors.NotProvisioned` without a state bucket, once
+        ``provision_timeout`` seconds have passed without a Fusebox node creating it
+        (default 0: at once; ``math.inf``: wait for ever), for a process that may start
+        before the fleet's first node."""
         if name in self._breakers:
             return self._breakers[name]
         local = LocalBreaker(name, self.node)
         follower = Follower(self.js, local, self.prefix)
-        await follower.start(ready_timeout)
+        await follower.start(ready_timeout, provision_timeout)
         self._followers.append(follower)
         breaker = Breaker(local, self.reporter, slow_after, lambda: follower.slow_threshold)
         self._breakers[name] = breaker

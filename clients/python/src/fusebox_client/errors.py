@@ -29,7 +29,10 @@ and what may help:
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .reporter import Sent
 
 __all__ = [
     "FuseboxError",
@@ -103,7 +106,9 @@ class InvalidInput(FuseboxError, ValueError):
 
 class PublishError(FuseboxError):
     """An outcome message was given up. ``msg_id`` is its ``Nats-Msg-Id``, ``calls`` how
-    many calls it reported, ``attempts`` how often it was sent."""
+    many calls it reported, ``attempts`` how often it was sent. Raised by
+    ``Reporter.flush``, ``sent`` holds what that flush did get acknowledged (the other
+    messages are still sent before it raises)."""
 
     def __init__(self, message: str, subject: str, msg_id: str, calls: int, attempts: int) -> None:
         super().__init__(message)
@@ -111,6 +116,7 @@ class PublishError(FuseboxError):
         self.msg_id = msg_id
         self.calls = calls
         self.attempts = attempts
+        self.sent: List["Sent"] = []
 
 
 class PublishRefused(PublishError):

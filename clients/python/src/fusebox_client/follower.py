@@ -33,6 +33,8 @@ log = logging.getLogger("fusebox_client")
 RESYNC = 1.0
 #: How long to wait before watching again after a watch failed.
 REWATCH = 1.0
+#: How often :meth:`Follower.start` looks for a state bucket that is not there yet.
+PROVISION_POLL = 0.1
 
 
 class Follower:
@@ -65,16 +67,27 @@ class Follower:
         self._config_kv: Any = None
         self._config_task: Optional["asyncio.Task[None]"] = None
 
-    async def start(self, ready_timeout: float = 5.0) -> None:
+    async def start(self, ready_timeout: float = 5.0, provision_timeout: float = 0.0) -> None:
         """Binds to the buckets, starts following and waits (at most ``ready_timeout``
         seconds) until the current decision, or its absence, has been read. Raises
-        :class:`NotProvisioned` if the state bucket does not exist."""
-        try:
-            kv = await self.js.key_value(self.bucket)
-        except nats.js.errors.BucketNotFoundError as error:
-            raise NotProvisioned(
-                f"no KV bucket {self.bucket} (no Fusebox node has run with this prefix, or this account cannot see it)"
-            ) from error
+        :class:`NotProvisioned` if the state bucket does not exist, or still does not after
+        ``provision_timeout`` seconds (``math.inf``: wait for a Fusebox node for ever; it is
+        looked for every :data:`PROVISION_POLL` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + provision_timeout
+        while True:
+            try:
+                kv = await self.js.key_value(self.bucket)
+                break
+            except nats.js.errors.BucketNotFoundError as error:
+                left = deadline - loop.time()
+                if left <= 0:
+                    waited = f" after {provision_timeout:g}s" if provision_timeout > 0 else ""
+                    raise NotProvisioned(
+                        f"no KV bucket {self.bucket}{waited} (no Fusebox node has run with this prefix, "
+                        "or this account cannot see it)"
+                    ) from error
+                await asyncio.sleep(min(PROVISION_POLL, left))
         try:
             self._config_kv = await self.js.key_value(self.config_bucket)
         except (nats.js.errors.BucketNotFoundError, nats.errors.Error, asyncio.TimeoutError):

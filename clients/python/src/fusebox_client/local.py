@@ -21,18 +21,49 @@ success, failure or slow call.
 
 A decision is applied only if its ``id`` is newer in ``(term, seq)`` than the one in force;
 a value that cannot be used leaves the last good decision in force and is counted.
+:meth:`LocalBreaker.on_decision` tells a caller of each decision applied, in ``(term, seq)``
+order, each once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from .errors import BadDecision
 from .wire import ALLOWING_STATES, Decision, DecisionId, check_name, parse_decision
 
-__all__ = ["LocalBreaker", "Ticket"]
+__all__ = ["LocalBreaker", "Ticket", "DecisionCallback"]
+
+log = logging.getLogger("fusebox_client")
+
+DecisionCallback = Callable[[Decision], None]
+"""Called with a decision just put in force (see :meth:`LocalBreaker.on_decision`)."""
+
+
+class _Listener:
+    """One :meth:`LocalBreaker.on_decision` callback and the newest decision it was given:
+    it is called in ``(term, seq)`` order and never twice for one decision, whichever thread
+    applies decisions or registers it."""
+
+    __slots__ = ("callback", "lock", "last")
+
+    def __init__(self, callback: DecisionCallback) -> None:
+        self.callback = callback
+        self.lock = threading.Lock()
+        self.last: Optional[DecisionId] = None
+
+    def deliver(self, decision: Decision, breaker: str) -> None:
+        with self.lock:
+            if self.last is not None and decision.id <= self.last:
+                return
+            self.last = decision.id
+            try:
+                self.callback(decision)
+            except Exception:  # a callback's bug must not stop the follower
+                log.exception("fusebox breaker %s: on_decision callback failed", breaker)
 
 
 @dataclass(frozen=True)
@@ -69,6 +100,7 @@ class LocalBreaker:
         self.probes = 0
         #: Decisions applied since the start.
         self.applied_count = 0
+        self._listeners: List[_Listener] = []
 
     @property
     def refused(self) -> int:
@@ -103,7 +135,8 @@ class LocalBreaker:
 
     def apply(self, decision: Decision) -> bool:
         """Puts ``decision`` in force if it is for this breaker and newer than the one in
-        force; whether it did."""
+        force; whether it did. The :meth:`on_decision` callbacks are called after it is in
+        force, in the thread that applied it."""
         if decision.breaker != self.breaker:
             self.refuse("wrong_breaker")
             return False
@@ -116,7 +149,34 @@ class LocalBreaker:
                 self._phase = decision.phase
                 self._issued = 0
                 self._ramp_position = 0
-            return True
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.deliver(decision, self.breaker)
+        return True
+
+    def on_decision(self, callback: DecisionCallback, current: bool = True) -> Callable[[], None]:
+        """Calls ``callback(decision)`` for every decision put in force from now on (and at
+        once with the one in force, if any, when ``current``), in ``(term, seq)`` order and
+        once each, even when decisions are applied on another thread meanwhile. It runs in
+        the thread that applied the decision (the client's event loop for a followed
+        breaker): keep it short, and do not block. An exception it raises is logged, never
+        passed on. Returns a function that stops the calls."""
+        listener = _Listener(callback)
+        with self._lock:
+            self._listeners.append(listener)
+            decision = self._decision
+        if current and decision is not None:
+            listener.deliver(decision, self.breaker)
+        elif not current and decision is not None:
+            with listener.lock:
+                listener.last = decision.id if listener.last is None else max(listener.last, decision.id)
+
+        def cancel() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return cancel
 
     def _admits(self, decision: Optional[Decision]) -> bool:
         if decision is None or decision.state in ALLOWING_STATES:

@@ -351,7 +351,7 @@ class Reporter:
 
         A message given up (after every attempt, or refused) is counted and dropped, the
         rest still sent; then the first such error is raised (:class:`PublishTimeout`,
-        :class:`PublishRefused`)."""
+        :class:`PublishRefused`), its ``sent`` the acknowledgements this flush did get."""
         self._bind()
         assert self._drain_lock is not None
         sent: List[Sent] = []
@@ -401,6 +401,7 @@ class Reporter:
                 if self.on_sent is not None:
                     self.on_sent(result)
         if first_error is not None:
+            first_error.sent = sent
             raise first_error
         return sent
 

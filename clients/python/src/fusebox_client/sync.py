@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import threading
 from types import TracebackType
 from typing import Any, Coroutine, List, Optional, Sequence, Type, TypeVar, Union
@@ -48,9 +49,13 @@ class SyncClient:
         """The reporter; its ``record``/``success``/... methods are thread-safe."""
         return self.client.reporter
 
-    def breaker(self, name: str, slow_after: Optional[float] = None, ready_timeout: float = 5.0) -> Breaker:
+    def breaker(
+        self, name: str, slow_after: Optional[float] = None, ready_timeout: float = 5.0, provision_timeout: float = 0.0
+    ) -> Breaker:
         """See :meth:`Client.breaker`."""
-        return self._run(self.client.breaker(name, slow_after, ready_timeout), ready_timeout + 5.0)
+        wait = ready_timeout + provision_timeout + 5.0
+        coroutine = self.client.breaker(name, slow_after, ready_timeout, provision_timeout)
+        return self._run(coroutine, wait if math.isfinite(wait) else None)
 
     def flush(self, timeout: float = 30.0) -> List[Sent]:
         """Sends every outcome waiting now; see :meth:`Reporter.flush`."""
