@@ -37,7 +37,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::{Inner, READ_PATIENCE_MIN, Session, backend, keep_running, lock, until_connected};
+use super::error::backend;
+use super::session::{Session, keep_running, until_connected};
+use super::{Inner, lock};
 use crate::codec::{self, DecodeError};
 use breaker_actors::observe::names;
 
@@ -46,6 +48,8 @@ use breaker_actors::observe::names;
 const MAX_CACHED: usize = 100_000;
 /// Entries one resync cycle fetches at most (the watch delivers the rest).
 const CATCH_UP_BATCH: usize = 64;
+/// The least a direct decision read is waited for before it is sent again.
+const READ_PATIENCE_MIN: Duration = Duration::from_millis(250);
 /// Direct reads for a breaker registered before the node caught up with the bucket, and the
 /// pause after the first failed one (doubled each time).
 const PENDING_READ_ATTEMPTS: u32 = 3;

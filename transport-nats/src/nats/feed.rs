@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use breaker_actors::machine::{Arrival, BreakerName, Input, Report};
 use breaker_actors::shell::{TenantChange, Tenants};
@@ -22,12 +23,20 @@ use breaker_actors::transport::{Inbox, Subscription};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::{
-    COMMAND_ACK_WAIT, COMMAND_CONSUMER_IDLE, EPHEMERAL_IDLE, Inner, PULL_BATCH, Session, TransportStats, backend,
-    header, keep_running, lock, pull,
-};
+use super::error::backend;
+use super::session::{Session, keep_running, pull};
+use super::{Inner, TransportStats, lock};
 use crate::codec::{self, DecodeError, Outcome};
 
+/// Messages per pull request; the inbox bounds how far a decider runs ahead.
+const PULL_BATCH: usize = 64;
+/// How long the server keeps a decider's report consumer after the decider went away.
+const EPHEMERAL_IDLE: Duration = Duration::from_secs(10);
+/// How long an operator command may sit unacknowledged with a decider before another
+/// decider gets it.
+const COMMAND_ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long an idle durable command consumer is kept.
+const COMMAND_CONSUMER_IDLE: Duration = Duration::from_secs(3600);
 /// How long registrations arriving together are gathered before the feed starts again.
 const REJOIN_GATHER: Duration = Duration::from_millis(20);
 /// Deliveries of a command offered at once to whichever decider pulls next.
@@ -313,4 +322,8 @@ async fn command_loop(inner: Arc<Inner>, commands: Arc<NodeCommands>) {
         Ok(Session::Retry)
     })
     .await;
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(async_nats::HeaderValue::as_str)
 }
