@@ -11,7 +11,7 @@
 //! groups, a table of median estimates from this run is printed; it is read back from
 //! criterion's `estimates.json` files, accepting only files written by this process.
 //!
-//! Run: `cargo bench -p breaker-actors --bench hot_path`.
+//! Run: `cargo bench -p hot-path-bench --bench hot_path`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::cast_precision_loss, reason = "nanosecond figures far below 2^52 are printed, not summed")]
