@@ -76,8 +76,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The loom models of the hot path (breaker-actors/tests/loom.rs). A target dir of its own,
 # so the cfg change does not invalidate the main build; under CARGO_TARGET_DIR if set.
 loom_target="${CARGO_TARGET_DIR:-target}/loom"
-header "loom models of the hot path (RUSTFLAGS='--cfg loom' cargo test --release -p breaker-actors --test loom --target-dir $loom_target)"
-RUSTFLAGS="--cfg loom" cargo test --release --locked -p breaker-actors --test loom --target-dir "$loom_target"
+header "loom models of the hot path (RUSTFLAGS='--cfg loom' cargo test --profile loom -p breaker-actors --test loom --target-dir $loom_target)"
+RUSTFLAGS="--cfg loom" cargo test --profile loom --locked -p breaker-actors --test loom --target-dir "$loom_target"
 
 printf '    (took %ss)\n' "$((SECONDS - step_start))"
 printf '\n==> all %s steps passed in %ss total\n' "$step_no" "$((SECONDS - total_start))"

@@ -7,7 +7,7 @@
 //! locked shards (2 and 3: any number of threads), and 2 generation slots, so slot takeovers are
 //! reachable in a few operations.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p breaker-actors --test loom
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --profile loom -p breaker-actors --test loom
 //! --target-dir target/loom` (`LOOM_MAX_PREEMPTIONS` overrides every model's bound; add
 //! `-- --nocapture --test-threads 1` to see how many interleavings each model ran).
 
