@@ -57,10 +57,12 @@ pub(crate) enum BreakerMsg {
     /// Step down gracefully (the registry is shutting down).
     Shutdown(RpcReplyPort<()>),
     /// A copy of the machine (tests, debugging).
+    #[cfg(feature = "test-hooks")]
     Inspect(RpcReplyPort<Box<Machine>>),
     /// What the machine's decider holds now (`None`: not deciding), for `fusebox describe`.
     Describe(RpcReplyPort<Option<DeciderView>>),
     /// Test hook: panic (supervision tests).
+    #[cfg(feature = "test-hooks")]
     Panic,
 }
 
@@ -194,6 +196,7 @@ impl Actor for BreakerActor {
                 state.consumer = None;
                 let _ = reply.send(());
             }
+            #[cfg(feature = "test-hooks")]
             BreakerMsg::Inspect(reply) => {
                 // Brought up to now first: a process resumed after a long stop must not
                 // answer from its machine's last step (a lease it still thinks good).
@@ -206,6 +209,7 @@ impl Actor for BreakerActor {
                 let now = state.args.ctx.now();
                 let _ = reply.send(state.machine.decider_view(now));
             }
+            #[cfg(feature = "test-hooks")]
             BreakerMsg::Panic => panic!("breaker {}: panic injected by a test hook", state.args.name),
         }
         // Once per message, not per input: what the machine's state shows after its steps.

@@ -205,7 +205,10 @@ struct Entry {
     actor: ActorRef<BreakerMsg>,
     bootstrapped: Arc<watch::Sender<bool>>,
     announced: Arc<Mutex<DecisionId>>,
+    // Read by the test hooks only (feature `test-hooks`).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     restarts: u32,
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     timer_messages: Arc<std::sync::atomic::AtomicU64>,
     flush: Arc<FlushTarget>,
     metrics: Arc<BreakerMetrics>,
@@ -800,14 +803,14 @@ impl Registry {
     /// Test hook: the node dies without stepping down. Its actors are killed, its lease
     /// manager is aborted without releasing anything, its hot paths close; the fleet
     /// finds out by the lease's TTL.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn crash(&self) {
         self.shared.shut_down.store(true, Ordering::SeqCst);
         self.stop_everything(true).await;
     }
 
     /// Test hook: makes the actor of `name` panic (the supervisor restarts it).
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn inject_panic(&self, name: &BreakerName) -> Result<(), RegistryError> {
         self.check_open()?;
         let actor = self.shared.entries().get(name).map(|e| e.actor.clone());
@@ -817,19 +820,19 @@ impl Registry {
 
     /// Test hook: how many flush and wake-up messages the actor of `name` has handled (its
     /// timer-driven work; inbox deliveries are not counted).
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn timer_messages(&self, name: &BreakerName) -> Option<u64> {
         self.shared.entries().get(name).map(|e| e.timer_messages.load(Ordering::Relaxed))
     }
 
     /// Test hook: how often the actor of `name` was restarted.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn restarts(&self, name: &BreakerName) -> Option<u32> {
         self.shared.entries().get(name).map(|e| e.restarts)
     }
 
     /// Test hook: the machine of `name` (a copy, taken by its actor).
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn machine(&self, name: &BreakerName) -> Option<crate::machine::Machine> {
         let actor = self.shared.entries().get(name).map(|e| e.actor.clone())?;
         match actor.call(BreakerMsg::Inspect, Some(Duration::from_secs(1))).await {
