@@ -226,7 +226,8 @@ class Breaker:
         """Whether a call may go ahead now. ``False`` is reported as ``rejected``; after
         ``True``, report the call's outcome with :meth:`success`, :meth:`failure`,
         :meth:`slow` or :meth:`ignored` (in half-open ``True`` uses up a probe: report it
-        promptly). :meth:`acquire` and :meth:`call` keep the two together."""
+        promptly). The outcome is attributed to the decision in force when it is recorded;
+        :meth:`acquire` and :meth:`call` keep the decision the call was admitted under."""
         ticket = self.local.admit()
         if ticket is None:
             self._rejected()
