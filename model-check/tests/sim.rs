@@ -165,3 +165,12 @@ fn fault_lists_parse_and_bad_specs_are_refused() {
         assert!(matches!(sim::run_once(&spec), Err(SimError::Spec { .. })), "{spec:?}");
     }
 }
+
+#[test]
+fn a_retune_survives_the_decider_losing_its_lease_before_recording_it() {
+    // 259: the decider took the `reconfigure` command (consumed once) and asked for the new
+    // config, its answer delayed; the lease bucket was wiped, the next decider took over on
+    // the old version and nobody ever moved the fleet to the new one (seen failing). A new
+    // decider now reads the fleet's config when it takes over.
+    regression(&[259], FaultKind::Retune);
+}

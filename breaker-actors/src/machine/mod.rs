@@ -1235,6 +1235,10 @@ impl Machine {
         self.suspended_announced = false;
         fx.push(Effect::Event(Event::LeaseGained { term }));
         self.decider_out(out, fx);
+        // A retune the previous decider was told of (the `reconfigure` command is consumed
+        // once) but lost its lease before recording would otherwise never reach the fleet:
+        // a new decider reads the fleet's config once (simulation seed 259).
+        fx.push(Effect::ReloadConfig { version: 0 });
     }
 
     fn command(&mut self, now: Millis, command: &Command, fx: &mut Vec<Effect>) {
