@@ -13,7 +13,7 @@ use fleet_bench::fleet::{Fleet, FleetSpec};
 use fleet_bench::lease_loss::{self, LeaseLoss};
 use fleet_bench::point::{self, NODE_THREADS, PointResult, PointSpec, Settings};
 use fleet_bench::{BenchError, Context};
-use transport_nats::servers::NatsServer;
+use fusebox_testkit::servers::NatsServer;
 
 /// The default grid: about 5.5 minutes on a 2-core machine with the per-breaker transport.
 const DEFAULT_POINTS: &str = "1x1,1x100,4x100,1x1000:idle,4x1000,4x100:cluster,1x1000:cluster:idle";

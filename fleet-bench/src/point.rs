@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use transport_nats::servers::{NatsCluster, NatsServer};
+use fusebox_testkit::servers::{NatsCluster, NatsServer};
 
 use crate::fleet::{Fleet, FleetSpec, Load};
 use crate::propagation::{self, PROPAGATION_BREAKER, RawKv};

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use breaker_actors::machine::NodeId;
 use breaker_actors::{BreakerConfig, Registry};
 use fleet_bench::monitor::ServerView;
+use fusebox_testkit::servers::NatsServer;
 use transport_nats::nats::{NatsConfig, NatsTransport};
-use transport_nats::servers::NatsServer;
 
 async fn names(port: u16, node: &str) -> Vec<String> {
     let view = ServerView::read_all_async(vec![port]).await.unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fleet_bench::fleet::{Fleet, FleetSpec};
 use fleet_bench::lease_loss;
-use transport_nats::servers::NatsServer;
+use fusebox_testkit::servers::NatsServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_lease_keeps_protecting_calls_through_its_overlay() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use fleet_bench::fleet::{Fleet, FleetSpec, Load};
 use fleet_bench::tap::Tap;
 use fleet_bench::window::{self, Scope};
-use transport_nats::servers::NatsServer;
+use fusebox_testkit::servers::NatsServer;
 
 const NODES: usize = 2;
 const BREAKERS: usize = 200;

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
 use breaker_actors::machine::{BreakerName, NodeId, StateLabel};
+use fusebox_testkit::servers::NatsServer;
 use serde_json::Value;
 use transport_nats::nats::{Auth, NatsConfig, NatsTransport};
-use transport_nats::servers::NatsServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fusebox");
 const WAIT: Duration = Duration::from_secs(10);

@@ -26,9 +26,9 @@ use base64::Engine as _;
 use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
 use breaker_actors::machine::{BreakerName, NodeId, StateLabel};
+use fusebox_testkit::servers::NatsServer;
 use serde_json::{Value, json};
 use transport_nats::nats::{NatsConfig, NatsTransport};
-use transport_nats::servers::NatsServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fusebox");
 const WAIT: Duration = Duration::from_secs(15);

@@ -1,6 +1,6 @@
 //! The fleet over real NATS: registries (nodes) connected through `NatsTransport` to
 //! nats-server processes that each test starts on free loopback ports and stops by PID
-//! (`transport_nats::servers`). No mocks. Waits are polls against a deadline.
+//! (`fusebox_testkit::servers`). No mocks. Waits are polls against a deadline.
 //!
 //! The test command installs the pinned nats-server and points `FUSEBOX_NATS_SERVER` at it.
 
@@ -20,42 +20,18 @@ use breaker_actors::machine::{
 };
 use breaker_actors::transport::{LeaseAcquire, LeaseRequest, LeaseShard, Transport, TransportError, WriteOutcome};
 use breaker_actors::{Registry, RegistryError};
+use fusebox_testkit::config::config;
+use fusebox_testkit::servers::{NatsCluster, NatsServer};
+use fusebox_testkit::wait::eventually;
 use transport_nats::layout::Layout;
 use transport_nats::nats::{Auth, ConnectError, NatsConfig, NatsTransport};
 use transport_nats::provision::{LeaseExpiry, ProvisionError};
-use transport_nats::servers::{NatsCluster, NatsServer};
 
 const TTL: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Trips on 5 failures out of 10 calls; open 500 ms; 2 probes in total, both must succeed.
-fn config() -> BreakerConfig {
-    BreakerConfig {
-        trip: TripPolicy {
-            window: WindowConfig::Count { calls: 10 },
-            minimum_calls: 10,
-            failure_rate: Some(0.5),
-            ..TripPolicy::default()
-        },
-        open: OpenPolicy::Fixed { duration_ms: 500 },
-        half_open: HalfOpenPolicy { probe_budget: 2, success_threshold: 2, max_wait_ms: 5_000, ramp: None },
-        local: None,
-        outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 300 },
-        ..BreakerConfig::default()
-    }
-}
-
 fn name(n: &str) -> BreakerName {
     BreakerName::new(n).unwrap()
-}
-
-/// Polls `cond` every 5 ms until it holds; fails after `within`.
-async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Like [`eventually`], but on timeout prints what every node's machine and transport

@@ -6,14 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use breaker_actors::Registry;
 use breaker_actors::machine::{BreakerConfig, NodeId, OpenPolicy, StateLabel, TripPolicy};
 use breaker_actors::observe::names::{self, SECONDS_BUCKETS};
+use fusebox_testkit::servers::NatsServer;
+use fusebox_testkit::wait::eventually;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use transport_nats::nats::{NatsConfig, NatsTransport};
-use transport_nats::servers::NatsServer;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -48,14 +49,6 @@ async fn node(url: &str, id: &str) -> Registry {
         .unwrap()
 }
 
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_is_timed_where_it_arrives_and_a_refused_message_is_counted_with_the_node() {
     let exporter = exporter();
@@ -68,7 +61,8 @@ async fn a_decision_is_timed_where_it_arrives_and_a_refused_message_is_counted_w
     };
     let n1 = node(&server.url(), "n1").await;
     let b1 = n1.breaker("lagged", config.clone()).await.unwrap();
-    eventually("n1 decides", || exporter.render().contains(r#"fusebox_deciding{breaker="lagged",node="n1"} 1"#)).await;
+    eventually("n1 decides", WAIT, || exporter.render().contains(r#"fusebox_deciding{breaker="lagged",node="n1"} 1"#))
+        .await;
     let n2 = node(&server.url(), "n2").await;
     let b2 = n2.breaker("lagged", config).await.unwrap();
     let lag =
@@ -80,8 +74,9 @@ async fn a_decision_is_timed_where_it_arrives_and_a_refused_message_is_counted_w
         let _ = b1.call(async { Err::<(), _>("down") }).await;
         tokio::task::yield_now().await;
     }
-    eventually("n2 applies the open", || b2.state() == StateLabel::Open).await;
-    eventually("n2 times the decision's propagation", || lag(&exporter.render()).is_some_and(|n| n > before)).await;
+    eventually("n2 applies the open", WAIT, || b2.state() == StateLabel::Open).await;
+    eventually("n2 times the decision's propagation", WAIT, || lag(&exporter.render()).is_some_and(|n| n > before))
+        .await;
     let text = exporter.render();
     let sum = sample(&text, "fusebox_propagation_lag_seconds_sum", &[("breaker", "lagged"), ("node", "n2")]).unwrap();
     assert!((0.0..WAIT.as_secs_f64()).contains(&sum), "a lag between 0 and the test's patience: {sum}");
@@ -101,7 +96,7 @@ async fn a_decision_is_timed_where_it_arrives_and_a_refused_message_is_counted_w
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Content-Type", "application/json");
     js.publish_with_headers("fusebox.out.lagged.x1", headers, "{not json".into()).await.unwrap().await.unwrap();
-    eventually("the garbage is counted on n1", || refused(&exporter.render()) > refused_before).await;
+    eventually("the garbage is counted on n1", WAIT, || refused(&exporter.render()) > refused_before).await;
     let text = exporter.render();
     assert!(text.contains(&format!("# TYPE {} counter", names::REFUSED_MESSAGES)), "{text}");
     n2.shutdown().await.unwrap();

@@ -24,10 +24,10 @@ use breaker_actors::machine::{
     BreakerConfig, BreakerName, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy,
     WindowConfig,
 };
+use fusebox_testkit::servers::NatsServer;
+use fusebox_testkit::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 use fusebox_tests::workspace_root;
 use transport_nats::nats::{Auth, NatsConfig, NatsTransport, Tls};
-use transport_nats::servers::NatsServer;
-use transport_nats::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long one `node --test` run may take before it is killed.

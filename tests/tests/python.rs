@@ -20,39 +20,20 @@ use std::time::{Duration, Instant};
 
 use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
-use breaker_actors::machine::{
-    BreakerConfig, BreakerName, CommandKind, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy,
-    StateLabel, TripPolicy, WindowConfig,
-};
+use breaker_actors::machine::{BreakerConfig, BreakerName, CommandKind, NodeId, StateLabel};
+use fusebox_testkit::config::config_open;
+use fusebox_testkit::servers::NatsServer;
+use fusebox_testkit::servers::credentials::Pki;
 use fusebox_tests::workspace_root;
 use serde_json::Value;
 use transport_nats::nats::{Auth, NatsConfig, NatsTransport, Tls};
-use transport_nats::servers::NatsServer;
-use transport_nats::servers::credentials::Pki;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Trips on 5 failures out of 10 calls, like `config()` in `nats.rs`, but stays open long
-/// enough that "open" is still the state whenever the test looks.
+/// The shared fleet-test config (`fusebox_testkit::config`), but open long enough that
+/// "open" is still the state whenever the test looks.
 fn config() -> BreakerConfig {
     config_open(60_000)
-}
-
-/// [`config`] open for `duration_ms`; half-open: 2 probes in total, both must succeed.
-fn config_open(duration_ms: u64) -> BreakerConfig {
-    BreakerConfig {
-        trip: TripPolicy {
-            window: WindowConfig::Count { calls: 10 },
-            minimum_calls: 10,
-            failure_rate: Some(0.5),
-            ..TripPolicy::default()
-        },
-        open: OpenPolicy::Fixed { duration_ms },
-        half_open: HalfOpenPolicy { probe_budget: 2, success_threshold: 2, max_wait_ms: 5_000, ramp: None },
-        local: None,
-        outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 300 },
-        ..BreakerConfig::default()
-    }
 }
 
 /// The interpreter with nats-py and fusebox-client.

@@ -22,10 +22,10 @@ use breaker_actors::machine::{
     BreakerConfig, BreakerName, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy,
     WindowConfig,
 };
+use fusebox_testkit::servers::NatsServer;
+use fusebox_testkit::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 use fusebox_tests::workspace_root;
 use transport_nats::nats::{NatsConfig, NatsTransport};
-use transport_nats::servers::NatsServer;
-use transport_nats::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// How long one pytest run may take before it is killed.

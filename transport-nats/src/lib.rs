@@ -1,8 +1,8 @@
 //! NATS transport for Fusebox: [`nats::NatsTransport`] implements the breaker runtime's
 //! `Transport` over `JetStream` (outcome feed, control stream, KV leases, decisions and
-//! configs), with the wire [`codec`]s, the [`layout`] of names, [`provision`]ing of streams
-//! and buckets, and [`servers`], the harness that starts real nats-server processes for
-//! the tests. `docs/nats.md` is the user's guide.
+//! configs), with the wire [`codec`]s, the [`layout`] of names and [`provision`]ing of
+//! streams and buckets. `docs/nats.md` is the user's guide. (The harness that starts real
+//! nats-server processes for the tests is `fusebox_testkit::servers`, not part of this crate.)
 //!
 //! ```no_run
 //! use breaker_actors::machine::NodeId;
@@ -30,4 +30,3 @@ pub mod codec;
 pub mod layout;
 pub mod nats;
 pub mod provision;
-pub mod servers;

@@ -21,11 +21,11 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, HeaderMap, ServerError};
 use breaker_actors::machine::{BreakerName, NodeId};
+use fusebox_testkit::servers::NatsServer;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use transport_nats::layout::Layout;
-use transport_nats::servers::NatsServer;
 
 /// The documented accounts, users and permissions, verbatim.
 const ACCOUNTS: &str = include_str!("../../docs/nats-accounts.conf");

@@ -12,11 +12,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use breaker_actors::machine::{Decision, FleetState, Reason, StateLabel};
+use fusebox_testkit::servers::NatsCluster;
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
-use transport_nats::servers::NatsCluster;
 
 use super::dependency::{Arrival, CallKind, Dependency, Phase};
 use super::view::{self, Row};

@@ -8,19 +8,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use transport_nats::servers::{NatsCluster, NatsServer, READY_DEADLINE, ServerError};
+use fusebox_testkit::servers::{NatsCluster, NatsServer, READY_DEADLINE, ServerError};
+use fusebox_testkit::wait::eventually_blocking;
 
 /// Whether a process with this PID still exists (a reaped child has no /proc entry).
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -31,7 +24,7 @@ fn a_single_server_is_healthy_on_loopback_and_gone_after_drop() {
     let pid = server.pid().unwrap();
     assert!(alive(pid));
     drop(server);
-    eventually("the server process exiting", Duration::from_secs(5), || !alive(pid));
+    eventually_blocking("the server process exiting", Duration::from_secs(5), || !alive(pid));
 }
 
 #[test]
@@ -45,7 +38,7 @@ fn a_panicking_test_still_stops_its_server() {
     .downcast::<u32>()
     .map(|pid| *pid)
     .unwrap();
-    eventually("the server process exiting after the panic", Duration::from_secs(5), || !alive(pid));
+    eventually_blocking("the server process exiting after the panic", Duration::from_secs(5), || !alive(pid));
 }
 
 #[test]
@@ -93,5 +86,5 @@ fn a_cluster_keeps_a_meta_leader_through_a_killed_node_and_takes_it_back() {
     assert_eq!(cluster.urls().len(), 3);
     let pids: Vec<u32> = cluster.nodes().iter().map(|n| n.pid().unwrap()).collect();
     drop(cluster);
-    eventually("every cluster process exiting", READY_DEADLINE, || pids.iter().all(|p| !alive(*p)));
+    eventually_blocking("every cluster process exiting", READY_DEADLINE, || pids.iter().all(|p| !alive(*p)));
 }

@@ -1,10 +1,9 @@
-//! Credentials for test servers, generated on the spot so that nothing checked in expires
-//! (feature `test-credentials`): a [`Pki`] (a CA, a server certificate for `127.0.0.1` and
-//! `localhost`, a client certificate, and a second CA nobody trusts), nkey users
-//! ([`NKeyUser`]), and a decentralised setup ([`Operator`]: operator, account with
-//! `JetStream`, user JWTs and `.creds` files, signed with nkeys). Each gives the nats-server
-//! configuration text to pass to [`super::NatsServer::start_with`]; the files live in a
-//! [`TestDir`] removed on drop.
+//! Credentials for test servers, generated on the spot so that nothing checked in expires:
+//! a [`Pki`] (a CA, a server certificate for `127.0.0.1` and `localhost`, a client
+//! certificate, and a second CA nobody trusts), nkey users ([`NKeyUser`]), and a
+//! decentralised setup ([`Operator`]: operator, account with `JetStream`, user JWTs and
+//! `.creds` files, signed with nkeys). Each gives the nats-server configuration text to pass
+//! to [`super::NatsServer::start_with`]; the files live in a [`TestDir`] removed on drop.
 //!
 //! The JWTs are built by hand: a header `{"typ":"JWT","alg":"ed25519-nkey"}`, the claims,
 //! both base64url without padding, signed by the issuer's nkey (the format of nats-server's

@@ -7,8 +7,8 @@
 //! harness writes ([`NatsServer::start_with`]): the auth test passes the accounts, users and
 //! permissions of `docs/nats-accounts.conf` verbatim, so it tests the documented ones.
 //!
-//! With the feature `test-credentials`, `credentials` generates what servers with TLS,
-//! nkeys, tokens or operator JWTs need, and the configuration text that sets them up.
+//! [`credentials`] generates what servers with TLS, nkeys, tokens or operator JWTs need, and
+//! the configuration text that sets them up.
 //!
 //! The binary is the pinned one `make test` installs (`.tools/bin/nats-server`), or
 //! `FUSEBOX_NATS_SERVER`. Nothing here is a stand-in: tests talk to the real server.
@@ -21,7 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "test-credentials")]
 pub mod credentials;
 
 /// How long a server or cluster may take to become ready (measured on 2-core machines: 0.2-0.5 s fresh,
