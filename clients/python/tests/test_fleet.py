@@ -157,12 +157,19 @@ def test_a_lost_ack_is_retried_with_the_same_id(url, breaker_name):
         try:
             client.reporter.failure(breaker_name, 7)
             os.kill(pid, signal.SIGSTOP)
-            # Thawed after the first attempt timed out and before the second one's.
-            loop.call_later(0.8, os.kill, pid, signal.SIGCONT)
+            flush = asyncio.ensure_future(client.flush())
+            # Thawed once the first attempt has timed out and the retry has begun, as the
+            # reporter's counter shows (a timer of the test's own raced the reporter's
+            # under load: the first attempt was acknowledged and nothing was retried).
+            deadline = loop.time() + 10
             try:
-                sent = await client.flush()
+                while client.reporter.stats.retries < 1:
+                    assert loop.time() < deadline, "the first attempt never timed out"
+                    assert not flush.done(), "acknowledged while the server was stopped"
+                    await asyncio.sleep(0.01)
             finally:
                 os.kill(pid, signal.SIGCONT)
+            sent = await flush
             assert len(sent) == 1 and sent[0].attempts >= 2, sent
             assert sent[0].duplicate, "the stream had stored the first attempt under the same id"
             assert client.reporter.stats.retries >= 1
