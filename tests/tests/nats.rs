@@ -317,7 +317,7 @@ async fn an_old_decider_is_fenced_by_cas_and_followers_never_apply_its_decisions
     let stale_before: u64 = stats_stale(&nodes, &payments).await;
     let raw = async_nats::connect(server.url()).await.unwrap();
     let kv = async_nats::jetstream::new(raw).get_key_value("fusebox_state").await.unwrap();
-    kv.put("payments", serde_json::to_vec(&stale).unwrap().into()).await.unwrap();
+    kv.put("payments", transport_nats::codec::encode_decision(&stale).unwrap().into()).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while stats_stale(&nodes, &payments).await < stale_before + 2 {
         assert!(Instant::now() < deadline, "followers never saw the stale decision");

@@ -157,6 +157,14 @@ impl VectorClock {
         }
     }
 
+    /// The clock of `term` with `entries` (as [`entries`](Self::entries) lists them), if they
+    /// keep the invariants: sorted by node id, no duplicates, no zero counters, at most
+    /// [`CLOCK_CAP`] of them. For decoders that read a clock in a shape of their own.
+    pub fn from_entries(term: Term, entries: Vec<(NodeId, u64)>) -> Option<Self> {
+        let clock = Self { term, entries };
+        clock.is_well_formed().then_some(clock)
+    }
+
     /// Whether the invariants of the representation hold (sorted, unique, non-zero,
     /// capped). Decoders call this on clocks from the wire.
     pub fn is_well_formed(&self) -> bool {

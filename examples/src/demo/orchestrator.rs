@@ -11,12 +11,13 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use breaker_actors::machine::{Decision, FleetState, Reason, StateLabel};
+use breaker_actors::machine::{BreakerName, Decision, FleetState, Reason, StateLabel};
 use fusebox_testkit::servers::NatsCluster;
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
+use transport_nats::codec::{Limits, decode_decision};
 
 use super::dependency::{Arrival, CallKind, Dependency, Phase};
 use super::view::{self, Row};
@@ -91,7 +92,8 @@ struct Seen {
 
 impl Seen {
     fn from_entry(entry: &async_nats::jetstream::kv::Entry) -> Option<Self> {
-        let decision = serde_json::from_slice::<Decision>(&entry.value).ok()?;
+        let breaker = BreakerName::new(&entry.key).ok()?;
+        let decision = decode_decision(&breaker, &entry.value, &Limits::default()).ok()?;
         let created_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         Some(Self { decision, revision: entry.revision, created_ms })
     }

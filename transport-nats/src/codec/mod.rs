@@ -10,9 +10,12 @@
 //! acks the message and moves on: a bad message never stops a consumer.
 //!
 //! `docs/wire-format.md` is the user's copy of these formats, with the JSON Schema of the
-//! foreign outcome messages; its examples are decoded by this module's tests.
+//! foreign outcome messages; its examples are decoded by this module's tests. The JSON of
+//! decisions and commands is spelled by this module's own wire types (`codec/wire.rs`), not
+//! by the serde derives of the core's types, so the core cannot change it unnoticed.
 
 mod json;
+mod wire;
 
 use std::fmt;
 
@@ -653,9 +656,10 @@ fn decode_foreign(
 // Decisions, commands, configs: JSON
 // ---------------------------------------------------------------------------------------
 
-/// A decision as the state bucket holds it.
+/// A decision as the state bucket holds it, in the shape of `docs/wire-format.md` (the
+/// codec's own wire types spell it, not the core's serde derives).
 pub fn encode_decision(decision: &Decision) -> Result<Vec<u8>, EncodeError> {
-    encode_json(decision)
+    encode_json(&wire::Decision::from(decision))
 }
 
 /// A decision read from the state bucket under the key `breaker`. Fields this version does
@@ -663,9 +667,9 @@ pub fn encode_decision(decision: &Decision) -> Result<Vec<u8>, EncodeError> {
 /// the checks the machine makes on a decision's contents (grants, phase) stay there.
 pub fn decode_decision(breaker: &BreakerName, payload: &[u8], limits: &Limits) -> Result<Decision, DecodeError> {
     check_size(payload, limits)?;
-    let decision: Decision = json::read(payload, WIRE_VERSION)?;
-    check_breaker(breaker, &decision.breaker)?;
-    check_clock(&decision.clock)?;
+    let decision: wire::Decision = json::read(payload, WIRE_VERSION)?;
+    check_breaker(breaker, &decision.breaker.0)?;
+    let decision = Decision::try_from(decision)?;
     if let Reason::Manual { actor, reason, .. } = &decision.reason {
         check_text("actor", actor)?;
         check_text("reason", reason)?;
@@ -673,16 +677,18 @@ pub fn decode_decision(breaker: &BreakerName, payload: &[u8], limits: &Limits) -
     Ok(decision)
 }
 
-/// An operator's command as published on the control subject.
+/// An operator's command as published on the control subject, in the shape of
+/// `docs/wire-format.md`.
 pub fn encode_command(command: &Command) -> Result<Vec<u8>, EncodeError> {
-    encode_json(command)
+    encode_json(&wire::Command::from(command))
 }
 
 /// A command from the control subject of `breaker`.
 pub fn decode_command(breaker: &BreakerName, payload: &[u8], limits: &Limits) -> Result<Command, DecodeError> {
     check_size(payload, limits)?;
-    let command: Command = json::read(payload, WIRE_VERSION)?;
-    check_breaker(breaker, &command.breaker)?;
+    let command: wire::Command = json::read(payload, WIRE_VERSION)?;
+    check_breaker(breaker, &command.breaker.0)?;
+    let command = Command::from(command);
     check_text("actor", &command.actor)?;
     check_text("reason", &command.reason)?;
     check_override(command.kind, command.duration_ms).map_err(DecodeError::BadOverride)?;
@@ -1574,6 +1580,229 @@ mod tests {
         assert!(matches!(decode_describe_reply(&other, &bytes, &limits()), Err(DecodeError::WrongBreaker { .. })));
         let huge = vec![b' '; limits().max_payload + 1];
         assert!(matches!(decode_describe_reply(&payments(), &huge, &limits()), Err(DecodeError::Oversized { .. })));
+    }
+
+    // --- the wire types -----------------------------------------------------------------
+
+    /// Every state, every reason (every rule, evidence with and without `top`), every
+    /// command kind, grants, empty and full clocks, with and without the optional fields.
+    fn representative_decisions() -> Vec<Decision> {
+        use breaker_actors::machine::{Evidence, TripRule};
+        let states = [
+            FleetState::Closed,
+            FleetState::Ramping { stage: 2, admit_per_mille: 250 },
+            FleetState::Open { duration_ms: 60_000 },
+            FleetState::HalfOpen { budget: 0, grants: vec![] },
+            FleetState::HalfOpen {
+                budget: 10,
+                grants: vec![Grant { node: n1(), probes: 4 }, Grant { node: node("node-2"), probes: 6 }],
+            },
+            FleetState::ForcedOpen,
+            FleetState::ForcedClosed,
+            FleetState::Disabled,
+            FleetState::MetricsOnly,
+        ];
+        let kinds = [
+            CommandKind::ForceOpen,
+            CommandKind::ForceClosed,
+            CommandKind::Disable,
+            CommandKind::MetricsOnly,
+            CommandKind::Reset,
+            CommandKind::Reconfigure,
+        ];
+        let evidence =
+            |top: Vec<Contribution>| Evidence { decisive: 120, failed: 66, slow: 3, nodes: 3, streak: 9, top };
+        let top = vec![
+            Contribution { node: node("billing-py-1"), failed: 40, slow: 0 },
+            Contribution { node: n1(), failed: 20, slow: 3 },
+        ];
+        let mut reasons = vec![
+            Reason::Initial,
+            Reason::TermStarted { previous: DecisionId::NONE },
+            Reason::TermStarted { previous: DecisionId::new(6, 9) },
+            Reason::OpenElapsed,
+            Reason::HealthCheckPassed { successes: 3 },
+            Reason::ProbesGranted,
+            Reason::ProbesSucceeded { successes: 5 },
+            Reason::ProbeFailed { failures: 1 },
+            Reason::HalfOpenTimedOut,
+            Reason::RampAdvanced,
+            Reason::Reconfigured { from: 0, to: 2 },
+            Reason::Manual { command: CommandKind::ForceOpen, actor: "alice@ops".into(), reason: String::new() },
+            Reason::Manual {
+                command: CommandKind::Reset,
+                actor: "\u{e9}\"\\".into(),
+                reason: "INC-1: \n \u{1}".into(),
+            },
+        ];
+        for rule in [TripRule::FailureRate, TripRule::SlowCallRate, TripRule::ConsecutiveFailures, TripRule::BurnRate] {
+            reasons.push(Reason::Tripped { rule, evidence: evidence(vec![]) });
+            reasons.push(Reason::Tripped { rule, evidence: evidence(top.clone()) });
+        }
+        for command in kinds {
+            reasons.push(Reason::Manual { command, actor: "bob".into(), reason: "why".into() });
+            reasons.push(Reason::OverrideExpired { command, after_ms: 1_800_000 });
+        }
+        let mut out = Vec::new();
+        for state in &states {
+            out.push(Decision { state: state.clone(), ..decision() });
+        }
+        for reason in reasons {
+            out.push(Decision { reason, ..decision() });
+        }
+        out.push(Decision { clock: VectorClock::new(Term(7)), config_version: 0, ..decision() });
+        out.push(Decision {
+            id: DecisionId::new(u64::MAX, u64::MAX),
+            phase: DecisionId::NONE,
+            backoff_level: u32::MAX,
+            config_version: u64::MAX,
+            expires_after_ms: std::num::NonZeroU64::new(1),
+            clock: clock(u64::MAX, &["a", "b", "b", "c-_9"]),
+            ..decision()
+        });
+        out.push(Decision {
+            state: FleetState::ForcedOpen,
+            expires_after_ms: std::num::NonZeroU64::new(1_800_000),
+            ..manual_decision("alice", "deploy")
+        });
+        out
+    }
+
+    fn representative_commands() -> Vec<Command> {
+        let mut out = Vec::new();
+        for kind in [
+            CommandKind::ForceOpen,
+            CommandKind::ForceClosed,
+            CommandKind::Disable,
+            CommandKind::MetricsOnly,
+            CommandKind::Reset,
+            CommandKind::Reconfigure,
+        ] {
+            out.push(Command { kind, ..command() });
+            out.push(Command { kind, duration_ms: Some(1_800_000), ..command() });
+        }
+        out.push(Command { actor: String::new(), reason: "\u{e9}\"\\\n".into(), ..command() });
+        out
+    }
+
+    /// The wire types write the bytes the core's serde derives wrote when they were the
+    /// format (the derives are the reference here only, while the core still has them), and
+    /// read them back as the same value.
+    #[test]
+    fn the_wire_types_write_what_the_core_derives_wrote() {
+        let decisions = representative_decisions();
+        assert!(decisions.len() > 40);
+        for d in decisions {
+            let bytes = encode_decision(&d).unwrap();
+            assert_eq!(
+                String::from_utf8(bytes.clone()).unwrap(),
+                serde_json::to_string(&d).unwrap(),
+                "the bytes of {d:?}"
+            );
+            assert_eq!(decode_decision(&payments(), &bytes, &limits()), Ok(d));
+        }
+        for c in representative_commands() {
+            let bytes = encode_command(&c).unwrap();
+            assert_eq!(String::from_utf8(bytes.clone()).unwrap(), serde_json::to_string(&c).unwrap(), "{c:?}");
+            // A time box on a reset is written as any field is, and refused on reading.
+            let expected = check_override(c.kind, c.duration_ms).map(|()| c).map_err(DecodeError::BadOverride);
+            assert_eq!(decode_command(&payments(), &bytes, &limits()), expected);
+        }
+    }
+
+    /// The decoders as they were when the core's derives were the format: the reference
+    /// for the refusals below.
+    fn decode_by_core_derives(payload: &[u8]) -> (Result<Decision, DecodeError>, Result<Command, DecodeError>) {
+        let decision = json::read::<Decision>(payload, WIRE_VERSION).and_then(|d| {
+            check_breaker(&payments(), &d.breaker)?;
+            check_clock(&d.clock)?;
+            if let Reason::Manual { actor, reason, .. } = &d.reason {
+                check_text("actor", actor)?;
+                check_text("reason", reason)?;
+            }
+            Ok(d)
+        });
+        let command = json::read::<Command>(payload, WIRE_VERSION).and_then(|c| {
+            check_breaker(&payments(), &c.breaker)?;
+            check_text("actor", &c.actor)?;
+            check_text("reason", &c.reason)?;
+            check_override(c.kind, c.duration_ms).map_err(DecodeError::BadOverride)?;
+            Ok(c)
+        });
+        (decision, command)
+    }
+
+    /// `value` changed in one place, every way.
+    fn one_place_changes(value: &serde_json::Value) -> Vec<serde_json::Value> {
+        use serde_json::Value;
+        let mut out =
+            vec![Value::Null, json!("x"), json!("not a name!"), json!(1.5), json!(-1), json!(0), json!({}), json!([])];
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    for changed in one_place_changes(child) {
+                        let mut copy = map.clone();
+                        copy.insert(key.clone(), changed);
+                        out.push(Value::Object(copy));
+                    }
+                    let mut without = map.clone();
+                    without.remove(key);
+                    out.push(Value::Object(without));
+                }
+                let mut extra = map.clone();
+                extra.insert("not_a_field".into(), json!(1));
+                out.push(Value::Object(extra));
+            }
+            Value::Array(items) => {
+                for (at, child) in items.iter().enumerate() {
+                    for changed in one_place_changes(child) {
+                        let mut copy = items.clone();
+                        copy[at] = changed;
+                        out.push(Value::Array(copy));
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Every one-place change of the representative decisions and commands gets the same
+    /// answer, to the error message, from the wire types as from the core's derives.
+    #[test]
+    fn the_wire_types_refuse_what_the_core_derives_refused_and_say_so_alike() {
+        let mut values: Vec<serde_json::Value> =
+            representative_decisions().iter().map(|d| serde_json::to_value(d).unwrap()).collect();
+        values.extend(representative_commands().iter().map(|c| serde_json::to_value(c).unwrap()));
+        let mut checked = 0;
+        for value in values {
+            for changed in one_place_changes(&value) {
+                let payload = changed.to_string();
+                let (decision, command) = decode_by_core_derives(payload.as_bytes());
+                assert_eq!(decode_decision(&payments(), payload.as_bytes(), &limits()), decision, "{payload}");
+                assert_eq!(decode_command(&payments(), payload.as_bytes(), &limits()), command, "{payload}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "only {checked}");
+    }
+
+    #[test]
+    fn the_wire_clock_is_refused_where_the_core_would_break() {
+        for entries in [
+            json!([["b", 1], ["a", 1]]),
+            json!([["a", 1], ["a", 2]]),
+            json!([["a", 0]]),
+            json!((0..=breaker_actors::machine::CLOCK_CAP).map(|i| json!([format!("n{i:04}"), 1])).collect::<Vec<_>>()),
+        ] {
+            let mut value = serde_json::to_value(decision()).unwrap();
+            value["clock"]["entries"] = entries;
+            let got = decode_decision(&payments(), value.to_string().as_bytes(), &limits());
+            assert_eq!(got, Err(DecodeError::MalformedClock));
+            // The breaker is checked before the clock, as it always was.
+            let got = decode_decision(&name("ledger"), value.to_string().as_bytes(), &limits());
+            assert!(matches!(got, Err(DecodeError::WrongBreaker { .. })), "{got:?}");
+        }
     }
 
     // --- the user's copy --------------------------------------------------------------
