@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 
 use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
-use breaker_actors::machine::{
-    BreakerConfig, BreakerName, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy,
-    WindowConfig,
-};
+use breaker_actors::machine::{BreakerConfig, BreakerName, HalfOpenPolicy, NodeId, StateLabel};
 use fusebox_testkit::servers::NatsServer;
 use fusebox_testkit::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 use fusebox_tests::workspace_root;
@@ -35,22 +32,13 @@ const NODE_DEADLINE: Duration = Duration::from_secs(60);
 /// The half-open probe budget of [`config_open`].
 const BUDGET: u32 = 2;
 
-/// Trips on 5 failures out of 10 calls; open for `duration_ms`; half-open: [`BUDGET`]
-/// probes in total, all must succeed.
+/// [`fusebox_testkit::config::config_open`] with [`BUDGET`] probes in total, all of which
+/// must succeed, and 10 s for the round (a Node or Python process is slower to answer).
 fn config_open(duration_ms: u64) -> BreakerConfig {
-    BreakerConfig {
-        trip: TripPolicy {
-            window: WindowConfig::Count { calls: 10 },
-            minimum_calls: 10,
-            failure_rate: Some(0.5),
-            ..TripPolicy::default()
-        },
-        open: OpenPolicy::Fixed { duration_ms },
-        half_open: HalfOpenPolicy { probe_budget: BUDGET, success_threshold: BUDGET, max_wait_ms: 10_000, ramp: None },
-        local: None,
-        outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 300 },
-        ..BreakerConfig::default()
-    }
+    let base = fusebox_testkit::config::config_open(duration_ms);
+    let half_open =
+        HalfOpenPolicy { probe_budget: BUDGET, success_threshold: BUDGET, max_wait_ms: 10_000, ..base.half_open };
+    BreakerConfig { half_open, ..base }
 }
 
 fn client_dir() -> PathBuf {

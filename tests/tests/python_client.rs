@@ -18,10 +18,7 @@ use std::time::{Duration, Instant};
 
 use breaker_actors::Registry;
 use breaker_actors::hot::Breaker;
-use breaker_actors::machine::{
-    BreakerConfig, BreakerName, HalfOpenPolicy, NodeId, OpenPolicy, OutageConfig, OutagePolicy, StateLabel, TripPolicy,
-    WindowConfig,
-};
+use breaker_actors::machine::{BreakerConfig, BreakerName, HalfOpenPolicy, NodeId, StateLabel};
 use fusebox_testkit::servers::NatsServer;
 use fusebox_testkit::servers::credentials::{NKeyUser, Operator, Pki, TestDir};
 use fusebox_tests::workspace_root;
@@ -31,22 +28,11 @@ const WAIT: Duration = Duration::from_secs(15);
 /// How long one pytest run may take before it is killed.
 const PYTEST_DEADLINE: Duration = Duration::from_secs(90);
 
-/// Trips on 5 failures of 10 calls; open for `duration_ms`; half-open: 2 probes, both must
-/// succeed.
+/// [`fusebox_testkit::config::config_open`] with 10 s for the half-open round (a Python
+/// process is slower to answer).
 fn config_open(duration_ms: u64) -> BreakerConfig {
-    BreakerConfig {
-        trip: TripPolicy {
-            window: WindowConfig::Count { calls: 10 },
-            minimum_calls: 10,
-            failure_rate: Some(0.5),
-            ..TripPolicy::default()
-        },
-        open: OpenPolicy::Fixed { duration_ms },
-        half_open: HalfOpenPolicy { probe_budget: 2, success_threshold: 2, max_wait_ms: 10_000, ramp: None },
-        local: None,
-        outage: OutageConfig { policy: OutagePolicy::FailOpen, grace_ms: 300 },
-        ..BreakerConfig::default()
-    }
+    let base = fusebox_testkit::config::config_open(duration_ms);
+    BreakerConfig { half_open: HalfOpenPolicy { max_wait_ms: 10_000, ..base.half_open }, ..base }
 }
 
 fn python() -> PathBuf {
