@@ -11,11 +11,13 @@
 //!
 //! `docs/wire-format.md` is the user's copy of these formats, with the JSON Schema of the
 //! foreign outcome messages; its examples are decoded by this module's tests. The JSON of
-//! decisions and commands is spelled by this module's own wire types (`codec/wire.rs`), not
-//! by the serde derives of the core's types, so the core cannot change it unnoticed.
+//! decisions and commands is spelled by this module's own wire types (`codec/wire.rs`), and
+//! that of config envelopes by `codec/wire_config.rs`, not by the serde derives of the
+//! core's types, so the core cannot change it unnoticed.
 
 mod json;
 mod wire;
+mod wire_config;
 
 use std::fmt;
 
@@ -815,36 +817,20 @@ pub fn decode_describe_reply(
     Ok(reply)
 }
 
-#[derive(Serialize)]
-struct ConfigEnvelopeRef<'a> {
-    version: u16,
-    config: &'a BreakerConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a ConfigSource>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigEnvelope {
-    // Checked by `json::read` before this parse; named so that it is a known field.
-    #[serde(rename = "version")]
-    _version: u16,
-    config: ObjectOnly<BreakerConfig>,
-    /// Absent in records written before sources were recorded.
-    #[serde(default)]
-    source: Option<ConfigSource>,
-}
-
 /// A breaker's config as the config bucket holds it, without a source:
 /// `{"version":1,"config":{...}}`.
 pub fn encode_config(config: &BreakerConfig) -> Result<Vec<u8>, EncodeError> {
-    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config, source: None })
+    encode_json(&wire_config::ConfigEnvelopeOut { version: CONFIG_VERSION, config: config.into(), source: None })
 }
 
 /// A config record as the config bucket holds it:
 /// `{"version":1,"config":{"version":2,...},"source":{"kind":"deployed","node":"n1"}}`.
 pub fn encode_config_record(record: &ConfigRecord) -> Result<Vec<u8>, EncodeError> {
-    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config: &record.config, source: Some(&record.source) })
+    encode_json(&wire_config::ConfigEnvelopeOut {
+        version: CONFIG_VERSION,
+        config: (&record.config).into(),
+        source: Some((&record.source).into()),
+    })
 }
 
 /// A config from the config bucket. Only its form is checked; the registry validates it.
@@ -856,13 +842,13 @@ pub fn decode_config(payload: &[u8], limits: &Limits) -> Result<BreakerConfig, D
 /// none). Only its form is checked; the registry validates the config.
 pub fn decode_config_record(payload: &[u8], limits: &Limits) -> Result<ConfigRecord, DecodeError> {
     check_size(payload, limits)?;
-    let envelope: ConfigEnvelope = json::read(payload, CONFIG_VERSION)?;
-    let source = envelope.source.unwrap_or(ConfigSource::Unknown);
+    let envelope: wire_config::ConfigEnvelope = json::read(payload, CONFIG_VERSION)?;
+    let source = envelope.source.map_or(ConfigSource::Unknown, ConfigSource::from);
     if let ConfigSource::Operator { actor, reason } = &source {
         check_text("actor", actor)?;
         check_text("reason", reason)?;
     }
-    Ok(ConfigRecord { config: envelope.config.0, source })
+    Ok(ConfigRecord { config: envelope.config.0.into(), source })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1781,6 +1767,209 @@ mod tests {
                 let (decision, command) = decode_by_core_derives(payload.as_bytes());
                 assert_eq!(decode_decision(&payments(), payload.as_bytes(), &limits()), decision, "{payload}");
                 assert_eq!(decode_command(&payments(), payload.as_bytes(), &limits()), command, "{payload}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "only {checked}");
+    }
+
+    /// Configs with every policy variant: count and time windows, every trip rule, fixed and
+    /// exponential (jittered) open policies, ramps, health checks, the overlay on, off and
+    /// non-default, every outage policy, optional fields present and absent.
+    fn representative_configs() -> Vec<BreakerConfig> {
+        use breaker_actors::machine::{
+            BurnRateRule, HalfOpenPolicy, HealthCheckPolicy, LocalOverlayPolicy, OpenPolicy, OutageConfig,
+            OutagePolicy, RampPolicy, TripPolicy,
+        };
+        let default = BreakerConfig::default;
+        let burn = BurnRateRule { objective: 0.999, long_window_ms: 3_600_000, short_window_ms: 300_000, factor: 14.4 };
+        let trips = [
+            TripPolicy::default(),
+            TripPolicy { window: WindowConfig::Time { duration_ms: 10_000, buckets: 10 }, ..TripPolicy::default() },
+            TripPolicy {
+                failure_rate: None,
+                slow_call_rate: Some(0.25),
+                consecutive_failures: Some(5),
+                burn_rate: Some(burn.clone()),
+                max_evidence_age_ms: 120_000,
+                minimum_calls: 0,
+                ..TripPolicy::default()
+            },
+            TripPolicy { failure_rate: Some(1.0), slow_call_rate: Some(1e-9), ..TripPolicy::default() },
+        ];
+        let opens = [
+            OpenPolicy::Fixed { duration_ms: 0 },
+            OpenPolicy::Exponential { initial_ms: 1_000, max_ms: 300_000, multiplier: 2, jitter: 0.1 },
+            OpenPolicy::Exponential { initial_ms: 5, max_ms: u64::MAX, multiplier: u32::MAX, jitter: 0.0 },
+            OpenPolicy::Exponential { initial_ms: 5, max_ms: 10, multiplier: 3, jitter: 1.0 },
+        ];
+        let half_opens = [
+            HalfOpenPolicy {
+                ramp: Some(RampPolicy { stages_percent: vec![25, 50, 99], stage_ms: 90_000 }),
+                ..HalfOpenPolicy::default()
+            },
+            HalfOpenPolicy {
+                probe_budget: 1,
+                success_threshold: 1,
+                max_wait_ms: 1,
+                ramp: Some(RampPolicy { stages_percent: vec![], stage_ms: 0 }),
+            },
+        ];
+        let mut out = vec![default()];
+        for trip in &trips {
+            out.push(BreakerConfig { trip: trip.clone(), ..default() });
+            let local = LocalOverlayPolicy { trip: trip.clone(), ..LocalOverlayPolicy::default() };
+            out.push(BreakerConfig { local: Some(local), ..default() });
+        }
+        for open in &opens {
+            out.push(BreakerConfig { open: open.clone(), ..default() });
+            let local = LocalOverlayPolicy { open: open.clone(), ..LocalOverlayPolicy::default() };
+            out.push(BreakerConfig { local: Some(local), ..default() });
+        }
+        for half_open in &half_opens {
+            out.push(BreakerConfig { half_open: half_open.clone(), ..default() });
+            let local = LocalOverlayPolicy { half_open: half_open.clone(), ..LocalOverlayPolicy::default() };
+            out.push(BreakerConfig { local: Some(local), ..default() });
+        }
+        for policy in
+            [OutagePolicy::LastKnown, OutagePolicy::LocalOnly, OutagePolicy::FailOpen, OutagePolicy::FailClosed]
+        {
+            out.push(BreakerConfig { outage: OutageConfig { policy, grace_ms: 1_500 }, ..default() });
+        }
+        for closes_directly in [false, true] {
+            let health_check = HealthCheckPolicy {
+                initial_interval_ms: 2_000,
+                max_interval_ms: 60_000,
+                successes_required: 2,
+                closes_directly,
+            };
+            out.push(BreakerConfig { health_check: Some(health_check), ..default() });
+        }
+        out.push(BreakerConfig { local: None, slow_call_threshold_ms: Some(250), ..default() });
+        out.push(BreakerConfig {
+            version: breaker_actors::machine::MAX_CONFIG_VERSION,
+            quorum: 0,
+            max_nodes: u32::MAX,
+            slow_call_threshold_ms: Some(0),
+            seed: u64::MAX,
+            trip: trips[2].clone(),
+            open: opens[1].clone(),
+            half_open: half_opens[0].clone(),
+            health_check: Some(HealthCheckPolicy {
+                initial_interval_ms: 1,
+                max_interval_ms: u64::MAX,
+                successes_required: 0,
+                closes_directly: true,
+            }),
+            local: Some(LocalOverlayPolicy {
+                trip: trips[1].clone(),
+                open: opens[3].clone(),
+                half_open: half_opens[1].clone(),
+            }),
+            outage: OutageConfig { policy: OutagePolicy::FailClosed, grace_ms: 0 },
+        });
+        out
+    }
+
+    fn representative_sources() -> Vec<ConfigSource> {
+        vec![
+            ConfigSource::Deployed { node: n1() },
+            ConfigSource::Operator { actor: "alice@ops".into(), reason: "INC-7: trip later".into() },
+            ConfigSource::Operator { actor: String::new(), reason: "\u{e9}\"\\\n".into() },
+            ConfigSource::Unknown,
+        ]
+    }
+
+    /// The envelope as it was written and read when the core's derives were the format:
+    /// the reference for the config tests below.
+    #[derive(Serialize)]
+    struct CoreEnvelopeRef<'a> {
+        version: u16,
+        config: &'a BreakerConfig,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<&'a ConfigSource>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CoreEnvelope {
+        #[serde(rename = "version")]
+        _version: u16,
+        config: ObjectOnly<BreakerConfig>,
+        #[serde(default)]
+        source: Option<ConfigSource>,
+    }
+
+    fn decode_config_by_core_derives(payload: &[u8]) -> Result<ConfigRecord, DecodeError> {
+        let envelope: CoreEnvelope = json::read(payload, CONFIG_VERSION)?;
+        let source = envelope.source.unwrap_or(ConfigSource::Unknown);
+        if let ConfigSource::Operator { actor, reason } = &source {
+            check_text("actor", actor)?;
+            check_text("reason", reason)?;
+        }
+        Ok(ConfigRecord { config: envelope.config.0, source })
+    }
+
+    /// The config envelope's wire types write the bytes the core's derives wrote, with and
+    /// without a source, and read them back as the same record.
+    #[test]
+    fn the_config_wire_types_write_what_the_core_derives_wrote() {
+        let configs = representative_configs();
+        assert!(configs.len() > 20);
+        for config in configs {
+            let bytes = encode_config(&config).unwrap();
+            let old =
+                serde_json::to_string(&CoreEnvelopeRef { version: CONFIG_VERSION, config: &config, source: None })
+                    .unwrap();
+            assert_eq!(String::from_utf8(bytes.clone()).unwrap(), old, "the bytes of {config:?}");
+            assert_eq!(decode_config(&bytes, &limits()), Ok(config.clone()));
+            for source in representative_sources() {
+                let record = ConfigRecord { config: config.clone(), source };
+                let bytes = encode_config_record(&record).unwrap();
+                let old = CoreEnvelopeRef { version: CONFIG_VERSION, config: &config, source: Some(&record.source) };
+                assert_eq!(String::from_utf8(bytes.clone()).unwrap(), serde_json::to_string(&old).unwrap());
+                assert_eq!(decode_config_record(&bytes, &limits()), Ok(record));
+            }
+        }
+    }
+
+    /// Every one-place change of the representative envelopes (and their humantime forms)
+    /// gets the same answer, to the error message, from the wire types as from the core's
+    /// derives.
+    #[test]
+    fn the_config_wire_types_refuse_what_the_core_derives_refused_and_say_so_alike() {
+        let mut values = Vec::new();
+        for config in representative_configs() {
+            for source in representative_sources() {
+                let record = ConfigRecord { config: config.clone(), source };
+                values.push(
+                    serde_json::from_slice::<serde_json::Value>(&encode_config_record(&record).unwrap()).unwrap(),
+                );
+            }
+            values.push(serde_json::from_slice(&encode_config(&config).unwrap()).unwrap());
+        }
+        // The humantime spellings a Rust reader also accepts, and both forms at once.
+        values.push(json!({"version": 1, "config": {
+            "slow_call_threshold": "250ms",
+            "trip": {
+                "window": {"time": {"duration": "10s", "buckets": 10}},
+                "max_evidence_age": "2m",
+                "burn_rate": {"objective": 0.999, "long_window": "1h", "short_window": "5m", "factor": 14.4}
+            },
+            "open": {"exponential": {"initial": "1s", "max": "5m", "multiplier": 2, "jitter": 0.1}},
+            "half_open": {"max_wait": "20s", "ramp": {"stages_percent": [25, 50], "stage": "1m 30s"}},
+            "health_check": {"initial_interval": "2s", "max_interval": "1m", "successes_required": 2, "closes_directly": false},
+            "local": {"open": {"fixed": {"duration": "10s"}}, "half_open": {"max_wait": "15s"}},
+            "outage": {"policy": "fail_open", "grace": "1s 500ms", "grace_ms": 3}
+        }}));
+        values.push(json!({"version": 1, "config": {"open": {"fixed": {"duration": "1500us"}}, "local": {}}}));
+        values.push(json!({"version": 1, "config": {}, "source": null}));
+        let mut checked = 0;
+        for value in values {
+            for changed in one_place_changes(&value) {
+                let payload = changed.to_string();
+                let old = decode_config_by_core_derives(payload.as_bytes());
+                assert_eq!(decode_config_record(payload.as_bytes(), &limits()), old, "{payload}");
                 checked += 1;
             }
         }
