@@ -11,8 +11,8 @@
 //!
 //! `docs/wire-format.md` is the user's copy of these formats, with the JSON Schema of the
 //! foreign outcome messages; its examples are decoded by this module's tests. The JSON of
-//! decisions and commands is spelled by this module's own wire types (`codec/wire.rs`), and
-//! that of config envelopes by `codec/wire_config.rs`, not by the serde derives of the
+//! decisions, commands and describe answers is spelled by this module's own wire types
+//! (`codec/wire.rs`), and that of config envelopes by `codec/wire_config.rs`, not by the serde derives of the
 //! core's types, so the core cannot change it unnoticed.
 
 mod json;
@@ -716,7 +716,7 @@ pub struct DescribeRequest {
 }
 
 /// The evidence window's totals in a [`DescribeReply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowReply {
     /// Decisive calls (successes, failures, slow).
     pub calls: u64,
@@ -727,8 +727,10 @@ pub struct WindowReply {
 }
 
 /// What the deciding node answers a [`DescribeRequest`] with (nodes that do not decide the
-/// breaker send nothing). Readers ignore fields they do not know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// breaker send nothing). Readers ignore fields they do not know. Its JSON (`Serialize`,
+/// `Deserialize`, [`encode_describe_reply`]) is spelled by the codec's wire types, as that
+/// of decisions and configs is.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DescribeReply {
     /// [`DESCRIBE_VERSION`].
     pub version: u16,
@@ -780,6 +782,18 @@ impl DescribeReply {
     }
 }
 
+impl Serialize for DescribeReply {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        wire::DescribeReply::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DescribeReply {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        wire::DescribeReply::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// A describe request for `breaker`.
 pub fn encode_describe_request(breaker: &BreakerName) -> Result<Vec<u8>, EncodeError> {
     encode_json(&DescribeRequest { version: DESCRIBE_VERSION, breaker: breaker.clone() })
@@ -799,7 +813,7 @@ pub fn decode_describe_request(
 
 /// A describe answer.
 pub fn encode_describe_reply(reply: &DescribeReply) -> Result<Vec<u8>, EncodeError> {
-    encode_json(reply)
+    encode_json(&wire::DescribeReply::from(reply))
 }
 
 /// A describe answer to a request for `breaker`.
@@ -809,8 +823,9 @@ pub fn decode_describe_reply(
     limits: &Limits,
 ) -> Result<DescribeReply, DecodeError> {
     check_size(payload, limits)?;
-    let reply: DescribeReply = json::read(payload, DESCRIBE_VERSION)?;
-    check_breaker(breaker, &reply.breaker)?;
+    let reply: wire::DescribeReply = json::read(payload, DESCRIBE_VERSION)?;
+    check_breaker(breaker, &reply.breaker.0)?;
+    let reply = DescribeReply::from(reply);
     if reply.contributions.len() > usize::try_from(breaker_actors::machine::MAX_FLEET).unwrap_or(usize::MAX) {
         return Err(DecodeError::malformed(Format::Json, "more contributions than a fleet has nodes"));
     }
@@ -1970,6 +1985,167 @@ mod tests {
                 let payload = changed.to_string();
                 let old = decode_config_by_core_derives(payload.as_bytes());
                 assert_eq!(decode_config_record(payload.as_bytes(), &limits()), old, "{payload}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "only {checked}");
+    }
+
+    /// `DescribeReply` and `WindowReply` as they were when the core's derives spelled
+    /// them: the reference for the describe tests below.
+    mod core_derives {
+        use breaker_actors::machine::{BreakerConfig, BreakerName, Contribution, DecisionId, FleetState, NodeId, Term};
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize)]
+        pub(super) struct WindowReply {
+            pub(super) calls: u64,
+            pub(super) failures: u64,
+            pub(super) slow: u64,
+        }
+
+        #[derive(Serialize, Deserialize)]
+        pub(super) struct DescribeReply {
+            pub(super) version: u16,
+            pub(super) breaker: BreakerName,
+            pub(super) node: NodeId,
+            pub(super) term: Term,
+            pub(super) last_decided: DecisionId,
+            pub(super) phase: DecisionId,
+            pub(super) state: FleetState,
+            pub(super) backoff_level: u32,
+            pub(super) window: WindowReply,
+            pub(super) contributions: Vec<Contribution>,
+            pub(super) override_ends_in_ms: Option<u64>,
+            pub(super) config: BreakerConfig,
+        }
+    }
+
+    fn to_core_derives(r: &DescribeReply) -> core_derives::DescribeReply {
+        let WindowReply { calls, failures, slow } = r.window;
+        core_derives::DescribeReply {
+            version: r.version,
+            breaker: r.breaker.clone(),
+            node: r.node.clone(),
+            term: r.term,
+            last_decided: r.last_decided,
+            phase: r.phase,
+            state: r.state.clone(),
+            backoff_level: r.backoff_level,
+            window: core_derives::WindowReply { calls, failures, slow },
+            contributions: r.contributions.clone(),
+            override_ends_in_ms: r.override_ends_in_ms,
+            config: r.config.clone(),
+        }
+    }
+
+    fn from_core_derives(r: core_derives::DescribeReply) -> DescribeReply {
+        let core_derives::WindowReply { calls, failures, slow } = r.window;
+        DescribeReply {
+            version: r.version,
+            breaker: r.breaker,
+            node: r.node,
+            term: r.term,
+            last_decided: r.last_decided,
+            phase: r.phase,
+            state: r.state,
+            backoff_level: r.backoff_level,
+            window: WindowReply { calls, failures, slow },
+            contributions: r.contributions,
+            override_ends_in_ms: r.override_ends_in_ms,
+            config: r.config,
+        }
+    }
+
+    fn decode_describe_reply_by_core_derives(payload: &[u8]) -> Result<DescribeReply, DecodeError> {
+        let reply: core_derives::DescribeReply = json::read(payload, DESCRIBE_VERSION)?;
+        check_breaker(&payments(), &reply.breaker)?;
+        if reply.contributions.len() > usize::try_from(breaker_actors::machine::MAX_FLEET).unwrap_or(usize::MAX) {
+            return Err(DecodeError::malformed(Format::Json, "more contributions than a fleet has nodes"));
+        }
+        Ok(from_core_derives(reply))
+    }
+
+    /// Describe answers in every fleet state, with and without contributions and an
+    /// override's end, with every representative config.
+    fn representative_describe_replies() -> Vec<DescribeReply> {
+        let base = DescribeReply {
+            version: DESCRIBE_VERSION,
+            breaker: payments(),
+            node: node("node-2"),
+            term: Term(412),
+            last_decided: DecisionId::new(412, 3),
+            phase: DecisionId::new(412, 1),
+            state: FleetState::Closed,
+            backoff_level: 0,
+            window: WindowReply { calls: 40, failures: 12, slow: 1 },
+            contributions: vec![],
+            override_ends_in_ms: None,
+            config: BreakerConfig::default(),
+        };
+        let mut out = vec![base.clone()];
+        let mut states: Vec<FleetState> = Vec::new();
+        for d in representative_decisions() {
+            if !states.contains(&d.state) {
+                states.push(d.state);
+            }
+        }
+        for state in states {
+            out.push(DescribeReply { state, ..base.clone() });
+        }
+        for config in representative_configs() {
+            out.push(DescribeReply { config, ..base.clone() });
+        }
+        out.push(DescribeReply {
+            term: Term(u64::MAX),
+            last_decided: DecisionId::NONE,
+            phase: DecisionId::new(u64::MAX, u64::MAX),
+            state: FleetState::ForcedOpen,
+            backoff_level: u32::MAX,
+            window: WindowReply { calls: u64::MAX, failures: 0, slow: u64::MAX },
+            contributions: vec![
+                Contribution { node: node("billing-py-1"), failed: 10, slow: 0 },
+                Contribution { node: n1(), failed: 2, slow: u64::MAX },
+            ],
+            override_ends_in_ms: Some(1_800_000),
+            ..base.clone()
+        });
+        out.push(DescribeReply {
+            override_ends_in_ms: Some(0),
+            contributions: vec![Contribution { node: n1(), failed: 0, slow: 0 }],
+            ..base
+        });
+        out
+    }
+
+    /// The describe answer's wire types write the bytes the derives wrote (`Serialize`,
+    /// as `fusebox describe --json` uses it, too), and read them back as the same answer.
+    #[test]
+    fn the_describe_wire_types_write_what_the_core_derives_wrote() {
+        let replies = representative_describe_replies();
+        assert!(replies.len() > 30);
+        for reply in replies {
+            let old = serde_json::to_string(&to_core_derives(&reply)).unwrap();
+            let bytes = encode_describe_reply(&reply).unwrap();
+            assert_eq!(String::from_utf8(bytes.clone()).unwrap(), old, "the bytes of {reply:?}");
+            assert_eq!(serde_json::to_string(&reply).unwrap(), old);
+            assert_eq!(decode_describe_reply(&payments(), &bytes, &limits()), Ok(reply.clone()));
+            assert_eq!(serde_json::from_str::<DescribeReply>(&old).unwrap(), reply);
+        }
+    }
+
+    /// Every one-place change of representative describe answers gets the same answer, to
+    /// the error message, from the wire types as from the derives.
+    #[test]
+    fn the_describe_wire_types_refuse_what_the_core_derives_refused_and_say_so_alike() {
+        let replies = representative_describe_replies();
+        let mut checked = 0;
+        for reply in replies.iter().take(14).chain(replies.iter().rev().take(3)) {
+            let value = serde_json::to_value(to_core_derives(reply)).unwrap();
+            for changed in one_place_changes(&value) {
+                let payload = changed.to_string();
+                let old = decode_describe_reply_by_core_derives(payload.as_bytes());
+                assert_eq!(decode_describe_reply(&payments(), payload.as_bytes(), &limits()), old, "{payload}");
                 checked += 1;
             }
         }
