@@ -24,7 +24,9 @@ use std::path::PathBuf;
 use breaker_actors::machine::{BreakerName, NodeId};
 use serde_json::{Map, Value, json};
 use transport_nats::codec::{
-    DecodeError, JSON, Limits, decode_command, decode_decision, decode_outcome, encode_command, encode_decision,
+    DecodeError, JSON, Limits, decode_command, decode_config, decode_config_record, decode_decision,
+    decode_describe_reply, decode_outcome, encode_command, encode_config, encode_config_record, encode_decision,
+    encode_describe_reply,
 };
 
 /// The schemas this test knows, by file stem.
@@ -246,6 +248,42 @@ fn the_documented_decisions_and_commands_are_written_as_documented() {
             .unwrap_or_else(|e| panic!("{DOC}: a documented command does not decode ({e}): {example}"));
         let written: Value = serde_json::from_slice(&encode_command(&command).unwrap()).unwrap();
         assert_eq!(written, example, "{DOC}: a documented command is written otherwise than documented");
+    }
+}
+
+/// The documented config bucket values of `docs/wire-format.md`, decoded and written
+/// again, are what the document shows: the codec's config wire types and the document
+/// cannot drift apart either.
+#[test]
+fn the_documented_configs_are_written_as_documented() {
+    const DOC: &str = "docs/wire-format.md";
+    let limits = Limits::default();
+    for example in documented("config") {
+        let record = decode_config_record(&serde_json::to_vec(&example).unwrap(), &limits)
+            .unwrap_or_else(|e| panic!("{DOC}: a documented config does not decode ({e}): {example}"));
+        let written: Value = serde_json::from_slice(&encode_config_record(&record).unwrap()).unwrap();
+        assert_eq!(written, example, "{DOC}: a documented config is written otherwise than documented");
+    }
+}
+
+/// The documented describe answers, decoded and written again, are what the document
+/// shows but for `config`, which the document abbreviates (omitted fields take their
+/// defaults) and which is written whole, as a config bucket value's `config` is.
+#[test]
+fn the_documented_describe_answers_are_written_as_documented() {
+    const DOC: &str = "docs/wire-format.md";
+    let limits = Limits::default();
+    for mut example in documented("describe_reply") {
+        let breaker = BreakerName::new(&name(&example, "breaker")).unwrap();
+        let reply = decode_describe_reply(&breaker, &serde_json::to_vec(&example).unwrap(), &limits)
+            .unwrap_or_else(|e| panic!("{DOC}: a documented describe answer does not decode ({e}): {example}"));
+        let mut written: Value = serde_json::from_slice(&encode_describe_reply(&reply).unwrap()).unwrap();
+        let config = example.as_object_mut().unwrap().remove("config").unwrap();
+        let envelope = serde_json::to_vec(&json!({"version": 1, "config": config})).unwrap();
+        let config = decode_config(&envelope, &limits).unwrap();
+        let as_in_the_bucket: Value = serde_json::from_slice(&encode_config(&config).unwrap()).unwrap();
+        assert_eq!(written.as_object_mut().unwrap().remove("config"), Some(as_in_the_bucket["config"].clone()));
+        assert_eq!(written, example, "{DOC}: a documented describe answer is written otherwise than documented");
     }
 }
 

@@ -11,11 +11,13 @@
 //!
 //! `docs/wire-format.md` is the user's copy of these formats, with the JSON Schema of the
 //! foreign outcome messages; its examples are decoded by this module's tests. The JSON of
-//! decisions and commands is spelled by this module's own wire types (`codec/wire.rs`), not
-//! by the serde derives of the core's types, so the core cannot change it unnoticed.
+//! decisions, commands and describe answers is spelled by this module's own wire types
+//! (`codec/wire.rs`), and that of config envelopes by `codec/wire_config.rs`, not by the serde derives of the
+//! core's types, so the core cannot change it unnoticed.
 
 mod json;
 mod wire;
+mod wire_config;
 
 use std::fmt;
 
@@ -714,7 +716,7 @@ pub struct DescribeRequest {
 }
 
 /// The evidence window's totals in a [`DescribeReply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowReply {
     /// Decisive calls (successes, failures, slow).
     pub calls: u64,
@@ -725,8 +727,10 @@ pub struct WindowReply {
 }
 
 /// What the deciding node answers a [`DescribeRequest`] with (nodes that do not decide the
-/// breaker send nothing). Readers ignore fields they do not know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// breaker send nothing). Readers ignore fields they do not know. Its JSON (`Serialize`,
+/// `Deserialize`, [`encode_describe_reply`]) is spelled by the codec's wire types, as that
+/// of decisions and configs is.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DescribeReply {
     /// [`DESCRIBE_VERSION`].
     pub version: u16,
@@ -778,6 +782,18 @@ impl DescribeReply {
     }
 }
 
+impl Serialize for DescribeReply {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        wire::DescribeReply::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DescribeReply {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        wire::DescribeReply::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// A describe request for `breaker`.
 pub fn encode_describe_request(breaker: &BreakerName) -> Result<Vec<u8>, EncodeError> {
     encode_json(&DescribeRequest { version: DESCRIBE_VERSION, breaker: breaker.clone() })
@@ -797,7 +813,7 @@ pub fn decode_describe_request(
 
 /// A describe answer.
 pub fn encode_describe_reply(reply: &DescribeReply) -> Result<Vec<u8>, EncodeError> {
-    encode_json(reply)
+    encode_json(&wire::DescribeReply::from(reply))
 }
 
 /// A describe answer to a request for `breaker`.
@@ -807,44 +823,29 @@ pub fn decode_describe_reply(
     limits: &Limits,
 ) -> Result<DescribeReply, DecodeError> {
     check_size(payload, limits)?;
-    let reply: DescribeReply = json::read(payload, DESCRIBE_VERSION)?;
-    check_breaker(breaker, &reply.breaker)?;
+    let reply: wire::DescribeReply = json::read(payload, DESCRIBE_VERSION)?;
+    check_breaker(breaker, &reply.breaker.0)?;
+    let reply = DescribeReply::from(reply);
     if reply.contributions.len() > usize::try_from(breaker_actors::machine::MAX_FLEET).unwrap_or(usize::MAX) {
         return Err(DecodeError::malformed(Format::Json, "more contributions than a fleet has nodes"));
     }
     Ok(reply)
 }
 
-#[derive(Serialize)]
-struct ConfigEnvelopeRef<'a> {
-    version: u16,
-    config: &'a BreakerConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a ConfigSource>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigEnvelope {
-    // Checked by `json::read` before this parse; named so that it is a known field.
-    #[serde(rename = "version")]
-    _version: u16,
-    config: ObjectOnly<BreakerConfig>,
-    /// Absent in records written before sources were recorded.
-    #[serde(default)]
-    source: Option<ConfigSource>,
-}
-
 /// A breaker's config as the config bucket holds it, without a source:
 /// `{"version":1,"config":{...}}`.
 pub fn encode_config(config: &BreakerConfig) -> Result<Vec<u8>, EncodeError> {
-    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config, source: None })
+    encode_json(&wire_config::ConfigEnvelopeOut { version: CONFIG_VERSION, config: config.into(), source: None })
 }
 
 /// A config record as the config bucket holds it:
 /// `{"version":1,"config":{"version":2,...},"source":{"kind":"deployed","node":"n1"}}`.
 pub fn encode_config_record(record: &ConfigRecord) -> Result<Vec<u8>, EncodeError> {
-    encode_json(&ConfigEnvelopeRef { version: CONFIG_VERSION, config: &record.config, source: Some(&record.source) })
+    encode_json(&wire_config::ConfigEnvelopeOut {
+        version: CONFIG_VERSION,
+        config: (&record.config).into(),
+        source: Some((&record.source).into()),
+    })
 }
 
 /// A config from the config bucket. Only its form is checked; the registry validates it.
@@ -856,13 +857,13 @@ pub fn decode_config(payload: &[u8], limits: &Limits) -> Result<BreakerConfig, D
 /// none). Only its form is checked; the registry validates the config.
 pub fn decode_config_record(payload: &[u8], limits: &Limits) -> Result<ConfigRecord, DecodeError> {
     check_size(payload, limits)?;
-    let envelope: ConfigEnvelope = json::read(payload, CONFIG_VERSION)?;
-    let source = envelope.source.unwrap_or(ConfigSource::Unknown);
+    let envelope: wire_config::ConfigEnvelope = json::read(payload, CONFIG_VERSION)?;
+    let source = envelope.source.map_or(ConfigSource::Unknown, ConfigSource::from);
     if let ConfigSource::Operator { actor, reason } = &source {
         check_text("actor", actor)?;
         check_text("reason", reason)?;
     }
-    Ok(ConfigRecord { config: envelope.config.0, source })
+    Ok(ConfigRecord { config: envelope.config.0.into(), source })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1781,6 +1782,370 @@ mod tests {
                 let (decision, command) = decode_by_core_derives(payload.as_bytes());
                 assert_eq!(decode_decision(&payments(), payload.as_bytes(), &limits()), decision, "{payload}");
                 assert_eq!(decode_command(&payments(), payload.as_bytes(), &limits()), command, "{payload}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "only {checked}");
+    }
+
+    /// Configs with every policy variant: count and time windows, every trip rule, fixed and
+    /// exponential (jittered) open policies, ramps, health checks, the overlay on, off and
+    /// non-default, every outage policy, optional fields present and absent.
+    fn representative_configs() -> Vec<BreakerConfig> {
+        use breaker_actors::machine::{
+            BurnRateRule, HalfOpenPolicy, HealthCheckPolicy, LocalOverlayPolicy, OpenPolicy, OutageConfig,
+            OutagePolicy, RampPolicy, TripPolicy,
+        };
+        let default = BreakerConfig::default;
+        let burn = BurnRateRule { objective: 0.999, long_window_ms: 3_600_000, short_window_ms: 300_000, factor: 14.4 };
+        let trips = [
+            TripPolicy::default(),
+            TripPolicy { window: WindowConfig::Time { duration_ms: 10_000, buckets: 10 }, ..TripPolicy::default() },
+            TripPolicy {
+                failure_rate: None,
+                slow_call_rate: Some(0.25),
+                consecutive_failures: Some(5),
+                burn_rate: Some(burn.clone()),
+                max_evidence_age_ms: 120_000,
+                minimum_calls: 0,
+                ..TripPolicy::default()
+            },
+            TripPolicy { failure_rate: Some(1.0), slow_call_rate: Some(1e-9), ..TripPolicy::default() },
+        ];
+        let opens = [
+            OpenPolicy::Fixed { duration_ms: 0 },
+            OpenPolicy::Exponential { initial_ms: 1_000, max_ms: 300_000, multiplier: 2, jitter: 0.1 },
+            OpenPolicy::Exponential { initial_ms: 5, max_ms: u64::MAX, multiplier: u32::MAX, jitter: 0.0 },
+            OpenPolicy::Exponential { initial_ms: 5, max_ms: 10, multiplier: 3, jitter: 1.0 },
+        ];
+        let half_opens = [
+            HalfOpenPolicy {
+                ramp: Some(RampPolicy { stages_percent: vec![25, 50, 99], stage_ms: 90_000 }),
+                ..HalfOpenPolicy::default()
+            },
+            HalfOpenPolicy {
+                probe_budget: 1,
+                success_threshold: 1,
+                max_wait_ms: 1,
+                ramp: Some(RampPolicy { stages_percent: vec![], stage_ms: 0 }),
+            },
+        ];
+        let mut out = vec![default()];
+        for trip in &trips {
+            out.push(BreakerConfig { trip: trip.clone(), ..default() });
+            let local = LocalOverlayPolicy { trip: trip.clone(), ..LocalOverlayPolicy::default() };
+            out.push(BreakerConfig { local: Some(local), ..default() });
+        }
+        for open in &opens {
+            out.push(BreakerConfig { open: open.clone(), ..default() });
+            let local = LocalOverlayPolicy { open: open.clone(), ..LocalOverlayPolicy::default() };
+            out.push(BreakerConfig { local: Some(local), ..default() });
+        }
+        for half_open in &half_opens {
+            out.push(BreakerConfig { half_open: half_open.clone(), ..default() });
+            let local = LocalOverlayPolicy { half_open: half_open.clone(), ..LocalOverlayPolicy::default() };
+            out.push(BreakerConfig { local: Some(local), ..default() });
+        }
+        for policy in
+            [OutagePolicy::LastKnown, OutagePolicy::LocalOnly, OutagePolicy::FailOpen, OutagePolicy::FailClosed]
+        {
+            out.push(BreakerConfig { outage: OutageConfig { policy, grace_ms: 1_500 }, ..default() });
+        }
+        for closes_directly in [false, true] {
+            let health_check = HealthCheckPolicy {
+                initial_interval_ms: 2_000,
+                max_interval_ms: 60_000,
+                successes_required: 2,
+                closes_directly,
+            };
+            out.push(BreakerConfig { health_check: Some(health_check), ..default() });
+        }
+        out.push(BreakerConfig { local: None, slow_call_threshold_ms: Some(250), ..default() });
+        out.push(BreakerConfig {
+            version: breaker_actors::machine::MAX_CONFIG_VERSION,
+            quorum: 0,
+            max_nodes: u32::MAX,
+            slow_call_threshold_ms: Some(0),
+            seed: u64::MAX,
+            trip: trips[2].clone(),
+            open: opens[1].clone(),
+            half_open: half_opens[0].clone(),
+            health_check: Some(HealthCheckPolicy {
+                initial_interval_ms: 1,
+                max_interval_ms: u64::MAX,
+                successes_required: 0,
+                closes_directly: true,
+            }),
+            local: Some(LocalOverlayPolicy {
+                trip: trips[1].clone(),
+                open: opens[3].clone(),
+                half_open: half_opens[1].clone(),
+            }),
+            outage: OutageConfig { policy: OutagePolicy::FailClosed, grace_ms: 0 },
+        });
+        out
+    }
+
+    fn representative_sources() -> Vec<ConfigSource> {
+        vec![
+            ConfigSource::Deployed { node: n1() },
+            ConfigSource::Operator { actor: "alice@ops".into(), reason: "INC-7: trip later".into() },
+            ConfigSource::Operator { actor: String::new(), reason: "\u{e9}\"\\\n".into() },
+            ConfigSource::Unknown,
+        ]
+    }
+
+    /// The envelope as it was written and read when the core's derives were the format:
+    /// the reference for the config tests below.
+    #[derive(Serialize)]
+    struct CoreEnvelopeRef<'a> {
+        version: u16,
+        config: &'a BreakerConfig,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<&'a ConfigSource>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CoreEnvelope {
+        #[serde(rename = "version")]
+        _version: u16,
+        config: ObjectOnly<BreakerConfig>,
+        #[serde(default)]
+        source: Option<ConfigSource>,
+    }
+
+    fn decode_config_by_core_derives(payload: &[u8]) -> Result<ConfigRecord, DecodeError> {
+        let envelope: CoreEnvelope = json::read(payload, CONFIG_VERSION)?;
+        let source = envelope.source.unwrap_or(ConfigSource::Unknown);
+        if let ConfigSource::Operator { actor, reason } = &source {
+            check_text("actor", actor)?;
+            check_text("reason", reason)?;
+        }
+        Ok(ConfigRecord { config: envelope.config.0, source })
+    }
+
+    /// The config envelope's wire types write the bytes the core's derives wrote, with and
+    /// without a source, and read them back as the same record.
+    #[test]
+    fn the_config_wire_types_write_what_the_core_derives_wrote() {
+        let configs = representative_configs();
+        assert!(configs.len() > 20);
+        for config in configs {
+            let bytes = encode_config(&config).unwrap();
+            let old =
+                serde_json::to_string(&CoreEnvelopeRef { version: CONFIG_VERSION, config: &config, source: None })
+                    .unwrap();
+            assert_eq!(String::from_utf8(bytes.clone()).unwrap(), old, "the bytes of {config:?}");
+            assert_eq!(decode_config(&bytes, &limits()), Ok(config.clone()));
+            for source in representative_sources() {
+                let record = ConfigRecord { config: config.clone(), source };
+                let bytes = encode_config_record(&record).unwrap();
+                let old = CoreEnvelopeRef { version: CONFIG_VERSION, config: &config, source: Some(&record.source) };
+                assert_eq!(String::from_utf8(bytes.clone()).unwrap(), serde_json::to_string(&old).unwrap());
+                assert_eq!(decode_config_record(&bytes, &limits()), Ok(record));
+            }
+        }
+    }
+
+    /// Every one-place change of the representative envelopes (and their humantime forms)
+    /// gets the same answer, to the error message, from the wire types as from the core's
+    /// derives.
+    #[test]
+    fn the_config_wire_types_refuse_what_the_core_derives_refused_and_say_so_alike() {
+        let mut values = Vec::new();
+        for config in representative_configs() {
+            for source in representative_sources() {
+                let record = ConfigRecord { config: config.clone(), source };
+                values.push(
+                    serde_json::from_slice::<serde_json::Value>(&encode_config_record(&record).unwrap()).unwrap(),
+                );
+            }
+            values.push(serde_json::from_slice(&encode_config(&config).unwrap()).unwrap());
+        }
+        // The humantime spellings a Rust reader also accepts, and both forms at once.
+        values.push(json!({"version": 1, "config": {
+            "slow_call_threshold": "250ms",
+            "trip": {
+                "window": {"time": {"duration": "10s", "buckets": 10}},
+                "max_evidence_age": "2m",
+                "burn_rate": {"objective": 0.999, "long_window": "1h", "short_window": "5m", "factor": 14.4}
+            },
+            "open": {"exponential": {"initial": "1s", "max": "5m", "multiplier": 2, "jitter": 0.1}},
+            "half_open": {"max_wait": "20s", "ramp": {"stages_percent": [25, 50], "stage": "1m 30s"}},
+            "health_check": {"initial_interval": "2s", "max_interval": "1m", "successes_required": 2, "closes_directly": false},
+            "local": {"open": {"fixed": {"duration": "10s"}}, "half_open": {"max_wait": "15s"}},
+            "outage": {"policy": "fail_open", "grace": "1s 500ms", "grace_ms": 3}
+        }}));
+        values.push(json!({"version": 1, "config": {"open": {"fixed": {"duration": "1500us"}}, "local": {}}}));
+        values.push(json!({"version": 1, "config": {}, "source": null}));
+        let mut checked = 0;
+        for value in values {
+            for changed in one_place_changes(&value) {
+                let payload = changed.to_string();
+                let old = decode_config_by_core_derives(payload.as_bytes());
+                assert_eq!(decode_config_record(payload.as_bytes(), &limits()), old, "{payload}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "only {checked}");
+    }
+
+    /// `DescribeReply` and `WindowReply` as they were when the core's derives spelled
+    /// them: the reference for the describe tests below.
+    mod core_derives {
+        use breaker_actors::machine::{BreakerConfig, BreakerName, Contribution, DecisionId, FleetState, NodeId, Term};
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize)]
+        pub(super) struct WindowReply {
+            pub(super) calls: u64,
+            pub(super) failures: u64,
+            pub(super) slow: u64,
+        }
+
+        #[derive(Serialize, Deserialize)]
+        pub(super) struct DescribeReply {
+            pub(super) version: u16,
+            pub(super) breaker: BreakerName,
+            pub(super) node: NodeId,
+            pub(super) term: Term,
+            pub(super) last_decided: DecisionId,
+            pub(super) phase: DecisionId,
+            pub(super) state: FleetState,
+            pub(super) backoff_level: u32,
+            pub(super) window: WindowReply,
+            pub(super) contributions: Vec<Contribution>,
+            pub(super) override_ends_in_ms: Option<u64>,
+            pub(super) config: BreakerConfig,
+        }
+    }
+
+    fn to_core_derives(r: &DescribeReply) -> core_derives::DescribeReply {
+        let WindowReply { calls, failures, slow } = r.window;
+        core_derives::DescribeReply {
+            version: r.version,
+            breaker: r.breaker.clone(),
+            node: r.node.clone(),
+            term: r.term,
+            last_decided: r.last_decided,
+            phase: r.phase,
+            state: r.state.clone(),
+            backoff_level: r.backoff_level,
+            window: core_derives::WindowReply { calls, failures, slow },
+            contributions: r.contributions.clone(),
+            override_ends_in_ms: r.override_ends_in_ms,
+            config: r.config.clone(),
+        }
+    }
+
+    fn from_core_derives(r: core_derives::DescribeReply) -> DescribeReply {
+        let core_derives::WindowReply { calls, failures, slow } = r.window;
+        DescribeReply {
+            version: r.version,
+            breaker: r.breaker,
+            node: r.node,
+            term: r.term,
+            last_decided: r.last_decided,
+            phase: r.phase,
+            state: r.state,
+            backoff_level: r.backoff_level,
+            window: WindowReply { calls, failures, slow },
+            contributions: r.contributions,
+            override_ends_in_ms: r.override_ends_in_ms,
+            config: r.config,
+        }
+    }
+
+    fn decode_describe_reply_by_core_derives(payload: &[u8]) -> Result<DescribeReply, DecodeError> {
+        let reply: core_derives::DescribeReply = json::read(payload, DESCRIBE_VERSION)?;
+        check_breaker(&payments(), &reply.breaker)?;
+        if reply.contributions.len() > usize::try_from(breaker_actors::machine::MAX_FLEET).unwrap_or(usize::MAX) {
+            return Err(DecodeError::malformed(Format::Json, "more contributions than a fleet has nodes"));
+        }
+        Ok(from_core_derives(reply))
+    }
+
+    /// Describe answers in every fleet state, with and without contributions and an
+    /// override's end, with every representative config.
+    fn representative_describe_replies() -> Vec<DescribeReply> {
+        let base = DescribeReply {
+            version: DESCRIBE_VERSION,
+            breaker: payments(),
+            node: node("node-2"),
+            term: Term(412),
+            last_decided: DecisionId::new(412, 3),
+            phase: DecisionId::new(412, 1),
+            state: FleetState::Closed,
+            backoff_level: 0,
+            window: WindowReply { calls: 40, failures: 12, slow: 1 },
+            contributions: vec![],
+            override_ends_in_ms: None,
+            config: BreakerConfig::default(),
+        };
+        let mut out = vec![base.clone()];
+        let mut states: Vec<FleetState> = Vec::new();
+        for d in representative_decisions() {
+            if !states.contains(&d.state) {
+                states.push(d.state);
+            }
+        }
+        for state in states {
+            out.push(DescribeReply { state, ..base.clone() });
+        }
+        for config in representative_configs() {
+            out.push(DescribeReply { config, ..base.clone() });
+        }
+        out.push(DescribeReply {
+            term: Term(u64::MAX),
+            last_decided: DecisionId::NONE,
+            phase: DecisionId::new(u64::MAX, u64::MAX),
+            state: FleetState::ForcedOpen,
+            backoff_level: u32::MAX,
+            window: WindowReply { calls: u64::MAX, failures: 0, slow: u64::MAX },
+            contributions: vec![
+                Contribution { node: node("billing-py-1"), failed: 10, slow: 0 },
+                Contribution { node: n1(), failed: 2, slow: u64::MAX },
+            ],
+            override_ends_in_ms: Some(1_800_000),
+            ..base.clone()
+        });
+        out.push(DescribeReply {
+            override_ends_in_ms: Some(0),
+            contributions: vec![Contribution { node: n1(), failed: 0, slow: 0 }],
+            ..base
+        });
+        out
+    }
+
+    /// The describe answer's wire types write the bytes the derives wrote (`Serialize`,
+    /// as `fusebox describe --json` uses it, too), and read them back as the same answer.
+    #[test]
+    fn the_describe_wire_types_write_what_the_core_derives_wrote() {
+        let replies = representative_describe_replies();
+        assert!(replies.len() > 30);
+        for reply in replies {
+            let old = serde_json::to_string(&to_core_derives(&reply)).unwrap();
+            let bytes = encode_describe_reply(&reply).unwrap();
+            assert_eq!(String::from_utf8(bytes.clone()).unwrap(), old, "the bytes of {reply:?}");
+            assert_eq!(serde_json::to_string(&reply).unwrap(), old);
+            assert_eq!(decode_describe_reply(&payments(), &bytes, &limits()), Ok(reply.clone()));
+            assert_eq!(serde_json::from_str::<DescribeReply>(&old).unwrap(), reply);
+        }
+    }
+
+    /// Every one-place change of representative describe answers gets the same answer, to
+    /// the error message, from the wire types as from the derives.
+    #[test]
+    fn the_describe_wire_types_refuse_what_the_core_derives_refused_and_say_so_alike() {
+        let replies = representative_describe_replies();
+        let mut checked = 0;
+        for reply in replies.iter().take(14).chain(replies.iter().rev().take(3)) {
+            let value = serde_json::to_value(to_core_derives(reply)).unwrap();
+            for changed in one_place_changes(&value) {
+                let payload = changed.to_string();
+                let old = decode_describe_reply_by_core_derives(payload.as_bytes());
+                assert_eq!(decode_describe_reply(&payments(), payload.as_bytes(), &limits()), old, "{payload}");
                 checked += 1;
             }
         }

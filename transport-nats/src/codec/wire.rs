@@ -1,6 +1,7 @@
 //! The JSON shapes of version 1 of the decisions (state bucket values) and operator
 //! commands (control stream) promised to other languages in `docs/wire-format.md` and
-//! `schemas/decision-v1.schema.json` / `schemas/command-v1.schema.json`.
+//! `schemas/decision-v1.schema.json` / `schemas/command-v1.schema.json`, and of the
+//! answers to `describe` requests (whose `config` is spelled by `wire_config.rs`).
 //!
 //! These types, not the core's (`breaker_actors::machine`), spell the JSON: their field
 //! names, tags, optional fields and tolerance of unknown fields are the format, so a rename
@@ -15,7 +16,7 @@
 //! the same as when the core's derives read the message.
 //!
 //! What the shapes tolerate, as the decoders always have: unknown fields are ignored in a
-//! decision and in a command at every level except `Contribution` (`reason.evidence.top[]`),
+//! decision, a command and a describe answer at every level except `Contribution` (`reason.evidence.top[]`),
 //! which refuses them; `null` reads as absent for `duration_ms` and `expires_after_ms`.
 
 use std::borrow::Cow;
@@ -25,6 +26,7 @@ use breaker_actors::machine::{self as core, BreakerName, NameError, NodeId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::DecodeError;
+use super::wire_config::BreakerConfig;
 
 /// A validated name (a breaker's or a node's), spelled as a JSON string. Validated while
 /// it is read, as the names themselves are, so that an invalid name is refused where it
@@ -461,6 +463,87 @@ impl From<Command> for core::Command {
             actor: c.actor,
             reason: c.reason,
             duration_ms: c.duration_ms,
+        }
+    }
+}
+
+/// The evidence window's totals in a describe answer: `{"calls": 40, "failures": 12, "slow": 1}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct WindowReply {
+    calls: u64,
+    failures: u64,
+    slow: u64,
+}
+
+/// A describe answer. Unknown fields are ignored; `override_ends_in_ms` written as `null`
+/// when there is none, and read as none when absent. Its `state`, ids and contributions
+/// are spelled as in a decision, its `config` as in the config bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct DescribeReply {
+    version: u16,
+    pub(super) breaker: Name<BreakerName>,
+    node: Name<NodeId>,
+    term: u64,
+    last_decided: DecisionId,
+    phase: DecisionId,
+    state: FleetState,
+    backoff_level: u32,
+    window: WindowReply,
+    contributions: Vec<Contribution>,
+    override_ends_in_ms: Option<u64>,
+    config: BreakerConfig,
+}
+
+impl From<&super::DescribeReply> for DescribeReply {
+    fn from(r: &super::DescribeReply) -> Self {
+        let super::DescribeReply {
+            version,
+            breaker,
+            node,
+            term,
+            last_decided,
+            phase,
+            state,
+            backoff_level,
+            window,
+            contributions,
+            override_ends_in_ms,
+            config,
+        } = r;
+        let super::WindowReply { calls, failures, slow } = *window;
+        Self {
+            version: *version,
+            breaker: breaker.into(),
+            node: node.into(),
+            term: term.0,
+            last_decided: (*last_decided).into(),
+            phase: (*phase).into(),
+            state: state.into(),
+            backoff_level: *backoff_level,
+            window: WindowReply { calls, failures, slow },
+            contributions: contributions.iter().map(Contribution::from).collect(),
+            override_ends_in_ms: *override_ends_in_ms,
+            config: config.into(),
+        }
+    }
+}
+
+impl From<DescribeReply> for super::DescribeReply {
+    fn from(r: DescribeReply) -> Self {
+        let WindowReply { calls, failures, slow } = r.window;
+        Self {
+            version: r.version,
+            breaker: r.breaker.0,
+            node: r.node.0,
+            term: core::Term(r.term),
+            last_decided: r.last_decided.into(),
+            phase: r.phase.into(),
+            state: r.state.into(),
+            backoff_level: r.backoff_level,
+            window: super::WindowReply { calls, failures, slow },
+            contributions: r.contributions.into_iter().map(core::Contribution::from).collect(),
+            override_ends_in_ms: r.override_ends_in_ms,
+            config: r.config.into(),
         }
     }
 }
