@@ -30,6 +30,7 @@ mod raw;
 use std::fmt;
 
 pub use builder::{BreakerConfigBuilder, LocalOverlayBuilder};
+pub use human::HumanMillis;
 
 use serde::{Deserialize, Serialize};
 

@@ -70,7 +70,7 @@ mod window;
 
 pub use config::{
     BreakerConfig, BreakerConfigBuilder, BurnRateRule, ConfigError, DEFAULT_MAX_EVIDENCE_AGE_MS, HalfOpenPolicy,
-    HealthCheckPolicy, LocalOverlayBuilder, LocalOverlayPolicy, MAX_CONFIG_VERSION, MAX_FLEET, OpenPolicy,
+    HealthCheckPolicy, HumanMillis, LocalOverlayBuilder, LocalOverlayPolicy, MAX_CONFIG_VERSION, MAX_FLEET, OpenPolicy,
     OutageConfig, OutagePolicy, RampPolicy, TripPolicy, ValidConfig, WindowConfig,
 };
 pub use cycle::{Arrival, Judge, Phase, ProbeSlot};

@@ -18,10 +18,7 @@
 //! (`expected struct RawTripPolicy`, `unknown variant ...`) are those the codec gave when
 //! the core's derives read the config.
 
-use std::fmt;
-
-use breaker_actors::machine::{self as core, NodeId};
-use serde::de::{self, Deserializer, Visitor};
+use breaker_actors::machine::{self as core, HumanMillis, NodeId};
 use serde::{Deserialize, Serialize};
 
 use super::json::ObjectOnly;
@@ -467,50 +464,14 @@ impl From<ConfigSource> for core::ConfigSource {
 // The form a config is read in: each duration as `<name>_ms` or `<name>` (humantime)
 // ---------------------------------------------------------------------------------------
 
-/// A duration read from humantime text, in whole milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HumanMillis(u64);
-
-impl<'de> Deserialize<'de> for HumanMillis {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(HumanMillisVisitor)
-    }
-}
-
-struct HumanMillisVisitor;
-
-impl Visitor<'_> for HumanMillisVisitor {
-    type Value = HumanMillis;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(r#"a duration such as "500ms", "60s" or "1h 30m""#)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanMillis, E> {
-        let invalid = |e: &dyn fmt::Display| E::custom(format!("invalid duration {text:?}: {e}"));
-        let duration = humantime::parse_duration(text).map_err(|e| invalid(&e))?;
-        if duration.subsec_nanos() % 1_000_000 != 0 {
-            let why = format!("{} is not a whole number of milliseconds", humantime::format_duration(duration));
-            return Err(invalid(&why));
-        }
-        u64::try_from(duration.as_millis()).map(HumanMillis).map_err(|_| {
-            invalid(&format!("{} does not fit in a u64 of milliseconds", humantime::format_duration(duration)))
-        })
-    }
-}
-
-/// The duration given as `<name>_ms` or as `<name>`, if either; an error if both are.
-/// An explicit `null` counts as not given.
+/// The core's reading of a humantime duration (`HumanMillis`), and of a field given in
+/// both forms: one rule for config files and the wire.
 fn either(name: &str, ms: Option<u64>, text: Option<HumanMillis>) -> Result<Option<u64>, String> {
-    match (ms, text) {
-        (Some(_), Some(_)) => Err(format!("`{name}_ms` and `{name}` are both given: give one of them")),
-        (ms, text) => Ok(ms.or(text.map(|t| t.0))),
-    }
+    HumanMillis::either(name, ms, text)
 }
 
-/// The duration given as `<name>_ms` or as `<name>`: exactly one of them.
 fn required(name: &str, ms: Option<u64>, text: Option<HumanMillis>) -> Result<u64, String> {
-    either(name, ms, text)?.ok_or_else(|| format!("missing field `{name}_ms` (or `{name}`)"))
+    HumanMillis::required(name, ms, text)
 }
 
 #[derive(Deserialize)]

@@ -18,9 +18,27 @@ pub(super) fn whole_millis(duration: Duration) -> Result<u64, String> {
         .map_err(|_| format!("{} does not fit in a u64 of milliseconds", humantime::format_duration(duration)))
 }
 
-/// A duration read from humantime text, in whole milliseconds.
+/// A duration read from humantime text, in whole milliseconds: the rule every reader of a
+/// config shares (config files, the environment, and the codec's wire form of the config
+/// bucket), so that `"60s"` means the same everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct HumanMillis(pub(super) u64);
+pub struct HumanMillis(pub u64);
+
+impl HumanMillis {
+    /// The duration given as `<name>_ms` or as `<name>`, if either; an error if both are.
+    /// An explicit `null` counts as not given.
+    pub fn either(name: &str, ms: Option<u64>, text: Option<Self>) -> Result<Option<u64>, String> {
+        match (ms, text) {
+            (Some(_), Some(_)) => Err(format!("`{name}_ms` and `{name}` are both given: give one of them")),
+            (ms, text) => Ok(ms.or(text.map(|t| t.0))),
+        }
+    }
+
+    /// The duration given as `<name>_ms` or as `<name>`: exactly one of them.
+    pub fn required(name: &str, ms: Option<u64>, text: Option<Self>) -> Result<u64, String> {
+        Self::either(name, ms, text)?.ok_or_else(|| format!("missing field `{name}_ms` (or `{name}`)"))
+    }
+}
 
 impl<'de> Deserialize<'de> for HumanMillis {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

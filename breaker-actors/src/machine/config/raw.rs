@@ -19,18 +19,12 @@ use super::{
     RampPolicy, TripPolicy, WindowConfig,
 };
 
-/// The duration given as `<name>_ms` or as `<name>`, if either; an error if both are.
-/// An explicit `null` counts as not given.
 fn either(name: &str, ms: Option<u64>, text: Option<HumanMillis>) -> Result<Option<u64>, String> {
-    match (ms, text) {
-        (Some(_), Some(_)) => Err(format!("`{name}_ms` and `{name}` are both given: give one of them")),
-        (ms, text) => Ok(ms.or(text.map(|t| t.0))),
-    }
+    HumanMillis::either(name, ms, text)
 }
 
-/// The duration given as `<name>_ms` or as `<name>`: exactly one of them.
 fn required(name: &str, ms: Option<u64>, text: Option<HumanMillis>) -> Result<u64, String> {
-    either(name, ms, text)?.ok_or_else(|| format!("missing field `{name}_ms` (or `{name}`)"))
+    HumanMillis::required(name, ms, text)
 }
 
 #[derive(Deserialize)]
