@@ -37,7 +37,7 @@ def validate() -> Callable[[bytes], Dict[str, Any]]:
 
 def _env(name: str) -> str:
     value = os.environ.get(name)
-    assert value, f"{name} is not set: run these tests through `cargo test -p fusebox-tests --test python_client`"
+    assert value, f"{name} is not set: run these tests through `cargo test -p fusebox-tests --test end_to_end python_client::`"
     return value
 
 
