@@ -142,6 +142,20 @@ def test_sync_api_trips_and_recovers(url, breaker_name):
         assert client.close() == 0
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped (state ``T``), from /proc."""
+    import glob
+
+    states = []
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        try:
+            with open(stat) as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            continue
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 def test_a_lost_ack_is_retried_with_the_same_id(url, breaker_name):
     """The server is stopped (SIGSTOP) while a message is in flight, so its first ack is
     lost; the retry carries the same Nats-Msg-Id and the stream stores the message once."""
@@ -157,6 +171,12 @@ def test_a_lost_ack_is_retried_with_the_same_id(url, breaker_name):
         try:
             client.reporter.failure(breaker_name, 7)
             os.kill(pid, signal.SIGSTOP)
+            # A group stop takes effect thread by thread: publish only once every thread of
+            # the server is stopped (seen failing: the first attempt was acknowledged).
+            deadline = loop.time() + 10
+            while not _all_threads_stopped(pid):
+                assert loop.time() < deadline, "the server never stopped"
+                await asyncio.sleep(0.005)
             flush = asyncio.ensure_future(client.flush())
             # Thawed once the first attempt has timed out and the retry has begun, as the
             # reporter's counter shows (a timer of the test's own raced the reporter's
